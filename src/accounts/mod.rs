@@ -1,0 +1,475 @@
+//! Users, devices, access tokens, passwords, profiles, user-interactive auth and
+//! registration tokens.
+//!
+//! Handlers and the admin CLI both call [`Accounts`]; it knows nothing of HTTP. Errors are
+//! [`Error`], which the HTTP layer turns into Matrix errors and the CLI into messages.
+
+mod password;
+mod registration_tokens;
+mod secrets;
+mod uia;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use ruma::{
+    DeviceId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId,
+    api::{
+        client::uiaa::{AuthData, AuthType, UiaaInfo, UserIdentifier},
+        error::ErrorKind,
+    },
+};
+use serde_json::Value as JsonValue;
+
+pub use registration_tokens::RegistrationTokenInfo;
+
+use crate::{
+    config::RegistrationMode,
+    storage::{CreateUserError, DeviceRecord, NewDevice, StorageError, Store, UserRecord},
+};
+
+/// The identity behind a valid access token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+}
+
+/// What a successful login or registration hands the client.
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub access_token: String,
+}
+
+#[derive(Debug)]
+pub enum Error {
+    UserInUse,
+    InvalidUsername(String),
+    UserDeactivated,
+    /// Bad credentials or an action the caller may not take; the text says which.
+    Forbidden(String),
+    GuestAccessForbidden,
+    NotFound(String),
+    InvalidParam(String),
+    /// User-interactive auth is needed (or the last stage failed): answer with this 401.
+    AuthRequired(Box<UiaaInfo>),
+    Storage(StorageError),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UserInUse => f.write_str("user exists"),
+            Self::InvalidUsername(why) => write!(f, "invalid username: {why}"),
+            Self::UserDeactivated => f.write_str("the account has been deactivated"),
+            Self::Forbidden(why) | Self::NotFound(why) | Self::InvalidParam(why) => f.write_str(why),
+            Self::GuestAccessForbidden => f.write_str("guest access is not supported"),
+            Self::AuthRequired(_) => f.write_str("user-interactive authentication required"),
+            Self::Storage(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A registration request, already parsed.
+pub struct Registration {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub device_id: Option<OwnedDeviceId>,
+    pub initial_device_display_name: Option<String>,
+    pub inhibit_login: bool,
+    pub auth: Option<AuthData>,
+    pub client_ip: Option<String>,
+}
+
+/// A password login request, already parsed.
+pub struct PasswordLogin {
+    /// A localpart or a full user id.
+    pub user: String,
+    pub password: String,
+    pub device_id: Option<OwnedDeviceId>,
+    pub initial_device_display_name: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+pub struct Accounts {
+    store: Arc<Store>,
+    server_name: OwnedServerName,
+    registration: RegistrationMode,
+}
+
+fn now_ms() -> u64 {
+    MilliSecondsSinceUnixEpoch::now().get().into()
+}
+
+const INVALID_LOGIN: &str = "Invalid username or password";
+
+impl Accounts {
+    pub fn new(store: Arc<Store>, server_name: OwnedServerName, registration: RegistrationMode) -> Self {
+        Self { store, server_name, registration }
+    }
+
+    pub fn server_name(&self) -> &OwnedServerName {
+        &self.server_name
+    }
+
+    /// The user id a new account with this localpart would get, if the localpart is allowed
+    /// (spec: lower-case letters, digits and `._=-/+`; the whole id at most 255 bytes).
+    /// Upper case is folded to lower case, as other servers do.
+    pub fn user_id_for_new_localpart(&self, localpart: &str) -> Result<OwnedUserId> {
+        let localpart = localpart.to_lowercase();
+        if localpart.is_empty() {
+            return Err(Error::InvalidUsername("the username is empty".to_owned()));
+        }
+        if let Some(c) = localpart
+            .chars()
+            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '=' | '-' | '/' | '+'))
+        {
+            return Err(Error::InvalidUsername(format!(
+                "{c:?} is not allowed; use lower-case letters, digits and . _ = - / +"
+            )));
+        }
+        let id = format!("@{localpart}:{}", self.server_name);
+        if id.len() > 255 {
+            return Err(Error::InvalidUsername("the user id would exceed 255 bytes".to_owned()));
+        }
+        UserId::parse(id).map_err(|e| Error::InvalidUsername(e.to_string()))
+    }
+
+    /// Resolves what a person typed to log in (`alice` or `@alice:server`) to a local user id.
+    fn local_user_id(&self, user: &str) -> Option<OwnedUserId> {
+        let id = if user.starts_with('@') {
+            user.to_lowercase()
+        } else {
+            format!("@{}:{}", user.to_lowercase(), self.server_name)
+        };
+        UserId::parse(id).ok().filter(|id| id.server_name() == self.server_name)
+    }
+
+    /// Fails with `M_USER_IN_USE` or `M_INVALID_USERNAME` unless the localpart can be registered.
+    pub fn check_username_available(&self, localpart: &str) -> Result<OwnedUserId> {
+        let user_id = self.user_id_for_new_localpart(localpart)?;
+        if self.store.user(&user_id)?.is_some() {
+            return Err(Error::UserInUse);
+        }
+        Ok(user_id)
+    }
+
+    pub fn registration_mode(&self) -> RegistrationMode {
+        self.registration
+    }
+
+    /// The UIA stages `/register` offers in the configured mode.
+    fn registration_stages(&self) -> &'static [AuthType] {
+        match self.registration {
+            RegistrationMode::Open => &[AuthType::Dummy],
+            RegistrationMode::Token => &[AuthType::RegistrationToken],
+            RegistrationMode::Disabled => &[],
+        }
+    }
+
+    /// `/register`: checks the username, runs UIA, creates the account and (unless
+    /// `inhibit_login`) its first device.
+    pub async fn register(&self, request: Registration) -> Result<(OwnedUserId, Option<LoggedIn>)> {
+        if self.registration == RegistrationMode::Disabled {
+            return Err(Error::Forbidden(
+                "Registration is disabled on this server; ask its administrator for an account".to_owned(),
+            ));
+        }
+        // The username is judged before UIA so a client learns of a taken name at once.
+        let user_id = match &request.username {
+            Some(name) => self.check_username_available(name)?,
+            None => self.check_username_available(&secrets::new_localpart())?,
+        };
+
+        let stages = self.registration_stages();
+        let registration_token = match request.auth {
+            None => return Err(Error::AuthRequired(Box::new(uia::challenge(stages, None, None)))),
+            Some(AuthData::Dummy(_)) if self.registration == RegistrationMode::Open => None,
+            Some(AuthData::RegistrationToken(t)) if self.registration == RegistrationMode::Token => {
+                if !self.registration_token_valid(&t.token)? {
+                    return Err(Error::AuthRequired(Box::new(uia::challenge(
+                        stages,
+                        t.session,
+                        Some((ErrorKind::Forbidden, "This registration token is not valid")),
+                    ))));
+                }
+                Some(t.token)
+            }
+            Some(other) => {
+                return Err(Error::AuthRequired(Box::new(uia::challenge(
+                    stages,
+                    other.session().map(str::to_owned),
+                    Some((ErrorKind::Forbidden, "That authentication type is not offered here")),
+                ))));
+            }
+        };
+
+        let now = now_ms();
+        let password_hash = match request.password {
+            Some(password) => Some(password::hash(password).await),
+            None => None,
+        };
+        let record = UserRecord { password_hash, admin: false, deactivated: false, created_ts: now };
+        let login = (!request.inhibit_login).then(|| {
+            self.new_device(request.device_id, request.initial_device_display_name, request.client_ip)
+        });
+        let profile = default_profile(&user_id);
+        self.store
+            .create_user(
+                &user_id,
+                &record,
+                &profile,
+                login.as_ref().map(|(d, _)| d),
+                registration_token.as_deref(),
+            )
+            .await
+            .map_err(|e| match e {
+                CreateUserError::UserExists => Error::UserInUse,
+                CreateUserError::RegistrationTokenInvalid => {
+                    Error::Forbidden("This registration token is not valid".to_owned())
+                }
+                CreateUserError::Storage(e) => Error::Storage(e),
+            })?;
+        tracing::info!(%user_id, "registered");
+        let logged_in = login.map(|(device, access_token)| LoggedIn {
+            user_id: user_id.clone(),
+            device_id: device.device_id,
+            access_token,
+        });
+        Ok((user_id, logged_in))
+    }
+
+    /// A device with a fresh token, not yet stored.
+    fn new_device(
+        &self,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        ip: Option<String>,
+    ) -> (NewDevice, String) {
+        let access_token = secrets::new_access_token();
+        let device = NewDevice {
+            device_id: device_id.unwrap_or_else(|| secrets::new_device_id().into()),
+            display_name,
+            token_hash: secrets::hash_token(&access_token),
+            ip,
+            now_ms: now_ms(),
+        };
+        (device, access_token)
+    }
+
+    /// `POST /login` with `m.login.password`.
+    pub async fn login_with_password(&self, request: PasswordLogin) -> Result<LoggedIn> {
+        let user_id =
+            self.local_user_id(&request.user).ok_or_else(|| Error::Forbidden(INVALID_LOGIN.to_owned()))?;
+        self.check_password(&user_id, &request.password).await?;
+        let (device, access_token) =
+            self.new_device(request.device_id, request.initial_device_display_name, request.client_ip);
+        self.store.add_device(&user_id, &device).await?;
+        Ok(LoggedIn { user_id, device_id: device.device_id, access_token })
+    }
+
+    /// Succeeds only for an active local user whose password is `password`.
+    async fn check_password(&self, user_id: &UserId, password: &str) -> Result<()> {
+        let user = self.store.user(user_id)?.ok_or_else(|| Error::Forbidden(INVALID_LOGIN.to_owned()))?;
+        if user.deactivated {
+            return Err(Error::UserDeactivated);
+        }
+        let Some(hash) = user.password_hash else {
+            return Err(Error::Forbidden(INVALID_LOGIN.to_owned()));
+        };
+        if !password::verify(hash, password.to_owned()).await {
+            return Err(Error::Forbidden(INVALID_LOGIN.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Resolves an access token. `None` for tokens that are unknown or were revoked.
+    pub fn authenticate(&self, access_token: &str) -> Result<Option<Session>> {
+        Ok(self
+            .store
+            .token_owner(&secrets::hash_token(access_token))?
+            .map(|owner| Session { user_id: owner.user_id, device_id: owner.device_id }))
+    }
+
+    /// UIA with `m.login.password` for an action by `session`'s user on itself.
+    pub async fn authorize_with_password(&self, session: &Session, auth: Option<AuthData>) -> Result<()> {
+        const STAGES: &[AuthType] = &[AuthType::Password];
+        let Some(auth) = auth else {
+            return Err(Error::AuthRequired(Box::new(uia::challenge(STAGES, None, None))));
+        };
+        let session_id = auth.session().map(str::to_owned);
+        let refuse = |why: &str| {
+            Error::AuthRequired(Box::new(uia::challenge(
+                STAGES,
+                session_id.clone(),
+                Some((ErrorKind::Forbidden, why)),
+            )))
+        };
+        let AuthData::Password(password) = auth else {
+            return Err(refuse("Only m.login.password is offered for this action"));
+        };
+        let claimed = match &password.identifier {
+            UserIdentifier::Matrix(id) => self.local_user_id(&id.user),
+            _ => None,
+        };
+        if claimed.as_deref() != Some(session.user_id.as_ref()) {
+            return Err(refuse("The identifier does not match the logged-in user"));
+        }
+        match self.check_password(&session.user_id, &password.password).await {
+            Ok(()) => Ok(()),
+            Err(Error::Forbidden(_)) => Err(refuse(INVALID_LOGIN)),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// `/logout`: the token stops working and its device is deleted.
+    pub async fn logout(&self, session: &Session) -> Result<()> {
+        self.store.remove_devices(&session.user_id, std::slice::from_ref(&session.device_id)).await?;
+        Ok(())
+    }
+
+    /// `/logout/all`: every token of the user stops working.
+    pub async fn logout_all(&self, user_id: &UserId) -> Result<()> {
+        self.store.remove_devices_except(user_id, None).await?;
+        Ok(())
+    }
+
+    /// Sets a new password; with `keep_device`, every other device is logged out, and with
+    /// `None` all of them are.
+    pub async fn set_password(
+        &self,
+        user_id: &UserId,
+        new_password: String,
+        logout: Logout<'_>,
+    ) -> Result<()> {
+        let hash = password::hash(new_password).await;
+        let found = self.store.update_user(user_id, |u| u.password_hash = Some(hash.clone())).await?;
+        if !found {
+            return Err(Error::NotFound(format!("no user {user_id}")));
+        }
+        match logout {
+            Logout::None => {}
+            Logout::AllBut(device) => self.store.remove_devices_except(user_id, Some(device)).await?,
+            Logout::All => self.store.remove_devices_except(user_id, None).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn deactivate(&self, user_id: &UserId) -> Result<()> {
+        if !self.store.deactivate_user(user_id).await? {
+            return Err(Error::NotFound(format!("no user {user_id}")));
+        }
+        tracing::info!(%user_id, "deactivated");
+        Ok(())
+    }
+
+    /// Creates an account directly (admin door): no UIA, no device.
+    pub async fn create_user(
+        &self,
+        localpart: &str,
+        password: Option<String>,
+        admin: bool,
+    ) -> Result<OwnedUserId> {
+        let user_id = self.user_id_for_new_localpart(localpart)?;
+        let password_hash = match password {
+            Some(p) => Some(password::hash(p).await),
+            None => None,
+        };
+        let record = UserRecord { password_hash, admin, deactivated: false, created_ts: now_ms() };
+        self.store.create_user(&user_id, &record, &default_profile(&user_id), None, None).await.map_err(
+            |e| match e {
+                CreateUserError::UserExists => Error::UserInUse,
+                CreateUserError::RegistrationTokenInvalid => unreachable!("no token was given"),
+                CreateUserError::Storage(e) => Error::Storage(e),
+            },
+        )?;
+        tracing::info!(%user_id, admin, "user created by an administrator");
+        Ok(user_id)
+    }
+
+    pub fn users(&self) -> Result<Vec<(OwnedUserId, UserRecord)>> {
+        Ok(self.store.users()?)
+    }
+
+    pub fn user(&self, user_id: &UserId) -> Result<Option<UserRecord>> {
+        Ok(self.store.user(user_id)?)
+    }
+
+    /// Resolves a name given to an admin command: a localpart or a full id of this server.
+    pub fn existing_local_user(&self, name: &str) -> Result<OwnedUserId> {
+        self.local_user_id(name)
+            .filter(|id| self.store.user(id).ok().flatten().is_some())
+            .ok_or_else(|| Error::NotFound(format!("no user {name} on {}", self.server_name)))
+    }
+
+    pub fn devices(&self, user_id: &UserId) -> Result<Vec<(OwnedDeviceId, DeviceRecord)>> {
+        Ok(self.store.devices(user_id)?)
+    }
+
+    pub fn device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<DeviceRecord> {
+        self.store
+            .device(user_id, device_id)?
+            .ok_or_else(|| Error::NotFound(format!("no device {device_id}")))
+    }
+
+    pub async fn rename_device(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        name: Option<String>,
+    ) -> Result<()> {
+        if !self.store.rename_device(user_id, device_id, name).await? {
+            return Err(Error::NotFound(format!("no device {device_id}")));
+        }
+        Ok(())
+    }
+
+    pub async fn delete_devices(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> Result<()> {
+        Ok(self.store.remove_devices(user_id, device_ids).await?)
+    }
+
+    /// The profile of a local user; `NotFound` when there is no such user.
+    pub fn profile(&self, user_id: &UserId) -> Result<BTreeMap<String, JsonValue>> {
+        self.store.profile(user_id)?.ok_or_else(|| Error::NotFound(format!("no profile for {user_id}")))
+    }
+
+    /// Sets or (with `None`) removes a field of the requester's own profile.
+    pub async fn set_profile_field(
+        &self,
+        requester: &UserId,
+        target: &UserId,
+        field: &str,
+        value: Option<JsonValue>,
+    ) -> Result<()> {
+        if requester != target {
+            return Err(Error::Forbidden("You cannot change another user's profile".to_owned()));
+        }
+        if field.len() > 255 {
+            return Err(Error::InvalidParam("profile field names are at most 255 bytes".to_owned()));
+        }
+        self.store.set_profile_field(target, field, value).await?;
+        Ok(())
+    }
+}
+
+/// Which devices a password change logs out.
+#[derive(Debug, Clone, Copy)]
+pub enum Logout<'a> {
+    None,
+    AllBut(&'a DeviceId),
+    All,
+}
+
+/// New users start with their localpart as display name, as Element expects.
+fn default_profile(user_id: &UserId) -> BTreeMap<String, JsonValue> {
+    BTreeMap::from([("displayname".to_owned(), JsonValue::String(user_id.localpart().to_owned()))])
+}

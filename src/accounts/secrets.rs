@@ -1,0 +1,42 @@
+//! Random secrets: access tokens, device ids, registration tokens, UIA session ids.
+
+use rand::{Rng, distributions::Alphanumeric};
+use sha2::{Digest, Sha256};
+
+fn random_string(len: usize) -> String {
+    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+}
+
+/// A new access token: 43 alphanumeric characters carry 256 bits of entropy.
+pub fn new_access_token() -> String {
+    format!("myl_{}", random_string(43))
+}
+
+/// Tokens are stored only as this hash. A fast hash is right here: the token is 256 random
+/// bits, so there is nothing to brute-force.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Device ids are shown to people, so they are short and upper-case, like other servers'.
+pub fn new_device_id() -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(10)
+        .map(|b| char::from(b).to_ascii_uppercase())
+        .collect()
+}
+
+pub fn new_registration_token() -> String {
+    random_string(16)
+}
+
+pub fn new_session_id() -> String {
+    random_string(24)
+}
+
+/// Localpart for a registration that did not choose one.
+pub fn new_localpart() -> String {
+    let n: u64 = rand::thread_rng().gen_range(100_000_000..1_000_000_000);
+    format!("u{n}")
+}

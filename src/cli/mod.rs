@@ -1,0 +1,329 @@
+//! The `myelin` command: `serve`, `config check`, and the admin commands (`user`, `token`),
+//! which talk to a running server over its admin socket or open the store when it is stopped.
+
+mod admin_client;
+mod output;
+
+use std::{
+    io::{BufRead, IsTerminal},
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use clap::{Args, Parser, Subcommand};
+use ruma::OwnedServerName;
+
+use crate::{
+    admin::{self, Command},
+    config::{Config, LogFormat, Overrides},
+    server,
+    services::Services,
+    storage::{StorageError, Store},
+};
+
+#[derive(Parser)]
+#[command(name = "myelin", version, about = "A Matrix homeserver in one binary")]
+struct Cli {
+    /// Configuration file (TOML). Without one, built-in defaults apply.
+    #[arg(long, global = true, env = "MYELIN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory, overriding the config's `data_dir`.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text (admin commands).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run the homeserver.
+    Serve {
+        /// Address for the client API, e.g. 127.0.0.1:8008.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// The server name (only on first start: it cannot change afterwards).
+        #[arg(long)]
+        server_name: Option<OwnedServerName>,
+    },
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage registration tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file and report the first problem.
+    Check {
+        /// The file to check (defaults to --config).
+        path: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct PasswordSource {
+    /// Read the password from the first line of standard input instead of generating one.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. Without --password-stdin a random password is generated and printed.
+    Create {
+        /// Localpart (`alice`) or full user id (`@alice:example.org`).
+        name: String,
+        /// Make the user a server administrator.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// List all users.
+    List,
+    /// Set a new password and log out all of the user's devices.
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Deactivate a user: log out everywhere and refuse future logins.
+    Deactivate { name: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a registration token.
+    Create {
+        /// How many registrations it allows (default: unlimited).
+        #[arg(long)]
+        uses: Option<u32>,
+        /// Lifetime such as 30m, 12h or 7d (default: never expires).
+        #[arg(long, value_parser = parse_duration)]
+        expires: Option<Duration>,
+        /// Use this token instead of a random one.
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// List registration tokens.
+    List,
+    /// Delete a registration token.
+    Revoke { token: String },
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<(), String> {
+    let overrides = Overrides { data_dir: cli.data_dir.clone(), ..Overrides::default() };
+    match cli.command {
+        Commands::Serve { listen, server_name } => {
+            let overrides = Overrides { listen, server_name, ..overrides };
+            let config = Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
+            init_logging(&config);
+            tracing::info!(config = %cli.config.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()), "configuration loaded");
+            runtime(true).block_on(server::run(config))
+        }
+        Commands::Config(ConfigCommand::Check { path }) => {
+            let path = path.or(cli.config).ok_or("give a file to check, or --config")?;
+            Config::load(Some(&path), &overrides).map_err(|e| e.to_string())?;
+            println!("{}: ok", path.display());
+            Ok(())
+        }
+        Commands::User(command) => admin_command(&cli.config, &overrides, cli.json, user_command(command)?),
+        Commands::Token(command) => admin_command(&cli.config, &overrides, cli.json, token_command(command)?),
+    }
+}
+
+/// The admin command plus, when we generated it, the password to show the operator.
+struct Prepared {
+    command: Command,
+    generated_password: Option<String>,
+}
+
+fn user_command(command: UserCommand) -> Result<Prepared, String> {
+    Ok(match command {
+        UserCommand::Create { name, admin, password } => {
+            let (password, generated_password) = password.obtain()?;
+            Prepared {
+                command: Command::UserCreate { name, password: Some(password), admin },
+                generated_password,
+            }
+        }
+        UserCommand::List => Prepared { command: Command::UserList, generated_password: None },
+        UserCommand::Passwd { name, password } => {
+            let (password, generated_password) = password.obtain()?;
+            Prepared { command: Command::UserPasswd { name, password }, generated_password }
+        }
+        UserCommand::Deactivate { name } => {
+            Prepared { command: Command::UserDeactivate { name }, generated_password: None }
+        }
+    })
+}
+
+fn token_command(command: TokenCommand) -> Result<Prepared, String> {
+    let command = match command {
+        TokenCommand::Create { uses, expires, token } => Command::TokenCreate {
+            token,
+            uses_allowed: uses,
+            expiry_time: expires.map(|d| {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                (now + d).as_millis() as u64
+            }),
+        },
+        TokenCommand::List => Command::TokenList,
+        TokenCommand::Revoke { token } => Command::TokenRevoke { token },
+    };
+    Ok(Prepared { command, generated_password: None })
+}
+
+impl PasswordSource {
+    /// The password to use, and whether it was generated (so it must be shown).
+    fn obtain(&self) -> Result<(String, Option<String>), String> {
+        if self.password_stdin {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("reading the password: {e}"))?;
+            let password = line.trim_end_matches(['\r', '\n']).to_owned();
+            if password.is_empty() {
+                return Err("the password read from standard input is empty".to_owned());
+            }
+            Ok((password, None))
+        } else {
+            use rand::{Rng, distributions::Alphanumeric};
+            let password: String =
+                rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect();
+            Ok((password.clone(), Some(password)))
+        }
+    }
+}
+
+/// Runs an admin command on the running server if its socket answers, else on the store.
+fn admin_command(
+    config_path: &Option<PathBuf>,
+    overrides: &Overrides,
+    json: bool,
+    prepared: Prepared,
+) -> Result<(), String> {
+    let config = Config::load(config_path.as_deref(), overrides).map_err(|e| e.to_string())?;
+    init_cli_logging();
+    let socket = server::admin_socket_path(&config);
+    let reply = runtime(false).block_on(async {
+        match admin_client::send(&socket, &prepared.command).await {
+            Ok(reply) => reply,
+            Err(admin_client::Unreachable(why)) => {
+                run_locally(config, prepared.command.clone(), &socket, &why).await
+            }
+        }
+    })?;
+    output::print(&reply, prepared.generated_password.as_deref(), json);
+    Ok(())
+}
+
+async fn run_locally(
+    config: Config,
+    command: Command,
+    socket: &std::path::Path,
+    why: &str,
+) -> Result<admin::Reply, String> {
+    let store = Store::open(&config.data_dir, config.storage.cache_capacity_mb).map_err(|e| match e {
+        StorageError::Locked => format!(
+            "server not reachable over {} ({why}) and the store is locked by another process",
+            socket.display()
+        ),
+        other => other.to_string(),
+    })?;
+    // The name the server ran with wins over the config, so ids stay consistent.
+    let mut config = config;
+    if let Some(name) = store.server_name().map_err(|e| e.to_string())? {
+        config.server_name = name;
+    }
+    let store = Arc::new(store);
+    let services = Services::new(config, store.clone());
+    let reply = admin::execute(&services.accounts, command).await.map_err(|e| e.to_string());
+    store.flush().map_err(|e| e.to_string())?;
+    reply
+}
+
+fn runtime(multi_thread: bool) -> tokio::runtime::Runtime {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().expect("the tokio runtime starts")
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MYELIN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Admin commands log only warnings, to stderr, so their output stays clean.
+fn init_cli_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Parses `90s`, `30m`, `12h`, `7d`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let number: u64 =
+        number.parse().map_err(|_| format!("{text:?}: expected a number followed by s, m, h or d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(number * seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert!(parse_duration("7").is_err());
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("3w").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

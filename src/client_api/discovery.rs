@@ -1,0 +1,74 @@
+//! What a client asks before logging in: versions, `.well-known`, capabilities.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use ruma::{
+    RoomVersionId,
+    api::client::discovery::{
+        discover_homeserver::{self, HomeserverInfo},
+        get_capabilities::{
+            self,
+            v3::{Capabilities, ProfileFieldsCapability, RoomVersionStability, RoomVersionsCapability},
+        },
+        get_supported_versions,
+    },
+};
+
+use crate::{
+    http::{
+        ApiError,
+        router::{Req, Router},
+    },
+    services::Services,
+};
+
+pub fn routes(router: &mut Router) {
+    router.ruma(versions);
+    router.ruma(well_known);
+    router.ruma(capabilities);
+}
+
+/// Spec versions whose every required endpoint for clients we serve. Raise this only
+/// together with what the version switches on in clients (see CLIENTS.md).
+const SPEC_VERSIONS: &[&str] = &["r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3"];
+
+async fn versions(
+    _: Arc<Services>,
+    _: Req<get_supported_versions::Request>,
+) -> Result<get_supported_versions::Response, ApiError> {
+    let mut response =
+        get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect());
+    response.unstable_features = BTreeMap::new();
+    Ok(response)
+}
+
+async fn well_known(
+    services: Arc<Services>,
+    _: Req<discover_homeserver::Request>,
+) -> Result<discover_homeserver::Response, ApiError> {
+    Ok(discover_homeserver::Response::new(HomeserverInfo::new(services.config.client_base_url())))
+}
+
+async fn capabilities(
+    _: Arc<Services>,
+    _: Req<get_capabilities::v3::Request>,
+) -> Result<get_capabilities::v3::Response, ApiError> {
+    let mut capabilities = Capabilities::new();
+    capabilities.change_password.enabled = true;
+    capabilities.profile_fields = Some(ProfileFieldsCapability::new(true));
+    // Deprecated by `m.profile_fields`, but clients older than spec v1.16 read only these.
+    #[allow(deprecated)]
+    {
+        capabilities.set_displayname.enabled = true;
+        capabilities.set_avatar_url.enabled = true;
+    }
+    capabilities.thirdparty_id_changes.enabled = false;
+    capabilities.room_versions = RoomVersionsCapability::new(
+        RoomVersionId::V12,
+        [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12]
+            .into_iter()
+            .map(|v| (v, RoomVersionStability::Stable))
+            .collect(),
+    );
+    Ok(get_capabilities::v3::Response::new(capabilities))
+}

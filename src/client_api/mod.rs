@@ -1,0 +1,23 @@
+//! Client-server API handlers: parse (ruma, via the router) → call a domain → respond.
+//! Nothing here touches storage or holds a rule of its own beyond shaping the response.
+
+mod account;
+mod devices;
+mod discovery;
+mod profile;
+mod register;
+mod session;
+
+use crate::http::router::Router;
+
+/// Every client-server endpoint Myelin serves.
+pub fn router() -> Router {
+    let mut router = Router::default();
+    discovery::routes(&mut router);
+    session::routes(&mut router);
+    register::routes(&mut router);
+    account::routes(&mut router);
+    devices::routes(&mut router);
+    profile::routes(&mut router);
+    router
+}

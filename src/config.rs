@@ -1,0 +1,371 @@
+//! Configuration: TOML file, `MYELIN_*` environment overrides, command-line overrides,
+//! defaults for everything, and validation with messages that name the offending key.
+//!
+//! Every key is documented in `config/myelin.example.toml`; keep the two in step.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use ruma::OwnedServerName;
+use serde::Deserialize;
+
+/// The whole configuration. Unknown keys are rejected (`deny_unknown_fields`) so that a
+/// typo never silently falls back to a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The server name: the part after the colon in `@alice:example.org`. Never change it
+    /// once users exist.
+    pub server_name: OwnedServerName,
+    /// Address the client API listens on.
+    pub listen: SocketAddr,
+    /// Directory holding the database, signing keys and the admin socket.
+    pub data_dir: PathBuf,
+    /// Public URL clients use to reach this server, served in `/.well-known/matrix/client`.
+    /// When unset it is derived from `listen`.
+    pub public_baseurl: Option<String>,
+    pub registration: RegistrationConfig,
+    pub limits: LimitsConfig,
+    pub rate_limits: RateLimitsConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    pub mode: RegistrationMode,
+    /// Open registration on a non-loopback address lets anyone on the internet create
+    /// accounts; the server refuses to start that way unless this is set.
+    pub allow_open_on_public_address: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    /// Nobody can register through the API; accounts are made with `myelin user create`.
+    Disabled,
+    /// Registration needs a token made with `myelin token create`.
+    Token,
+    /// Anyone who can reach the server can register.
+    Open,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body accepted on the client API, in bytes.
+    pub max_request_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    pub enabled: bool,
+    /// `/login` attempts per client IP.
+    pub login: RateLimit,
+    /// `/register` attempts per client IP.
+    pub register: RateLimit,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// sled's page cache, in megabytes. sled's memory use follows this, not the database size.
+    pub cache_capacity_mb: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter, such as `info` or `myelin=debug,info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost".try_into().expect("valid server name"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            data_dir: PathBuf::from("./myelin-data"),
+            public_baseurl: None,
+            registration: RegistrationConfig::default(),
+            limits: LimitsConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        // Open, but `validate` refuses it on anything but loopback: trying Myelin out needs no
+        // config, and exposing it needs a decision.
+        Self { mode: RegistrationMode::Open, allow_open_on_public_address: false }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_request_bytes: 1024 * 1024 }
+    }
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            login: RateLimit { per_second: 0.5, burst: 5 },
+            register: RateLimit { per_second: 0.2, burst: 5 },
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { cache_capacity_mb: 64 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".to_owned() }
+    }
+}
+
+/// Command-line flags that take precedence over the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub server_name: Option<OwnedServerName>,
+}
+
+/// A configuration problem, worded for the person who wrote the file.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Environment variables with this prefix override config keys: `MYELIN_SERVER_NAME`,
+/// `MYELIN_REGISTRATION__MODE` (a double underscore separates nested keys).
+const ENV_PREFIX: &str = "MYELIN_";
+/// Variables with the prefix that are not config keys.
+const ENV_NOT_KEYS: &[&str] = &["MYELIN_CONFIG"];
+
+impl Config {
+    /// Loads the file (if any), applies environment and command-line overrides, and validates.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, overrides, std::env::vars())
+    }
+
+    fn load_with_env(
+        path: Option<&Path>,
+        overrides: &Overrides,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+
+        let origin = path.map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
+        let mut config: Config = Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError(format!("{origin}: {}", e.message().trim_end())))?;
+
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(name) = &overrides.server_name {
+            config.server_name = name.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks rules that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.registration.mode == RegistrationMode::Open
+            && !self.listen.ip().is_loopback()
+            && !self.registration.allow_open_on_public_address
+        {
+            return Err(ConfigError(format!(
+                "registration.mode: \"open\" while listening on {} would let anyone create \
+                 accounts; use \"token\" or \"disabled\", or set \
+                 registration.allow_open_on_public_address = true if you mean it",
+                self.listen
+            )));
+        }
+        if self.limits.max_request_bytes < 1024 {
+            return Err(ConfigError("limits.max_request_bytes: must be at least 1024 bytes".to_owned()));
+        }
+        for (key, limit) in [
+            ("rate_limits.login", self.rate_limits.login),
+            ("rate_limits.register", self.rate_limits.register),
+        ] {
+            if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
+                return Err(ConfigError(format!(
+                    "{key}: per_second must be a positive number and burst at least 1"
+                )));
+            }
+        }
+        if let Some(url) = &self.public_baseurl
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError(format!("public_baseurl: {url:?} must start with https:// or http://")));
+        }
+        if self.storage.cache_capacity_mb == 0 {
+            return Err(ConfigError("storage.cache_capacity_mb: must be at least 1".to_owned()));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError(format!("log.level: {e}")))?;
+        Ok(())
+    }
+
+    /// The URL clients should use, for `/.well-known/matrix/client`.
+    pub fn client_base_url(&self) -> String {
+        match &self.public_baseurl {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+/// Writes `MYELIN_*` variables into the TOML table before deserialising, so they go through
+/// the same type checks and unknown-key errors as the file.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl Iterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, value) in env {
+        let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
+        if ENV_NOT_KEYS.contains(&name.as_str()) {
+            continue;
+        }
+        let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError(format!("{name}: not a valid config key")));
+        }
+        let mut node = &mut *table;
+        for part in &path[..path.len() - 1] {
+            let entry = node.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = entry
+                .as_table_mut()
+                .ok_or_else(|| ConfigError(format!("{name}: {part} is not a section of the config")))?;
+        }
+        node.insert(path[path.len() - 1].clone(), parse_env_value(&value));
+    }
+    Ok(())
+}
+
+/// `true`, `8`, `0.5` and `["a"]` keep their TOML type; anything else is a string.
+fn parse_env_value(value: &str) -> toml::Value {
+    format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml_text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("myelin-config-test-{}", rand::random::<u64>()));
+        std::fs::write(&dir, toml_text).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let result = Config::load_with_env(Some(&dir), &Overrides::default(), env);
+        std::fs::remove_file(&dir).unwrap();
+        result
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.server_name.as_str(), "localhost");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8008");
+        assert_eq!(config.registration.mode, RegistrationMode::Open);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load("sever_name = \"x\"\n", &[]).unwrap_err();
+        assert!(err.0.contains("sever_name"), "{err}");
+        let err = load("[registration]\nmod = \"open\"\n", &[]).unwrap_err();
+        assert!(err.0.contains("mod"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_keeps_types() {
+        let config = load(
+            "server_name = \"a.example\"\n",
+            &[
+                ("MYELIN_SERVER_NAME", "b.example"),
+                ("MYELIN_REGISTRATION__MODE", "token"),
+                ("MYELIN_LIMITS__MAX_REQUEST_BYTES", "4096"),
+                ("MYELIN_CONFIG", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server_name.as_str(), "b.example");
+        assert_eq!(config.registration.mode, RegistrationMode::Token);
+        assert_eq!(config.limits.max_request_bytes, 4096);
+    }
+
+    #[test]
+    fn unknown_env_key_is_an_error() {
+        let err = load("", &[("MYELIN_NOPE", "1")]).unwrap_err();
+        assert!(err.0.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn open_registration_on_public_address_needs_consent() {
+        let err = load("listen = \"0.0.0.0:8008\"\n", &[]).unwrap_err();
+        assert!(err.0.contains("registration.mode"), "{err}");
+        load("listen = \"0.0.0.0:8008\"\n[registration]\nmode = \"token\"\n", &[]).unwrap();
+        load("listen = \"0.0.0.0:8008\"\n[registration]\nallow_open_on_public_address = true\n", &[])
+            .unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let err = load("server_name = \"not a name!\"\n", &[]).unwrap_err();
+        assert!(err.0.contains("server name") || err.0.contains("server_name"), "{err}");
+        let err = load("[log]\nformat = \"xml\"\n", &[]).unwrap_err();
+        assert!(err.0.contains("xml"), "{err}");
+    }
+}

@@ -1,0 +1,177 @@
+//! Matrix error responses (DESIGN.md decision 7): every failure leaves as the spec's
+//! `errcode`, a sentence for people, and the right HTTP status.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::Full;
+use ruma::api::{
+    OutgoingResponseExt,
+    client::uiaa::UiaaInfo,
+    error::{
+        DeserializationError, Error as RumaError, ErrorBody, ErrorKind, LimitExceededErrorData, RetryAfter,
+        StandardErrorBody,
+    },
+};
+
+use crate::accounts;
+
+pub type Response = http::Response<Full<Bytes>>;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Standard {
+        status: StatusCode,
+        kind: ErrorKind,
+        message: String,
+    },
+    /// A user-interactive auth challenge: status 401 with the flows as body.
+    Uiaa(Box<UiaaInfo>),
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self::Standard { status, kind, message: message.into() }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorKind::Forbidden, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorKind::NotFound, message)
+    }
+
+    pub fn bad_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::BadJson, message)
+    }
+
+    pub fn invalid_param(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidParam, message)
+    }
+
+    pub fn missing_param(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::MissingParam, message)
+    }
+
+    pub fn missing_token() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, ErrorKind::MissingToken, "Missing access token")
+    }
+
+    pub fn unrecognized(status: StatusCode) -> Self {
+        Self::new(status, ErrorKind::Unrecognized, "Unrecognized request")
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::TooLarge,
+            format!("The request body exceeds this server's limit of {limit} bytes"),
+        )
+    }
+
+    pub fn limit_exceeded(retry_after: Duration) -> Self {
+        let mut data = LimitExceededErrorData::new();
+        data.retry_after = Some(RetryAfter::Delay(retry_after));
+        Self::new(StatusCode::TOO_MANY_REQUESTS, ErrorKind::LimitExceeded(data), "Too many requests")
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown, "Internal server error")
+    }
+
+    /// Maps ruma's request-parsing failures onto the spec's codes: unparseable JSON is
+    /// `M_NOT_JSON`, a missing field `M_MISSING_PARAM`, anything else ill-typed `M_BAD_JSON`
+    /// (or `M_INVALID_PARAM` for query strings, path identifiers and headers).
+    pub fn from_deserialization(error: &DeserializationError) -> Self {
+        match error {
+            DeserializationError::Json(e) => match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    Self::new(StatusCode::BAD_REQUEST, ErrorKind::NotJson, format!("Invalid JSON: {e}"))
+                }
+                _ if e.to_string().starts_with("missing field") => Self::missing_param(e.to_string()),
+                _ => Self::bad_json(e.to_string()),
+            },
+            DeserializationError::Utf8(e) => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorKind::NotJson, format!("Invalid UTF-8: {e}"))
+            }
+            DeserializationError::Query(e) if e.to_string().starts_with("missing field") => {
+                Self::missing_param(e.to_string())
+            }
+            other => Self::invalid_param(other.to_string()),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Standard { status, .. } => *status,
+            Self::Uiaa(_) => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        match self {
+            Self::Standard { status, kind, message } => {
+                let error =
+                    RumaError::new(status, ErrorBody::Standard(StandardErrorBody::new(kind, message)));
+                match error.try_into_http_response::<Vec<u8>>() {
+                    Ok(response) => response.map(|body| Full::new(Bytes::from(body))),
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not serialise an error response");
+                        fallback_internal_error()
+                    }
+                }
+            }
+            Self::Uiaa(info) => json_response(StatusCode::UNAUTHORIZED, &*info),
+        }
+    }
+}
+
+/// A JSON response from any serialisable value (for bodies that are not ruma responses).
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => http::Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(bytes)))
+            .expect("static response parts are valid"),
+        Err(e) => {
+            tracing::error!(error = %e, "could not serialise a response");
+            fallback_internal_error()
+        }
+    }
+}
+
+fn fallback_internal_error() -> Response {
+    http::Response::builder()
+        .status(StatusCode::INTERNAL_SERVER_ERROR)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from_static(br#"{"errcode":"M_UNKNOWN","error":"Internal server error"}"#)))
+        .expect("static response parts are valid")
+}
+
+impl From<accounts::Error> for ApiError {
+    fn from(e: accounts::Error) -> Self {
+        use accounts::Error as E;
+        let message = e.to_string();
+        match e {
+            E::UserInUse => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorKind::UserInUse, "That user id is already taken")
+            }
+            E::InvalidUsername(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidUsername, message),
+            E::UserDeactivated => Self::new(StatusCode::FORBIDDEN, ErrorKind::UserDeactivated, message),
+            E::Forbidden(_) => Self::forbidden(message),
+            E::GuestAccessForbidden => {
+                Self::new(StatusCode::FORBIDDEN, ErrorKind::GuestAccessForbidden, message)
+            }
+            E::NotFound(_) => Self::not_found(message),
+            E::InvalidParam(_) => Self::invalid_param(message),
+            E::AuthRequired(info) => Self::Uiaa(info),
+            E::Storage(e) => {
+                tracing::error!(error = %e, "storage failure");
+                Self::internal()
+            }
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! hyper listeners and the request pipeline every request goes through:
+//! span and request id → CORS preflight → route → rate limit → body (with a size limit)
+//! → handler → CORS headers → one log line.
+//!
+//! Two listeners share this pipeline with different routers: the client API on TCP, and
+//! the admin API on a Unix socket in the data directory (mode 0600: whoever can open it is
+//! an administrator).
+
+pub mod error;
+mod ratelimit;
+pub mod router;
+
+use std::{
+    convert::Infallible,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::watch,
+};
+use tracing::Instrument;
+
+pub use error::{ApiError, Response};
+use ratelimit::RateLimiter;
+use router::{Call, Lookup, RateLimitClass, Router};
+
+use crate::services::Services;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// One listener's routes and policies.
+pub struct Pipeline {
+    services: Arc<Services>,
+    router: Router,
+    /// Browsers need CORS on the client API; the admin socket has no browsers.
+    cors: bool,
+    max_body: usize,
+    login_limiter: Option<RateLimiter>,
+    register_limiter: Option<RateLimiter>,
+    next_request_id: AtomicU64,
+}
+
+impl Pipeline {
+    pub fn new(services: Arc<Services>, router: Router, cors: bool) -> Self {
+        let config = &services.config;
+        let limits = &config.rate_limits;
+        Self {
+            max_body: config.limits.max_request_bytes,
+            login_limiter: limits.enabled.then(|| RateLimiter::new(limits.login)),
+            register_limiter: limits.enabled.then(|| RateLimiter::new(limits.register)),
+            services,
+            router,
+            cors,
+            next_request_id: AtomicU64::new(1),
+        }
+    }
+
+    async fn handle(&self, request: http::Request<Incoming>, client_ip: IpAddr) -> Response {
+        let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!(
+            "request",
+            id,
+            method = %request.method(),
+            path = request.uri().path(),
+            route = tracing::field::Empty,
+            user = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let mut response = self.respond(request, client_ip, span.clone()).instrument(span.clone()).await;
+        if self.cors {
+            add_cors_headers(response.headers_mut());
+        }
+        let status = response.status().as_u16();
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        span.in_scope(|| {
+            if status >= 500 {
+                tracing::error!(status, ms, "request failed");
+            } else {
+                tracing::info!(status, ms, "request");
+            }
+        });
+        response
+    }
+
+    async fn respond(
+        &self,
+        request: http::Request<Incoming>,
+        client_ip: IpAddr,
+        span: tracing::Span,
+    ) -> Response {
+        if self.cors && request.method() == Method::OPTIONS {
+            return http::Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Full::new(Bytes::new()))
+                .expect("static response parts are valid");
+        }
+        let (route, path_args) = match self.router.lookup(request.method(), request.uri().path()) {
+            Lookup::Found(route, args) => (route, args),
+            Lookup::NoSuchPath => return ApiError::unrecognized(StatusCode::NOT_FOUND).into_response(),
+            Lookup::WrongMethod => {
+                return ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED).into_response();
+            }
+        };
+        span.record("route", route.pattern);
+        let limiter = match route.rate_limit {
+            Some(RateLimitClass::Login) => self.login_limiter.as_ref(),
+            Some(RateLimitClass::Register) => self.register_limiter.as_ref(),
+            None => None,
+        };
+        if let Some(limiter) = limiter
+            && let Err(wait) = limiter.check(client_ip)
+        {
+            return ApiError::limit_exceeded(wait).into_response();
+        }
+        let request = match self.read_body(request).await {
+            Ok(request) => request,
+            Err(error) => return error.into_response(),
+        };
+        let call = Call { request, path_args, client_ip, span };
+        (route.handler)(self.services.clone(), call).await
+    }
+
+    /// Reads the whole body, refusing more than `max_body` bytes whether or not the
+    /// client announced the length.
+    async fn read_body(&self, request: http::Request<Incoming>) -> Result<http::Request<Bytes>, ApiError> {
+        let announced = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|len| len > self.max_body as u64) {
+            return Err(ApiError::too_large(self.max_body));
+        }
+        let (parts, body) = request.into_parts();
+        let bytes = Limited::new(body, self.max_body).collect().await.map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ApiError::too_large(self.max_body)
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ruma::api::error::ErrorKind::Unknown,
+                    "Could not read the request body",
+                )
+            }
+        })?;
+        Ok(http::Request::from_parts(parts, bytes.to_bytes()))
+    }
+}
+
+fn add_cors_headers(headers: &mut http::HeaderMap) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("X-Requested-With, Content-Type, Authorization, Date"),
+    );
+}
+
+/// Something that accepts connections: a TCP or a Unix listener.
+pub trait Acceptor: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, IpAddr)>> + Send;
+}
+
+impl Acceptor for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept(&self) -> std::io::Result<(Self::Stream, IpAddr)> {
+        let (stream, peer) = tokio::net::TcpListener::accept(self).await?;
+        // Chat traffic is many small writes; waiting to coalesce them only adds latency.
+        let _ = stream.set_nodelay(true);
+        Ok((stream, peer.ip()))
+    }
+}
+
+impl Acceptor for tokio::net::UnixListener {
+    type Stream = tokio::net::UnixStream;
+
+    async fn accept(&self) -> std::io::Result<(Self::Stream, IpAddr)> {
+        let (stream, _) = tokio::net::UnixListener::accept(self).await?;
+        Ok((stream, IpAddr::V4(Ipv4Addr::LOCALHOST)))
+    }
+}
+
+/// Serves connections from `listener` until `shutdown` turns true, then lets in-flight
+/// requests finish (up to [`SHUTDOWN_GRACE`]).
+pub async fn serve<A: Acceptor>(listener: A, pipeline: Arc<Pipeline>, mut shutdown: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, client_ip) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Usually running out of file descriptors: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        let pipeline = pipeline.clone();
+        let service = service_fn(move |request| {
+            let pipeline = pipeline.clone();
+            async move { Ok::<_, Infallible>(pipeline.handle(request, client_ip).await) }
+        });
+        let connection = auto::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some requests were still running after the shutdown grace period");
+    }
+}
+
+/// The address a TCP listener actually bound (port 0 picks a free one).
+pub fn local_addr(listener: &tokio::net::TcpListener) -> SocketAddr {
+    listener.local_addr().expect("a bound listener has an address")
+}

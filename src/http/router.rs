@@ -1,0 +1,253 @@
+//! Routing: paths to handlers, with ruma doing the parsing.
+//!
+//! [`Router::ruma`] registers a handler for a ruma endpoint type under *every* path the
+//! endpoint has had (`r0`, `v3`, unstable), taken from ruma's metadata, so old clients
+//! work without a hand-kept list. The handler receives the parsed request and the caller's
+//! identity, resolved according to the endpoint's ruma authentication scheme.
+
+use std::{collections::HashMap, future::Future, net::IpAddr, pin::Pin, sync::Arc};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use ruma::api::{
+    IncomingRequest, IncomingRequestExt, OutgoingResponseExt,
+    auth_scheme::{
+        AccessToken, AccessTokenOptional, AppserviceTokenOptional, AuthScheme, NoAccessToken,
+        NoAuthentication,
+    },
+    error::FromHttpRequestError,
+    path_builder::PathBuilder,
+};
+
+use super::error::{ApiError, Response};
+use crate::{accounts::Session, services::Services};
+
+/// A request that has been routed and whose body has been read.
+pub struct Call {
+    pub request: http::Request<Bytes>,
+    /// Path parameters, percent-decoded, in path order.
+    pub path_args: Vec<String>,
+    pub client_ip: IpAddr,
+    /// The request's tracing span, so handlers can record the user.
+    pub span: tracing::Span,
+}
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+pub type Handler = Arc<dyn Fn(Arc<Services>, Call) -> HandlerFuture + Send + Sync>;
+
+/// Which rate limiter, if any, guards a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitClass {
+    Login,
+    Register,
+}
+
+pub struct Route {
+    pub handler: Handler,
+    pub rate_limit: Option<RateLimitClass>,
+    /// The path template, for logs.
+    pub pattern: &'static str,
+}
+
+#[derive(Default)]
+pub struct Router {
+    paths: matchit::Router<usize>,
+    /// Index by path template, so several methods can share one path.
+    index: HashMap<&'static str, usize>,
+    tables: Vec<HashMap<Method, Route>>,
+}
+
+/// What the router found for a request.
+pub enum Lookup<'a> {
+    Found(&'a Route, Vec<String>),
+    NoSuchPath,
+    WrongMethod,
+}
+
+impl Router {
+    /// Registers a handler that receives the raw call.
+    pub fn raw(
+        &mut self,
+        method: Method,
+        pattern: &'static str,
+        rate_limit: Option<RateLimitClass>,
+        handler: Handler,
+    ) {
+        let slot = match self.index.get(pattern) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.tables.len();
+                self.paths.insert(pattern, slot).unwrap_or_else(|e| panic!("route {pattern} conflicts: {e}"));
+                self.index.insert(pattern, slot);
+                self.tables.push(HashMap::new());
+                slot
+            }
+        };
+        let previous = self.tables[slot].insert(method.clone(), Route { handler, rate_limit, pattern });
+        assert!(previous.is_none(), "{method} {pattern} registered twice");
+    }
+
+    /// Registers `handler` for every path of the ruma endpoint `R`.
+    pub fn ruma<R, F, Fut>(&mut self, handler: F)
+    where
+        R: IncomingRequest + Send + 'static,
+        R::Authentication: Authenticate,
+        F: Fn(Arc<Services>, Req<R>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R::OutgoingResponse, ApiError>> + Send + 'static,
+    {
+        self.ruma_with(None, handler);
+    }
+
+    /// Like [`Router::ruma`], behind a rate limiter.
+    pub fn ruma_limited<R, F, Fut>(&mut self, class: RateLimitClass, handler: F)
+    where
+        R: IncomingRequest + Send + 'static,
+        R::Authentication: Authenticate,
+        F: Fn(Arc<Services>, Req<R>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R::OutgoingResponse, ApiError>> + Send + 'static,
+    {
+        self.ruma_with(Some(class), handler);
+    }
+
+    fn ruma_with<R, F, Fut>(&mut self, rate_limit: Option<RateLimitClass>, handler: F)
+    where
+        R: IncomingRequest + Send + 'static,
+        R::Authentication: Authenticate,
+        F: Fn(Arc<Services>, Req<R>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R::OutgoingResponse, ApiError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: Handler = Arc::new(move |services, call| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                match dispatch::<R, F, Fut>(&handler, services, call).await {
+                    Ok(response) => response,
+                    Err(error) => error.into_response(),
+                }
+            })
+        });
+        for path in R::PATH_BUILDER.all_paths() {
+            self.raw(R::METHOD, path, rate_limit, erased.clone());
+        }
+    }
+
+    pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
+        let Ok(found) = self.paths.at(path) else { return Lookup::NoSuchPath };
+        let table = &self.tables[*found.value];
+        let route = table.get(method).or_else(|| {
+            // HEAD is GET without the body; hyper drops the body for us.
+            (*method == Method::HEAD).then(|| table.get(&Method::GET)).flatten()
+        });
+        let Some(route) = route else { return Lookup::WrongMethod };
+        let args = found
+            .params
+            .iter()
+            .map(|(_, raw)| percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned())
+            .collect();
+        Lookup::Found(route, args)
+    }
+}
+
+async fn dispatch<R, F, Fut>(handler: &F, services: Arc<Services>, call: Call) -> Result<Response, ApiError>
+where
+    R: IncomingRequest,
+    R::Authentication: Authenticate,
+    F: Fn(Arc<Services>, Req<R>) -> Fut,
+    Fut: Future<Output = Result<R::OutgoingResponse, ApiError>>,
+{
+    let (parts, body) = call.request.into_parts();
+    let request = http::Request::from_parts(parts, &body[..]);
+    let auth = <R::Authentication as Authenticate>::authenticate(&services, &request)?;
+    if let Some(user) = <R::Authentication as Authenticate>::user_of(&auth) {
+        call.span.record("user", user);
+    }
+    let args: Vec<&str> = call.path_args.iter().map(String::as_str).collect();
+    let body = R::try_from_http_request(request, &args).map_err(|e| match e {
+        FromHttpRequestError::Deserialization(e) => ApiError::from_deserialization(&e),
+        _ => ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED),
+    })?;
+    let response = handler(services, Req { body, auth, client_ip: call.client_ip }).await?;
+    let response = response.try_into_http_response::<Vec<u8>>().map_err(|e| {
+        tracing::error!(error = %e, "could not serialise a response");
+        ApiError::internal()
+    })?;
+    Ok(response.map(|b| http_body_util::Full::new(Bytes::from(b))))
+}
+
+/// A parsed request with its caller.
+pub struct Req<R: ruma::api::Metadata>
+where
+    R::Authentication: Authenticate,
+{
+    pub body: R,
+    pub auth: <R::Authentication as Authenticate>::Identity,
+    pub client_ip: IpAddr,
+}
+
+/// Resolves the caller for a ruma authentication scheme.
+pub trait Authenticate: AuthScheme {
+    type Identity: Send + 'static;
+
+    fn authenticate<T>(services: &Services, request: &http::Request<T>) -> Result<Self::Identity, ApiError>;
+
+    /// The user to record in the request's log line.
+    fn user_of(identity: &Self::Identity) -> Option<&str>;
+}
+
+fn session_for_token(services: &Services, token: &str) -> Result<Session, ApiError> {
+    services.accounts.authenticate(token)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ruma::api::error::ErrorKind::UnknownToken(Default::default()),
+            "Unknown or expired access token",
+        )
+    })
+}
+
+impl Authenticate for AccessToken {
+    type Identity = Session;
+
+    fn authenticate<T>(services: &Services, request: &http::Request<T>) -> Result<Session, ApiError> {
+        let token = AccessToken::extract_authentication(request).map_err(|_| ApiError::missing_token())?;
+        session_for_token(services, &token)
+    }
+
+    fn user_of(identity: &Session) -> Option<&str> {
+        Some(identity.user_id.as_str())
+    }
+}
+
+impl Authenticate for AccessTokenOptional {
+    type Identity = Option<Session>;
+
+    fn authenticate<T>(services: &Services, request: &http::Request<T>) -> Result<Option<Session>, ApiError> {
+        match AccessTokenOptional::extract_authentication(request) {
+            Ok(Some(token)) => session_for_token(services, &token).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn user_of(identity: &Option<Session>) -> Option<&str> {
+        identity.as_ref().map(|s| s.user_id.as_str())
+    }
+}
+
+/// Endpoints without authentication ignore any token sent.
+macro_rules! unauthenticated {
+    ($($scheme:ty),*) => {$(
+        impl Authenticate for $scheme {
+            type Identity = ();
+
+            fn authenticate<T>(_: &Services, _: &http::Request<T>) -> Result<(), ApiError> {
+                Ok(())
+            }
+
+            fn user_of(_: &()) -> Option<&str> {
+                None
+            }
+        }
+    )*};
+}
+
+// Application services are not supported yet, so their optional token means nothing here.
+unauthenticated!(NoAuthentication, NoAccessToken, AppserviceTokenOptional);

@@ -1,0 +1,14 @@
+//! Myelin: a Matrix homeserver in one binary, backed by sled.
+//!
+//! `docs/architecture.md` is the map of these modules and how a request flows through them.
+
+pub mod accounts;
+pub mod admin;
+pub mod admin_api;
+pub mod cli;
+pub mod client_api;
+pub mod config;
+pub mod http;
+pub mod server;
+pub mod services;
+pub mod storage;

@@ -1,0 +1,85 @@
+//! `myelin serve`: open the store, bind the listeners, serve until SIGINT/SIGTERM, then
+//! finish in-flight requests, flush and exit.
+
+use std::{os::unix::fs::PermissionsExt, path::PathBuf, sync::Arc};
+
+use tokio::{net::UnixListener, sync::watch};
+
+use crate::{
+    admin_api, client_api,
+    config::{Config, RegistrationMode},
+    http::{self, Pipeline},
+    services::Services,
+    storage::{StorageError, Store},
+};
+
+/// The admin socket's file name inside the data directory.
+pub const ADMIN_SOCKET: &str = "admin.sock";
+
+pub fn admin_socket_path(config: &Config) -> PathBuf {
+    config.data_dir.join(ADMIN_SOCKET)
+}
+
+pub async fn run(config: Config) -> Result<(), String> {
+    let store = Store::open(&config.data_dir, config.storage.cache_capacity_mb).map_err(|e| match e {
+        StorageError::Locked => format!(
+            "the data directory {} is in use by another process (is Myelin already running?)",
+            config.data_dir.display()
+        ),
+        other => other.to_string(),
+    })?;
+    store.claim_server_name(&config.server_name).map_err(|e| e.to_string())?;
+    let store = Arc::new(store);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let socket_path = admin_socket_path(&config);
+    // The store lock proves no other server uses this directory, so a socket file left
+    // here is from a crash.
+    let _ = std::fs::remove_file(&socket_path);
+    let admin_listener = UnixListener::bind(&socket_path)
+        .map_err(|e| format!("cannot create the admin socket {}: {e}", socket_path.display()))?;
+    std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot restrict the admin socket's permissions: {e}"))?;
+
+    let address = http::local_addr(&listener);
+    tracing::info!(server_name = %config.server_name, data_dir = %config.data_dir.display(), "starting");
+    match config.registration.mode {
+        RegistrationMode::Open if address.ip().is_loopback() => tracing::info!(
+            "registration is open because the server listens on loopback only; \
+             set registration.mode before exposing it"
+        ),
+        RegistrationMode::Open => tracing::warn!("registration is open to anyone who can reach {address}"),
+        mode => tracing::info!(?mode, "registration"),
+    }
+
+    let services = Arc::new(Services::new(config, store.clone()));
+    let client = Arc::new(Pipeline::new(services.clone(), client_api::router(), true));
+    let admin = Arc::new(Pipeline::new(services.clone(), admin_api::router(), false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+
+    // Tests and scripts wait for this exact line.
+    tracing::info!("listening on http://{address}");
+    tracing::info!(socket = %socket_path.display(), "admin socket ready");
+    tokio::join!(http::serve(listener, client, stop_rx.clone()), http::serve(admin_listener, admin, stop_rx),);
+
+    let _ = std::fs::remove_file(&socket_path);
+    store.flush().map_err(|e| format!("final flush failed: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

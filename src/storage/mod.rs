@@ -1,0 +1,195 @@
+//! The only code that touches sled.
+//!
+//! Domains call the typed methods in the submodules; none of them sees a tree, a key
+//! layout or a byte. Every write method returns only once the write is durable (see
+//! [`durability`]), so a handler can answer as soon as its domain call returns.
+//!
+//! Key layouts: strings as UTF-8, `0xff` between parts of a composite key (it never occurs
+//! in UTF-8), integers big-endian so that range scans follow numeric order.
+
+mod accounts;
+mod durability;
+mod schema;
+
+use std::path::Path;
+
+pub use accounts::{
+    CreateUserError, DeviceRecord, NewDevice, RegistrationTokenRecord, TokenOwner, UserRecord,
+};
+use durability::GroupCommit;
+use ruma::{OwnedServerName, ServerName};
+
+const SERVER_NAME_KEY: &[u8] = b"server_name";
+
+/// The separator inside composite keys.
+const SEP: u8 = 0xff;
+
+/// An open database. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Store {
+    db: sled::Db,
+    commit: GroupCommit,
+    users: sled::Tree,
+    devices: sled::Tree,
+    access_tokens: sled::Tree,
+    registration_tokens: sled::Tree,
+    profiles: sled::Tree,
+    meta: sled::Tree,
+}
+
+/// Why the store could not be used.
+#[derive(Debug)]
+pub enum StorageError {
+    /// Another process (normally a running server) holds the database lock.
+    Locked,
+    /// The database was written by a newer Myelin with a schema this one does not know.
+    TooNew {
+        found: u32,
+        supported: u32,
+    },
+    /// The database belongs to a server with another name.
+    ServerNameMismatch {
+        stored: String,
+        configured: String,
+    },
+    /// A stored value does not decode: a bug or a damaged database.
+    Corrupt(String),
+    Sled(sled::Error),
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Locked => f.write_str("the database is locked by another process"),
+            Self::TooNew { found, supported } => write!(
+                f,
+                "the database has schema version {found}, newer than the {supported} this \
+                 Myelin supports; run a newer Myelin or restore a backup"
+            ),
+            Self::ServerNameMismatch { stored, configured } => write!(
+                f,
+                "this database belongs to server {stored:?} but the configuration says \
+                 {configured:?}; user and room ids embed the server name, so it cannot change"
+            ),
+            Self::Corrupt(what) => write!(f, "corrupt database record: {what}"),
+            Self::Sled(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+impl From<sled::Error> for StorageError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            // sled reports a held lock as an I/O error on its lock file.
+            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => Self::Locked,
+            sled::Error::Io(ref io) if io.to_string().contains("lock") => Self::Locked,
+            other => Self::Sled(other),
+        }
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+impl Store {
+    /// Opens (or creates) the database in `dir`, checking and migrating its schema.
+    pub fn open(dir: &Path, cache_capacity_mb: u64) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::Sled(sled::Error::Io(e)))?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(cache_capacity_mb * 1024 * 1024)
+            // Durability comes from our own group commit; sled's timer flush is a backstop.
+            .flush_every_ms(Some(1000))
+            .open()?;
+        schema::check_and_migrate(&db)?;
+        Ok(Self {
+            commit: GroupCommit::new(db.clone()),
+            users: db.open_tree("users")?,
+            devices: db.open_tree("devices")?,
+            access_tokens: db.open_tree("access_tokens")?,
+            registration_tokens: db.open_tree("registration_tokens")?,
+            profiles: db.open_tree("profiles")?,
+            meta: db.open_tree(schema::META_TREE)?,
+            db,
+        })
+    }
+
+    /// Waits until every write made before this call is on disk.
+    pub async fn durable(&self) -> Result<()> {
+        self.commit.wait().await
+    }
+
+    /// The server name this database was created for, if a server has run on it.
+    pub fn server_name(&self) -> Result<Option<OwnedServerName>> {
+        self.meta
+            .get(SERVER_NAME_KEY)?
+            .map(|bytes| {
+                std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|s| OwnedServerName::try_from(s).ok())
+                    .ok_or_else(|| StorageError::Corrupt("server name".to_owned()))
+            })
+            .transpose()
+    }
+
+    /// Records `name` on first start and refuses a different one afterwards.
+    pub fn claim_server_name(&self, name: &ServerName) -> Result<()> {
+        match self.server_name()? {
+            Some(stored) if stored != name => Err(StorageError::ServerNameMismatch {
+                stored: stored.to_string(),
+                configured: name.to_string(),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                self.meta.insert(SERVER_NAME_KEY, name.as_bytes())?;
+                self.flush()
+            }
+        }
+    }
+
+    /// Flushes synchronously; used at shutdown.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("storage records always serialise")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt(format!("{what}: {e}")))
+}
+
+fn composite_key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(SEP);
+        }
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+/// The prefix that selects every composite key starting with `first`.
+fn prefix_of(first: &[u8]) -> Vec<u8> {
+    let mut key = first.to_vec();
+    key.push(SEP);
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn composite_keys_do_not_collide_across_prefixes() {
+        let a = composite_key(&[b"@a:x", b"DEV"]);
+        let b = composite_key(&[b"@a:xD", b"EV"]);
+        assert_ne!(a, b);
+        assert!(a.starts_with(&prefix_of(b"@a:x")));
+        assert!(!b.starts_with(&prefix_of(b"@a:x")));
+    }
+}
