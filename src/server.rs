@@ -54,7 +54,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         mode => tracing::info!(?mode, "registration"),
     }
 
-    let services = Arc::new(Services::new(config, store.clone()));
+    let services = Arc::new(Services::new(config, store.clone())?);
     let client = Arc::new(Pipeline::new(services.clone(), client_api::router(), true));
     let admin = Arc::new(Pipeline::new(services.clone(), admin_api::router(), false));
     let (stop_tx, stop_rx) = watch::channel(false);

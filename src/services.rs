@@ -3,17 +3,23 @@
 
 use std::sync::Arc;
 
-use crate::{accounts::Accounts, config::Config, storage::Store};
+use crate::{
+    accounts::Accounts, config::Config, federation::signing_key::SigningKey, rooms::Rooms, storage::Store,
+};
 
 pub struct Services {
     pub config: Config,
     pub store: Arc<Store>,
     pub accounts: Accounts,
+    pub rooms: Rooms,
 }
 
 impl Services {
-    pub fn new(config: Config, store: Arc<Store>) -> Self {
+    /// Wires the domains over an open store; loads (or creates) the signing key.
+    pub fn new(config: Config, store: Arc<Store>) -> Result<Self, String> {
+        let key = Arc::new(SigningKey::load_or_generate(&config.data_dir)?);
         let accounts = Accounts::new(store.clone(), config.server_name.clone(), config.registration.mode);
-        Self { config, store, accounts }
+        let rooms = Rooms::new(store.clone(), config.server_name.clone(), key);
+        Ok(Self { config, store, accounts, rooms })
     }
 }

@@ -19,6 +19,7 @@ use ruma::OwnedServerName;
 use crate::{
     admin::{self, Command},
     config::{Config, LogFormat, Overrides},
+    federation::signing_key::SigningKey,
     server,
     services::Services,
     storage::{StorageError, Store},
@@ -60,6 +61,15 @@ enum Commands {
     /// Manage registration tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The server's signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print the signing key's id and public half (creating the key if there is none yet).
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -151,6 +161,21 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         }
         Commands::User(command) => admin_command(&cli.config, &overrides, cli.json, user_command(command)?),
         Commands::Token(command) => admin_command(&cli.config, &overrides, cli.json, token_command(command)?),
+        Commands::Keys(KeysCommand::Show) => {
+            let config = Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+            let key = SigningKey::load_or_generate(&config.data_dir)?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"key_id": key.key_id(), "public_key": key.public_key_base64()})
+                );
+            } else {
+                println!("{} {}", key.key_id(), key.public_key_base64());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -257,7 +282,7 @@ async fn run_locally(
         config.server_name = name;
     }
     let store = Arc::new(store);
-    let services = Services::new(config, store.clone());
+    let services = Services::new(config, store.clone())?;
     let reply = admin::execute(&services.accounts, command).await.map_err(|e| e.to_string());
     store.flush().map_err(|e| e.to_string())?;
     reply

@@ -3,9 +3,13 @@
 
 mod account;
 mod devices;
+mod directory;
 mod discovery;
+mod history;
+mod membership;
 mod profile;
 mod register;
+mod rooms;
 mod session;
 
 use crate::http::router::Router;
@@ -19,5 +23,9 @@ pub fn router() -> Router {
     account::routes(&mut router);
     devices::routes(&mut router);
     profile::routes(&mut router);
+    rooms::routes(&mut router);
+    membership::routes(&mut router);
+    directory::routes(&mut router);
+    history::routes(&mut router);
     router
 }

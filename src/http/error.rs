@@ -15,7 +15,7 @@ use ruma::api::{
     },
 };
 
-use crate::accounts;
+use crate::{accounts, rooms};
 
 pub type Response = http::Response<Full<Bytes>>;
 
@@ -170,6 +170,28 @@ impl From<accounts::Error> for ApiError {
             E::AuthRequired(info) => Self::Uiaa(info),
             E::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<rooms::Error> for ApiError {
+    fn from(e: rooms::Error) -> Self {
+        use rooms::Error as E;
+        let message = e.to_string();
+        match e {
+            E::NotFound(_) => Self::not_found(message),
+            E::Forbidden(_) => Self::forbidden(message),
+            E::BadJson(_) => Self::bad_json(message),
+            E::InvalidParam(_) => Self::invalid_param(message),
+            E::TooLarge(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, message),
+            E::RoomInUse(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::RoomInUse, message),
+            E::UnsupportedRoomVersion(_) => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion, message)
+            }
+            E::Internal(_) | E::Storage(_) => {
+                tracing::error!(error = %message, "rooms failure");
                 Self::internal()
             }
         }

@@ -32,6 +32,9 @@ pub struct Call {
     pub span: tracing::Span,
 }
 
+/// Stands for an empty trailing path segment during lookup; see [`Router::lookup`].
+const EMPTY: &str = "\0";
+
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 pub type Handler = Arc<dyn Fn(Arc<Services>, Call) -> HandlerFuture + Send + Sync>;
 
@@ -132,17 +135,44 @@ impl Router {
     }
 
     pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
-        let Ok(found) = self.paths.at(path) else { return Lookup::NoSuchPath };
-        let table = &self.tables[*found.value];
+        let found = match self.paths.at(path) {
+            Ok(found) => found,
+            // An empty final segment is an empty parameter, as in `/state/m.room.name/`
+            // (and `/state/m.room.name`, which other servers accept too). matchit never
+            // binds an empty parameter, so retry with a placeholder that no request path
+            // can contain (a raw NUL) and turn it back into "" below.
+            Err(_) => {
+                let retry =
+                    if path.ends_with('/') { format!("{path}{EMPTY}") } else { format!("{path}/{EMPTY}") };
+                match self.paths.at(&retry) {
+                    Ok(found) => return self.found(method, found.value, found.params.iter()),
+                    Err(_) => return Lookup::NoSuchPath,
+                }
+            }
+        };
+        self.found(method, found.value, found.params.iter())
+    }
+
+    fn found<'p>(
+        &self,
+        method: &Method,
+        slot: &usize,
+        params: impl Iterator<Item = (&'p str, &'p str)>,
+    ) -> Lookup<'_> {
+        let table = &self.tables[*slot];
         let route = table.get(method).or_else(|| {
             // HEAD is GET without the body; hyper drops the body for us.
             (*method == Method::HEAD).then(|| table.get(&Method::GET)).flatten()
         });
         let Some(route) = route else { return Lookup::WrongMethod };
-        let args = found
-            .params
-            .iter()
-            .map(|(_, raw)| percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned())
+        let args = params
+            .map(|(_, raw)| {
+                if raw == EMPTY {
+                    String::new()
+                } else {
+                    percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned()
+                }
+            })
             .collect();
         Lookup::Found(route, args)
     }

@@ -8,7 +8,9 @@
 //! in UTF-8), integers big-endian so that range scans follow numeric order.
 
 mod accounts;
+mod directory;
 mod durability;
+mod rooms;
 mod schema;
 
 use std::path::Path;
@@ -16,7 +18,9 @@ use std::path::Path;
 pub use accounts::{
     CreateUserError, DeviceRecord, NewDevice, RegistrationTokenRecord, TokenOwner, UserRecord,
 };
+pub use directory::AliasRecord;
 use durability::GroupCommit;
+pub use rooms::{NewEvent, Relation, RoomRecord, StateKey, StoredEvent};
 use ruma::{OwnedServerName, ServerName};
 
 const SERVER_NAME_KEY: &[u8] = b"server_name";
@@ -34,6 +38,20 @@ pub struct Store {
     registration_tokens: sled::Tree,
     profiles: sled::Tree,
     meta: sled::Tree,
+    rooms: sled::Tree,
+    events: sled::Tree,
+    timeline: sled::Tree,
+    state_keys: sled::Tree,
+    state_keys_rev: sled::Tree,
+    room_state: sled::Tree,
+    snapshots: sled::Tree,
+    memberships: sled::Tree,
+    user_rooms: sled::Tree,
+    txn_ids: sled::Tree,
+    aliases: sled::Tree,
+    room_aliases: sled::Tree,
+    public_rooms: sled::Tree,
+    relations: sled::Tree,
 }
 
 /// Why the store could not be used.
@@ -110,6 +128,20 @@ impl Store {
             registration_tokens: db.open_tree("registration_tokens")?,
             profiles: db.open_tree("profiles")?,
             meta: db.open_tree(schema::META_TREE)?,
+            rooms: db.open_tree("rooms")?,
+            events: db.open_tree("events")?,
+            timeline: db.open_tree("timeline")?,
+            state_keys: db.open_tree("state_keys")?,
+            state_keys_rev: db.open_tree("state_keys_rev")?,
+            room_state: db.open_tree("room_state")?,
+            snapshots: db.open_tree("snapshots")?,
+            memberships: db.open_tree("memberships")?,
+            user_rooms: db.open_tree("user_rooms")?,
+            txn_ids: db.open_tree("txn_ids")?,
+            aliases: db.open_tree("aliases")?,
+            room_aliases: db.open_tree("room_aliases")?,
+            public_rooms: db.open_tree("public_rooms")?,
+            relations: db.open_tree("relations")?,
             db,
         })
     }

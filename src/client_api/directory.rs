@@ -1,0 +1,182 @@
+//! Room aliases and the public room directory.
+
+use std::sync::Arc;
+
+use ruma::{
+    UInt,
+    api::client::{
+        alias::{create_alias, delete_alias, get_alias},
+        directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
+        room::{Visibility, aliases},
+    },
+    directory::{PublicRoomsChunk, PublicRoomsChunkInit},
+    room::{JoinRuleKind, RoomType},
+};
+
+use crate::{
+    http::{
+        ApiError,
+        router::{Req, Router},
+    },
+    rooms::RoomSummary,
+    services::Services,
+};
+
+pub fn routes(router: &mut Router) {
+    router.ruma(put_alias);
+    router.ruma(get_alias_target);
+    router.ruma(remove_alias);
+    router.ruma(room_aliases);
+    router.ruma(get_visibility);
+    router.ruma(set_visibility);
+    router.ruma(public_rooms);
+    router.ruma(public_rooms_filtered);
+}
+
+async fn put_alias(
+    services: Arc<Services>,
+    req: Req<create_alias::v3::Request>,
+) -> Result<create_alias::v3::Response, ApiError> {
+    services.rooms.check_can_read(&req.body.room_id, &req.auth.user_id)?;
+    services.rooms.create_alias(&req.body.room_alias, &req.body.room_id, &req.auth.user_id).await?;
+    Ok(create_alias::v3::Response::new())
+}
+
+async fn get_alias_target(
+    services: Arc<Services>,
+    req: Req<get_alias::v3::Request>,
+) -> Result<get_alias::v3::Response, ApiError> {
+    let room_id = services
+        .rooms
+        .resolve_alias(&req.body.room_alias)?
+        .ok_or_else(|| ApiError::not_found(format!("no room has the alias {}", req.body.room_alias)))?;
+    Ok(get_alias::v3::Response::new(room_id, vec![services.config.server_name.clone()]))
+}
+
+async fn remove_alias(
+    services: Arc<Services>,
+    req: Req<delete_alias::v3::Request>,
+) -> Result<delete_alias::v3::Response, ApiError> {
+    services.rooms.delete_alias(&req.body.room_alias, &req.auth.user_id).await?;
+    Ok(delete_alias::v3::Response::new())
+}
+
+async fn room_aliases(
+    services: Arc<Services>,
+    req: Req<aliases::v3::Request>,
+) -> Result<aliases::v3::Response, ApiError> {
+    services.rooms.check_can_read(&req.body.room_id, &req.auth.user_id)?;
+    Ok(aliases::v3::Response::new(services.rooms.room_aliases(&req.body.room_id)?))
+}
+
+async fn get_visibility(
+    services: Arc<Services>,
+    req: Req<get_room_visibility::v3::Request>,
+) -> Result<get_room_visibility::v3::Response, ApiError> {
+    let published = services.rooms.is_published(&req.body.room_id)?;
+    Ok(get_room_visibility::v3::Response::new(if published {
+        Visibility::Public
+    } else {
+        Visibility::Private
+    }))
+}
+
+async fn set_visibility(
+    services: Arc<Services>,
+    req: Req<set_room_visibility::v3::Request>,
+) -> Result<set_room_visibility::v3::Response, ApiError> {
+    let published = match req.body.visibility {
+        Visibility::Public => true,
+        Visibility::Private => false,
+        other => return Err(ApiError::invalid_param(format!("unknown visibility {}", other.as_str()))),
+    };
+    services.rooms.set_published(&req.body.room_id, &req.auth.user_id, published).await?;
+    Ok(set_room_visibility::v3::Response::new())
+}
+
+fn chunk(summary: RoomSummary) -> PublicRoomsChunk {
+    let mut chunk: PublicRoomsChunk = PublicRoomsChunkInit {
+        num_joined_members: UInt::new_saturating(summary.joined_members),
+        room_id: summary.room_id,
+        world_readable: summary.world_readable,
+        guest_can_join: summary.guest_can_join,
+    }
+    .into();
+    chunk.name = summary.name;
+    chunk.topic = summary.topic;
+    chunk.canonical_alias = summary.canonical_alias.and_then(|a| a.try_into().ok());
+    chunk.avatar_url = summary.avatar_url.map(Into::into);
+    chunk.join_rule = summary.join_rule.as_deref().map_or(JoinRuleKind::Public, JoinRuleKind::from);
+    chunk.room_type = summary.room_type.as_deref().map(RoomType::from);
+    chunk
+}
+
+/// One page of the directory; `since` is an offset this server handed out.
+struct Page {
+    chunk: Vec<PublicRoomsChunk>,
+    next_batch: Option<String>,
+    prev_batch: Option<String>,
+    total: UInt,
+}
+
+fn page(
+    services: &Services,
+    search: Option<&str>,
+    limit: Option<UInt>,
+    since: Option<&str>,
+) -> Result<Page, ApiError> {
+    let rooms = services.rooms.public_rooms(search)?;
+    let count = rooms.len();
+    let offset = match since {
+        Some(token) => token
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid_param("since is not a token from this server"))?,
+        None => 0,
+    };
+    let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)).max(1);
+    let end = offset.saturating_add(limit).min(count);
+    let chunk = rooms.into_iter().skip(offset).take(limit).map(chunk).collect();
+    Ok(Page {
+        chunk,
+        next_batch: (end < count && end > offset).then(|| end.to_string()),
+        prev_batch: (offset > 0).then(|| offset.saturating_sub(limit).to_string()),
+        total: UInt::new_saturating(count as u64),
+    })
+}
+
+fn check_server(services: &Services, server: Option<&ruma::ServerName>) -> Result<(), ApiError> {
+    match server {
+        Some(server) if server != services.config.server_name => {
+            Err(ApiError::forbidden("other servers' directories need federation, which is not enabled yet"))
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn public_rooms(
+    services: Arc<Services>,
+    req: Req<get_public_rooms::v3::Request>,
+) -> Result<get_public_rooms::v3::Response, ApiError> {
+    check_server(&services, req.body.server.as_deref())?;
+    let page = page(&services, None, req.body.limit, req.body.since.as_deref())?;
+    let mut response = get_public_rooms::v3::Response::new(page.chunk);
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.total_room_count_estimate = Some(page.total);
+    Ok(response)
+}
+
+async fn public_rooms_filtered(
+    services: Arc<Services>,
+    req: Req<get_public_rooms_filtered::v3::Request>,
+) -> Result<get_public_rooms_filtered::v3::Response, ApiError> {
+    check_server(&services, req.body.server.as_deref())?;
+    let search = req.body.filter.generic_search_term.as_deref();
+    let page = page(&services, search, req.body.limit, req.body.since.as_deref())?;
+    let mut response = get_public_rooms_filtered::v3::Response::new();
+    response.chunk = page.chunk;
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.total_room_count_estimate = Some(page.total);
+    Ok(response)
+}

@@ -1,0 +1,373 @@
+//! Reading a room's history: single events, `/messages`, `/context`, `/relations` and
+//! `timestamp_to_event`, all subject to history visibility.
+
+use std::sync::Arc;
+
+use ruma::{
+    EventId, RoomId, UInt, UserId,
+    api::{
+        Direction,
+        client::{
+            context::get_context,
+            filter::RoomEventFilter,
+            message::get_message_events,
+            relations::{
+                get_relating_events, get_relating_events_with_rel_type,
+                get_relating_events_with_rel_type_and_event_type,
+            },
+            room::{get_event_by_timestamp, get_room_event},
+        },
+    },
+    events::TimelineEventType,
+    serde::Raw,
+};
+use serde_json::Value as JsonValue;
+
+use super::rooms::raw;
+use crate::{
+    accounts::Session,
+    http::{
+        ApiError,
+        router::{Req, Router},
+    },
+    rooms::{Events, Pdu},
+    services::Services,
+    storage::StoredEvent,
+    sync::filter,
+};
+
+pub fn routes(router: &mut Router) {
+    router.ruma(event);
+    router.ruma(messages);
+    router.ruma(context);
+    router.ruma(relations_all);
+    router.ruma(relations_by_type);
+    router.ruma(relations_by_type_and_kind);
+    router.ruma(timestamp_to_event);
+}
+
+fn client_event<T>(services: &Services, session: &Session, pdu: &Pdu, stored: &StoredEvent) -> Raw<T> {
+    raw(services.rooms.client_event(pdu, stored, Some((&session.user_id, &session.device_id))))
+}
+
+fn parse_token(token: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
+    token
+        .map(|t| {
+            t.parse::<u64>().map_err(|_| {
+                ApiError::invalid_param(format!("{name} is not a pagination token from this server"))
+            })
+        })
+        .transpose()
+}
+
+fn limit_of(limit: Option<UInt>, default: usize) -> usize {
+    limit.and_then(|l| usize::try_from(l).ok()).unwrap_or(default).clamp(1, 1000)
+}
+
+/// Member events of the senders of `events`, from the state at the newest of them, for
+/// lazy-loading clients.
+fn members_for(services: &Services, events: &[(Pdu, StoredEvent)]) -> Result<Vec<JsonValue>, ApiError> {
+    let Some((_, newest)) = events.iter().max_by_key(|(_, stored)| stored.position) else {
+        return Ok(vec![]);
+    };
+    let state = services.rooms.state_before(newest)?;
+    let mut senders: Vec<&UserId> = events.iter().map(|(pdu, _)| &*pdu.sender).collect();
+    senders.sort();
+    senders.dedup();
+    let mut members = Vec::new();
+    for sender in senders {
+        let key = ("m.room.member".to_owned(), sender.to_string());
+        let member = match state.get(&key) {
+            Some(id) => services.rooms.pdu(id)?,
+            // The sender's own join can be on the page itself, after the state we read.
+            None => events
+                .iter()
+                .map(|(p, _)| p)
+                .find(|p| {
+                    p.kind == TimelineEventType::RoomMember && p.state_key.as_deref() == Some(sender.as_str())
+                })
+                .cloned(),
+        };
+        if let Some(pdu) = member {
+            members.push(JsonValue::Object(pdu.to_client_json()));
+        }
+    }
+    Ok(members)
+}
+
+fn event_in_room(
+    services: &Services,
+    room_id: &RoomId,
+    event_id: &EventId,
+) -> Result<(Pdu, StoredEvent), ApiError> {
+    services
+        .rooms
+        .event(event_id)?
+        .filter(|(pdu, _)| pdu.room_id == room_id)
+        .ok_or_else(|| ApiError::not_found(format!("no event {event_id} in this room")))
+}
+
+async fn event(
+    services: Arc<Services>,
+    req: Req<get_room_event::v3::Request>,
+) -> Result<get_room_event::v3::Response, ApiError> {
+    let body = req.body;
+    services.rooms.check_can_read_history(&body.room_id, &req.auth.user_id)?;
+    let (pdu, stored) = event_in_room(&services, &body.room_id, &body.event_id)?;
+    services.rooms.visibility(&body.room_id, &req.auth.user_id)?.require(&pdu, &stored)?;
+    Ok(get_room_event::v3::Response::new(client_event(&services, &req.auth, &pdu, &stored)))
+}
+
+/// Where a walk over the timeline starts, which way it goes and when it stops.
+struct Walk {
+    from: u64,
+    to: Option<u64>,
+    forwards: bool,
+    limit: usize,
+}
+
+/// Collects up to `limit` visible events that pass `filter`, walking from `from` in one
+/// direction and stopping at the `to` position. Returns them with the token after the last.
+fn walk(
+    services: &Services,
+    session: &Session,
+    room_id: &RoomId,
+    Walk { from, to, forwards, limit }: Walk,
+    filter: &RoomEventFilter,
+) -> Result<(Events, Option<u64>), ApiError> {
+    let mut visibility = services.rooms.visibility(room_id, &session.user_id)?;
+    let mut found = Vec::new();
+    let mut cursor = Some(from);
+    while let Some(position) = cursor {
+        let (page, next) = services.rooms.paginate(room_id, Some(position), forwards, limit)?;
+        cursor = next;
+        for (pdu, stored) in page {
+            let past_to =
+                to.is_some_and(|to| if forwards { stored.position > to } else { stored.position <= to });
+            if past_to {
+                return Ok((found, None));
+            }
+            let token = if forwards { stored.position } else { stored.position - 1 };
+            if filter::matches(filter, &pdu) && visibility.can_see(&pdu, &stored)? {
+                found.push((pdu, stored));
+                if found.len() == limit {
+                    return Ok((found, Some(token)));
+                }
+            }
+        }
+    }
+    Ok((found, None))
+}
+
+async fn messages(
+    services: Arc<Services>,
+    req: Req<get_message_events::v3::Request>,
+) -> Result<get_message_events::v3::Response, ApiError> {
+    let body = req.body;
+    let room_id = &body.room_id;
+    services.rooms.check_can_read_history(room_id, &req.auth.user_id)?;
+    let forwards = body.dir == Direction::Forward;
+    let to = parse_token(body.to.as_deref(), "to")?;
+    let start = match parse_token(body.from.as_deref(), "from")? {
+        Some(from) => from,
+        None if forwards => 0,
+        None => services.rooms.latest_position(room_id)?,
+    };
+    let limit = limit_of(Some(body.limit), 10);
+    let (chunk, end) =
+        walk(&services, &req.auth, room_id, Walk { from: start, to, forwards, limit }, &body.filter)?;
+    let mut response = get_message_events::v3::Response::new();
+    if !body.filter.lazy_load_options.is_disabled() {
+        response.state = members_for(&services, &chunk)?.into_iter().map(raw).collect();
+    }
+    response.start = start.to_string();
+    response.end = end.map(|e| e.to_string());
+    response.chunk =
+        chunk.iter().map(|(pdu, stored)| client_event(&services, &req.auth, pdu, stored)).collect();
+    Ok(response)
+}
+
+async fn context(
+    services: Arc<Services>,
+    req: Req<get_context::v3::Request>,
+) -> Result<get_context::v3::Response, ApiError> {
+    let body = req.body;
+    let room_id = &body.room_id;
+    services.rooms.check_can_read_history(room_id, &req.auth.user_id)?;
+    let (pdu, stored) = event_in_room(&services, room_id, &body.event_id)?;
+    services.rooms.visibility(room_id, &req.auth.user_id)?.require(&pdu, &stored)?;
+    let limit = limit_of(Some(body.limit), 10);
+    let before_limit = limit / 2;
+    let after_limit = limit - before_limit;
+    let (before, start) = if before_limit == 0 {
+        (vec![], Some(stored.position - 1))
+    } else {
+        walk(
+            &services,
+            &req.auth,
+            room_id,
+            Walk { from: stored.position - 1, to: None, forwards: false, limit: before_limit },
+            &body.filter,
+        )?
+    };
+    let (after, end) = if after_limit == 0 {
+        (vec![], Some(stored.position))
+    } else {
+        walk(
+            &services,
+            &req.auth,
+            room_id,
+            Walk { from: stored.position, to: None, forwards: true, limit: after_limit },
+            &body.filter,
+        )?
+    };
+    let mut response = get_context::v3::Response::new();
+    // Without a further page the tokens still point at the edges, so clients can resume.
+    response.start = Some(
+        start
+            .unwrap_or_else(|| before.last().map_or(stored.position - 1, |(_, s)| s.position - 1))
+            .to_string(),
+    );
+    response.end =
+        Some(end.unwrap_or_else(|| after.last().map_or(stored.position, |(_, s)| s.position)).to_string());
+    let mut shown: Events = before.iter().chain(after.iter()).cloned().collect();
+    shown.push((pdu.clone(), stored.clone()));
+    response.state = if body.filter.lazy_load_options.is_disabled() {
+        let newest = after.last().map_or(&stored, |(_, s)| s);
+        let state = services.rooms.state_before(newest)?;
+        services
+            .rooms
+            .pdus(state.into_values())?
+            .iter()
+            .map(|p| raw(JsonValue::Object(p.to_client_json())))
+            .collect()
+    } else {
+        members_for(&services, &shown)?.into_iter().map(raw).collect()
+    };
+    response.event = Some(client_event(&services, &req.auth, &pdu, &stored));
+    response.events_before = before.iter().map(|(p, s)| client_event(&services, &req.auth, p, s)).collect();
+    response.events_after = after.iter().map(|(p, s)| client_event(&services, &req.auth, p, s)).collect();
+    Ok(response)
+}
+
+/// The shared body of the three `/relations` endpoints.
+#[allow(clippy::too_many_arguments)]
+fn relations(
+    services: &Services,
+    session: &Session,
+    room_id: &RoomId,
+    parent: &EventId,
+    rel_type: Option<&str>,
+    kind: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+    dir: Direction,
+    limit: Option<UInt>,
+) -> Result<(Vec<Raw<ruma::events::AnyMessageLikeEvent>>, Option<String>), ApiError> {
+    services.rooms.check_can_read_history(room_id, &session.user_id)?;
+    let (parent_pdu, parent_stored) = event_in_room(services, room_id, parent)?;
+    let mut visibility = services.rooms.visibility(room_id, &session.user_id)?;
+    visibility.require(&parent_pdu, &parent_stored)?;
+    let forwards = dir == Direction::Forward;
+    let from = parse_token(from, "from")?;
+    let to = parse_token(to, "to")?;
+    let limit = limit_of(limit, 50);
+    let mut chunk = Vec::new();
+    let mut next = None;
+    for (pdu, stored) in services.rooms.relations(parent, rel_type, kind, from, forwards)? {
+        if to.is_some_and(|to| if forwards { stored.position > to } else { stored.position <= to }) {
+            break;
+        }
+        if !visibility.can_see(&pdu, &stored)? {
+            continue;
+        }
+        if chunk.len() == limit {
+            next = Some(if forwards { stored.position - 1 } else { stored.position + 1 }.to_string());
+            break;
+        }
+        chunk.push(client_event(services, session, &pdu, &stored));
+    }
+    Ok((chunk, next))
+}
+
+async fn relations_all(
+    services: Arc<Services>,
+    req: Req<get_relating_events::v1::Request>,
+) -> Result<get_relating_events::v1::Response, ApiError> {
+    let b = req.body;
+    let (chunk, next) = relations(
+        &services,
+        &req.auth,
+        &b.room_id,
+        &b.event_id,
+        None,
+        None,
+        b.from.as_deref(),
+        b.to.as_deref(),
+        b.dir,
+        b.limit,
+    )?;
+    let mut response = get_relating_events::v1::Response::new(chunk);
+    response.next_batch = next;
+    Ok(response)
+}
+
+async fn relations_by_type(
+    services: Arc<Services>,
+    req: Req<get_relating_events_with_rel_type::v1::Request>,
+) -> Result<get_relating_events_with_rel_type::v1::Response, ApiError> {
+    let b = req.body;
+    let rel_type = b.rel_type.to_string();
+    let (chunk, next) = relations(
+        &services,
+        &req.auth,
+        &b.room_id,
+        &b.event_id,
+        Some(&rel_type),
+        None,
+        b.from.as_deref(),
+        b.to.as_deref(),
+        b.dir,
+        b.limit,
+    )?;
+    let mut response = get_relating_events_with_rel_type::v1::Response::new(chunk);
+    response.next_batch = next;
+    Ok(response)
+}
+
+async fn relations_by_type_and_kind(
+    services: Arc<Services>,
+    req: Req<get_relating_events_with_rel_type_and_event_type::v1::Request>,
+) -> Result<get_relating_events_with_rel_type_and_event_type::v1::Response, ApiError> {
+    let b = req.body;
+    let rel_type = b.rel_type.to_string();
+    let kind = b.event_type.to_string();
+    let (chunk, next) = relations(
+        &services,
+        &req.auth,
+        &b.room_id,
+        &b.event_id,
+        Some(&rel_type),
+        Some(&kind),
+        b.from.as_deref(),
+        b.to.as_deref(),
+        b.dir,
+        b.limit,
+    )?;
+    let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(chunk);
+    response.next_batch = next;
+    Ok(response)
+}
+
+async fn timestamp_to_event(
+    services: Arc<Services>,
+    req: Req<get_event_by_timestamp::v1::Request>,
+) -> Result<get_event_by_timestamp::v1::Response, ApiError> {
+    let b = req.body;
+    services.rooms.check_can_read_history(&b.room_id, &req.auth.user_id)?;
+    let pdu = services
+        .rooms
+        .event_at_timestamp(&b.room_id, b.ts.get().into(), b.dir == Direction::Forward)?
+        .ok_or_else(|| ApiError::not_found("no event in that direction from the timestamp"))?;
+    Ok(get_event_by_timestamp::v1::Response::new(pdu.event_id, pdu.origin_server_ts))
+}

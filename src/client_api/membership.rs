@@ -1,0 +1,131 @@
+//! Membership endpoints: join, invite, leave, forget, kick, ban, unban.
+
+use std::sync::Arc;
+
+use ruma::{
+    OwnedRoomId, RoomId, RoomOrAliasId,
+    api::client::membership::{
+        ban_user, forget_room,
+        invite_user::{self, v3::InvitationRecipient},
+        join_room_by_id, join_room_by_id_or_alias, kick_user, leave_room, unban_user,
+    },
+};
+
+use super::rooms::member_profile;
+use crate::{
+    http::{
+        ApiError,
+        router::{Req, Router},
+    },
+    services::Services,
+};
+
+pub fn routes(router: &mut Router) {
+    router.ruma(join_by_id);
+    router.ruma(join_by_id_or_alias);
+    router.ruma(invite);
+    router.ruma(leave);
+    router.ruma(forget);
+    router.ruma(kick);
+    router.ruma(ban);
+    router.ruma(unban);
+}
+
+/// Resolves `!room:server` or `#alias:server` to a room id this server knows.
+fn resolve_room(services: &Services, target: &RoomOrAliasId) -> Result<OwnedRoomId, ApiError> {
+    match <&RoomId>::try_from(target) {
+        Ok(room_id) => Ok(room_id.to_owned()),
+        Err(alias) => services
+            .rooms
+            .resolve_alias(alias)?
+            .ok_or_else(|| ApiError::not_found(format!("no room has the alias {alias}"))),
+    }
+}
+
+async fn join_by_id(
+    services: Arc<Services>,
+    req: Req<join_room_by_id::v3::Request>,
+) -> Result<join_room_by_id::v3::Response, ApiError> {
+    let user = &req.auth.user_id;
+    services
+        .rooms
+        .join(&req.body.room_id, user, &member_profile(&services, user), req.body.reason.as_deref())
+        .await?;
+    Ok(join_room_by_id::v3::Response::new(req.body.room_id))
+}
+
+async fn join_by_id_or_alias(
+    services: Arc<Services>,
+    req: Req<join_room_by_id_or_alias::v3::Request>,
+) -> Result<join_room_by_id_or_alias::v3::Response, ApiError> {
+    let room_id = resolve_room(&services, &req.body.room_id_or_alias)?;
+    let user = &req.auth.user_id;
+    services.rooms.join(&room_id, user, &member_profile(&services, user), req.body.reason.as_deref()).await?;
+    Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
+}
+
+async fn invite(
+    services: Arc<Services>,
+    req: Req<invite_user::v3::Request>,
+) -> Result<invite_user::v3::Response, ApiError> {
+    let InvitationRecipient::UserId(recipient) = req.body.recipient else {
+        return Err(ApiError::forbidden("third-party invites are not supported"));
+    };
+    let target = &recipient.user_id;
+    if target.server_name() != services.config.server_name {
+        return Err(ApiError::forbidden(
+            "inviting users of other servers needs federation, which is not enabled yet",
+        ));
+    }
+    if services.accounts.user(target)?.is_none() {
+        return Err(ApiError::not_found(format!("unknown user {target}")));
+    }
+    services
+        .rooms
+        .invite(&req.body.room_id, &req.auth.user_id, target, recipient.reason.as_deref(), false)
+        .await?;
+    Ok(invite_user::v3::Response::new())
+}
+
+async fn leave(
+    services: Arc<Services>,
+    req: Req<leave_room::v3::Request>,
+) -> Result<leave_room::v3::Response, ApiError> {
+    services.rooms.leave(&req.body.room_id, &req.auth.user_id, req.body.reason.as_deref()).await?;
+    Ok(leave_room::v3::Response::new())
+}
+
+async fn forget(
+    services: Arc<Services>,
+    req: Req<forget_room::v3::Request>,
+) -> Result<forget_room::v3::Response, ApiError> {
+    services.rooms.forget(&req.body.room_id, &req.auth.user_id).await?;
+    Ok(forget_room::v3::Response::new())
+}
+
+async fn kick(
+    services: Arc<Services>,
+    req: Req<kick_user::v3::Request>,
+) -> Result<kick_user::v3::Response, ApiError> {
+    let body = req.body;
+    services.rooms.kick(&body.room_id, &req.auth.user_id, &body.user_id, body.reason.as_deref()).await?;
+    Ok(kick_user::v3::Response::new())
+}
+
+async fn ban(
+    services: Arc<Services>,
+    req: Req<ban_user::v3::Request>,
+) -> Result<ban_user::v3::Response, ApiError> {
+    let body = req.body;
+    services.rooms.ban(&body.room_id, &req.auth.user_id, &body.user_id, body.reason.as_deref()).await?;
+    Ok(ban_user::v3::Response::new())
+}
+
+async fn unban(
+    services: Arc<Services>,
+    req: Req<unban_user::v3::Request>,
+) -> Result<unban_user::v3::Response, ApiError> {
+    let body = req.body;
+    services.rooms.unban(&body.room_id, &req.auth.user_id, &body.user_id, body.reason.as_deref()).await?;
+    Ok(unban_user::v3::Response::new())
+}

@@ -1,0 +1,145 @@
+//! Room aliases (`#name:server` names that point at a room id) and the public room
+//! directory.
+
+use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId, events::StateEventType};
+
+use super::{Error, Result, Rooms};
+use crate::storage::AliasRecord;
+
+impl Rooms {
+    pub fn resolve_alias(&self, alias: &RoomAliasId) -> Result<Option<OwnedRoomId>> {
+        Ok(self.store.alias(alias)?.map(|record| record.room_id))
+    }
+
+    /// Checks that `alias` could be created here: ours, well-formed and free.
+    pub fn check_alias_available(&self, alias: &RoomAliasId) -> Result<()> {
+        if alias.server_name() != self.server_name {
+            return Err(Error::InvalidParam(format!("{alias} does not belong to this server")));
+        }
+        if self.store.alias(alias)?.is_some() {
+            return Err(Error::RoomInUse(format!("the alias {alias} is taken")));
+        }
+        Ok(())
+    }
+
+    pub async fn create_alias(&self, alias: &RoomAliasId, room_id: &RoomId, creator: &UserId) -> Result<()> {
+        self.check_alias_available(alias)?;
+        self.room(room_id)?;
+        let record = AliasRecord { room_id: room_id.to_owned(), creator: creator.to_owned() };
+        if !self.store.create_alias(alias, &record).await? {
+            return Err(Error::RoomInUse(format!("the alias {alias} is taken")));
+        }
+        Ok(())
+    }
+
+    /// Deletes an alias: allowed to its creator and to members who may change the room's
+    /// canonical alias.
+    pub async fn delete_alias(&self, alias: &RoomAliasId, user: &UserId) -> Result<()> {
+        let record = self.store.alias(alias)?.ok_or_else(|| Error::NotFound(format!("no alias {alias}")))?;
+        if record.creator != user
+            && !self.may_send_state(&record.room_id, user, &StateEventType::RoomCanonicalAlias)?
+        {
+            return Err(Error::Forbidden(
+                "only the alias's creator or a room moderator may delete it".to_owned(),
+            ));
+        }
+        self.store.delete_alias(alias).await?;
+        Ok(())
+    }
+
+    pub fn room_aliases(&self, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+        self.room(room_id)?;
+        Ok(self.store.room_aliases(room_id)?)
+    }
+
+    /// Publishes or unpublishes a room: for members who may change its canonical alias.
+    pub async fn set_published(&self, room_id: &RoomId, user: &UserId, published: bool) -> Result<()> {
+        self.room(room_id)?;
+        if !self.may_send_state(room_id, user, &StateEventType::RoomCanonicalAlias)? {
+            return Err(Error::Forbidden("only room moderators may change its directory listing".to_owned()));
+        }
+        self.store.set_published(room_id, published).await?;
+        Ok(())
+    }
+
+    /// Publishes a room without a permission check (room creation).
+    pub(super) async fn publish(&self, room_id: &RoomId) -> Result<()> {
+        Ok(self.store.set_published(room_id, true).await?)
+    }
+
+    pub fn is_published(&self, room_id: &RoomId) -> Result<bool> {
+        self.room(room_id)?;
+        Ok(self.store.is_published(room_id)?)
+    }
+
+    /// Published rooms whose name, topic or alias contains `search` (case-insensitive),
+    /// most joined members first.
+    pub fn public_rooms(&self, search: Option<&str>) -> Result<Vec<RoomSummary>> {
+        let search = search.map(str::to_lowercase).filter(|s| !s.is_empty());
+        let mut rooms = Vec::new();
+        for room_id in self.store.published_rooms()? {
+            let summary = self.summary(&room_id)?;
+            let matches = search.as_ref().is_none_or(|term| {
+                [&summary.name, &summary.topic, &summary.canonical_alias]
+                    .into_iter()
+                    .flatten()
+                    .any(|text| text.to_lowercase().contains(term.as_str()))
+            });
+            if matches {
+                rooms.push(summary);
+            }
+        }
+        rooms.sort_by(|a, b| b.joined_members.cmp(&a.joined_members).then_with(|| a.room_id.cmp(&b.room_id)));
+        Ok(rooms)
+    }
+
+    /// What the directory shows about a room, read from its current state.
+    pub fn summary(&self, room_id: &RoomId) -> Result<RoomSummary> {
+        let mut summary = RoomSummary {
+            room_id: room_id.to_owned(),
+            name: None,
+            topic: None,
+            canonical_alias: None,
+            avatar_url: None,
+            join_rule: None,
+            room_type: None,
+            world_readable: false,
+            guest_can_join: false,
+            joined_members: 0,
+        };
+        for pdu in self.current_state(room_id)? {
+            let content = pdu.content_json();
+            let text = |key: &str| content[key].as_str().map(str::to_owned);
+            match pdu.kind.to_string().as_str() {
+                "m.room.name" => summary.name = text("name"),
+                "m.room.topic" => summary.topic = text("topic"),
+                "m.room.canonical_alias" => summary.canonical_alias = text("alias"),
+                "m.room.avatar" => summary.avatar_url = text("url"),
+                "m.room.join_rules" => summary.join_rule = text("join_rule"),
+                "m.room.history_visibility" => {
+                    summary.world_readable = content["history_visibility"] == "world_readable";
+                }
+                "m.room.guest_access" => summary.guest_can_join = content["guest_access"] == "can_join",
+                "m.room.create" => summary.room_type = text("type"),
+                "m.room.member" if content["membership"] == "join" => summary.joined_members += 1,
+                _ => {}
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// A room as the directory lists it.
+#[derive(Debug, Clone)]
+pub struct RoomSummary {
+    pub room_id: OwnedRoomId,
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub canonical_alias: Option<String>,
+    pub avatar_url: Option<String>,
+    pub join_rule: Option<String>,
+    pub room_type: Option<String>,
+    pub world_readable: bool,
+    pub guest_can_join: bool,
+    pub joined_members: u64,
+}

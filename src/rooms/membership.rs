@@ -1,0 +1,140 @@
+//! Joining, inviting, leaving, kicking, banning: each is an `m.room.member` event whose
+//! legality the auth rules decide; a few extra checks give clearer refusals.
+
+use ruma::{RoomId, UserId, events::TimelineEventType};
+use serde_json::{Value as JsonValue, json};
+
+use super::{Error, EventSpec, Result, Rooms};
+
+/// What a member event says about the member.
+#[derive(Debug, Clone, Default)]
+pub struct MemberProfile {
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+impl MemberProfile {
+    pub fn member_content(&self, membership: &str, reason: Option<&str>) -> JsonValue {
+        let mut content = json!({"membership": membership});
+        if let Some(name) = &self.displayname {
+            content["displayname"] = json!(name);
+        }
+        if let Some(url) = &self.avatar_url {
+            content["avatar_url"] = json!(url);
+        }
+        if let Some(reason) = reason {
+            content["reason"] = json!(reason);
+        }
+        content
+    }
+}
+
+fn reason_content(membership: &str, reason: Option<&str>) -> JsonValue {
+    MemberProfile::default().member_content(membership, reason)
+}
+
+impl Rooms {
+    async fn set_membership(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        target: &UserId,
+        content: JsonValue,
+    ) -> Result<()> {
+        let spec = EventSpec::state(TimelineEventType::RoomMember, target.as_str(), content);
+        self.append(room_id, sender, spec, None).await.map(|_| ())
+    }
+
+    /// Joins a local user. Joining a room one is already in changes nothing.
+    pub async fn join(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        profile: &MemberProfile,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        self.room(room_id)?;
+        if self.membership(room_id, user)?.as_deref() == Some("join") {
+            return Ok(());
+        }
+        self.set_membership(room_id, user, user, profile.member_content("join", reason)).await
+    }
+
+    pub async fn invite(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        target: &UserId,
+        reason: Option<&str>,
+        is_direct: bool,
+    ) -> Result<()> {
+        match self.membership(room_id, target)?.as_deref() {
+            Some("join") => return Err(Error::Forbidden(format!("{target} is already in the room"))),
+            Some("ban") => return Err(Error::Forbidden(format!("{target} is banned from the room"))),
+            _ => {}
+        }
+        let mut content = reason_content("invite", reason);
+        if is_direct {
+            content["is_direct"] = json!(true);
+        }
+        self.set_membership(room_id, sender, target, content).await
+    }
+
+    /// Leaves a room, or rejects an invite.
+    pub async fn leave(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
+        self.room(room_id)?;
+        match self.membership(room_id, user)?.as_deref() {
+            Some("join" | "invite" | "knock") => {}
+            _ => return Err(Error::Forbidden(format!("{user} is not in room {room_id}"))),
+        }
+        self.set_membership(room_id, user, user, reason_content("leave", reason)).await
+    }
+
+    pub async fn kick(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        target: &UserId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        match self.membership(room_id, target)?.as_deref() {
+            Some("join" | "invite" | "knock") => {}
+            _ => return Err(Error::Forbidden(format!("{target} is not in the room"))),
+        }
+        self.set_membership(room_id, sender, target, reason_content("leave", reason)).await
+    }
+
+    pub async fn ban(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        target: &UserId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        self.set_membership(room_id, sender, target, reason_content("ban", reason)).await
+    }
+
+    pub async fn unban(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        target: &UserId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        if self.membership(room_id, target)?.as_deref() != Some("ban") {
+            return Err(Error::Forbidden(format!("{target} is not banned")));
+        }
+        self.set_membership(room_id, sender, target, reason_content("leave", reason)).await
+    }
+
+    /// Stops listing a room the user has left.
+    pub async fn forget(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
+        match self.membership(room_id, user)?.as_deref() {
+            Some("join" | "invite" | "knock") => {
+                Err(Error::Forbidden("leave the room before forgetting it".to_owned()))
+            }
+            None => Err(Error::NotFound(format!("{user} was never in {room_id}"))),
+            Some(_) => Ok(self.store.forget_room(user, room_id).await?),
+        }
+    }
+}

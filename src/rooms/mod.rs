@@ -1,0 +1,482 @@
+//! Rooms: building and signing PDUs, event authorization, state, timelines, membership.
+//!
+//! Every new event goes through [`Rooms::append`]: under the room's append lock it picks
+//! `prev_events` (the forward extremities) and `auth_events` (by the auth rules), signs
+//! the draft ([`builder`]), checks it with `ruma::state_res` against its auth events and the
+//! current state ([`auth`]), and stores it with its state and membership changes in one
+//! transaction. Appends to different rooms run in parallel; one room's are ordered.
+
+mod auth;
+mod builder;
+mod create;
+mod directory;
+mod membership;
+mod pdu;
+mod power;
+mod redaction;
+mod visibility;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
+
+use ruma::{
+    DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, UserId,
+    events::{StateEventType, TimelineEventType},
+    room_version_rules::RoomVersionRules,
+};
+use serde_json::{Value as JsonValue, json};
+
+pub use create::{CreateRoom, DEFAULT_VERSION, Preset, SUPPORTED_VERSIONS};
+pub use directory::RoomSummary;
+pub use membership::MemberProfile;
+pub use pdu::Pdu;
+
+use crate::{
+    federation::signing_key::SigningKey,
+    storage::{NewEvent, RoomRecord, StateKey, StorageError, Store, StoredEvent},
+};
+
+#[derive(Debug)]
+pub enum Error {
+    NotFound(String),
+    /// The auth rules or a room policy refuse the action; the text says why.
+    Forbidden(String),
+    BadJson(String),
+    InvalidParam(String),
+    TooLarge(String),
+    UnsupportedRoomVersion(String),
+    /// An alias (or room id) that is already taken.
+    RoomInUse(String),
+    Internal(String),
+    Storage(StorageError),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotFound(m)
+            | Self::Forbidden(m)
+            | Self::BadJson(m)
+            | Self::InvalidParam(m)
+            | Self::TooLarge(m)
+            | Self::UnsupportedRoomVersion(m)
+            | Self::RoomInUse(m)
+            | Self::Internal(m) => f.write_str(m),
+            Self::Storage(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Events with their storage records, in timeline order.
+pub type Events = Vec<(Pdu, StoredEvent)>;
+
+/// A new event as a client or the server asks for it.
+#[derive(Debug, Clone)]
+pub struct EventSpec {
+    pub kind: TimelineEventType,
+    pub state_key: Option<String>,
+    pub content: JsonValue,
+}
+
+impl EventSpec {
+    pub fn state(
+        kind: impl Into<TimelineEventType>,
+        state_key: impl Into<String>,
+        content: JsonValue,
+    ) -> Self {
+        Self { kind: kind.into(), state_key: Some(state_key.into()), content }
+    }
+
+    pub fn message(kind: impl Into<TimelineEventType>, content: JsonValue) -> Self {
+        Self { kind: kind.into(), state_key: None, content }
+    }
+}
+
+/// A client's transaction id for idempotent sends, scoped to its device.
+#[derive(Debug, Clone, Copy)]
+pub struct Txn<'a> {
+    pub device_id: &'a DeviceId,
+    pub txn_id: &'a str,
+}
+
+pub struct Rooms {
+    store: Arc<Store>,
+    server_name: OwnedServerName,
+    key: Arc<SigningKey>,
+    /// One async lock per room, held while an event is built and stored.
+    append_locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn rules_of(room: &RoomRecord) -> Result<RoomVersionRules> {
+    room.version.rules().ok_or_else(|| {
+        Error::UnsupportedRoomVersion(format!("room version {} is not supported", room.version))
+    })
+}
+
+impl Rooms {
+    pub fn new(store: Arc<Store>, server_name: OwnedServerName, key: Arc<SigningKey>) -> Self {
+        Self { store, server_name, key, append_locks: Mutex::new(HashMap::new()) }
+    }
+
+    fn append_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
+        self.append_locks
+            .lock()
+            .expect("lock map is never poisoned")
+            .entry(room_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    pub fn room(&self, room_id: &RoomId) -> Result<RoomRecord> {
+        self.store.room(room_id)?.ok_or_else(|| Error::NotFound(format!("unknown room {room_id}")))
+    }
+
+    /// Builds, signs, authorizes and stores an event from a local user. With a transaction
+    /// id already used by this device, returns the earlier event instead.
+    pub async fn append(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        spec: EventSpec,
+        txn: Option<Txn<'_>>,
+    ) -> Result<OwnedEventId> {
+        let lock = self.append_lock(room_id);
+        let _guard = lock.lock().await;
+        if let Some(txn) = txn
+            && let Some(event_id) = self.store.txn_event(sender, txn.device_id, txn.txn_id)?
+        {
+            return Ok(event_id);
+        }
+        let room = self.room(room_id)?;
+        let (event_id, _) = self.append_locked(&room, sender, spec, txn).await?;
+        Ok(event_id)
+    }
+
+    /// The body of [`Rooms::append`]; the caller holds the room's append lock.
+    async fn append_locked(
+        &self,
+        room: &RoomRecord,
+        sender: &UserId,
+        spec: EventSpec,
+        txn: Option<Txn<'_>>,
+    ) -> Result<(OwnedEventId, RoomRecord)> {
+        let rules = rules_of(room)?;
+        if !spec.content.is_object() {
+            return Err(Error::BadJson("event content must be a JSON object".to_owned()));
+        }
+        let content_raw =
+            serde_json::value::to_raw_value(&spec.content).map_err(|e| Error::BadJson(e.to_string()))?;
+        let auth_types = ruma::state_res::auth_types_for_event(
+            &spec.kind,
+            sender,
+            spec.state_key.as_deref(),
+            &content_raw,
+            &rules.authorization,
+        )
+        .map_err(Error::BadJson)?;
+        let mut auth_events = Vec::new();
+        for (kind, state_key) in auth_types {
+            if let Some(id) = self.store.current_state_event(room, &kind.to_string(), &state_key)? {
+                auth_events.push(id);
+            }
+        }
+        let kind = spec.kind.to_string();
+        let mut content = spec.content;
+        // Room versions 11 and later carry a redaction's target in the content.
+        let redacts_top_level = match (&spec.kind, rules.redaction.content_field_redacts) {
+            (TimelineEventType::RoomRedaction, false) => content
+                .as_object_mut()
+                .and_then(|c| c.remove("redacts"))
+                .and_then(|r| r.as_str().and_then(|s| EventId::parse(s).ok())),
+            _ => None,
+        };
+        let draft = builder::Draft {
+            room_id: Some(&room.room_id),
+            sender,
+            kind: &kind,
+            state_key: spec.state_key.as_deref(),
+            content,
+            redacts: redacts_top_level.as_deref(),
+            prev_events: &room.extremities,
+            auth_events: &auth_events,
+            depth: room.depth + 1,
+        };
+        let (event_id, pdu_json) = builder::sign(draft, &rules, &self.server_name, &self.key)?;
+        let pdu = Pdu::from_json(event_id.clone(), &room.room_id, &pdu_json).map_err(Error::Internal)?;
+        auth::authorize(
+            &rules.authorization,
+            &pdu,
+            |id| self.pdu(id).ok().flatten(),
+            |kind, key| self.current_state_pdu(room, kind, key),
+        )?;
+        let updated = self.store_event(room, &pdu, pdu_json, txn.map(|t| (sender, t))).await?;
+        if pdu.kind == TimelineEventType::RoomRedaction
+            && let Some(target) = &pdu.redacts
+        {
+            self.apply_redaction(room, target, &event_id).await?;
+        }
+        Ok((event_id, updated))
+    }
+
+    async fn store_event(
+        &self,
+        room: &RoomRecord,
+        pdu: &Pdu,
+        pdu_json: JsonValue,
+        txn: Option<(&UserId, Txn<'_>)>,
+    ) -> Result<RoomRecord> {
+        let kind = pdu.kind.to_string();
+        let member = match (&pdu.kind, &pdu.state_key) {
+            (TimelineEventType::RoomMember, Some(state_key)) => {
+                let user = UserId::parse(state_key.as_str())
+                    .map_err(|e| Error::BadJson(format!("member state key: {e}")))?;
+                let membership = pdu.content_json()["membership"].as_str().unwrap_or_default().to_owned();
+                Some((user, membership))
+            }
+            _ => None,
+        };
+        let content = pdu.content_json();
+        let relates_to = &content["m.relates_to"];
+        let parent = relates_to["event_id"].as_str().and_then(|id| EventId::parse(id).ok());
+        let rel_type = relates_to["rel_type"].as_str();
+        let event = NewEvent {
+            relation: parent
+                .as_deref()
+                .zip(rel_type)
+                .map(|(parent, rel_type)| (parent, rel_type, kind.as_str())),
+            event_id: &pdu.event_id,
+            pdu: pdu_json,
+            depth: pdu.depth.into(),
+            state: pdu.state_key.as_deref().map(|key| (kind.as_str(), key)),
+            membership: member.as_ref().map(|(user, membership)| (&**user, membership.as_str())),
+            txn: txn.map(|(user, t)| (user, t.device_id, t.txn_id)),
+        };
+        Ok(self.store.append_event(room, event).await?)
+    }
+
+    /// Rewrites the target of a redaction with the room version's redaction algorithm, so
+    /// every later read serves the redacted form.
+    async fn apply_redaction(&self, room: &RoomRecord, target: &EventId, because: &EventId) -> Result<()> {
+        let Some(stored) = self.store.event(target)? else { return Ok(()) };
+        if stored.room_id != room.room_id || stored.redacted_because.is_some() {
+            return Ok(());
+        }
+        let rules = rules_of(room)?;
+        let JsonValue::Object(map) = stored.pdu else { return Ok(()) };
+        let object =
+            ruma::canonical_json::try_from_json_map(map).map_err(|e| Error::Internal(e.to_string()))?;
+        let redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let redacted = serde_json::to_value(&redacted).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store.store_redacted(target, redacted, because).await?;
+        Ok(())
+    }
+
+    /// A stored event as a [`Pdu`].
+    pub fn pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
+        let Some(stored) = self.store.event(event_id)? else { return Ok(None) };
+        Pdu::from_json(event_id.to_owned(), &stored.room_id, &stored.pdu).map(Some).map_err(Error::Internal)
+    }
+
+    fn current_state_pdu(&self, room: &RoomRecord, kind: &StateEventType, state_key: &str) -> Option<Pdu> {
+        let id = self.store.current_state_event(room, &kind.to_string(), state_key).ok()??;
+        self.pdu(&id).ok()?
+    }
+
+    /// The content of one current state event, if set.
+    pub fn state_content(
+        &self,
+        room_id: &RoomId,
+        kind: &StateEventType,
+        state_key: &str,
+    ) -> Result<Option<JsonValue>> {
+        let room = self.room(room_id)?;
+        Ok(self.current_state_pdu(&room, kind, state_key).map(|pdu| pdu.content_json()))
+    }
+
+    /// The room's current state events.
+    pub fn current_state(&self, room_id: &RoomId) -> Result<Vec<Pdu>> {
+        let room = self.room(room_id)?;
+        self.pdus(self.store.current_state(&room)?.into_values())
+    }
+
+    /// The state before an event.
+    pub fn state_before(&self, stored: &StoredEvent) -> Result<BTreeMap<StateKey, OwnedEventId>> {
+        match stored.state_before {
+            Some(snapshot) => Ok(self.store.state_at(snapshot)?),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
+    pub fn pdus(&self, ids: impl IntoIterator<Item = OwnedEventId>) -> Result<Vec<Pdu>> {
+        ids.into_iter()
+            .map(|id| self.pdu(&id)?.ok_or_else(|| Error::Internal(format!("state event {id} missing"))))
+            .collect()
+    }
+
+    /// The user's membership in the room (`join`, `invite`, `leave`, `ban`, `knock`).
+    pub fn membership(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<String>> {
+        Ok(self.store.membership(room_id, user_id)?)
+    }
+
+    /// Members of a room with their membership.
+    pub fn members(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, String)>> {
+        Ok(self.store.memberships(room_id)?)
+    }
+
+    /// Rooms the user is joined to.
+    pub fn joined_rooms(&self, user_id: &UserId) -> Result<Vec<OwnedRoomId>> {
+        Ok(self.store.user_rooms(user_id)?.into_iter().filter(|(_, m)| m == "join").map(|(r, _)| r).collect())
+    }
+
+    /// Fails unless `user_id` may read the room's current state and history: a joined member,
+    /// or anyone when the history is world-readable.
+    pub fn check_can_read(&self, room_id: &RoomId, user_id: &UserId) -> Result<()> {
+        if self.membership(room_id, user_id)?.as_deref() == Some("join") {
+            return Ok(());
+        }
+        let visibility = self.state_content(room_id, &StateEventType::RoomHistoryVisibility, "")?;
+        if visibility.as_ref().and_then(|c| c["history_visibility"].as_str()) == Some("world_readable") {
+            return Ok(());
+        }
+        Err(Error::Forbidden(format!("{user_id} is not in room {room_id}")))
+    }
+
+    /// An event as a client sees it: the client format plus `unsigned`, with
+    /// `transaction_id` only for the device that sent it.
+    pub fn client_event(
+        &self,
+        pdu: &Pdu,
+        stored: &StoredEvent,
+        viewer_device: Option<(&UserId, &DeviceId)>,
+    ) -> JsonValue {
+        let mut event = pdu.to_client_json();
+        let now: u64 = ruma::MilliSecondsSinceUnixEpoch::now().get().into();
+        let mut unsigned = serde_json::Map::new();
+        unsigned.insert("age".to_owned(), json!(now.saturating_sub(pdu.origin_server_ts.get().into())));
+        if let (Some((device, txn_id)), Some((user, viewer))) = (&stored.txn, viewer_device)
+            && *user == *pdu.sender
+            && viewer.as_str() == device
+        {
+            unsigned.insert("transaction_id".to_owned(), json!(txn_id));
+        }
+        if let Some(because) = &stored.redacted_because
+            && let Ok(Some(redaction)) = self.pdu(because)
+        {
+            unsigned.insert("redacted_because".to_owned(), JsonValue::Object(redaction.to_client_json()));
+        }
+        event.insert("unsigned".to_owned(), JsonValue::Object(unsigned));
+        JsonValue::Object(event)
+    }
+
+    /// Loads an event with its storage record, if it exists.
+    pub fn event(&self, event_id: &EventId) -> Result<Option<(Pdu, StoredEvent)>> {
+        let Some(stored) = self.store.event(event_id)? else { return Ok(None) };
+        let pdu =
+            Pdu::from_json(event_id.to_owned(), &stored.room_id, &stored.pdu).map_err(Error::Internal)?;
+        Ok(Some((pdu, stored)))
+    }
+
+    /// A page of the room's timeline. `from` is a pagination token (a position boundary);
+    /// `None` starts from the newest event backwards or the oldest forwards. Returns the
+    /// events and the token for the next page (`None` at either end).
+    pub fn paginate(
+        &self,
+        room_id: &RoomId,
+        from: Option<u64>,
+        forwards: bool,
+        limit: usize,
+    ) -> Result<(Events, Option<u64>)> {
+        let room = self.room(room_id)?;
+        // Token t stands for the gap just after position t.
+        let from = from.unwrap_or(if forwards { 0 } else { u64::MAX - 1 });
+        let entries = if forwards {
+            self.store.timeline(&room, from, true, limit)?
+        } else {
+            self.store.timeline(&room, from.saturating_add(1), false, limit)?
+        };
+        let next = match entries.last() {
+            Some((position, _)) if entries.len() == limit => {
+                Some(if forwards { *position } else { position.saturating_sub(1) })
+            }
+            _ => None,
+        };
+        let mut events = Vec::with_capacity(entries.len());
+        for (_, id) in entries {
+            if let Some(event) = self.event(&id)? {
+                events.push(event);
+            }
+        }
+        Ok((events, next))
+    }
+
+    /// The pagination token for "after the newest event".
+    pub fn latest_position(&self, room_id: &RoomId) -> Result<u64> {
+        Ok(self.store.latest_position(&self.room(room_id)?)?)
+    }
+
+    pub fn server_name(&self) -> &OwnedServerName {
+        &self.server_name
+    }
+}
+
+impl Rooms {
+    /// Events relating to `parent` (optionally of one `rel_type` and event type), paged by
+    /// position tokens like `/messages`.
+    pub fn relations(
+        &self,
+        parent: &EventId,
+        rel_type: Option<&str>,
+        kind: Option<&str>,
+        from: Option<u64>,
+        forwards: bool,
+    ) -> Result<Events> {
+        let mut events = Vec::new();
+        for relation in self.store.relations(parent, from, forwards)? {
+            if rel_type.is_some_and(|r| r != relation.rel_type) || kind.is_some_and(|k| k != relation.kind) {
+                continue;
+            }
+            if let Some(event) = self.event(&relation.event_id)? {
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+
+    /// The event closest to `ts`: the last one at or before it (`forwards == false`) or the
+    /// first one at or after it. Walks the timeline; rooms are read newest first.
+    pub fn event_at_timestamp(&self, room_id: &RoomId, ts: u64, forwards: bool) -> Result<Option<Pdu>> {
+        let room = self.room(room_id)?;
+        let mut best: Option<Pdu> = None;
+        let mut cursor = u64::MAX;
+        loop {
+            let page = self.store.timeline(&room, cursor, false, 256)?;
+            let Some((last, _)) = page.last() else { break };
+            cursor = *last;
+            for (_, id) in &page {
+                let Some(pdu) = self.pdu(id)? else { continue };
+                let event_ts: u64 = pdu.origin_server_ts.get().into();
+                if forwards {
+                    if event_ts >= ts {
+                        best = Some(pdu);
+                    } else {
+                        return Ok(best);
+                    }
+                } else if event_ts <= ts {
+                    return Ok(Some(pdu));
+                }
+            }
+        }
+        Ok(best)
+    }
+}

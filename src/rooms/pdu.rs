@@ -1,0 +1,148 @@
+//! A PDU read back from storage, in the shape `ruma::state_res` checks and clients receive.
+
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
+    events::TimelineEventType,
+};
+use serde::Deserialize;
+use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
+
+/// The fields of a PDU that authorization and clients need. The signed JSON it came from
+/// stays in storage untouched.
+#[derive(Debug, Clone)]
+pub struct Pdu {
+    pub event_id: OwnedEventId,
+    /// Absent only from `m.room.create` in room versions whose room id is the create
+    /// event's hash; [`Pdu::room_id`] is filled in for serving to clients regardless.
+    pub room_id: OwnedRoomId,
+    room_id_in_pdu: bool,
+    pub sender: OwnedUserId,
+    pub origin_server_ts: MilliSecondsSinceUnixEpoch,
+    pub kind: TimelineEventType,
+    pub content: Box<RawJsonValue>,
+    pub state_key: Option<String>,
+    pub prev_events: Vec<OwnedEventId>,
+    pub auth_events: Vec<OwnedEventId>,
+    /// `redacts`, from the top level (room versions before 11) or the content (11 and later).
+    pub redacts: Option<OwnedEventId>,
+    pub depth: UInt,
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    room_id: Option<OwnedRoomId>,
+    sender: OwnedUserId,
+    origin_server_ts: MilliSecondsSinceUnixEpoch,
+    #[serde(rename = "type")]
+    kind: TimelineEventType,
+    content: Box<RawJsonValue>,
+    state_key: Option<String>,
+    #[serde(default)]
+    prev_events: Vec<OwnedEventId>,
+    #[serde(default)]
+    auth_events: Vec<OwnedEventId>,
+    redacts: Option<OwnedEventId>,
+    depth: UInt,
+}
+
+#[derive(Deserialize)]
+struct ContentRedacts {
+    redacts: Option<OwnedEventId>,
+}
+
+impl Pdu {
+    /// Parses a stored or newly built PDU. `room_id` is the room it belongs to (needed when
+    /// the PDU itself does not say).
+    pub fn from_json(event_id: OwnedEventId, room_id: &RoomId, pdu: &JsonValue) -> Result<Self, String> {
+        let wire = Wire::deserialize(pdu).map_err(|e| format!("malformed PDU {event_id}: {e}"))?;
+        let redacts = wire.redacts.or_else(|| {
+            serde_json::from_str::<ContentRedacts>(wire.content.get()).ok().and_then(|c| c.redacts)
+        });
+        Ok(Self {
+            event_id,
+            room_id_in_pdu: wire.room_id.is_some(),
+            room_id: wire.room_id.unwrap_or_else(|| room_id.to_owned()),
+            sender: wire.sender,
+            origin_server_ts: wire.origin_server_ts,
+            kind: wire.kind,
+            content: wire.content,
+            state_key: wire.state_key,
+            prev_events: wire.prev_events,
+            auth_events: wire.auth_events,
+            redacts,
+            depth: wire.depth,
+        })
+    }
+
+    pub fn content_json(&self) -> JsonValue {
+        serde_json::from_str(self.content.get()).unwrap_or(JsonValue::Null)
+    }
+
+    /// The event in the client-server API's format (without `unsigned`, which depends on
+    /// who asks and when).
+    pub fn to_client_json(&self) -> serde_json::Map<String, JsonValue> {
+        let mut event = serde_json::Map::new();
+        event.insert("type".to_owned(), self.kind.to_string().into());
+        event.insert("content".to_owned(), self.content_json());
+        event.insert("event_id".to_owned(), self.event_id.to_string().into());
+        event.insert("sender".to_owned(), self.sender.to_string().into());
+        event.insert("origin_server_ts".to_owned(), u64::from(self.origin_server_ts.get()).into());
+        event.insert("room_id".to_owned(), self.room_id.to_string().into());
+        if let Some(state_key) = &self.state_key {
+            event.insert("state_key".to_owned(), state_key.clone().into());
+        }
+        if let Some(redacts) = &self.redacts {
+            event.insert("redacts".to_owned(), redacts.to_string().into());
+        }
+        event
+    }
+}
+
+impl ruma::state_res::Event for Pdu {
+    type Id = OwnedEventId;
+
+    fn event_id(&self) -> &Self::Id {
+        &self.event_id
+    }
+
+    fn room_id(&self) -> Option<&RoomId> {
+        self.room_id_in_pdu.then_some(&*self.room_id)
+    }
+
+    fn sender(&self) -> &UserId {
+        &self.sender
+    }
+
+    fn origin_server_ts(&self) -> MilliSecondsSinceUnixEpoch {
+        self.origin_server_ts
+    }
+
+    fn event_type(&self) -> &TimelineEventType {
+        &self.kind
+    }
+
+    fn content(&self) -> &RawJsonValue {
+        &self.content
+    }
+
+    fn state_key(&self) -> Option<&str> {
+        self.state_key.as_deref()
+    }
+
+    fn prev_events(&self) -> Box<dyn DoubleEndedIterator<Item = &Self::Id> + '_> {
+        Box::new(self.prev_events.iter())
+    }
+
+    fn auth_events(&self) -> Box<dyn DoubleEndedIterator<Item = &Self::Id> + '_> {
+        Box::new(self.auth_events.iter())
+    }
+
+    fn redacts(&self) -> Option<&Self::Id> {
+        self.redacts.as_ref()
+    }
+
+    fn rejected(&self) -> bool {
+        // Only accepted events are stored.
+        false
+    }
+}

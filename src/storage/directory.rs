@@ -1,0 +1,85 @@
+//! Room aliases and the public room directory.
+//!
+//! Trees: `aliases`: alias → [`AliasRecord`]; `room_aliases`: room id, `0xff`, alias → ();
+//! `public_rooms`: room id → () for rooms published in the directory.
+
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId};
+use serde::{Deserialize, Serialize};
+
+use super::{Result, Store, composite_key, decode, encode, prefix_of};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AliasRecord {
+    pub room_id: OwnedRoomId,
+    pub creator: OwnedUserId,
+}
+
+impl Store {
+    pub fn alias(&self, alias: &RoomAliasId) -> Result<Option<AliasRecord>> {
+        self.aliases.get(alias.as_bytes())?.map(|b| decode("alias", &b)).transpose()
+    }
+
+    /// Creates an alias; `false` if it already exists.
+    pub async fn create_alias(&self, alias: &RoomAliasId, record: &AliasRecord) -> Result<bool> {
+        let created = self
+            .aliases
+            .compare_and_swap(alias.as_bytes(), None as Option<&[u8]>, Some(encode(record)))?
+            .is_ok();
+        if created {
+            self.room_aliases.insert(composite_key(&[record.room_id.as_bytes(), alias.as_bytes()]), &[])?;
+        }
+        self.durable().await?;
+        Ok(created)
+    }
+
+    pub async fn delete_alias(&self, alias: &RoomAliasId) -> Result<()> {
+        if let Some(bytes) = self.aliases.remove(alias.as_bytes())? {
+            let record: AliasRecord = decode("alias", &bytes)?;
+            self.room_aliases.remove(composite_key(&[record.room_id.as_bytes(), alias.as_bytes()]))?;
+        }
+        self.durable().await
+    }
+
+    pub fn room_aliases(&self, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+        let prefix = prefix_of(room_id.as_bytes());
+        self.room_aliases
+            .scan_prefix(&prefix)
+            .keys()
+            .filter_map(|key| {
+                let key = match key {
+                    Ok(key) => key,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                std::str::from_utf8(&key[prefix.len()..])
+                    .ok()
+                    .and_then(|s| RoomAliasId::parse(s).ok())
+                    .map(Ok)
+            })
+            .collect()
+    }
+
+    /// Publishes a room in the directory or takes it out.
+    pub async fn set_published(&self, room_id: &RoomId, published: bool) -> Result<()> {
+        if published {
+            self.public_rooms.insert(room_id.as_bytes(), &[])?;
+        } else {
+            self.public_rooms.remove(room_id.as_bytes())?;
+        }
+        self.durable().await
+    }
+
+    pub fn is_published(&self, room_id: &RoomId) -> Result<bool> {
+        Ok(self.public_rooms.contains_key(room_id.as_bytes())?)
+    }
+
+    pub fn published_rooms(&self) -> Result<Vec<OwnedRoomId>> {
+        self.public_rooms
+            .iter()
+            .keys()
+            .filter_map(|key| match key {
+                Ok(key) => std::str::from_utf8(&key).ok().and_then(|s| RoomId::parse(s).ok()).map(Ok),
+                Err(e) => Some(Err(e.into())),
+            })
+            .collect()
+    }
+}

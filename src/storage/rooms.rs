@@ -1,0 +1,460 @@
+//! Rooms: events, timelines, state snapshots, memberships and transaction ids.
+//!
+//! Trees and keys (`S(x)` is a short id: a u64 from sled's id generator, big-endian):
+//! - `rooms`: room id → [`RoomRecord`]
+//! - `events`: event id → [`StoredEvent`] (the signed PDU plus where it sits)
+//! - `timeline`: S(room), position → event id; positions come from one global counter,
+//!   so a range scan returns a room's events in the order they were stored
+//! - `state_keys`: type, `0xff`, state key → S(key); `state_keys_rev`: the reverse
+//! - `room_state`: S(room), S(key) → event id: the room's current state
+//! - `snapshots`: snapshot id → [`Snapshot`]: state as a chain of small deltas with a full
+//!   copy every [`FULL_SNAPSHOT_EVERY`] links (DESIGN.md decision 6). Each event records
+//!   the snapshot of the state *before* it.
+//! - `memberships`: room id, `0xff`, user id → membership; `user_rooms`: the reverse
+//! - `txn_ids`: user, device, transaction id → event id (idempotent sends)
+//! - `relations`: parent event id, `0xff`, position → [`Relation`] (edits, reactions,
+//!   threads, replies in threads: whatever names the parent in `m.relates_to`)
+
+use std::collections::BTreeMap;
+
+use ruma::{DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as JsonValue;
+use sled::{Transactional, transaction::ConflictableTransactionError};
+
+use super::{Result, StorageError, Store, composite_key, decode, encode, prefix_of};
+
+/// A delta chain longer than this is replaced by a full copy, bounding how many records a
+/// state lookup reads.
+const FULL_SNAPSHOT_EVERY: u32 = 64;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoomRecord {
+    pub room_id: OwnedRoomId,
+    pub version: RoomVersionId,
+    pub short: u64,
+    /// Events with no children yet: the `prev_events` of the next event.
+    pub extremities: Vec<OwnedEventId>,
+    /// The greatest depth in the room.
+    pub depth: u64,
+    /// Snapshot of the current state; `None` before the create event is stored.
+    pub snapshot: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The PDU as signed (or, after a redaction, as redacted).
+    pub pdu: JsonValue,
+    pub room_id: OwnedRoomId,
+    pub position: u64,
+    /// The state before this event.
+    pub state_before: Option<u64>,
+    /// The device and transaction id it was sent with, for `unsigned.transaction_id`.
+    pub txn: Option<(String, String)>,
+    /// The redaction event that redacted this one.
+    #[serde(default)]
+    pub redacted_because: Option<OwnedEventId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Snapshot {
+    parent: Option<u64>,
+    /// State keys (short ids) set by this link; with no parent, the whole state.
+    changes: Vec<(u64, OwnedEventId)>,
+    chain_len: u32,
+}
+
+/// An event that relates to another through `m.relates_to`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Relation {
+    pub event_id: OwnedEventId,
+    pub rel_type: String,
+    pub kind: String,
+    pub position: u64,
+}
+
+/// A state key as (event type, state key).
+pub type StateKey = (String, String);
+
+/// What to store for one new event.
+pub struct NewEvent<'a> {
+    pub event_id: &'a EventId,
+    pub pdu: JsonValue,
+    pub depth: u64,
+    /// `Some((type, state_key))` for state events.
+    pub state: Option<(&'a str, &'a str)>,
+    /// For `m.room.member`: the member and the new membership.
+    pub membership: Option<(&'a UserId, &'a str)>,
+    /// User, device and transaction id of a client send.
+    pub txn: Option<(&'a UserId, &'a DeviceId, &'a str)>,
+    /// `Some((parent, rel_type, event type))` when the content's `m.relates_to` names a parent.
+    pub relation: Option<(&'a EventId, &'a str, &'a str)>,
+}
+
+fn room_key(short: u64, rest: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&short.to_be_bytes());
+    key[8..].copy_from_slice(&rest.to_be_bytes());
+    key
+}
+
+fn u64_from(bytes: &[u8]) -> Result<u64> {
+    bytes.try_into().map(u64::from_be_bytes).map_err(|_| StorageError::Corrupt("short id".to_owned()))
+}
+
+fn event_id_from(bytes: &[u8]) -> Result<OwnedEventId> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| EventId::parse(s).ok())
+        .ok_or_else(|| StorageError::Corrupt("event id".to_owned()))
+}
+
+impl Store {
+    /// Allocates a new room's short id; the room exists once its create event is appended.
+    pub fn new_room_record(&self, room_id: OwnedRoomId, version: RoomVersionId) -> Result<RoomRecord> {
+        Ok(RoomRecord {
+            room_id,
+            version,
+            short: self.db.generate_id()?,
+            extremities: vec![],
+            depth: 0,
+            snapshot: None,
+        })
+    }
+
+    pub fn room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
+        self.rooms.get(room_id.as_bytes())?.map(|b| decode("room", &b)).transpose()
+    }
+
+    pub fn event(&self, event_id: &EventId) -> Result<Option<StoredEvent>> {
+        self.events.get(event_id.as_bytes())?.map(|b| decode("event", &b)).transpose()
+    }
+
+    /// Replaces an event's PDU with its redacted form.
+    pub async fn store_redacted(&self, event_id: &EventId, pdu: JsonValue, because: &EventId) -> Result<()> {
+        let Some(mut stored) = self.event(event_id)? else { return Ok(()) };
+        stored.pdu = pdu;
+        stored.redacted_because = Some(because.to_owned());
+        self.events.insert(event_id.as_bytes(), encode(&stored))?;
+        self.durable().await
+    }
+
+    /// The event a client's earlier send with this transaction id produced.
+    pub fn txn_event(&self, user: &UserId, device: &DeviceId, txn_id: &str) -> Result<Option<OwnedEventId>> {
+        let key = composite_key(&[user.as_bytes(), device.as_bytes(), txn_id.as_bytes()]);
+        self.txn_ids.get(key)?.map(|b| event_id_from(&b)).transpose()
+    }
+
+    fn state_key_short(&self, kind: &str, state_key: &str) -> Result<Option<u64>> {
+        self.state_keys
+            .get(composite_key(&[kind.as_bytes(), state_key.as_bytes()]))?
+            .map(|b| u64_from(&b))
+            .transpose()
+    }
+
+    /// The short id of a state key, created on first use.
+    fn state_key_short_or_new(&self, kind: &str, state_key: &str) -> Result<u64> {
+        if let Some(short) = self.state_key_short(kind, state_key)? {
+            return Ok(short);
+        }
+        let key = composite_key(&[kind.as_bytes(), state_key.as_bytes()]);
+        let candidate = self.db.generate_id()?;
+        // Two rooms may race to create the same key: whoever loses adopts the winner's id.
+        match self.state_keys.compare_and_swap(&key, None as Option<&[u8]>, Some(&candidate.to_be_bytes()))? {
+            Ok(()) => {
+                self.state_keys_rev.insert(candidate.to_be_bytes(), key)?;
+                Ok(candidate)
+            }
+            Err(existing) => u64_from(&existing.current.expect("compare_and_swap lost to a value")),
+        }
+    }
+
+    fn state_key_of_short(&self, short: u64) -> Result<StateKey> {
+        let bytes = self
+            .state_keys_rev
+            .get(short.to_be_bytes())?
+            .ok_or_else(|| StorageError::Corrupt(format!("unknown state key {short}")))?;
+        let sep = bytes
+            .iter()
+            .position(|b| *b == super::SEP)
+            .ok_or_else(|| StorageError::Corrupt("state key".to_owned()))?;
+        Ok((
+            String::from_utf8_lossy(&bytes[..sep]).into_owned(),
+            String::from_utf8_lossy(&bytes[sep + 1..]).into_owned(),
+        ))
+    }
+
+    /// The event id of one entry of a room's current state.
+    pub fn current_state_event(
+        &self,
+        room: &RoomRecord,
+        kind: &str,
+        state_key: &str,
+    ) -> Result<Option<OwnedEventId>> {
+        let Some(short) = self.state_key_short(kind, state_key)? else { return Ok(None) };
+        self.room_state.get(room_key(room.short, short))?.map(|b| event_id_from(&b)).transpose()
+    }
+
+    /// A room's whole current state.
+    pub fn current_state(&self, room: &RoomRecord) -> Result<BTreeMap<StateKey, OwnedEventId>> {
+        self.room_state
+            .scan_prefix(room.short.to_be_bytes())
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((self.state_key_of_short(u64_from(&key[8..])?)?, event_id_from(&value)?))
+            })
+            .collect()
+    }
+
+    /// The state recorded in a snapshot.
+    pub fn state_at(&self, snapshot: u64) -> Result<BTreeMap<StateKey, OwnedEventId>> {
+        let mut links = Vec::new();
+        let mut next = Some(snapshot);
+        while let Some(id) = next {
+            let bytes = self
+                .snapshots
+                .get(id.to_be_bytes())?
+                .ok_or_else(|| StorageError::Corrupt(format!("snapshot {id}")))?;
+            let link: Snapshot = decode("snapshot", &bytes)?;
+            next = link.parent;
+            links.push(link);
+        }
+        let mut by_short = BTreeMap::new();
+        for link in links.into_iter().rev() {
+            by_short.extend(link.changes);
+        }
+        by_short
+            .into_iter()
+            .map(|(short, event_id)| Ok((self.state_key_of_short(short)?, event_id)))
+            .collect()
+    }
+
+    /// Stores a new event at the end of its room's timeline, updating state, memberships,
+    /// extremities and the transaction id index in one transaction. Returns the room as it
+    /// is afterwards. The caller holds the room's append lock.
+    pub async fn append_event(&self, room: &RoomRecord, event: NewEvent<'_>) -> Result<RoomRecord> {
+        let position = self.db.generate_id()?;
+        let mut updated = room.clone();
+        updated.extremities = vec![event.event_id.to_owned()];
+        updated.depth = room.depth.max(event.depth);
+
+        let mut new_snapshot = None;
+        let state_short = match event.state {
+            Some((kind, state_key)) => {
+                let short = self.state_key_short_or_new(kind, state_key)?;
+                let parent = match room.snapshot {
+                    Some(id) => Some((
+                        id,
+                        decode::<Snapshot>(
+                            "snapshot",
+                            &self
+                                .snapshots
+                                .get(id.to_be_bytes())?
+                                .ok_or_else(|| StorageError::Corrupt(format!("snapshot {id}")))?,
+                        )?
+                        .chain_len,
+                    )),
+                    None => None,
+                };
+                let snapshot = match parent {
+                    Some((parent, chain_len)) if chain_len < FULL_SNAPSHOT_EVERY => Snapshot {
+                        parent: Some(parent),
+                        changes: vec![(short, event.event_id.to_owned())],
+                        chain_len: chain_len + 1,
+                    },
+                    _ => {
+                        let mut full: BTreeMap<u64, OwnedEventId> = self
+                            .room_state
+                            .scan_prefix(room.short.to_be_bytes())
+                            .map(|item| {
+                                let (key, value) = item?;
+                                Ok((u64_from(&key[8..])?, event_id_from(&value)?))
+                            })
+                            .collect::<Result<_>>()?;
+                        full.insert(short, event.event_id.to_owned());
+                        Snapshot { parent: None, changes: full.into_iter().collect(), chain_len: 0 }
+                    }
+                };
+                let id = self.db.generate_id()?;
+                updated.snapshot = Some(id);
+                new_snapshot = Some((id, snapshot));
+                Some(short)
+            }
+            None => None,
+        };
+
+        let stored = StoredEvent {
+            pdu: event.pdu,
+            room_id: room.room_id.clone(),
+            position,
+            state_before: room.snapshot,
+            txn: event.txn.map(|(_, device, txn)| (device.to_string(), txn.to_owned())),
+            redacted_because: None,
+        };
+        let event_bytes = encode(&stored);
+        let room_bytes = encode(&updated);
+        let snapshot_bytes = new_snapshot.as_ref().map(|(id, s)| (id.to_be_bytes(), encode(s)));
+
+        (
+            &self.rooms,
+            &self.events,
+            &self.timeline,
+            &self.room_state,
+            &self.snapshots,
+            &self.memberships,
+            &self.user_rooms,
+            &self.txn_ids,
+            &self.relations,
+        )
+            .transaction(
+                |(
+                    rooms,
+                    events,
+                    timeline,
+                    room_state,
+                    snapshots,
+                    memberships,
+                    user_rooms,
+                    txn_ids,
+                    relations,
+                )| {
+                    rooms.insert(room.room_id.as_bytes(), room_bytes.as_slice())?;
+                    events.insert(event.event_id.as_bytes(), event_bytes.as_slice())?;
+                    timeline.insert(&room_key(room.short, position), event.event_id.as_bytes())?;
+                    if let Some(short) = state_short {
+                        room_state.insert(&room_key(room.short, short), event.event_id.as_bytes())?;
+                    }
+                    if let Some((id, bytes)) = &snapshot_bytes {
+                        snapshots.insert(id, bytes.as_slice())?;
+                    }
+                    if let Some((user, membership)) = event.membership {
+                        memberships
+                            .insert(composite_key(&[room.room_id.as_bytes(), user.as_bytes()]), membership)?;
+                        user_rooms
+                            .insert(composite_key(&[user.as_bytes(), room.room_id.as_bytes()]), membership)?;
+                    }
+                    if let Some((parent, rel_type, kind)) = event.relation {
+                        let relation = Relation {
+                            event_id: event.event_id.to_owned(),
+                            rel_type: rel_type.to_owned(),
+                            kind: kind.to_owned(),
+                            position,
+                        };
+                        relations.insert(
+                            composite_key(&[parent.as_bytes(), &position.to_be_bytes()]),
+                            encode(&relation),
+                        )?;
+                    }
+                    if let Some((user, device, txn)) = event.txn {
+                        txn_ids.insert(
+                            composite_key(&[user.as_bytes(), device.as_bytes(), txn.as_bytes()]),
+                            event.event_id.as_bytes(),
+                        )?;
+                    }
+                    Ok::<_, ConflictableTransactionError<StorageError>>(())
+                },
+            )
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Abort(e) => e,
+                sled::transaction::TransactionError::Storage(e) => StorageError::from(e),
+            })?;
+        self.durable().await?;
+        Ok(updated)
+    }
+
+    /// Event ids of a room's timeline after (forwards) or before (backwards) `from`, which
+    /// is a position; at most `limit` of them, with their positions.
+    pub fn timeline(
+        &self,
+        room: &RoomRecord,
+        from: u64,
+        forwards: bool,
+        limit: usize,
+    ) -> Result<Vec<(u64, OwnedEventId)>> {
+        let parse = |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<(u64, OwnedEventId)> {
+            let (key, value) = item?;
+            Ok((u64_from(&key[8..])?, event_id_from(&value)?))
+        };
+        if forwards {
+            let start = room_key(room.short, from.saturating_add(1));
+            let end = room_key(room.short, u64::MAX);
+            self.timeline.range(start..=end).take(limit).map(parse).collect()
+        } else {
+            let start = room_key(room.short, 0);
+            let end = room_key(room.short, from);
+            self.timeline.range(start..end).rev().take(limit).map(parse).collect()
+        }
+    }
+
+    /// Events relating to `parent`, in position order (newest first when `forwards` is
+    /// false), strictly after / before the `from` position.
+    pub fn relations(&self, parent: &EventId, from: Option<u64>, forwards: bool) -> Result<Vec<Relation>> {
+        let prefix = prefix_of(parent.as_bytes());
+        let decode_all = |iter: &mut dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>| -> Result<Vec<Relation>> {
+            iter.map(|item| decode("relation", &item?.1)).collect()
+        };
+        let mut start = prefix.clone();
+        let mut end = prefix.clone();
+        match (forwards, from) {
+            (true, Some(from)) => start.extend_from_slice(&from.saturating_add(1).to_be_bytes()),
+            (false, Some(from)) => end.extend_from_slice(&from.to_be_bytes()),
+            _ => {}
+        }
+        if from.is_none() || forwards {
+            end.extend_from_slice(&u64::MAX.to_be_bytes());
+        }
+        let mut range = self.relations.range(start..end);
+        if forwards { decode_all(&mut range) } else { decode_all(&mut range.rev()) }
+    }
+
+    /// The position of the room's newest event (0 for none).
+    pub fn latest_position(&self, room: &RoomRecord) -> Result<u64> {
+        Ok(self.timeline(room, u64::MAX, false, 1)?.first().map_or(0, |(position, _)| *position))
+    }
+
+    /// A user's membership in a room, if any event ever set one.
+    pub fn membership(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<String>> {
+        Ok(self
+            .memberships
+            .get(composite_key(&[room_id.as_bytes(), user_id.as_bytes()]))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Every user with a membership in the room, with it.
+    pub fn memberships(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, String)>> {
+        let prefix = prefix_of(room_id.as_bytes());
+        self.memberships
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (key, value) = item?;
+                let user = std::str::from_utf8(&key[prefix.len()..])
+                    .ok()
+                    .and_then(|s| UserId::parse(s).ok())
+                    .ok_or_else(|| StorageError::Corrupt("membership key".to_owned()))?;
+                Ok((user, String::from_utf8_lossy(&value).into_owned()))
+            })
+            .collect()
+    }
+
+    /// Every room the user has a membership in, with it.
+    pub fn user_rooms(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, String)>> {
+        let prefix = prefix_of(user_id.as_bytes());
+        self.user_rooms
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (key, value) = item?;
+                let room = std::str::from_utf8(&key[prefix.len()..])
+                    .ok()
+                    .and_then(|s| RoomId::parse(s).ok())
+                    .ok_or_else(|| StorageError::Corrupt("user room key".to_owned()))?;
+                Ok((room, String::from_utf8_lossy(&value).into_owned()))
+            })
+            .collect()
+    }
+
+    /// Forgets a room for a user: it no longer lists it. Only for rooms the user has left.
+    pub async fn forget_room(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
+        self.user_rooms.remove(composite_key(&[user_id.as_bytes(), room_id.as_bytes()]))?;
+        self.durable().await
+    }
+}
