@@ -4,7 +4,12 @@
 use std::sync::Arc;
 
 use crate::{
-    accounts::Accounts, config::Config, federation::signing_key::SigningKey, rooms::Rooms, storage::Store,
+    accounts::Accounts,
+    config::Config,
+    federation::signing_key::SigningKey,
+    rooms::Rooms,
+    storage::Store,
+    sync::{Sync, notifier::Notifier},
 };
 
 pub struct Services {
@@ -12,6 +17,7 @@ pub struct Services {
     pub store: Arc<Store>,
     pub accounts: Accounts,
     pub rooms: Rooms,
+    pub sync: Sync,
 }
 
 impl Services {
@@ -19,7 +25,9 @@ impl Services {
     pub fn new(config: Config, store: Arc<Store>) -> Result<Self, String> {
         let key = Arc::new(SigningKey::load_or_generate(&config.data_dir)?);
         let accounts = Accounts::new(store.clone(), config.server_name.clone(), config.registration.mode);
-        let rooms = Rooms::new(store.clone(), config.server_name.clone(), key);
-        Ok(Self { config, store, accounts, rooms })
+        let notifier = Arc::new(Notifier::default());
+        let rooms = Rooms::new(store.clone(), config.server_name.clone(), key, notifier.clone());
+        let sync = Sync::new(store.clone(), notifier);
+        Ok(Self { config, store, accounts, rooms, sync })
     }
 }

@@ -11,6 +11,7 @@ mod profile;
 mod register;
 mod rooms;
 mod session;
+mod sync;
 
 use crate::http::router::Router;
 
@@ -27,5 +28,6 @@ pub fn router() -> Router {
     membership::routes(&mut router);
     directory::routes(&mut router);
     history::routes(&mut router);
+    sync::routes(&mut router);
     router
 }

@@ -36,6 +36,7 @@ pub use pdu::Pdu;
 use crate::{
     federation::signing_key::SigningKey,
     storage::{NewEvent, RoomRecord, StateKey, StorageError, Store, StoredEvent},
+    sync::notifier::Notifier,
 };
 
 #[derive(Debug)]
@@ -113,6 +114,7 @@ pub struct Rooms {
     store: Arc<Store>,
     server_name: OwnedServerName,
     key: Arc<SigningKey>,
+    notifier: Arc<Notifier>,
     /// One async lock per room, held while an event is built and stored.
     append_locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -124,8 +126,13 @@ fn rules_of(room: &RoomRecord) -> Result<RoomVersionRules> {
 }
 
 impl Rooms {
-    pub fn new(store: Arc<Store>, server_name: OwnedServerName, key: Arc<SigningKey>) -> Self {
-        Self { store, server_name, key, append_locks: Mutex::new(HashMap::new()) }
+    pub fn new(
+        store: Arc<Store>,
+        server_name: OwnedServerName,
+        key: Arc<SigningKey>,
+        notifier: Arc<Notifier>,
+    ) -> Self {
+        Self { store, server_name, key, notifier, append_locks: Mutex::new(HashMap::new()) }
     }
 
     fn append_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
@@ -261,7 +268,18 @@ impl Rooms {
             membership: member.as_ref().map(|(user, membership)| (&**user, membership.as_str())),
             txn: txn.map(|(user, t)| (user, t.device_id, t.txn_id)),
         };
-        Ok(self.store.append_event(room, event).await?)
+        let (updated, _position) = self.store.append_event(room, event).await?;
+        self.notify_members(&room.room_id, member.as_ref().map(|(user, _)| &**user))?;
+        Ok(updated)
+    }
+
+    /// Wakes the syncs of everyone in the room (and of the target of a membership change,
+    /// who may just have left or been invited).
+    fn notify_members(&self, room_id: &RoomId, also: Option<&UserId>) -> Result<()> {
+        let members = self.store.memberships(room_id)?;
+        let present = members.iter().filter(|(_, m)| m == "join" || m == "invite").map(|(u, _)| &**u);
+        self.notifier.notify(present.chain(also));
+        Ok(())
     }
 
     /// Rewrites the target of a redaction with the room version's redaction algorithm, so
@@ -336,7 +354,13 @@ impl Rooms {
 
     /// Rooms the user is joined to.
     pub fn joined_rooms(&self, user_id: &UserId) -> Result<Vec<OwnedRoomId>> {
-        Ok(self.store.user_rooms(user_id)?.into_iter().filter(|(_, m)| m == "join").map(|(r, _)| r).collect())
+        Ok(self
+            .store
+            .user_rooms(user_id)?
+            .into_iter()
+            .filter(|(_, m)| m.membership == "join")
+            .map(|(r, _)| r)
+            .collect())
     }
 
     /// Fails unless `user_id` may read the room's current state and history: a joined member,
@@ -418,6 +442,66 @@ impl Rooms {
             }
         }
         Ok((events, next))
+    }
+
+    /// The room's state after every event at or before `position` (empty before the room
+    /// existed).
+    pub fn state_at_position(
+        &self,
+        room_id: &RoomId,
+        position: u64,
+    ) -> Result<BTreeMap<StateKey, OwnedEventId>> {
+        let room = self.room(room_id)?;
+        let Some((_, last)) = self.store.timeline(&room, position.saturating_add(1), false, 1)?.pop() else {
+            return Ok(BTreeMap::new());
+        };
+        let Some((pdu, stored)) = self.event(&last)? else { return Ok(BTreeMap::new()) };
+        let mut state = self.state_before(&stored)?;
+        if let Some(state_key) = &pdu.state_key {
+            state.insert((pdu.kind.to_string(), state_key.clone()), pdu.event_id.clone());
+        }
+        Ok(state)
+    }
+
+    /// The room's events with positions in `(after, upto]`, newest first, as they are
+    /// stored (for callers that filter as they go).
+    pub fn events_before(
+        &self,
+        room_id: &RoomId,
+        upto: u64,
+        after: u64,
+    ) -> Result<impl Iterator<Item = Result<(Pdu, StoredEvent)>> + '_> {
+        let room = self.room(room_id)?;
+        let mut cursor = upto.saturating_add(1);
+        let mut page: std::vec::IntoIter<(u64, OwnedEventId)> = Vec::new().into_iter();
+        let mut done = false;
+        Ok(std::iter::from_fn(move || {
+            loop {
+                if let Some((position, id)) = page.next() {
+                    if position <= after {
+                        done = true;
+                        return None;
+                    }
+                    cursor = position;
+                    return match self.event(&id) {
+                        Ok(Some(event)) => Some(Ok(event)),
+                        Ok(None) => continue,
+                        Err(e) => Some(Err(e)),
+                    };
+                }
+                if done {
+                    return None;
+                }
+                match self.store.timeline(&room, cursor, false, 64) {
+                    Ok(next) if next.is_empty() => return None,
+                    Ok(next) => page = next.into_iter(),
+                    Err(e) => {
+                        done = true;
+                        return Some(Err(e.into()));
+                    }
+                }
+            }
+        }))
     }
 
     /// The pagination token for "after the newest event".

@@ -10,6 +10,8 @@
 mod accounts;
 mod directory;
 mod durability;
+mod filters;
+mod positions;
 mod rooms;
 mod schema;
 
@@ -20,7 +22,9 @@ pub use accounts::{
 };
 pub use directory::AliasRecord;
 use durability::GroupCommit;
-pub use rooms::{NewEvent, Relation, RoomRecord, StateKey, StoredEvent};
+pub use positions::PositionGuard;
+use positions::Positions;
+pub use rooms::{NewEvent, Relation, RoomRecord, StateKey, StoredEvent, UserRoom};
 use ruma::{OwnedServerName, ServerName};
 
 const SERVER_NAME_KEY: &[u8] = b"server_name";
@@ -32,6 +36,7 @@ const SEP: u8 = 0xff;
 pub struct Store {
     db: sled::Db,
     commit: GroupCommit,
+    positions: Positions,
     users: sled::Tree,
     devices: sled::Tree,
     access_tokens: sled::Tree,
@@ -52,6 +57,7 @@ pub struct Store {
     room_aliases: sled::Tree,
     public_rooms: sled::Tree,
     relations: sled::Tree,
+    filters: sled::Tree,
 }
 
 /// Why the store could not be used.
@@ -122,6 +128,8 @@ impl Store {
         schema::check_and_migrate(&db)?;
         Ok(Self {
             commit: GroupCommit::new(db.clone()),
+            // Ids from sled's generator only grow, across restarts too.
+            positions: Positions::new(db.generate_id()?),
             users: db.open_tree("users")?,
             devices: db.open_tree("devices")?,
             access_tokens: db.open_tree("access_tokens")?,
@@ -142,8 +150,19 @@ impl Store {
             room_aliases: db.open_tree("room_aliases")?,
             public_rooms: db.open_tree("public_rooms")?,
             relations: db.open_tree("relations")?,
+            filters: db.open_tree("filters")?,
             db,
         })
+    }
+
+    /// A new stream position, held until the write that uses it is durable.
+    pub fn begin_position(&self) -> Result<PositionGuard> {
+        Ok(self.positions.begin(self.db.generate_id()?))
+    }
+
+    /// The stream position up to which every write is visible to readers.
+    pub fn visible_position(&self) -> u64 {
+        self.positions.visible()
     }
 
     /// Waits until every write made before this call is on disk.

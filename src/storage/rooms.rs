@@ -73,6 +73,13 @@ pub struct Relation {
     pub position: u64,
 }
 
+/// A user's membership in a room and the position of the event that set it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRoom {
+    pub membership: String,
+    pub position: u64,
+}
+
 /// A state key as (event type, state key).
 pub type StateKey = (String, String);
 
@@ -232,8 +239,9 @@ impl Store {
     /// Stores a new event at the end of its room's timeline, updating state, memberships,
     /// extremities and the transaction id index in one transaction. Returns the room as it
     /// is afterwards. The caller holds the room's append lock.
-    pub async fn append_event(&self, room: &RoomRecord, event: NewEvent<'_>) -> Result<RoomRecord> {
-        let position = self.db.generate_id()?;
+    pub async fn append_event(&self, room: &RoomRecord, event: NewEvent<'_>) -> Result<(RoomRecord, u64)> {
+        let guard = self.begin_position()?;
+        let position = guard.position();
         let mut updated = room.clone();
         updated.extremities = vec![event.event_id.to_owned()];
         updated.depth = room.depth.max(event.depth);
@@ -330,8 +338,11 @@ impl Store {
                     if let Some((user, membership)) = event.membership {
                         memberships
                             .insert(composite_key(&[room.room_id.as_bytes(), user.as_bytes()]), membership)?;
-                        user_rooms
-                            .insert(composite_key(&[user.as_bytes(), room.room_id.as_bytes()]), membership)?;
+                        let entry = UserRoom { membership: membership.to_owned(), position };
+                        user_rooms.insert(
+                            composite_key(&[user.as_bytes(), room.room_id.as_bytes()]),
+                            encode(&entry),
+                        )?;
                     }
                     if let Some((parent, rel_type, kind)) = event.relation {
                         let relation = Relation {
@@ -359,7 +370,8 @@ impl Store {
                 sled::transaction::TransactionError::Storage(e) => StorageError::from(e),
             })?;
         self.durable().await?;
-        Ok(updated)
+        drop(guard);
+        Ok((updated, position))
     }
 
     /// Event ids of a room's timeline after (forwards) or before (backwards) `from`, which
@@ -436,8 +448,8 @@ impl Store {
             .collect()
     }
 
-    /// Every room the user has a membership in, with it.
-    pub fn user_rooms(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, String)>> {
+    /// Every room the user has a membership in (and has not forgotten), with it.
+    pub fn user_rooms(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, UserRoom)>> {
         let prefix = prefix_of(user_id.as_bytes());
         self.user_rooms
             .scan_prefix(&prefix)
@@ -447,7 +459,7 @@ impl Store {
                     .ok()
                     .and_then(|s| RoomId::parse(s).ok())
                     .ok_or_else(|| StorageError::Corrupt("user room key".to_owned()))?;
-                Ok((room, String::from_utf8_lossy(&value).into_owned()))
+                Ok((room, decode("user room", &value)?))
             })
             .collect()
     }

@@ -1,4 +1,60 @@
-//! Sync: what clients read. For now the event filters shared by `/messages` (and, later,
-//! `/sync`).
+//! Sync: the stream clients read. `/sync` responses ([`v3`]), the [`notifier`] that wakes
+//! long-polls, and the [`filter`]s that shape them.
 
 pub mod filter;
+pub mod notifier;
+mod v3;
+
+use std::{sync::Arc, time::Duration};
+
+use ruma::{UserId, api::client::filter::FilterDefinition, api::client::sync::sync_events::v3::Response};
+
+pub use v3::SyncParams;
+
+use crate::{
+    accounts::Session,
+    rooms::{Error, Result, Rooms},
+    storage::Store,
+};
+use notifier::Notifier;
+
+pub struct Sync {
+    store: Arc<Store>,
+    notifier: Arc<Notifier>,
+}
+
+impl Sync {
+    pub fn new(store: Arc<Store>, notifier: Arc<Notifier>) -> Self {
+        Self { store, notifier }
+    }
+
+    /// Answers a `/sync`: at once if there is anything new since `params.since`, otherwise
+    /// when something arrives for this user or `timeout` passes.
+    pub async fn sync(
+        &self,
+        rooms: &Rooms,
+        session: &Session,
+        params: SyncParams,
+        timeout: Duration,
+    ) -> Result<Response> {
+        let subscription = self.notifier.subscribe(&session.user_id);
+        let builder = v3::Builder { store: &self.store, rooms, session, params: &params };
+        // An initial sync answers at once, even when it is empty.
+        let timeout = if params.since.is_none() { Duration::ZERO } else { timeout };
+        subscription
+            .read_or_wait(timeout, || builder.build(), |result| result.as_ref().is_ok_and(v3::is_empty))
+            .await
+    }
+
+    /// Stores a filter; returns its id.
+    pub async fn create_filter(&self, user: &UserId, filter: &FilterDefinition) -> Result<String> {
+        let json = serde_json::to_vec(filter).map_err(|e| Error::BadJson(e.to_string()))?;
+        Ok(self.store.create_filter(user, &json).await?)
+    }
+
+    /// A stored filter; `NotFound` for unknown ids, as clients expect in order to re-upload.
+    pub fn filter(&self, user: &UserId, id: &str) -> Result<FilterDefinition> {
+        let json = self.store.filter(user, id)?.ok_or_else(|| Error::NotFound(format!("no filter {id}")))?;
+        serde_json::from_slice(&json).map_err(|e| Error::Internal(format!("stored filter {id}: {e}")))
+    }
+}

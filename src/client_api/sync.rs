@@ -1,0 +1,74 @@
+//! `/sync` and the filters that shape it.
+
+use std::{sync::Arc, time::Duration};
+
+use ruma::api::client::{
+    filter::{create_filter, get_filter},
+    sync::sync_events::{self, v3::Filter},
+};
+
+use crate::{
+    http::{
+        ApiError,
+        router::{Req, Router},
+    },
+    services::Services,
+    sync::SyncParams,
+};
+
+pub fn routes(router: &mut Router) {
+    router.ruma(sync);
+    router.ruma(upload_filter);
+    router.ruma(download_filter);
+}
+
+/// Long-polls longer than this are cut short; reverse proxies commonly time out at 60 s.
+const MAX_TIMEOUT: Duration = Duration::from_secs(50);
+
+async fn sync(
+    services: Arc<Services>,
+    req: Req<sync_events::v3::Request>,
+) -> Result<sync_events::v3::Response, ApiError> {
+    let body = req.body;
+    let since = body
+        .since
+        .as_deref()
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| ApiError::invalid_param("since is not a sync token from this server"))
+        })
+        .transpose()?;
+    let filter = match body.filter {
+        None => Default::default(),
+        Some(Filter::FilterDefinition(definition)) => definition,
+        Some(Filter::FilterId(id)) => services
+            .sync
+            .filter(&req.auth.user_id, &id)
+            .map_err(|_| ApiError::invalid_param(format!("unknown filter {id}")))?,
+        Some(_) => return Err(ApiError::invalid_param("unsupported filter")),
+    };
+    let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+    let params = SyncParams { since, full_state: body.full_state, filter };
+    Ok(services.sync.sync(&services.rooms, &req.auth, params, timeout).await?)
+}
+
+async fn upload_filter(
+    services: Arc<Services>,
+    req: Req<create_filter::v3::Request>,
+) -> Result<create_filter::v3::Response, ApiError> {
+    if req.body.user_id != req.auth.user_id {
+        return Err(ApiError::forbidden("You can only create filters for yourself"));
+    }
+    let id = services.sync.create_filter(&req.auth.user_id, &req.body.filter).await?;
+    Ok(create_filter::v3::Response::new(id))
+}
+
+async fn download_filter(
+    services: Arc<Services>,
+    req: Req<get_filter::v3::Request>,
+) -> Result<get_filter::v3::Response, ApiError> {
+    if req.body.user_id != req.auth.user_id {
+        return Err(ApiError::forbidden("You can only read your own filters"));
+    }
+    Ok(get_filter::v3::Response::new(services.sync.filter(&req.auth.user_id, &req.body.filter_id)?))
+}

@@ -1,0 +1,298 @@
+//! Building one `/sync` (v3) response for a user, from `since` up to the visible position.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ruma::{
+    OwnedEventId, OwnedUserId, RoomId, UInt, UserId,
+    api::client::{
+        filter::FilterDefinition,
+        sync::sync_events::{
+            UnreadNotificationsCount,
+            v3::{
+                InviteState, InvitedRoom, JoinedRoom, LeftRoom, Response, RoomSummary, Rooms as SyncRooms,
+                State, StateEvents, Timeline,
+            },
+        },
+    },
+    events::TimelineEventType,
+    serde::Raw,
+};
+use serde_json::{Value as JsonValue, json};
+
+use super::filter;
+use crate::{
+    accounts::Session,
+    rooms::{Events, Pdu, Result, Rooms},
+    storage::{StateKey, Store, UserRoom},
+};
+
+/// What the client asked for.
+pub struct SyncParams {
+    pub since: Option<u64>,
+    pub full_state: bool,
+    pub filter: FilterDefinition,
+}
+
+/// Timeline events when the filter sets no limit (Synapse uses the same).
+const DEFAULT_TIMELINE_LIMIT: usize = 10;
+
+/// State types shown for a room one is invited to (spec: "stripped state").
+const INVITE_STATE_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+fn raw<T>(value: JsonValue) -> Raw<T> {
+    Raw::from_json(serde_json::value::to_raw_value(&value).expect("JSON values serialise"))
+}
+
+pub struct Builder<'a> {
+    pub store: &'a Store,
+    pub rooms: &'a Rooms,
+    pub session: &'a Session,
+    pub params: &'a SyncParams,
+}
+
+impl Builder<'_> {
+    pub fn build(&self) -> Result<Response> {
+        let upto = self.store.visible_position();
+        let since = self.params.since.map(|s| s.min(upto));
+        let mut rooms = SyncRooms::new();
+        let room_filter = &self.params.filter.room;
+        for (room_id, entry) in self.store.user_rooms(&self.session.user_id)? {
+            // A membership change still being written shows up in the next sync.
+            if entry.position > upto
+                || room_filter.not_rooms.contains(&room_id)
+                || room_filter.rooms.as_ref().is_some_and(|only| !only.contains(&room_id))
+            {
+                continue;
+            }
+            let changed_since = since.is_none_or(|s| entry.position > s);
+            match entry.membership.as_str() {
+                "join" => {
+                    if let Some(joined) = self.joined(&room_id, since, upto, &entry)? {
+                        rooms.join.insert(room_id, joined);
+                    }
+                }
+                "invite" if changed_since => {
+                    rooms.invite.insert(room_id.clone(), self.invited(&room_id)?);
+                }
+                "leave" | "ban"
+                    if since.is_some() && changed_since || since.is_none() && room_filter.include_leave =>
+                {
+                    rooms.leave.insert(room_id.clone(), self.left(&room_id, since, &entry)?);
+                }
+                _ => {}
+            }
+        }
+        let mut response = Response::new(upto.to_string());
+        response.rooms = rooms;
+        // Clients take a missing count as "the server has no keys for me" and a missing list
+        // as "no fallback key support", so both are always present.
+        response.device_one_time_keys_count = BTreeMap::from([("signed_curve25519".into(), UInt::MIN)]);
+        response.device_unused_fallback_key_types = Some(vec![]);
+        Ok(response)
+    }
+
+    /// The newest events in `(after, upto]` that pass the timeline filter and that the user
+    /// may see, oldest first, and whether older ones were left out.
+    fn timeline(&self, room_id: &RoomId, upto: u64, after: u64) -> Result<(Events, bool)> {
+        let timeline_filter = &self.params.filter.room.timeline;
+        let limit = timeline_filter
+            .limit
+            .and_then(|l| usize::try_from(l).ok())
+            .unwrap_or(DEFAULT_TIMELINE_LIMIT)
+            .max(1);
+        let mut visibility = self.rooms.visibility(room_id, &self.session.user_id)?;
+        let mut events = Vec::new();
+        let mut limited = false;
+        for event in self.rooms.events_before(room_id, upto, after)? {
+            let (pdu, stored) = event?;
+            if !filter::matches(timeline_filter, &pdu) || !visibility.can_see(&pdu, &stored)? {
+                continue;
+            }
+            if events.len() == limit {
+                limited = true;
+                break;
+            }
+            events.push((pdu, stored));
+        }
+        events.reverse();
+        Ok((events, limited))
+    }
+
+    fn client_events<T>(&self, events: &Events) -> Vec<Raw<T>> {
+        events
+            .iter()
+            .map(|(pdu, stored)| {
+                raw(self.rooms.client_event(
+                    pdu,
+                    stored,
+                    Some((&self.session.user_id, &self.session.device_id)),
+                ))
+            })
+            .collect()
+    }
+
+    /// State events from `state` (minus those in the timeline), keeping only the members the
+    /// client needs when it lazy-loads them.
+    fn state_events<T>(
+        &self,
+        state: BTreeMap<StateKey, OwnedEventId>,
+        timeline: &Events,
+    ) -> Result<Vec<Raw<T>>> {
+        let lazy = !self.params.filter.room.state.lazy_load_options.is_disabled();
+        let in_timeline: BTreeSet<&OwnedEventId> = timeline.iter().map(|(pdu, _)| &pdu.event_id).collect();
+        let needed_members: BTreeSet<&str> = timeline
+            .iter()
+            .map(|(pdu, _)| pdu.sender.as_str())
+            .chain(std::iter::once(self.session.user_id.as_str()))
+            .collect();
+        let ids = state.into_iter().filter(|((kind, state_key), id)| {
+            !in_timeline.contains(id)
+                && (!lazy || kind != "m.room.member" || needed_members.contains(state_key.as_str()))
+        });
+        Ok(self
+            .rooms
+            .pdus(ids.map(|(_, id)| id))?
+            .iter()
+            .map(|pdu| raw(JsonValue::Object(pdu.to_client_json())))
+            .collect())
+    }
+
+    fn joined(
+        &self,
+        room_id: &RoomId,
+        since: Option<u64>,
+        upto: u64,
+        entry: &UserRoom,
+    ) -> Result<Option<JoinedRoom>> {
+        let newly_joined = since.is_some_and(|s| entry.position > s);
+        let initial = since.is_none() || newly_joined || self.params.full_state;
+        let after = if since.is_none() || newly_joined { 0 } else { since.unwrap_or(0) };
+        let (timeline, limited) = self.timeline(room_id, upto, after)?;
+        if !initial && timeline.is_empty() {
+            return Ok(None);
+        }
+        let state_at_start = match timeline.first() {
+            Some((_, first)) => self.rooms.state_before(first)?,
+            None => self.rooms.state_at_position(room_id, upto)?,
+        };
+        let state = if initial {
+            self.state_events(state_at_start, &timeline)?
+        } else if limited {
+            // Only what changed across the gap the client will not see.
+            let at_since = self.rooms.state_at_position(room_id, since.unwrap_or(0))?;
+            let delta =
+                state_at_start.into_iter().filter(|(key, id)| at_since.get(key) != Some(id)).collect();
+            self.state_events(delta, &timeline)?
+        } else {
+            vec![]
+        };
+
+        let mut joined = JoinedRoom::new();
+        joined.timeline = Timeline::new();
+        joined.timeline.limited = limited;
+        joined.timeline.prev_batch =
+            Some(timeline.first().map_or(upto, |(_, stored)| stored.position.saturating_sub(1)).to_string());
+        joined.timeline.events = self.client_events(&timeline);
+        joined.state = State::Before(StateEvents::with_events(state));
+        joined.summary = self.summary(room_id)?;
+        let mut unread = UnreadNotificationsCount::new();
+        unread.highlight_count = Some(UInt::MIN);
+        unread.notification_count = Some(UInt::MIN);
+        joined.unread_notifications = unread;
+        Ok(Some(joined))
+    }
+
+    /// Heroes and member counts, as the spec's room summary defines them.
+    fn summary(&self, room_id: &RoomId) -> Result<RoomSummary> {
+        let members = self.rooms.members(room_id)?;
+        let count = |m: &str| members.iter().filter(|(_, membership)| membership == m).count() as u64;
+        let mut heroes: Vec<OwnedUserId> = members
+            .iter()
+            .filter(|(user, m)| (m == "join" || m == "invite") && *user != self.session.user_id)
+            .map(|(user, _)| user.clone())
+            .collect();
+        heroes.truncate(5);
+        let mut summary = RoomSummary::new();
+        summary.heroes = heroes;
+        summary.joined_member_count = Some(UInt::new_saturating(count("join")));
+        summary.invited_member_count = Some(UInt::new_saturating(count("invite")));
+        Ok(summary)
+    }
+
+    fn invited(&self, room_id: &RoomId) -> Result<InvitedRoom> {
+        let user = &self.session.user_id;
+        let mut events = Vec::new();
+        for pdu in self.rooms.current_state(room_id)? {
+            let kind = pdu.kind.to_string();
+            let is_my_invite =
+                pdu.kind == TimelineEventType::RoomMember && pdu.state_key.as_deref() == Some(user.as_str());
+            if INVITE_STATE_TYPES.contains(&kind.as_str())
+                || is_my_invite
+                || self.is_inviter_member(&pdu, room_id, user)?
+            {
+                events.push(raw(stripped(&pdu)));
+            }
+        }
+        Ok(InvitedRoom::from(InviteState::from(events)))
+    }
+
+    /// Whether `pdu` is the member event of whoever invited `user`.
+    fn is_inviter_member(&self, pdu: &Pdu, room_id: &RoomId, user: &UserId) -> Result<bool> {
+        if pdu.kind != TimelineEventType::RoomMember {
+            return Ok(false);
+        }
+        let invite = self.rooms.current_state(room_id)?.into_iter().find(|p| {
+            p.kind == TimelineEventType::RoomMember && p.state_key.as_deref() == Some(user.as_str())
+        });
+        Ok(invite.is_some_and(|invite| {
+            pdu.state_key.as_deref() == Some(invite.sender.as_str()) && invite.sender != user
+        }))
+    }
+
+    fn left(&self, room_id: &RoomId, since: Option<u64>, entry: &UserRoom) -> Result<LeftRoom> {
+        let (timeline, limited) = self.timeline(room_id, entry.position, since.unwrap_or(0))?;
+        let state_at_start = match timeline.first() {
+            Some((_, first)) => self.rooms.state_before(first)?,
+            None => self.rooms.state_at_position(room_id, entry.position)?,
+        };
+        let mut left = LeftRoom::new();
+        left.timeline = Timeline::new();
+        left.timeline.limited = limited;
+        left.timeline.prev_batch = Some(
+            timeline
+                .first()
+                .map_or(entry.position, |(_, stored)| stored.position.saturating_sub(1))
+                .to_string(),
+        );
+        left.state = State::Before(StateEvents::with_events(self.state_events(state_at_start, &timeline)?));
+        left.timeline.events = self.client_events(&timeline);
+        Ok(left)
+    }
+}
+
+/// The stripped form of a state event: type, state key, content and sender only.
+fn stripped(pdu: &Pdu) -> JsonValue {
+    json!({
+        "type": pdu.kind.to_string(),
+        "state_key": pdu.state_key,
+        "content": pdu.content_json(),
+        "sender": pdu.sender,
+    })
+}
+
+/// Whether a response carries nothing for the client, so a long-poll should keep waiting.
+pub fn is_empty(response: &Response) -> bool {
+    response.rooms.is_empty()
+        && response.account_data.is_empty()
+        && response.to_device.is_empty()
+        && response.device_lists.is_empty()
+        && response.presence.is_empty()
+}
