@@ -2,14 +2,17 @@
 //!
 //! `docs/architecture.md` is the map of these modules and how a request flows through them.
 
+pub mod account_data;
 pub mod accounts;
 pub mod admin;
 pub mod admin_api;
 pub mod cli;
 pub mod client_api;
 pub mod config;
+pub mod error;
 pub mod federation;
 pub mod http;
+pub mod push;
 pub mod rooms;
 pub mod server;
 pub mod services;

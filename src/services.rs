@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use crate::{
+    account_data::AccountData,
     accounts::Accounts,
     config::Config,
     federation::signing_key::SigningKey,
+    push::Push,
     rooms::Rooms,
     storage::Store,
     sync::{Sync, notifier::Notifier},
@@ -18,6 +20,8 @@ pub struct Services {
     pub accounts: Accounts,
     pub rooms: Rooms,
     pub sync: Sync,
+    pub account_data: Arc<AccountData>,
+    pub push: Arc<Push>,
 }
 
 impl Services {
@@ -26,8 +30,11 @@ impl Services {
         let key = Arc::new(SigningKey::load_or_generate(&config.data_dir)?);
         let accounts = Accounts::new(store.clone(), config.server_name.clone(), config.registration.mode);
         let notifier = Arc::new(Notifier::default());
-        let rooms = Rooms::new(store.clone(), config.server_name.clone(), key, notifier.clone());
-        let sync = Sync::new(store.clone(), notifier);
-        Ok(Self { config, store, accounts, rooms, sync })
+        let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
+        let push = Arc::new(Push::new(store.clone(), account_data.clone()));
+        let rooms =
+            Rooms::new(store.clone(), config.server_name.clone(), key, notifier.clone(), push.clone());
+        let sync = Sync::new(store.clone(), notifier, account_data.clone(), push.clone());
+        Ok(Self { config, store, accounts, rooms, sync, account_data, push })
     }
 }

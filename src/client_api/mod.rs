@@ -8,10 +8,12 @@ mod discovery;
 mod history;
 mod membership;
 mod profile;
+mod push;
 mod register;
 mod rooms;
 mod session;
 mod sync;
+mod user_data;
 
 use crate::http::router::Router;
 
@@ -29,5 +31,7 @@ pub fn router() -> Router {
     directory::routes(&mut router);
     history::routes(&mut router);
     sync::routes(&mut router);
+    user_data::routes(&mut router);
+    push::routes(&mut router);
     router
 }

@@ -15,7 +15,7 @@ use ruma::api::{
     },
 };
 
-use crate::{accounts, rooms};
+use crate::accounts;
 
 pub type Response = http::Response<Full<Bytes>>;
 
@@ -176,9 +176,9 @@ impl From<accounts::Error> for ApiError {
     }
 }
 
-impl From<rooms::Error> for ApiError {
-    fn from(e: rooms::Error) -> Self {
-        use rooms::Error as E;
+impl From<crate::error::Error> for ApiError {
+    fn from(e: crate::error::Error) -> Self {
+        use crate::error::Error as E;
         let message = e.to_string();
         match e {
             E::NotFound(_) => Self::not_found(message),
@@ -186,6 +186,7 @@ impl From<rooms::Error> for ApiError {
             E::BadJson(_) => Self::bad_json(message),
             E::InvalidParam(_) => Self::invalid_param(message),
             E::TooLarge(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, message),
+            E::ServerManaged(_) => Self::new(StatusCode::METHOD_NOT_ALLOWED, ErrorKind::BadJson, message),
             E::RoomInUse(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::RoomInUse, message),
             E::UnsupportedRoomVersion(_) => {
                 Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion, message)

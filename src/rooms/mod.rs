@@ -10,6 +10,7 @@ mod auth;
 mod builder;
 mod create;
 mod directory;
+mod ephemeral;
 mod membership;
 mod pdu;
 mod power;
@@ -35,48 +36,12 @@ pub use pdu::Pdu;
 
 use crate::{
     federation::signing_key::SigningKey,
-    storage::{NewEvent, RoomRecord, StateKey, StorageError, Store, StoredEvent},
+    push::{Push, RoomContext},
+    storage::{NewEvent, RoomRecord, StateKey, Store, StoredEvent},
     sync::notifier::Notifier,
 };
 
-#[derive(Debug)]
-pub enum Error {
-    NotFound(String),
-    /// The auth rules or a room policy refuse the action; the text says why.
-    Forbidden(String),
-    BadJson(String),
-    InvalidParam(String),
-    TooLarge(String),
-    UnsupportedRoomVersion(String),
-    /// An alias (or room id) that is already taken.
-    RoomInUse(String),
-    Internal(String),
-    Storage(StorageError),
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::NotFound(m)
-            | Self::Forbidden(m)
-            | Self::BadJson(m)
-            | Self::InvalidParam(m)
-            | Self::TooLarge(m)
-            | Self::UnsupportedRoomVersion(m)
-            | Self::RoomInUse(m)
-            | Self::Internal(m) => f.write_str(m),
-            Self::Storage(e) => e.fmt(f),
-        }
-    }
-}
-
-impl From<StorageError> for Error {
-    fn from(e: StorageError) -> Self {
-        Self::Storage(e)
-    }
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use crate::error::{Error, Result};
 
 /// Events with their storage records, in timeline order.
 pub type Events = Vec<(Pdu, StoredEvent)>;
@@ -115,6 +80,8 @@ pub struct Rooms {
     server_name: OwnedServerName,
     key: Arc<SigningKey>,
     notifier: Arc<Notifier>,
+    push: Arc<Push>,
+    typing: Arc<ephemeral::Typing>,
     /// One async lock per room, held while an event is built and stored.
     append_locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -131,8 +98,17 @@ impl Rooms {
         server_name: OwnedServerName,
         key: Arc<SigningKey>,
         notifier: Arc<Notifier>,
+        push: Arc<Push>,
     ) -> Self {
-        Self { store, server_name, key, notifier, append_locks: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            server_name,
+            key,
+            notifier,
+            push,
+            typing: Arc::default(),
+            append_locks: Mutex::new(HashMap::new()),
+        }
     }
 
     fn append_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
@@ -268,9 +244,46 @@ impl Rooms {
             membership: member.as_ref().map(|(user, membership)| (&**user, membership.as_str())),
             txn: txn.map(|(user, t)| (user, t.device_id, t.txn_id)),
         };
-        let (updated, _position) = self.store.append_event(room, event).await?;
+        let (updated, position) = self.store.append_event(room, event).await?;
+        self.push_event(room, pdu, position, member.as_ref().map(|(user, m)| (&**user, m.as_str()))).await?;
         self.notify_members(&room.room_id, member.as_ref().map(|(user, _)| &**user))?;
         Ok(updated)
+    }
+
+    /// Evaluates push rules for the room's local members (and a local invitee) and records
+    /// the notifications, before anyone's sync can see the event.
+    async fn push_event(
+        &self,
+        room: &RoomRecord,
+        pdu: &Pdu,
+        position: u64,
+        member: Option<(&UserId, &str)>,
+    ) -> Result<()> {
+        let members = self.store.memberships(&room.room_id)?;
+        let joined: Vec<&OwnedUserId> = members.iter().filter(|(_, m)| m == "join").map(|(u, _)| u).collect();
+        let invitee = member.filter(|(_, m)| *m == "invite").map(|(u, _)| u.to_owned());
+        let mut recipients = Vec::new();
+        for user in joined.iter().map(|u| (*u).clone()).chain(invitee) {
+            if user.server_name() != self.server_name {
+                continue;
+            }
+            let display_name = self
+                .current_state_pdu(room, &StateEventType::RoomMember, user.as_str())
+                .and_then(|p| p.content_json()["displayname"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| user.localpart().to_owned());
+            recipients.push((user, display_name));
+        }
+        if recipients.is_empty() {
+            return Ok(());
+        }
+        let context = RoomContext {
+            room_id: room.room_id.clone(),
+            member_count: joined.len() as u64,
+            power_levels: self.power_levels(&room.room_id)?,
+            recipients,
+        };
+        let client_event = JsonValue::Object(pdu.to_client_json());
+        self.push.process(pdu, &client_event, position, context).await
     }
 
     /// Wakes the syncs of everyone in the room (and of the target of a membership change,

@@ -7,16 +7,19 @@
 //! Key layouts: strings as UTF-8, `0xff` between parts of a composite key (it never occurs
 //! in UTF-8), integers big-endian so that range scans follow numeric order.
 
+mod account_data;
 mod accounts;
 mod directory;
 mod durability;
 mod filters;
 mod positions;
+mod push;
 mod rooms;
 mod schema;
 
 use std::path::Path;
 
+pub use account_data::{AccountDataEntry, AccountDataRecord};
 pub use accounts::{
     CreateUserError, DeviceRecord, NewDevice, RegistrationTokenRecord, TokenOwner, UserRecord,
 };
@@ -24,6 +27,7 @@ pub use directory::AliasRecord;
 use durability::GroupCommit;
 pub use positions::PositionGuard;
 use positions::Positions;
+pub use push::{NotificationRecord, ReceiptRecord, UnreadCounts};
 pub use rooms::{NewEvent, Relation, RoomRecord, StateKey, StoredEvent, UserRoom};
 use ruma::{OwnedServerName, ServerName};
 
@@ -58,6 +62,12 @@ pub struct Store {
     public_rooms: sled::Tree,
     relations: sled::Tree,
     filters: sled::Tree,
+    account_data: sled::Tree,
+    notifications: sled::Tree,
+    room_notifications: sled::Tree,
+    read_positions: sled::Tree,
+    receipts: sled::Tree,
+    pushers: sled::Tree,
 }
 
 /// Why the store could not be used.
@@ -151,6 +161,12 @@ impl Store {
             public_rooms: db.open_tree("public_rooms")?,
             relations: db.open_tree("relations")?,
             filters: db.open_tree("filters")?,
+            account_data: db.open_tree("account_data")?,
+            notifications: db.open_tree("notifications")?,
+            room_notifications: db.open_tree("room_notifications")?,
+            read_positions: db.open_tree("read_positions")?,
+            receipts: db.open_tree("receipts")?,
+            pushers: db.open_tree("pushers")?,
             db,
         })
     }

@@ -12,7 +12,9 @@ use ruma::{UserId, api::client::filter::FilterDefinition, api::client::sync::syn
 pub use v3::SyncParams;
 
 use crate::{
+    account_data::AccountData,
     accounts::Session,
+    push::Push,
     rooms::{Error, Result, Rooms},
     storage::Store,
 };
@@ -21,11 +23,18 @@ use notifier::Notifier;
 pub struct Sync {
     store: Arc<Store>,
     notifier: Arc<Notifier>,
+    account_data: Arc<AccountData>,
+    push: Arc<Push>,
 }
 
 impl Sync {
-    pub fn new(store: Arc<Store>, notifier: Arc<Notifier>) -> Self {
-        Self { store, notifier }
+    pub fn new(
+        store: Arc<Store>,
+        notifier: Arc<Notifier>,
+        account_data: Arc<AccountData>,
+        push: Arc<Push>,
+    ) -> Self {
+        Self { store, notifier, account_data, push }
     }
 
     /// Answers a `/sync`: at once if there is anything new since `params.since`, otherwise
@@ -38,7 +47,14 @@ impl Sync {
         timeout: Duration,
     ) -> Result<Response> {
         let subscription = self.notifier.subscribe(&session.user_id);
-        let builder = v3::Builder { store: &self.store, rooms, session, params: &params };
+        let builder = v3::Builder {
+            store: &self.store,
+            rooms,
+            account_data: &self.account_data,
+            push: &self.push,
+            session,
+            params: &params,
+        };
         // An initial sync answers at once, even when it is empty.
         let timeout = if params.since.is_none() { Duration::ZERO } else { timeout };
         subscription

@@ -3,25 +3,27 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ruma::{
-    OwnedEventId, OwnedUserId, RoomId, UInt, UserId,
+    OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
     api::client::{
         filter::FilterDefinition,
         sync::sync_events::{
             UnreadNotificationsCount,
             v3::{
-                InviteState, InvitedRoom, JoinedRoom, LeftRoom, Response, RoomSummary, Rooms as SyncRooms,
-                State, StateEvents, Timeline,
+                Ephemeral, GlobalAccountData, InviteState, InvitedRoom, JoinedRoom, LeftRoom, Response,
+                RoomAccountData, RoomSummary, Rooms as SyncRooms, State, StateEvents, Timeline,
             },
         },
     },
-    events::TimelineEventType,
+    events::{AnyGlobalAccountDataEvent, AnyRoomAccountDataEvent, TimelineEventType},
     serde::Raw,
 };
 use serde_json::{Value as JsonValue, json};
 
 use super::filter;
 use crate::{
+    account_data::AccountData,
     accounts::Session,
+    push::Push,
     rooms::{Events, Pdu, Result, Rooms},
     storage::{StateKey, Store, UserRoom},
 };
@@ -54,6 +56,8 @@ fn raw<T>(value: JsonValue) -> Raw<T> {
 pub struct Builder<'a> {
     pub store: &'a Store,
     pub rooms: &'a Rooms,
+    pub account_data: &'a AccountData,
+    pub push: &'a Push,
     pub session: &'a Session,
     pub params: &'a SyncParams,
 }
@@ -64,6 +68,22 @@ impl Builder<'_> {
         let since = self.params.since.map(|s| s.min(upto));
         let mut rooms = SyncRooms::new();
         let room_filter = &self.params.filter.room;
+        let mut room_account_data: BTreeMap<OwnedRoomId, Vec<Raw<AnyRoomAccountDataEvent>>> = BTreeMap::new();
+        let mut global_account_data: Vec<Raw<AnyGlobalAccountDataEvent>> = Vec::new();
+        for (room, kind, record) in self.account_data.changed(&self.session.user_id, since, upto)? {
+            let event = json!({"type": kind, "content": record.content});
+            match room {
+                Some(room) => room_account_data.entry(room).or_default().push(raw(event)),
+                None => global_account_data.push(raw(event)),
+            }
+        }
+        // Clients read their push rules from here; before any change they are the defaults.
+        if since.is_none() && self.store.account_data(&self.session.user_id, None, "m.push_rules")?.is_none()
+        {
+            global_account_data.push(raw(
+                json!({"type": "m.push_rules", "content": self.push.rules_content(&self.session.user_id)?}),
+            ));
+        }
         for (room_id, entry) in self.store.user_rooms(&self.session.user_id)? {
             // A membership change still being written shows up in the next sync.
             if entry.position > upto
@@ -75,7 +95,8 @@ impl Builder<'_> {
             let changed_since = since.is_none_or(|s| entry.position > s);
             match entry.membership.as_str() {
                 "join" => {
-                    if let Some(joined) = self.joined(&room_id, since, upto, &entry)? {
+                    let account_data = room_account_data.remove(&room_id).unwrap_or_default();
+                    if let Some(joined) = self.joined(&room_id, since, upto, &entry, account_data)? {
                         rooms.join.insert(room_id, joined);
                     }
                 }
@@ -92,6 +113,8 @@ impl Builder<'_> {
         }
         let mut response = Response::new(upto.to_string());
         response.rooms = rooms;
+        response.account_data = GlobalAccountData::new();
+        response.account_data.events = global_account_data;
         // Clients take a missing count as "the server has no keys for me" and a missing list
         // as "no fallback key support", so both are always present.
         response.device_one_time_keys_count = BTreeMap::from([("signed_curve25519".into(), UInt::MIN)]);
@@ -171,12 +194,23 @@ impl Builder<'_> {
         since: Option<u64>,
         upto: u64,
         entry: &UserRoom,
+        account_data: Vec<Raw<AnyRoomAccountDataEvent>>,
     ) -> Result<Option<JoinedRoom>> {
         let newly_joined = since.is_some_and(|s| entry.position > s);
         let initial = since.is_none() || newly_joined || self.params.full_state;
         let after = if since.is_none() || newly_joined { 0 } else { since.unwrap_or(0) };
         let (timeline, limited) = self.timeline(room_id, upto, after)?;
-        if !initial && timeline.is_empty() {
+        let ephemeral_since = if newly_joined { None } else { since };
+        let mut ephemeral = Vec::new();
+        if let Some(typing) = self.rooms.typing_event(room_id, ephemeral_since, upto) {
+            ephemeral.push(raw(typing));
+        }
+        if let Some(receipts) =
+            self.rooms.receipt_event(room_id, &self.session.user_id, ephemeral_since, upto)?
+        {
+            ephemeral.push(raw(receipts));
+        }
+        if !initial && timeline.is_empty() && ephemeral.is_empty() && account_data.is_empty() {
             return Ok(None);
         }
         let state_at_start = match timeline.first() {
@@ -203,10 +237,15 @@ impl Builder<'_> {
         joined.timeline.events = self.client_events(&timeline);
         joined.state = State::Before(StateEvents::with_events(state));
         joined.summary = self.summary(room_id)?;
+        let counts = self.push.unread_counts(&self.session.user_id, room_id)?;
         let mut unread = UnreadNotificationsCount::new();
-        unread.highlight_count = Some(UInt::MIN);
-        unread.notification_count = Some(UInt::MIN);
+        unread.highlight_count = Some(UInt::new_saturating(counts.highlights));
+        unread.notification_count = Some(UInt::new_saturating(counts.notifications));
         joined.unread_notifications = unread;
+        joined.ephemeral = Ephemeral::new();
+        joined.ephemeral.events = ephemeral;
+        joined.account_data = RoomAccountData::new();
+        joined.account_data.events = account_data;
         Ok(Some(joined))
     }
 

@@ -1,0 +1,102 @@
+//! Account data (global and per room) and room tags, which are the `m.tag` room account
+//! data. Every change wakes the user's syncs.
+
+use std::sync::Arc;
+
+use ruma::{RoomId, UserId};
+use serde_json::{Value as JsonValue, json};
+
+use crate::{
+    error::{Error, Result},
+    storage::{AccountDataEntry, Store},
+    sync::notifier::Notifier,
+};
+
+/// Types the server writes itself; clients change them through their own endpoints.
+const SERVER_MANAGED: &[&str] = &["m.push_rules", "m.fully_read"];
+
+pub struct AccountData {
+    store: Arc<Store>,
+    notifier: Arc<Notifier>,
+}
+
+impl AccountData {
+    pub fn new(store: Arc<Store>, notifier: Arc<Notifier>) -> Self {
+        Self { store, notifier }
+    }
+
+    pub fn get(&self, user: &UserId, room: Option<&RoomId>, kind: &str) -> Result<JsonValue> {
+        self.store
+            .account_data(user, room, kind)?
+            .map(|record| record.content)
+            .ok_or_else(|| Error::NotFound(format!("no {kind} account data")))
+    }
+
+    /// A client's write: refuses the types the server manages.
+    pub async fn set(
+        &self,
+        user: &UserId,
+        room: Option<&RoomId>,
+        kind: &str,
+        content: JsonValue,
+    ) -> Result<()> {
+        if SERVER_MANAGED.contains(&kind) {
+            return Err(Error::ServerManaged(format!("Cannot set {kind} through this API")));
+        }
+        if !content.is_object() {
+            return Err(Error::BadJson("account data content must be a JSON object".to_owned()));
+        }
+        self.set_managed(user, room, kind, &content).await
+    }
+
+    /// The server's own write of any type.
+    pub async fn set_managed(
+        &self,
+        user: &UserId,
+        room: Option<&RoomId>,
+        kind: &str,
+        content: &JsonValue,
+    ) -> Result<()> {
+        self.store.set_account_data(user, room, kind, content).await?;
+        self.notifier.notify([user]);
+        Ok(())
+    }
+
+    /// Entries written after `after` (all with `None`) and at or before `upto`.
+    pub fn changed(&self, user: &UserId, after: Option<u64>, upto: u64) -> Result<Vec<AccountDataEntry>> {
+        Ok(self
+            .store
+            .all_account_data(user)?
+            .into_iter()
+            .filter(|(_, _, record)| after.is_none_or(|a| record.position > a) && record.position <= upto)
+            .collect())
+    }
+
+    /// The room's tags: `{tag: {order?}}`.
+    pub fn tags(&self, user: &UserId, room: &RoomId) -> Result<JsonValue> {
+        Ok(self
+            .store
+            .account_data(user, Some(room), "m.tag")?
+            .map_or_else(|| json!({}), |r| r.content["tags"].clone()))
+    }
+
+    /// Adds or replaces (`Some`) or removes (`None`) one tag.
+    pub async fn set_tag(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        tag: &str,
+        info: Option<JsonValue>,
+    ) -> Result<()> {
+        let mut tags = self.tags(user, room)?;
+        if !tags.is_object() {
+            tags = json!({});
+        }
+        let map = tags.as_object_mut().expect("made an object above");
+        match info {
+            Some(info) => map.insert(tag.to_owned(), info),
+            None => map.remove(tag),
+        };
+        self.set_managed(user, Some(room), "m.tag", &json!({"tags": tags})).await
+    }
+}

@@ -1,0 +1,47 @@
+//! The error type shared by the room, sync, account-data and push domains: what went
+//! wrong in terms a client can be told. The HTTP layer maps each variant to an errcode.
+
+use crate::storage::StorageError;
+
+#[derive(Debug)]
+pub enum Error {
+    NotFound(String),
+    /// The auth rules or a room policy refuse the action; the text says why.
+    Forbidden(String),
+    BadJson(String),
+    InvalidParam(String),
+    TooLarge(String),
+    UnsupportedRoomVersion(String),
+    /// Data the server manages itself was written through a generic endpoint.
+    ServerManaged(String),
+    /// An alias (or room id) that is already taken.
+    RoomInUse(String),
+    Internal(String),
+    Storage(StorageError),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotFound(m)
+            | Self::Forbidden(m)
+            | Self::BadJson(m)
+            | Self::InvalidParam(m)
+            | Self::TooLarge(m)
+            | Self::UnsupportedRoomVersion(m)
+            | Self::RoomInUse(m)
+            | Self::ServerManaged(m)
+            | Self::Internal(m) => f.write_str(m),
+            Self::Storage(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

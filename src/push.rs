@@ -1,0 +1,145 @@
+//! Push rules, notification counts, `/notifications` and pushers.
+//!
+//! The rules live in the user's `m.push_rules` account data (as clients expect to find
+//! them in `/sync`), starting from ruma's server-default ruleset. Every new event is
+//! evaluated against the rules of each local member it could notify; notifying events are
+//! recorded, and the unread counts are the recorded events after the member's read receipt.
+
+use std::sync::Arc;
+
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
+    events::room::power_levels::RoomPowerLevels,
+    push::{Action, PushConditionRoomCtx, Ruleset},
+    serde::Raw,
+};
+use serde_json::{Value as JsonValue, json};
+
+use crate::{
+    account_data::AccountData,
+    error::{Error, Result},
+    rooms::Pdu,
+    storage::{NotificationRecord, Store, UnreadCounts},
+};
+
+const RULES_TYPE: &str = "m.push_rules";
+
+/// What the room looks like at a new event, for evaluating push rules.
+pub struct RoomContext {
+    pub room_id: OwnedRoomId,
+    pub member_count: u64,
+    pub power_levels: RoomPowerLevels,
+    /// Local users to evaluate the event for, with their display names in the room.
+    pub recipients: Vec<(OwnedUserId, String)>,
+}
+
+pub struct Push {
+    store: Arc<Store>,
+    account_data: Arc<AccountData>,
+}
+
+impl Push {
+    pub fn new(store: Arc<Store>, account_data: Arc<AccountData>) -> Self {
+        Self { store, account_data }
+    }
+
+    /// The user's rules: what they stored, or the server defaults.
+    pub fn ruleset(&self, user: &UserId) -> Result<Ruleset> {
+        match self.store.account_data(user, None, RULES_TYPE)? {
+            Some(record) => serde_json::from_value(record.content["global"].clone())
+                .map_err(|e| Error::Internal(format!("stored push rules of {user}: {e}"))),
+            None => Ok(Ruleset::server_default(user)),
+        }
+    }
+
+    /// The `m.push_rules` account data event content for the user.
+    pub fn rules_content(&self, user: &UserId) -> Result<JsonValue> {
+        Ok(json!({"global": self.ruleset(user)?}))
+    }
+
+    /// Applies `change` to the user's rules and stores them.
+    pub async fn update_ruleset<T>(
+        &self,
+        user: &UserId,
+        change: impl FnOnce(&mut Ruleset) -> Result<T>,
+    ) -> Result<T> {
+        let mut ruleset = self.ruleset(user)?;
+        let result = change(&mut ruleset)?;
+        self.account_data.set_managed(user, None, RULES_TYPE, &json!({"global": ruleset})).await?;
+        Ok(result)
+    }
+
+    /// Evaluates a new event for its recipients and records the notifications it causes.
+    pub async fn process(
+        &self,
+        pdu: &Pdu,
+        client_event: &JsonValue,
+        position: u64,
+        context: RoomContext,
+    ) -> Result<()> {
+        let raw: Raw<JsonValue> = Raw::from_json(
+            serde_json::value::to_raw_value(client_event).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        let now: u64 = MilliSecondsSinceUnixEpoch::now().get().into();
+        let mut notified = Vec::new();
+        for (user, display_name) in context.recipients {
+            if user == pdu.sender {
+                continue;
+            }
+            let mut room_ctx = PushConditionRoomCtx::new(
+                context.room_id.clone(),
+                UInt::new_saturating(context.member_count),
+                user.clone(),
+                display_name,
+            );
+            room_ctx.power_levels = Some(context.power_levels.clone().into());
+            let ruleset = self.ruleset(&user)?;
+            let actions = ruleset.get_actions(&raw, &room_ctx).await;
+            if actions.iter().any(Action::should_notify) {
+                let record = NotificationRecord {
+                    room_id: context.room_id.clone(),
+                    event_id: pdu.event_id.clone(),
+                    actions: serde_json::to_value(actions).unwrap_or_default(),
+                    highlight: actions.iter().any(Action::is_highlight),
+                    ts: now,
+                };
+                notified.push((user, record));
+            }
+        }
+        Ok(self.store.add_notifications(position, &notified).await?)
+    }
+
+    pub fn unread_counts(&self, user: &UserId, room: &RoomId) -> Result<UnreadCounts> {
+        Ok(self.store.unread_counts(user, room)?)
+    }
+
+    /// The user's notifications, newest first, before the `from` token.
+    pub fn notifications(
+        &self,
+        user: &UserId,
+        from: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, NotificationRecord)>> {
+        Ok(self.store.notifications(user, from.unwrap_or(u64::MAX), limit)?)
+    }
+
+    /// Whether the notification at `position` in `room` is before the user's read receipt.
+    pub fn is_read(&self, user: &UserId, room: &RoomId, position: u64) -> Result<bool> {
+        Ok(self.store.read_position(user, room)? >= position)
+    }
+
+    pub fn pushers(&self, user: &UserId) -> Result<Vec<JsonValue>> {
+        Ok(self.store.pushers(user)?)
+    }
+
+    /// Adds or replaces a pusher; `None` deletes it (the spec's `kind: null`).
+    pub async fn set_pusher(
+        &self,
+        user: &UserId,
+        app_id: &str,
+        pushkey: &str,
+        pusher: Option<&JsonValue>,
+    ) -> Result<()> {
+        Ok(self.store.set_pusher(user, app_id, pushkey, pusher).await?)
+    }
+}

@@ -1,0 +1,181 @@
+//! Receipts and typing notifications: what `/sync` puts in a room's `ephemeral` section.
+//!
+//! Receipts are stored; typing lives in memory only, expiring on its own. Both take stream
+//! positions so an incremental sync sends only what changed.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use serde_json::{Map, Value as JsonValue, json};
+
+use super::{Error, Result, Rooms};
+use crate::{
+    storage::{ReceiptRecord, Store},
+    sync::notifier::Notifier,
+};
+
+/// Longest a client may claim to be typing for.
+const MAX_TYPING: Duration = Duration::from_secs(120);
+
+#[derive(Default)]
+pub struct Typing {
+    rooms: Mutex<HashMap<OwnedRoomId, RoomTyping>>,
+}
+
+#[derive(Default)]
+struct RoomTyping {
+    until: HashMap<OwnedUserId, Instant>,
+    position: u64,
+}
+
+impl Typing {
+    /// Sets or clears a typer; returns whether anything changed.
+    fn set(&self, store: &Store, room: &RoomId, user: &UserId, until: Option<Instant>) -> Result<bool> {
+        let mut rooms = self.rooms.lock().expect("typing lock is never poisoned");
+        let entry = rooms.entry(room.to_owned()).or_default();
+        let changed = match until {
+            Some(until) => entry.until.insert(user.to_owned(), until).is_none(),
+            None => entry.until.remove(user).is_some(),
+        };
+        if changed {
+            // Typing is not stored, but it is ordered like everything else.
+            entry.position = store.begin_position()?.position();
+        }
+        Ok(changed)
+    }
+
+    /// Drops typers whose time is up; returns whether any were dropped.
+    fn expire(&self, store: &Store, room: &RoomId) -> Result<bool> {
+        let mut rooms = self.rooms.lock().expect("typing lock is never poisoned");
+        let Some(entry) = rooms.get_mut(room) else { return Ok(false) };
+        let now = Instant::now();
+        let before = entry.until.len();
+        entry.until.retain(|_, until| *until > now);
+        let changed = entry.until.len() != before;
+        if changed {
+            entry.position = store.begin_position()?.position();
+        }
+        Ok(changed)
+    }
+
+    /// The typers of a room if they changed after `after`.
+    fn since(&self, room: &RoomId, after: Option<u64>, upto: u64) -> Option<Vec<OwnedUserId>> {
+        let rooms = self.rooms.lock().expect("typing lock is never poisoned");
+        let entry = rooms.get(room)?;
+        let changed = after.is_none_or(|a| entry.position > a) && entry.position <= upto;
+        let now = Instant::now();
+        let users: Vec<OwnedUserId> =
+            entry.until.iter().filter(|(_, until)| **until > now).map(|(u, _)| u.clone()).collect();
+        (changed && (after.is_some() || !users.is_empty())).then_some(users)
+    }
+}
+
+fn notify_room(store: &Store, notifier: &Notifier, room: &RoomId) -> Result<()> {
+    let members = store.memberships(room)?;
+    notifier.notify(members.iter().filter(|(_, m)| m == "join").map(|(u, _)| &**u));
+    Ok(())
+}
+
+impl Rooms {
+    fn require_joined(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
+        if self.membership(room_id, user)?.as_deref() != Some("join") {
+            return Err(Error::Forbidden(format!("{user} is not in room {room_id}")));
+        }
+        Ok(())
+    }
+
+    /// Starts (for `timeout`) or stops a user's typing notification.
+    pub fn set_typing(&self, room_id: &RoomId, user: &UserId, timeout: Option<Duration>) -> Result<()> {
+        self.require_joined(room_id, user)?;
+        let until = timeout.map(|t| Instant::now() + t.min(MAX_TYPING));
+        if self.typing.set(&self.store, room_id, user, until)? {
+            notify_room(&self.store, &self.notifier, room_id)?;
+        }
+        if let Some(until) = until {
+            let (typing, store, notifier, room) =
+                (self.typing.clone(), self.store.clone(), self.notifier.clone(), room_id.to_owned());
+            tokio::spawn(async move {
+                tokio::time::sleep_until(until.into()).await;
+                match typing.expire(&store, &room) {
+                    Ok(true) => {
+                        let _ = notify_room(&store, &notifier, &room);
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "expiring typing notifications"),
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// The `m.typing` ephemeral event for a sync, if the typers changed after `after`.
+    pub fn typing_event(&self, room_id: &RoomId, after: Option<u64>, upto: u64) -> Option<JsonValue> {
+        let users = self.typing.since(room_id, after, upto)?;
+        Some(json!({"type": "m.typing", "content": {"user_ids": users}}))
+    }
+
+    /// Records a receipt of `user` for an event in the room.
+    pub async fn set_receipt(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        receipt_type: &str,
+        event_id: &EventId,
+        thread_id: Option<&str>,
+    ) -> Result<()> {
+        self.require_joined(room_id, user)?;
+        let (pdu, stored) = self
+            .event(event_id)?
+            .filter(|(pdu, _)| pdu.room_id == room_id)
+            .ok_or_else(|| Error::NotFound(format!("no event {event_id} in {room_id}")))?;
+        let record = ReceiptRecord {
+            user_id: user.to_owned(),
+            receipt_type: receipt_type.to_owned(),
+            thread_id: thread_id.unwrap_or_default().to_owned(),
+            event_id: pdu.event_id,
+            ts: MilliSecondsSinceUnixEpoch::now().get().into(),
+            position: 0,
+        };
+        self.store.set_receipt(room_id, record, stored.position).await?;
+        if receipt_type == "m.read.private" {
+            self.notifier.notify([user]);
+        } else {
+            notify_room(&self.store, &self.notifier, room_id)?;
+        }
+        Ok(())
+    }
+
+    /// The `m.receipt` ephemeral event with the receipts changed after `after` that `viewer`
+    /// may see (private receipts are their owner's alone).
+    pub fn receipt_event(
+        &self,
+        room_id: &RoomId,
+        viewer: &UserId,
+        after: Option<u64>,
+        upto: u64,
+    ) -> Result<Option<JsonValue>> {
+        let mut content: Map<String, JsonValue> = Map::new();
+        for receipt in self.store.receipts(room_id)? {
+            let visible = receipt.receipt_type != "m.read.private" || receipt.user_id == viewer;
+            if !visible || receipt.position > upto || after.is_some_and(|a| receipt.position <= a) {
+                continue;
+            }
+            let mut info = json!({"ts": receipt.ts});
+            if !receipt.thread_id.is_empty() {
+                info["thread_id"] = json!(receipt.thread_id);
+            }
+            content
+                .entry(receipt.event_id.to_string())
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("made an object")
+                .entry(receipt.receipt_type)
+                .or_insert_with(|| json!({}))[receipt.user_id.as_str()] = info;
+        }
+        Ok((!content.is_empty()).then(|| json!({"type": "m.receipt", "content": content})))
+    }
+}
