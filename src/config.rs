@@ -70,9 +70,10 @@ pub struct RateLimitsConfig {
     pub register: RateLimit,
 }
 
-/// A token bucket: `burst` requests at once, refilled at `per_second`.
+/// A token bucket: `burst` requests at once, refilled at `per_second`. A key left out
+/// takes the login limit's default.
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RateLimit {
     pub per_second: f64,
     pub burst: u32,
@@ -130,13 +131,15 @@ impl Default for LimitsConfig {
     }
 }
 
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self { per_second: 0.5, burst: 5 }
+    }
+}
+
 impl Default for RateLimitsConfig {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            login: RateLimit { per_second: 0.5, burst: 5 },
-            register: RateLimit { per_second: 0.2, burst: 5 },
-        }
+        Self { enabled: true, login: RateLimit::default(), register: RateLimit { per_second: 0.2, burst: 5 } }
     }
 }
 
@@ -176,7 +179,7 @@ impl std::error::Error for ConfigError {}
 /// `MYELIN_REGISTRATION__MODE` (a double underscore separates nested keys).
 const ENV_PREFIX: &str = "MYELIN_";
 /// Variables with the prefix that are not config keys.
-const ENV_NOT_KEYS: &[&str] = &["MYELIN_CONFIG"];
+const ENV_NOT_KEYS: &[&str] = &["MYELIN_CONFIG", "MYELIN_LOG"];
 
 impl Config {
     /// Loads the file (if any), applies environment and command-line overrides, and validates.

@@ -117,7 +117,7 @@ enum TokenCommand {
     /// Create a registration token.
     Create {
         /// How many registrations it allows (default: unlimited).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         uses: Option<u32>,
         /// Lifetime such as 30m, 12h or 7d (default: never expires).
         #[arg(long, value_parser = parse_duration)]
@@ -276,10 +276,12 @@ async fn run_locally(
         ),
         other => other.to_string(),
     })?;
-    // The name the server ran with wins over the config, so ids stay consistent.
+    // The name the server ran with wins over the config, so ids stay consistent; a
+    // database no server has run on yet is pinned to the configured name now.
     let mut config = config;
-    if let Some(name) = store.server_name().map_err(|e| e.to_string())? {
-        config.server_name = name;
+    match store.server_name().map_err(|e| e.to_string())? {
+        Some(name) => config.server_name = name,
+        None => store.claim_server_name(&config.server_name).map_err(|e| e.to_string())?,
     }
     let store = Arc::new(store);
     let services = Services::new(config, store.clone())?;
@@ -330,7 +332,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "d" => 86_400,
         _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
     };
-    Ok(Duration::from_secs(number * seconds))
+    number.checked_mul(seconds).map(Duration::from_secs).ok_or_else(|| format!("{text:?} is too long"))
 }
 
 #[cfg(test)]

@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use sled::{
     Transactional,
-    transaction::{ConflictableTransactionError, TransactionError, TransactionalTree},
+    transaction::{ConflictableTransactionError, TransactionalTree},
 };
 
-use super::{Result, StorageError, Store, composite_key, decode, encode, prefix_of};
+use super::{Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserRecord {
@@ -84,20 +84,6 @@ impl From<StorageError> for CreateUserError {
     fn from(e: StorageError) -> Self {
         Self::Storage(e)
     }
-}
-
-/// Aborts a sled transaction with our error type.
-fn abort<T, E>(e: E) -> std::result::Result<T, ConflictableTransactionError<E>> {
-    Err(ConflictableTransactionError::Abort(e))
-}
-
-fn flatten<T, E: From<StorageError>>(
-    r: std::result::Result<T, TransactionError<E>>,
-) -> std::result::Result<T, E> {
-    r.map_err(|e| match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => E::from(StorageError::from(e)),
-    })
 }
 
 fn device_key(user_id: &UserId, device_id: &DeviceId) -> Vec<u8> {

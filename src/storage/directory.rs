@@ -6,7 +6,8 @@
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId};
 use serde::{Deserialize, Serialize};
 
-use super::{Result, Store, composite_key, decode, encode, prefix_of};
+use super::{Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of};
+use sled::Transactional;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AliasRecord {
@@ -21,22 +22,29 @@ impl Store {
 
     /// Creates an alias; `false` if it already exists.
     pub async fn create_alias(&self, alias: &RoomAliasId, record: &AliasRecord) -> Result<bool> {
-        let created = self
-            .aliases
-            .compare_and_swap(alias.as_bytes(), None as Option<&[u8]>, Some(encode(record)))?
-            .is_ok();
-        if created {
-            self.room_aliases.insert(composite_key(&[record.room_id.as_bytes(), alias.as_bytes()]), &[])?;
-        }
+        let room_alias_key = composite_key(&[record.room_id.as_bytes(), alias.as_bytes()]);
+        let created = flatten::<_, StorageError>((&self.aliases, &self.room_aliases).transaction(
+            |(aliases, room_aliases)| {
+                if aliases.get(alias.as_bytes())?.is_some() {
+                    return Ok(false);
+                }
+                aliases.insert(alias.as_bytes(), encode(record))?;
+                room_aliases.insert(room_alias_key.as_slice(), &[])?;
+                Ok(true)
+            },
+        ))?;
         self.durable().await?;
         Ok(created)
     }
 
     pub async fn delete_alias(&self, alias: &RoomAliasId) -> Result<()> {
-        if let Some(bytes) = self.aliases.remove(alias.as_bytes())? {
-            let record: AliasRecord = decode("alias", &bytes)?;
-            self.room_aliases.remove(composite_key(&[record.room_id.as_bytes(), alias.as_bytes()]))?;
-        }
+        flatten((&self.aliases, &self.room_aliases).transaction(|(aliases, room_aliases)| {
+            if let Some(bytes) = aliases.remove(alias.as_bytes())? {
+                let record: AliasRecord = decode("alias", &bytes).or_else(abort)?;
+                room_aliases.remove(composite_key(&[record.room_id.as_bytes(), alias.as_bytes()]))?;
+            }
+            Ok(())
+        }))?;
         self.durable().await
     }
 

@@ -17,7 +17,9 @@ mod push;
 mod rooms;
 mod schema;
 
-use std::path::Path;
+use std::{os::unix::fs::DirBuilderExt, path::Path};
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 pub use account_data::{AccountDataEntry, AccountDataRecord};
 pub use accounts::{
@@ -128,7 +130,12 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 impl Store {
     /// Opens (or creates) the database in `dir`, checking and migrating its schema.
     pub fn open(dir: &Path, cache_capacity_mb: u64) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::Sled(sled::Error::Io(e)))?;
+        // Only the server's user may read the database, keys and admin socket.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| StorageError::Sled(sled::Error::Io(e)))?;
         let db = sled::Config::new()
             .path(dir.join("db"))
             .cache_capacity(cache_capacity_mb * 1024 * 1024)
@@ -227,6 +234,21 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Aborts a sled transaction with our error type.
+fn abort<T, E>(e: E) -> std::result::Result<T, ConflictableTransactionError<E>> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+/// Unwraps a transaction's outcome into our error type.
+fn flatten<T, E: From<StorageError>>(
+    r: std::result::Result<T, TransactionError<E>>,
+) -> std::result::Result<T, E> {
+    r.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => E::from(StorageError::from(e)),
+    })
 }
 
 fn composite_key(parts: &[&[u8]]) -> Vec<u8> {

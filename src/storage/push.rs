@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use sled::Transactional;
 
-use super::{Result, StorageError, Store, composite_key, decode, encode, prefix_of};
+use super::{Result, StorageError, Store, composite_key, decode, encode, flatten, prefix_of};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NotificationRecord {
@@ -55,21 +55,16 @@ impl Store {
         if users.is_empty() {
             return Ok(());
         }
-        (&self.notifications, &self.room_notifications)
-            .transaction(|(all, by_room)| {
-                for (user, record) in users {
-                    all.insert(composite_key(&[user.as_bytes(), &be(position)]), encode(record))?;
-                    by_room.insert(
-                        composite_key(&[user.as_bytes(), record.room_id.as_bytes(), &be(position)]),
-                        &[u8::from(record.highlight)],
-                    )?;
-                }
-                Ok::<_, sled::transaction::ConflictableTransactionError<StorageError>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Abort(e) => e,
-                sled::transaction::TransactionError::Storage(e) => e.into(),
-            })?;
+        flatten((&self.notifications, &self.room_notifications).transaction(|(all, by_room)| {
+            for (user, record) in users {
+                all.insert(composite_key(&[user.as_bytes(), &be(position)]), encode(record))?;
+                by_room.insert(
+                    composite_key(&[user.as_bytes(), record.room_id.as_bytes(), &be(position)]),
+                    &[u8::from(record.highlight)],
+                )?;
+            }
+            Ok::<_, sled::transaction::ConflictableTransactionError<StorageError>>(())
+        }))?;
         self.durable().await
     }
 

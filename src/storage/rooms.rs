@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use sled::{Transactional, transaction::ConflictableTransactionError};
 
-use super::{Result, StorageError, Store, composite_key, decode, encode, prefix_of};
+use super::{Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of};
 
 /// A delta chain longer than this is replaced by a full copy, bounding how many records a
 /// state lookup reads.
@@ -167,13 +167,14 @@ impl Store {
         let key = composite_key(&[kind.as_bytes(), state_key.as_bytes()]);
         let candidate = self.db.generate_id()?;
         // Two rooms may race to create the same key: whoever loses adopts the winner's id.
-        match self.state_keys.compare_and_swap(&key, None as Option<&[u8]>, Some(&candidate.to_be_bytes()))? {
-            Ok(()) => {
-                self.state_keys_rev.insert(candidate.to_be_bytes(), key)?;
-                Ok(candidate)
+        flatten((&self.state_keys, &self.state_keys_rev).transaction(|(keys, reverse)| {
+            if let Some(existing) = keys.get(&key)? {
+                return u64_from(&existing).or_else(abort);
             }
-            Err(existing) => u64_from(&existing.current.expect("compare_and_swap lost to a value")),
-        }
+            keys.insert(key.as_slice(), &candidate.to_be_bytes())?;
+            reverse.insert(&candidate.to_be_bytes(), key.as_slice())?;
+            Ok(candidate)
+        }))
     }
 
     fn state_key_of_short(&self, short: u64) -> Result<StateKey> {
@@ -303,7 +304,7 @@ impl Store {
         let room_bytes = encode(&updated);
         let snapshot_bytes = new_snapshot.as_ref().map(|(id, s)| (id.to_be_bytes(), encode(s)));
 
-        (
+        let outcome = (
             &self.rooms,
             &self.events,
             &self.timeline,
@@ -364,11 +365,8 @@ impl Store {
                     }
                     Ok::<_, ConflictableTransactionError<StorageError>>(())
                 },
-            )
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Abort(e) => e,
-                sled::transaction::TransactionError::Storage(e) => StorageError::from(e),
-            })?;
+            );
+        flatten(outcome)?;
         self.durable().await?;
         drop(guard);
         Ok((updated, position))
