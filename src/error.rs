@@ -14,6 +14,8 @@ pub enum Error {
     UnsupportedRoomVersion(String),
     /// Data the server manages itself was written through a generic endpoint.
     ServerManaged(String),
+    /// A key backup write named a version that is not the newest; carries the newest.
+    WrongRoomKeysVersion(String),
     /// An alias (or room id) that is already taken.
     RoomInUse(String),
     Internal(String),
@@ -31,6 +33,7 @@ impl std::fmt::Display for Error {
             | Self::UnsupportedRoomVersion(m)
             | Self::RoomInUse(m)
             | Self::ServerManaged(m)
+            | Self::WrongRoomKeysVersion(m)
             | Self::Internal(m) => f.write_str(m),
             Self::Storage(e) => e.fmt(f),
         }

@@ -9,6 +9,7 @@ pub mod admin_api;
 pub mod cli;
 pub mod client_api;
 pub mod config;
+pub mod e2ee;
 pub mod error;
 pub mod federation;
 pub mod http;

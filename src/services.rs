@@ -7,6 +7,7 @@ use crate::{
     account_data::AccountData,
     accounts::Accounts,
     config::Config,
+    e2ee::E2ee,
     federation::signing_key::SigningKey,
     push::Push,
     rooms::Rooms,
@@ -22,6 +23,7 @@ pub struct Services {
     pub sync: Sync,
     pub account_data: Arc<AccountData>,
     pub push: Arc<Push>,
+    pub e2ee: Arc<E2ee>,
 }
 
 impl Services {
@@ -34,7 +36,8 @@ impl Services {
         let push = Arc::new(Push::new(store.clone(), account_data.clone()));
         let rooms =
             Rooms::new(store.clone(), config.server_name.clone(), key, notifier.clone(), push.clone());
-        let sync = Sync::new(store.clone(), notifier, account_data.clone(), push.clone());
-        Ok(Self { config, store, accounts, rooms, sync, account_data, push })
+        let e2ee = Arc::new(E2ee::new(store.clone(), notifier.clone(), config.server_name.clone()));
+        let sync = Sync::new(store.clone(), notifier, account_data.clone(), push.clone(), e2ee.clone());
+        Ok(Self { config, store, accounts, rooms, sync, account_data, push, e2ee })
     }
 }

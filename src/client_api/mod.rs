@@ -2,10 +2,12 @@
 //! Nothing here touches storage or holds a rule of its own beyond shaping the response.
 
 mod account;
+mod backup;
 mod devices;
 mod directory;
 mod discovery;
 mod history;
+mod keys;
 mod membership;
 mod profile;
 mod push;
@@ -33,5 +35,7 @@ pub fn router() -> Router {
     sync::routes(&mut router);
     user_data::routes(&mut router);
     push::routes(&mut router);
+    keys::routes(&mut router);
+    backup::routes(&mut router);
     router
 }

@@ -184,6 +184,13 @@ impl From<crate::error::Error> for ApiError {
             E::BadJson(_) => Self::bad_json(message),
             E::InvalidParam(_) => Self::invalid_param(message),
             E::TooLarge(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, message),
+            E::WrongRoomKeysVersion(current) => Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorKind::WrongRoomKeysVersion(ruma::api::error::WrongRoomKeysVersionErrorData::new(
+                    current.clone(),
+                )),
+                format!("The newest backup version is {current}"),
+            ),
             E::ServerManaged(_) => Self::new(StatusCode::METHOD_NOT_ALLOWED, ErrorKind::BadJson, message),
             E::RoomInUse(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::RoomInUse, message),
             E::UnsupportedRoomVersion(_) => {

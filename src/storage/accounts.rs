@@ -242,6 +242,7 @@ impl Store {
                     Ok(true)
                 },
             ))?;
+        self.forget_devices_e2ee(user_id, &device_ids).await?;
         self.durable().await?;
         Ok(existed)
     }
@@ -302,7 +303,16 @@ impl Store {
             (&self.devices, &self.access_tokens)
                 .transaction(|(devices, tokens)| remove_devices_tx(devices, tokens, user_id, device_ids)),
         )?;
-        self.durable().await
+        self.forget_devices_e2ee(user_id, device_ids).await
+    }
+
+    /// A removed device's keys and messages go with it, and the user's device list changed.
+    async fn forget_devices_e2ee(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> Result<()> {
+        for device in device_ids {
+            self.remove_device_e2ee(user_id, device)?;
+        }
+        self.mark_key_change(user_id).await?;
+        Ok(())
     }
 
     /// Removes every device of the user except `keep`.

@@ -9,8 +9,10 @@
 
 mod account_data;
 mod accounts;
+mod backup;
 mod directory;
 mod durability;
+mod e2ee;
 mod filters;
 mod positions;
 mod push;
@@ -25,8 +27,10 @@ pub use account_data::{AccountDataEntry, AccountDataRecord};
 pub use accounts::{
     CreateUserError, DeviceRecord, NewDevice, RegistrationTokenRecord, TokenOwner, UserRecord,
 };
+pub use backup::{BackedUpSession, BackupVersionRecord};
 pub use directory::AliasRecord;
 use durability::GroupCommit;
+pub use e2ee::{ClaimedKey, FallbackKey, SignatureTarget, ToDeviceMessage};
 pub use positions::PositionGuard;
 use positions::Positions;
 pub use push::{NotificationRecord, ReceiptRecord, UnreadCounts};
@@ -70,6 +74,15 @@ pub struct Store {
     read_positions: sled::Tree,
     receipts: sled::Tree,
     pushers: sled::Tree,
+    device_keys: sled::Tree,
+    one_time_keys: sled::Tree,
+    fallback_keys: sled::Tree,
+    cross_signing_keys: sled::Tree,
+    key_changes: sled::Tree,
+    to_device: sled::Tree,
+    to_device_txns: sled::Tree,
+    backup_versions: sled::Tree,
+    backup_keys: sled::Tree,
 }
 
 /// Why the store could not be used.
@@ -174,6 +187,15 @@ impl Store {
             read_positions: db.open_tree("read_positions")?,
             receipts: db.open_tree("receipts")?,
             pushers: db.open_tree("pushers")?,
+            device_keys: db.open_tree("device_keys")?,
+            one_time_keys: db.open_tree("one_time_keys")?,
+            fallback_keys: db.open_tree("fallback_keys")?,
+            cross_signing_keys: db.open_tree("cross_signing_keys")?,
+            key_changes: db.open_tree("key_changes")?,
+            to_device: db.open_tree("to_device")?,
+            to_device_txns: db.open_tree("to_device_txns")?,
+            backup_versions: db.open_tree("backup_versions")?,
+            backup_keys: db.open_tree("backup_keys")?,
             db,
         })
     }

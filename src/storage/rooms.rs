@@ -10,7 +10,7 @@
 //! - `snapshots`: snapshot id → [`Snapshot`]: state as a chain of small deltas with a full
 //!   copy every [`FULL_SNAPSHOT_EVERY`] links (DESIGN.md decision 6). Each event records
 //!   the snapshot of the state *before* it.
-//! - `memberships`: room id, `0xff`, user id → membership; `user_rooms`: the reverse
+//! - `memberships`: room id, `0xff`, user id → [`UserRoom`]; `user_rooms`: the reverse
 //! - `txn_ids`: user, device, transaction id → event id (idempotent sends)
 //! - `relations`: parent event id, `0xff`, position → [`Relation`] (edits, reactions,
 //!   threads, replies in threads: whatever names the parent in `m.relates_to`)
@@ -337,13 +337,13 @@ impl Store {
                         snapshots.insert(id, bytes.as_slice())?;
                     }
                     if let Some((user, membership)) = event.membership {
-                        memberships
-                            .insert(composite_key(&[room.room_id.as_bytes(), user.as_bytes()]), membership)?;
-                        let entry = UserRoom { membership: membership.to_owned(), position };
-                        user_rooms.insert(
-                            composite_key(&[user.as_bytes(), room.room_id.as_bytes()]),
-                            encode(&entry),
+                        let entry = encode(&UserRoom { membership: membership.to_owned(), position });
+                        memberships.insert(
+                            composite_key(&[room.room_id.as_bytes(), user.as_bytes()]),
+                            entry.as_slice(),
                         )?;
+                        user_rooms
+                            .insert(composite_key(&[user.as_bytes(), room.room_id.as_bytes()]), entry)?;
                     }
                     if let Some((parent, rel_type, kind)) = event.relation {
                         let relation = Relation {
@@ -424,14 +424,28 @@ impl Store {
 
     /// A user's membership in a room, if any event ever set one.
     pub fn membership(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<String>> {
-        Ok(self
-            .memberships
+        Ok(self.membership_entry(room_id, user_id)?.map(|entry| entry.membership))
+    }
+
+    /// A user's membership in a room with the position of the event that set it.
+    pub fn membership_entry(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<UserRoom>> {
+        self.memberships
             .get(composite_key(&[room_id.as_bytes(), user_id.as_bytes()]))?
-            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+            .map(|b| decode("membership", &b))
+            .transpose()
     }
 
     /// Every user with a membership in the room, with it.
     pub fn memberships(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, String)>> {
+        Ok(self
+            .membership_entries(room_id)?
+            .into_iter()
+            .map(|(user, entry)| (user, entry.membership))
+            .collect())
+    }
+
+    /// Every user with a membership in the room, with the position it was set at.
+    pub fn membership_entries(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, UserRoom)>> {
         let prefix = prefix_of(room_id.as_bytes());
         self.memberships
             .scan_prefix(&prefix)
@@ -441,7 +455,7 @@ impl Store {
                     .ok()
                     .and_then(|s| UserId::parse(s).ok())
                     .ok_or_else(|| StorageError::Corrupt("membership key".to_owned()))?;
-                Ok((user, String::from_utf8_lossy(&value).into_owned()))
+                Ok((user, decode("membership", &value)?))
             })
             .collect()
     }

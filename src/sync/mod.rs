@@ -14,6 +14,7 @@ pub use v3::SyncParams;
 use crate::{
     account_data::AccountData,
     accounts::Session,
+    e2ee::E2ee,
     push::Push,
     rooms::{Error, Result, Rooms},
     storage::Store,
@@ -25,6 +26,7 @@ pub struct Sync {
     notifier: Arc<Notifier>,
     account_data: Arc<AccountData>,
     push: Arc<Push>,
+    e2ee: Arc<E2ee>,
 }
 
 impl Sync {
@@ -33,8 +35,9 @@ impl Sync {
         notifier: Arc<Notifier>,
         account_data: Arc<AccountData>,
         push: Arc<Push>,
+        e2ee: Arc<E2ee>,
     ) -> Self {
-        Self { store, notifier, account_data, push }
+        Self { store, notifier, account_data, push, e2ee }
     }
 
     /// Answers a `/sync`: at once if there is anything new since `params.since`, otherwise
@@ -52,6 +55,7 @@ impl Sync {
             rooms,
             account_data: &self.account_data,
             push: &self.push,
+            e2ee: &self.e2ee,
             session,
             params: &params,
         };

@@ -23,6 +23,7 @@ use super::filter;
 use crate::{
     account_data::AccountData,
     accounts::Session,
+    e2ee::E2ee,
     push::Push,
     rooms::{Events, Pdu, Result, Rooms},
     storage::{StateKey, Store, UserRoom},
@@ -58,6 +59,7 @@ pub struct Builder<'a> {
     pub rooms: &'a Rooms,
     pub account_data: &'a AccountData,
     pub push: &'a Push,
+    pub e2ee: &'a E2ee,
     pub session: &'a Session,
     pub params: &'a SyncParams,
 }
@@ -115,10 +117,27 @@ impl Builder<'_> {
         response.rooms = rooms;
         response.account_data = GlobalAccountData::new();
         response.account_data.events = global_account_data;
+        let (user, device) = (&self.session.user_id, &self.session.device_id);
+        response.to_device.events =
+            self.e2ee.to_device_for_sync(user, device, since, upto)?.into_iter().map(raw).collect();
+        if let Some(since) = since {
+            let changes = self.e2ee.device_list_changes(user, since, upto)?;
+            response.device_lists.changed = changes.changed.into_iter().collect();
+            response.device_lists.left = changes.left.into_iter().collect();
+        }
         // Clients take a missing count as "the server has no keys for me" and a missing list
         // as "no fallback key support", so both are always present.
-        response.device_one_time_keys_count = BTreeMap::from([("signed_curve25519".into(), UInt::MIN)]);
-        response.device_unused_fallback_key_types = Some(vec![]);
+        let mut counts: BTreeMap<_, _> = self
+            .e2ee
+            .one_time_key_counts(user, device)?
+            .into_iter()
+            .map(|(algorithm, n)| (algorithm.as_str().into(), UInt::new_saturating(n)))
+            .collect();
+        counts.entry("signed_curve25519".into()).or_insert(UInt::MIN);
+        response.device_one_time_keys_count = counts;
+        response.device_unused_fallback_key_types = Some(
+            self.e2ee.unused_fallback_algorithms(user, device)?.iter().map(|a| a.as_str().into()).collect(),
+        );
         Ok(response)
     }
 

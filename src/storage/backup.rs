@@ -1,0 +1,168 @@
+//! Server-side key backup (spec: "Server-side key backups").
+//!
+//! Trees: `backup_versions`: user, `0xff`, version (u64) → [`BackupVersionRecord`];
+//! `backup_keys`: user, `0xff`, version, `0xff`, room, `0xff`, session → key data JSON.
+
+use ruma::UserId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as JsonValue;
+
+use super::{Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupVersionRecord {
+    pub algorithm: String,
+    pub auth_data: JsonValue,
+    /// Changes whenever the version's keys change.
+    pub etag: u64,
+}
+
+/// One backed-up session: room id, session id, key data.
+pub type BackedUpSession = (String, String, JsonValue);
+
+fn version_key(user: &UserId, version: u64) -> Vec<u8> {
+    composite_key(&[user.as_bytes(), &version.to_be_bytes()])
+}
+
+fn parse_version(bytes: &[u8]) -> Result<u64> {
+    bytes.try_into().map(u64::from_be_bytes).map_err(|_| StorageError::Corrupt("backup version".to_owned()))
+}
+
+impl Store {
+    /// Creates a version; numbers come from the global id generator, so a newer version
+    /// always has a higher number.
+    pub async fn create_backup_version(&self, user: &UserId, record: &BackupVersionRecord) -> Result<u64> {
+        let version = self.db.generate_id()?;
+        self.backup_versions.insert(version_key(user, version), encode(record))?;
+        self.durable().await?;
+        Ok(version)
+    }
+
+    /// The user's newest backup version, if any.
+    pub fn latest_backup_version(&self, user: &UserId) -> Result<Option<(u64, BackupVersionRecord)>> {
+        let prefix = prefix_of(user.as_bytes());
+        match self.backup_versions.scan_prefix(&prefix).next_back() {
+            Some(item) => {
+                let (key, value) = item?;
+                Ok(Some((parse_version(&key[prefix.len()..])?, decode("backup version", &value)?)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn backup_version(&self, user: &UserId, version: u64) -> Result<Option<BackupVersionRecord>> {
+        self.backup_versions
+            .get(version_key(user, version))?
+            .map(|b| decode("backup version", &b))
+            .transpose()
+    }
+
+    pub async fn set_backup_version(
+        &self,
+        user: &UserId,
+        version: u64,
+        record: &BackupVersionRecord,
+    ) -> Result<()> {
+        self.backup_versions.insert(version_key(user, version), encode(record))?;
+        self.durable().await
+    }
+
+    /// Deletes a version and every key in it; `false` if there was no such version.
+    pub async fn delete_backup_version(&self, user: &UserId, version: u64) -> Result<bool> {
+        let existed = self.backup_versions.remove(version_key(user, version))?.is_some();
+        self.delete_backup_keys(user, version, None, None).await?;
+        Ok(existed)
+    }
+
+    /// Keys of a version, optionally of one room or one session.
+    pub fn backup_keys(
+        &self,
+        user: &UserId,
+        version: u64,
+        room: Option<&str>,
+        session: Option<&str>,
+    ) -> Result<Vec<BackedUpSession>> {
+        let prefix = backup_prefix(user, version, room, session);
+        let base = prefix_of(&version_key(user, version));
+        self.backup_keys
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (key, value) = item?;
+                let rest = &key[base.len()..];
+                let sep = rest
+                    .iter()
+                    .position(|b| *b == super::SEP)
+                    .ok_or_else(|| StorageError::Corrupt("backup key".to_owned()))?;
+                Ok((
+                    String::from_utf8_lossy(&rest[..sep]).into_owned(),
+                    String::from_utf8_lossy(&rest[sep + 1..]).into_owned(),
+                    decode("backup key", &value)?,
+                ))
+            })
+            .filter(|entry: &Result<BackedUpSession>| {
+                // A session prefix also matches longer session ids; keep exact matches.
+                session.is_none_or(|s| entry.as_ref().map_or(true, |(_, id, _)| id == s))
+            })
+            .collect()
+    }
+
+    /// Stores sessions (already judged better than what they replace) and bumps the etag.
+    pub async fn put_backup_keys(
+        &self,
+        user: &UserId,
+        version: u64,
+        sessions: &[BackedUpSession],
+    ) -> Result<()> {
+        for (room, session, data) in sessions {
+            self.backup_keys.insert(
+                composite_key(&[&version_key(user, version), room.as_bytes(), session.as_bytes()]),
+                encode(data),
+            )?;
+        }
+        self.bump_backup_etag(user, version)?;
+        self.durable().await
+    }
+
+    pub async fn delete_backup_keys(
+        &self,
+        user: &UserId,
+        version: u64,
+        room: Option<&str>,
+        session: Option<&str>,
+    ) -> Result<()> {
+        let doomed: Vec<_> = self
+            .backup_keys(user, version, room, session)?
+            .into_iter()
+            .map(|(room, session, _)| {
+                composite_key(&[&version_key(user, version), room.as_bytes(), session.as_bytes()])
+            })
+            .collect();
+        let mut batch = sled::Batch::default();
+        for key in doomed {
+            batch.remove(key);
+        }
+        self.backup_keys.apply_batch(batch)?;
+        self.bump_backup_etag(user, version)?;
+        self.durable().await
+    }
+
+    fn bump_backup_etag(&self, user: &UserId, version: u64) -> Result<()> {
+        let key = version_key(user, version);
+        flatten::<_, StorageError>(self.backup_versions.transaction(|tree| {
+            let Some(bytes) = tree.get(&key)? else { return Ok(()) };
+            let mut record: BackupVersionRecord = decode("backup version", &bytes).or_else(abort)?;
+            record.etag += 1;
+            tree.insert(key.as_slice(), encode(&record))?;
+            Ok(())
+        }))
+    }
+}
+
+fn backup_prefix(user: &UserId, version: u64, room: Option<&str>, session: Option<&str>) -> Vec<u8> {
+    let base = version_key(user, version);
+    match (room, session) {
+        (Some(room), Some(session)) => composite_key(&[&base, room.as_bytes(), session.as_bytes()]),
+        (Some(room), None) => prefix_of(&composite_key(&[&base, room.as_bytes()])),
+        _ => prefix_of(&base),
+    }
+}
