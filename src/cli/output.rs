@@ -18,7 +18,7 @@ pub fn print(reply: &Reply, generated_password: Option<&str>, json: bool) {
         }
         Reply::UserDeactivated { user_id } => println!("deactivated {user_id}"),
         Reply::Users { users } => {
-            println!("{:<40} {:<6} {}", "USER", "ADMIN", "STATUS");
+            println!("{:<40} {:<6} STATUS", "USER", "ADMIN");
             for user in users {
                 let status = if user.deactivated { "deactivated" } else { "active" };
                 println!(
