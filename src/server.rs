@@ -20,7 +20,7 @@ pub fn admin_socket_path(config: &Config) -> PathBuf {
     config.data_dir.join(ADMIN_SOCKET)
 }
 
-pub async fn run(config: Config) -> Result<(), String> {
+pub async fn run(mut config: Config) -> Result<(), String> {
     let store = Store::open(&config.data_dir, config.storage.cache_capacity_mb).map_err(|e| match e {
         StorageError::Locked => format!(
             "the data directory {} is in use by another process (is Myelin already running?)",
@@ -44,6 +44,9 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot restrict the admin socket's permissions: {e}"))?;
 
     let address = http::local_addr(&listener);
+    // With port 0 the kernel picked the port: from here on the config says which one, so
+    // that URLs derived from `listen` (such as the `.well-known` base URL) are reachable.
+    config.listen = address;
     tracing::info!(server_name = %config.server_name, data_dir = %config.data_dir.display(), "starting");
     match config.registration.mode {
         RegistrationMode::Open if address.ip().is_loopback() => tracing::info!(
