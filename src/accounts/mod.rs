@@ -60,7 +60,7 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::UserInUse => f.write_str("user exists"),
+            Self::UserInUse => f.write_str("a user with that id already exists"),
             Self::InvalidUsername(why) => write!(f, "invalid username: {why}"),
             Self::UserDeactivated => f.write_str("the account has been deactivated"),
             Self::Forbidden(why) | Self::NotFound(why) | Self::InvalidParam(why) => f.write_str(why),
@@ -372,14 +372,28 @@ impl Accounts {
         Ok(())
     }
 
-    /// Creates an account directly (admin door): no UIA, no device.
+    /// Creates an account directly (admin door): no UIA, no device. `name` is a localpart or
+    /// a full user id of this server.
     pub async fn create_user(
         &self,
-        localpart: &str,
+        name: &str,
         password: Option<String>,
         admin: bool,
     ) -> Result<OwnedUserId> {
-        let user_id = self.user_id_for_new_localpart(localpart)?;
+        let localpart = match name.strip_prefix('@') {
+            Some(_) => {
+                let id = UserId::parse(name).map_err(|e| Error::InvalidUsername(e.to_string()))?;
+                if id.server_name() != self.server_name {
+                    return Err(Error::InvalidUsername(format!(
+                        "{name} belongs to another server; this one is {}",
+                        self.server_name
+                    )));
+                }
+                id.localpart().to_owned()
+            }
+            None => name.to_owned(),
+        };
+        let user_id = self.user_id_for_new_localpart(&localpart)?;
         let password_hash = match password {
             Some(p) => Some(password::hash(p).await),
             None => None,

@@ -162,9 +162,9 @@ impl From<accounts::Error> for ApiError {
         use accounts::Error as E;
         let message = e.to_string();
         match e {
-            E::UserInUse => {
-                Self::new(StatusCode::BAD_REQUEST, ErrorKind::UserInUse, "That user id is already taken")
-            }
+            // The same words on every door: the CLI shows this message whether it reached the
+            // server over the admin socket or ran on the store itself.
+            E::UserInUse => Self::new(StatusCode::BAD_REQUEST, ErrorKind::UserInUse, message),
             E::InvalidUsername(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidUsername, message),
             E::UserDeactivated => Self::new(StatusCode::FORBIDDEN, ErrorKind::UserDeactivated, message),
             E::Forbidden(_) => Self::forbidden(message),
