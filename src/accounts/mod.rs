@@ -435,12 +435,18 @@ impl Accounts {
             .ok_or_else(|| Error::NotFound(format!("no device {device_id}")))
     }
 
+    /// Sets a device's display name; `None` leaves it as it is (the spec's "if not given, the
+    /// display name is unchanged") but still fails for an unknown device.
     pub async fn rename_device(
         &self,
         user_id: &UserId,
         device_id: &DeviceId,
         name: Option<String>,
     ) -> Result<()> {
+        let Some(name) = name else {
+            self.device(user_id, device_id)?;
+            return Ok(());
+        };
         if !self.store.rename_device(user_id, device_id, name).await? {
             return Err(Error::NotFound(format!("no device {device_id}")));
         }
