@@ -74,3 +74,14 @@ async fn sigterm_with_an_idle_keep_alive_connection_still_exits_promptly() {
     assert!(status.success(), "exit status {status}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn sigterm_right_after_startup_is_still_a_clean_shutdown() {
+    // The server announces it is listening only once SIGTERM is handled, so a stop that
+    // follows the announcement at once must not kill it mid-start.
+    for _ in 0..20 {
+        let mut server = Server::start().await;
+        let status = server.stop().await;
+        assert!(status.success(), "exit status {status}; log:\n{}", server.log_tail());
+    }
+}
