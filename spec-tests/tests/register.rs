@@ -212,3 +212,18 @@ async fn username_availability_says_available_taken_or_invalid() {
     client.get(&available("bob!")).await.expect_error(400, "M_INVALID_USERNAME");
     client.get("/_matrix/client/v3/register/available").await.expect_error(400, "M_MISSING_PARAM");
 }
+
+#[tokio::test]
+async fn two_concurrent_registrations_of_one_name_create_one_account() {
+    let server = Server::start().await;
+    let client = server.client();
+    let body = |password: &str| json!({"username": "alice", "password": password, "auth": {"type": "m.login.dummy"}});
+    let (body_a, body_b) = (body("pw-a"), body("pw-b"));
+    let (a, b) = tokio::join!(client.post(REGISTER, &body_a), client.post(REGISTER, &body_b));
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 400], "{} / {}", a.body, b.body);
+    let (winner, loser) = if a.status == 200 { ("pw-a", &b) } else { ("pw-b", &a) };
+    loser.expect_error(400, "M_USER_IN_USE");
+    client.login("alice", winner).await;
+}

@@ -131,3 +131,24 @@ async fn open_mode_has_no_registration_tokens() {
     let server = Server::start().await;
     server.client().get(&validity("anything")).await.expect_error(403, "M_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn a_single_use_token_spent_concurrently_registers_only_one_account() {
+    let server = Server::start_with_config(TOKEN_MODE).await;
+    let client = server.client();
+    let token = create_token(&server, "1");
+    let (alice, bob) = (register_with_token("alice", &token, None), register_with_token("bob", &token, None));
+    let (a, b) = tokio::join!(client.post(REGISTER, &alice), client.post(REGISTER, &bob));
+    let refused = match (a.status, b.status) {
+        (200, _) => &b,
+        (_, 200) => &a,
+        _ => panic!("neither registered: {} / {}", a.body, b.body),
+    };
+    // Refused like any spent token, whether the check or the commit saw it spent.
+    uia_session(refused, "m.login.registration_token");
+    assert_eq!(refused.errcode(), "M_FORBIDDEN", "{}", refused.body);
+    assert_eq!(client.get(&validity(&token)).await.expect(200)["valid"], false);
+    let list = cli_ok(&server.cli(&["token", "list", "--json"], None));
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["tokens"][0]["completed"], 1, "{list}");
+}

@@ -191,26 +191,25 @@ impl Accounts {
         };
 
         let stages = self.registration_stages();
+        let session = request.auth.as_ref().and_then(AuthData::session).map(str::to_owned);
+        let refuse = |why: &str| {
+            Error::AuthRequired(Box::new(uia::challenge(
+                stages,
+                session.clone(),
+                Some((ErrorKind::Forbidden, why)),
+            )))
+        };
+        const INVALID_TOKEN: &str = "This registration token is not valid";
         let registration_token = match request.auth {
             None => return Err(Error::AuthRequired(Box::new(uia::challenge(stages, None, None)))),
             Some(AuthData::Dummy(_)) if self.registration == RegistrationMode::Open => None,
             Some(AuthData::RegistrationToken(t)) if self.registration == RegistrationMode::Token => {
                 if !self.registration_token_valid(&t.token)? {
-                    return Err(Error::AuthRequired(Box::new(uia::challenge(
-                        stages,
-                        t.session,
-                        Some((ErrorKind::Forbidden, "This registration token is not valid")),
-                    ))));
+                    return Err(refuse(INVALID_TOKEN));
                 }
                 Some(t.token)
             }
-            Some(other) => {
-                return Err(Error::AuthRequired(Box::new(uia::challenge(
-                    stages,
-                    other.session().map(str::to_owned),
-                    Some((ErrorKind::Forbidden, "That authentication type is not offered here")),
-                ))));
-            }
+            Some(_) => return Err(refuse("That authentication type is not offered here")),
         };
 
         let now = now_ms();
@@ -234,9 +233,9 @@ impl Accounts {
             .await
             .map_err(|e| match e {
                 CreateUserError::UserExists => Error::UserInUse,
-                CreateUserError::RegistrationTokenInvalid => {
-                    Error::Forbidden("This registration token is not valid".to_owned())
-                }
+                // Spent by a concurrent registration since the check above: the same answer
+                // as any other unusable token, so the client can ask for another one.
+                CreateUserError::RegistrationTokenInvalid => refuse(INVALID_TOKEN),
                 CreateUserError::Storage(e) => Error::Storage(e),
             })?;
         tracing::info!(%user_id, "registered");
