@@ -20,7 +20,10 @@ pub fn admin_socket_path(config: &Config) -> PathBuf {
     config.data_dir.join(ADMIN_SOCKET)
 }
 
-pub async fn run(config: Config) -> Result<(), String> {
+pub async fn run(mut config: Config) -> Result<(), String> {
+    // Handlers go in first: until they are installed SIGTERM kills the process outright, so
+    // a stop sent right after "listening" is announced would skip the clean shutdown.
+    let signals = ShutdownSignals::install()?;
     let store = Store::open(&config.data_dir, config.storage.cache_capacity_mb).map_err(|e| match e {
         StorageError::Locked => format!(
             "the data directory {} is in use by another process (is Myelin already running?)",
@@ -44,6 +47,9 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot restrict the admin socket's permissions: {e}"))?;
 
     let address = http::local_addr(&listener);
+    // With port 0 the kernel picked the port: from here on the config says which one, so
+    // that URLs derived from `listen` (such as the `.well-known` base URL) are reachable.
+    config.listen = address;
     tracing::info!(server_name = %config.server_name, data_dir = %config.data_dir.display(), "starting");
     match config.registration.mode {
         RegistrationMode::Open if address.ip().is_loopback() => tracing::info!(
@@ -59,7 +65,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let admin = Arc::new(Pipeline::new(services.clone(), admin_api::router(), false));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
     });
@@ -75,11 +81,26 @@ pub async fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+/// SIGTERM and SIGINT, with their handlers already in place.
+struct ShutdownSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<Self, String> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind| signal(kind).map_err(|e| format!("cannot install a signal handler: {e}"));
+        Ok(Self {
+            terminate: install(SignalKind::terminate())?,
+            interrupt: install(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
     }
 }

@@ -294,6 +294,15 @@ impl Client {
         Resp { status, body, headers }
     }
 
+    /// Sends `method path` with extra headers (such as a CORS preflight's `Origin`).
+    pub async fn request_with_headers(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut builder = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        self.send(builder).await
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
         self.request("GET", path, None).await
     }
@@ -359,6 +368,74 @@ pub fn password_auth(user: &str, password: &str, session: Option<&str>) -> Value
         auth["session"] = json!(session);
     }
     auth
+}
+
+/// The session id of a user-interactive auth challenge, after checking that it is one:
+/// status 401 with `flows` offering `stage`.
+#[track_caller]
+pub fn uia_session(resp: &Resp, stage: &str) -> String {
+    assert_eq!(resp.status, 401, "expected a UIA challenge; body: {}", resp.body);
+    let flows = resp.body["flows"].as_array().unwrap_or_else(|| panic!("no flows: {}", resp.body));
+    assert!(
+        flows.iter().any(|f| f["stages"].as_array().is_some_and(|s| s.iter().any(|s| s == stage))),
+        "{stage} is not offered: {}",
+        resp.body
+    );
+    resp.body["session"].as_str().unwrap_or_else(|| panic!("no session: {}", resp.body)).to_owned()
+}
+
+/// Standard output of a CLI run, after checking that it succeeded.
+#[track_caller]
+pub fn cli_ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "myelin exited with {}; stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
+}
+
+/// Sends `request` as raw bytes on a new TCP connection (for what an HTTP library will not
+/// send, such as a chunked body of known bytes) and reads one response. The body is parsed
+/// as JSON when the response has a `Content-Length`.
+pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> Resp {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // The server may answer and close before it has read everything; what matters is the answer.
+    let _ = stream.write_all(request).await;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(resp) = parse_response(&buf) {
+            return resp;
+        }
+        match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => panic!("no complete response within 30 s; got {:?}", String::from_utf8_lossy(&buf)),
+        }
+    }
+    parse_response(&buf).unwrap_or_else(|| panic!("incomplete response: {:?}", String::from_utf8_lossy(&buf)))
+}
+
+/// Parses a complete HTTP/1.1 response with a `Content-Length` body; `None` while incomplete.
+fn parse_response(buf: &[u8]) -> Option<Resp> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..end]).expect("ASCII response head");
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().expect("status code");
+    let mut headers = reqwest::header::HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        headers.append(
+            reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()).expect("header name"),
+            value.trim().parse().expect("header value"),
+        );
+    }
+    let length: usize = headers.get("content-length").map_or(0, |v| v.to_str().unwrap().parse().unwrap());
+    let body = buf.get(end + 4..end + 4 + length)?;
+    Some(Resp { status, body: serde_json::from_slice(body).unwrap_or(Value::Null), headers })
 }
 
 /// Percent-encodes a path segment (user ids contain `@` and `:`).

@@ -60,7 +60,7 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::UserInUse => f.write_str("user exists: that user id is already taken"),
+            Self::UserInUse => f.write_str("a user with that id already exists"),
             Self::InvalidUsername(why) => write!(f, "invalid username: {why}"),
             Self::UserDeactivated => f.write_str("the account has been deactivated"),
             Self::Forbidden(why) | Self::NotFound(why) | Self::InvalidParam(why) => f.write_str(why),
@@ -191,26 +191,25 @@ impl Accounts {
         };
 
         let stages = self.registration_stages();
+        let session = request.auth.as_ref().and_then(AuthData::session).map(str::to_owned);
+        let refuse = |why: &str| {
+            Error::AuthRequired(Box::new(uia::challenge(
+                stages,
+                session.clone(),
+                Some((ErrorKind::Forbidden, why)),
+            )))
+        };
+        const INVALID_TOKEN: &str = "This registration token is not valid";
         let registration_token = match request.auth {
             None => return Err(Error::AuthRequired(Box::new(uia::challenge(stages, None, None)))),
             Some(AuthData::Dummy(_)) if self.registration == RegistrationMode::Open => None,
             Some(AuthData::RegistrationToken(t)) if self.registration == RegistrationMode::Token => {
                 if !self.registration_token_valid(&t.token)? {
-                    return Err(Error::AuthRequired(Box::new(uia::challenge(
-                        stages,
-                        t.session,
-                        Some((ErrorKind::Forbidden, "This registration token is not valid")),
-                    ))));
+                    return Err(refuse(INVALID_TOKEN));
                 }
                 Some(t.token)
             }
-            Some(other) => {
-                return Err(Error::AuthRequired(Box::new(uia::challenge(
-                    stages,
-                    other.session().map(str::to_owned),
-                    Some((ErrorKind::Forbidden, "That authentication type is not offered here")),
-                ))));
-            }
+            Some(_) => return Err(refuse("That authentication type is not offered here")),
         };
 
         let now = now_ms();
@@ -234,9 +233,9 @@ impl Accounts {
             .await
             .map_err(|e| match e {
                 CreateUserError::UserExists => Error::UserInUse,
-                CreateUserError::RegistrationTokenInvalid => {
-                    Error::Forbidden("This registration token is not valid".to_owned())
-                }
+                // Spent by a concurrent registration since the check above: the same answer
+                // as any other unusable token, so the client can ask for another one.
+                CreateUserError::RegistrationTokenInvalid => refuse(INVALID_TOKEN),
                 CreateUserError::Storage(e) => Error::Storage(e),
             })?;
         tracing::info!(%user_id, "registered");
@@ -372,8 +371,8 @@ impl Accounts {
         Ok(())
     }
 
-    /// Creates an account directly (admin door): no UIA, no device. `name` is a localpart
-    /// or a full user id of this server.
+    /// Creates an account directly (admin door): no UIA, no device. `name` is a localpart or
+    /// a full user id of this server.
     pub async fn create_user(
         &self,
         name: &str,
@@ -385,7 +384,7 @@ impl Accounts {
                 let id = UserId::parse(name).map_err(|e| Error::InvalidUsername(e.to_string()))?;
                 if id.server_name() != self.server_name {
                     return Err(Error::InvalidUsername(format!(
-                        "{id} does not belong to {}",
+                        "{name} belongs to another server; this one is {}",
                         self.server_name
                     )));
                 }
@@ -435,12 +434,18 @@ impl Accounts {
             .ok_or_else(|| Error::NotFound(format!("no device {device_id}")))
     }
 
+    /// Sets a device's display name; `None` leaves it as it is (the spec's "if not given, the
+    /// display name is unchanged") but still fails for an unknown device.
     pub async fn rename_device(
         &self,
         user_id: &UserId,
         device_id: &DeviceId,
         name: Option<String>,
     ) -> Result<()> {
+        let Some(name) = name else {
+            self.device(user_id, device_id)?;
+            return Ok(());
+        };
         if !self.store.rename_device(user_id, device_id, name).await? {
             return Err(Error::NotFound(format!("no device {device_id}")));
         }

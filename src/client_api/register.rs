@@ -20,7 +20,8 @@ use crate::{
 pub fn routes(router: &mut Router) {
     router.ruma_limited(RateLimitClass::Register, register);
     router.ruma_limited(RateLimitClass::Register, availability);
-    router.ruma(token_validity);
+    // The spec asks for a rate limit here: without one, tokens could be guessed freely.
+    router.ruma_limited(RateLimitClass::Register, token_validity);
 }
 
 async fn register(

@@ -84,10 +84,16 @@ impl ApiError {
     /// Maps ruma's request-parsing failures onto the spec's codes: unparseable JSON is
     /// `M_NOT_JSON`, a missing field `M_MISSING_PARAM`, anything else ill-typed `M_BAD_JSON`
     /// (or `M_INVALID_PARAM` for query strings, path identifiers and headers).
-    pub fn from_deserialization(error: &DeserializationError) -> Self {
+    ///
+    /// `body` is the request body: some ruma deserialisers stop reading at an unexpected key
+    /// and then report a syntax error for JSON that is valid, so `M_NOT_JSON` is given only
+    /// when the body really does not parse.
+    pub fn from_deserialization(error: &DeserializationError, body: &[u8]) -> Self {
         match error {
             DeserializationError::Json(e) => match e.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+                    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() =>
+                {
                     Self::new(StatusCode::BAD_REQUEST, ErrorKind::NotJson, format!("Invalid JSON: {e}"))
                 }
                 _ if e.to_string().starts_with("missing field") => Self::missing_param(e.to_string()),
@@ -156,6 +162,8 @@ impl From<accounts::Error> for ApiError {
         use accounts::Error as E;
         let message = e.to_string();
         match e {
+            // The same words on every door: the CLI shows this message whether it reached the
+            // server over the admin socket or ran on the store itself.
             E::UserInUse => Self::new(StatusCode::BAD_REQUEST, ErrorKind::UserInUse, message),
             E::InvalidUsername(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidUsername, message),
             E::UserDeactivated => Self::new(StatusCode::FORBIDDEN, ErrorKind::UserDeactivated, message),

@@ -192,11 +192,19 @@ where
         call.span.record("user", user);
     }
     let args: Vec<&str> = call.path_args.iter().map(String::as_str).collect();
-    let body = R::try_from_http_request(request, &args).map_err(|e| match e {
-        FromHttpRequestError::Deserialization(e) => ApiError::from_deserialization(&e),
-        _ => ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED),
-    })?;
-    let response = handler(services, Req { body, auth, client_ip: call.client_ip }).await?;
+    // Some ruma deserialisers panic on input they did not expect (`/login` without `type`
+    // indexes a map with a missing key). Such input is the client's error, not a crash.
+    let parsed =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| R::try_from_http_request(request, &args)))
+            .map_err(|_| {
+                tracing::warn!("the request parser panicked on this input");
+                ApiError::bad_json("The request could not be parsed")
+            })?
+            .map_err(|e| match e {
+                FromHttpRequestError::Deserialization(e) => ApiError::from_deserialization(&e, &body),
+                _ => ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED),
+            })?;
+    let response = handler(services, Req { body: parsed, auth, client_ip: call.client_ip }).await?;
     let response = response.try_into_http_response::<Vec<u8>>().map_err(|e| {
         tracing::error!(error = %e, "could not serialise a response");
         ApiError::internal()

@@ -108,10 +108,11 @@ fn put_device(
         tokens.remove(old)?;
     }
     let record = DeviceRecord {
-        display_name: device
-            .display_name
-            .clone()
-            .or_else(|| existing.as_ref().and_then(|d| d.display_name.clone())),
+        // The spec ignores `initial_device_display_name` for a device that already exists.
+        display_name: match &existing {
+            Some(existing) => existing.display_name.clone(),
+            None => device.display_name.clone(),
+        },
         token_hash: Some(hex::encode(device.token_hash)),
         created_ts: existing.as_ref().map_or(device.now_ms, |d| d.created_ts),
         last_seen_ts: Some(device.now_ms),
@@ -247,8 +248,8 @@ impl Store {
         Ok(existed)
     }
 
-    /// Adds a device with a fresh token; an existing device of that id keeps its name unless
-    /// a new one is given, and its previous token stops working.
+    /// Adds a device with a fresh token; an existing device of that id keeps its name, and its
+    /// previous token stops working.
     pub async fn add_device(&self, user_id: &UserId, device: &NewDevice) -> Result<()> {
         flatten(
             (&self.devices, &self.access_tokens)
@@ -283,13 +284,13 @@ impl Store {
         &self,
         user_id: &UserId,
         device_id: &DeviceId,
-        display_name: Option<String>,
+        display_name: String,
     ) -> Result<bool> {
         let key = device_key(user_id, device_id);
         let renamed = flatten(self.devices.transaction(|devices| {
             let Some(bytes) = devices.get(&key)? else { return Ok(false) };
             let mut record: DeviceRecord = decode("device", &bytes).or_else(abort)?;
-            record.display_name = display_name.clone();
+            record.display_name = Some(display_name.clone());
             devices.insert(key.as_slice(), encode(&record))?;
             Ok(true)
         }))?;
