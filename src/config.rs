@@ -30,6 +30,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub rate_limits: RateLimitsConfig,
     pub storage: StorageConfig,
+    pub media: MediaConfig,
     pub log: LogConfig,
 }
 
@@ -88,6 +89,19 @@ pub struct StorageConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Largest file a user may upload, in bytes.
+    pub max_upload_bytes: usize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self { max_upload_bytes: 50 * 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter, such as `info` or `myelin=debug,info`.
@@ -112,6 +126,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             storage: StorageConfig::default(),
+            media: MediaConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -249,6 +264,9 @@ impl Config {
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
             return Err(ConfigError(format!("public_baseurl: {url:?} must start with https:// or http://")));
+        }
+        if self.media.max_upload_bytes == 0 {
+            return Err(ConfigError("media.max_upload_bytes: must be at least 1".to_owned()));
         }
         if self.storage.cache_capacity_mb == 0 {
             return Err(ConfigError("storage.cache_capacity_mb: must be at least 1".to_owned()));

@@ -16,6 +16,10 @@ pub enum Error {
     ServerManaged(String),
     /// A key backup write named a version that is not the newest; carries the newest.
     WrongRoomKeysVersion(String),
+    /// Media reserved with `/create` has no content yet.
+    NotYetUploaded,
+    /// Content was already uploaded for this media id.
+    CannotOverwriteMedia,
     /// An alias (or room id) that is already taken.
     RoomInUse(String),
     Internal(String),
@@ -35,6 +39,8 @@ impl std::fmt::Display for Error {
             | Self::ServerManaged(m)
             | Self::WrongRoomKeysVersion(m)
             | Self::Internal(m) => f.write_str(m),
+            Self::NotYetUploaded => f.write_str("this media has not been uploaded yet"),
+            Self::CannotOverwriteMedia => f.write_str("this media id already has content"),
             Self::Storage(e) => e.fmt(f),
         }
     }

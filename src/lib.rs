@@ -13,6 +13,7 @@ pub mod e2ee;
 pub mod error;
 pub mod federation;
 pub mod http;
+pub mod media;
 pub mod push;
 pub mod rooms;
 pub mod server;

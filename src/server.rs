@@ -61,7 +61,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     }
 
     let services = Arc::new(Services::new(config, store.clone())?);
-    let client = Arc::new(Pipeline::new(services.clone(), client_api::router(), true));
+    let client = Arc::new(Pipeline::new(services.clone(), client_api::router(&services.config), true));
     let admin = Arc::new(Pipeline::new(services.clone(), admin_api::router(), false));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -9,6 +9,7 @@ use crate::{
     config::Config,
     e2ee::E2ee,
     federation::signing_key::SigningKey,
+    media::Media,
     push::Push,
     rooms::Rooms,
     storage::Store,
@@ -24,6 +25,7 @@ pub struct Services {
     pub account_data: Arc<AccountData>,
     pub push: Arc<Push>,
     pub e2ee: Arc<E2ee>,
+    pub media: Media,
 }
 
 impl Services {
@@ -38,6 +40,12 @@ impl Services {
             Rooms::new(store.clone(), config.server_name.clone(), key, notifier.clone(), push.clone());
         let e2ee = Arc::new(E2ee::new(store.clone(), notifier.clone(), config.server_name.clone()));
         let sync = Sync::new(store.clone(), notifier, account_data.clone(), push.clone(), e2ee.clone());
-        Ok(Self { config, store, accounts, rooms, sync, account_data, push, e2ee })
+        let media = Media::new(
+            store.clone(),
+            &config.data_dir,
+            config.server_name.clone(),
+            config.media.max_upload_bytes,
+        );
+        Ok(Self { config, store, accounts, rooms, sync, account_data, push, e2ee, media })
     }
 }

@@ -23,7 +23,7 @@ pub fn router() -> Router {
     router.raw(
         Method::POST,
         COMMAND_PATH,
-        None,
+        Default::default(),
         Arc::new(|services, call| Box::pin(command(services, call))),
     );
     router

@@ -8,6 +8,7 @@ mod directory;
 mod discovery;
 mod history;
 mod keys;
+mod media;
 mod membership;
 mod profile;
 mod push;
@@ -17,10 +18,10 @@ mod session;
 mod sync;
 mod user_data;
 
-use crate::http::router::Router;
+use crate::{config::Config, http::router::Router};
 
 /// Every client-server endpoint Myelin serves.
-pub fn router() -> Router {
+pub fn router(config: &Config) -> Router {
     let mut router = Router::default();
     discovery::routes(&mut router);
     session::routes(&mut router);
@@ -37,5 +38,6 @@ pub fn router() -> Router {
     push::routes(&mut router);
     keys::routes(&mut router);
     backup::routes(&mut router);
+    media::routes(&mut router, config);
     router
 }

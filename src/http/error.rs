@@ -199,6 +199,10 @@ impl From<crate::error::Error> for ApiError {
                 )),
                 format!("The newest backup version is {current}"),
             ),
+            E::NotYetUploaded => Self::new(StatusCode::GATEWAY_TIMEOUT, ErrorKind::NotYetUploaded, message),
+            E::CannotOverwriteMedia => {
+                Self::new(StatusCode::CONFLICT, ErrorKind::CannotOverwriteMedia, message)
+            }
             E::ServerManaged(_) => Self::new(StatusCode::METHOD_NOT_ALLOWED, ErrorKind::BadJson, message),
             E::RoomInUse(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::RoomInUse, message),
             E::UnsupportedRoomVersion(_) => {

@@ -117,7 +117,7 @@ impl Pipeline {
             }
         };
         span.record("route", route.pattern);
-        let limiter = match route.rate_limit {
+        let limiter = match route.options.rate_limit {
             Some(RateLimitClass::Login) => self.login_limiter.as_ref(),
             Some(RateLimitClass::Register) => self.register_limiter.as_ref(),
             None => None,
@@ -127,39 +127,60 @@ impl Pipeline {
         {
             return ApiError::limit_exceeded(wait).into_response();
         }
-        let request = match self.read_body(request).await {
+        let max_body = route.options.max_body.unwrap_or(self.max_body);
+        let request = match read_body(request, max_body).await {
             Ok(request) => request,
             Err(error) => return error.into_response(),
         };
         let call = Call { request, path_args, client_ip, span };
-        (route.handler)(self.services.clone(), call).await
-    }
-
-    /// Reads the whole body, refusing more than `max_body` bytes whether or not the
-    /// client announced the length.
-    async fn read_body(&self, request: http::Request<Incoming>) -> Result<http::Request<Bytes>, ApiError> {
-        let announced = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if announced.is_some_and(|len| len > self.max_body as u64) {
-            return Err(ApiError::too_large(self.max_body));
+        let mut response = (route.handler)(self.services.clone(), call).await;
+        if route.options.serves_user_content {
+            add_user_content_headers(response.headers_mut());
         }
-        let (parts, body) = request.into_parts();
-        let bytes = Limited::new(body, self.max_body).collect().await.map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                ApiError::too_large(self.max_body)
-            } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ruma::api::error::ErrorKind::Unknown,
-                    "Could not read the request body",
-                )
-            }
-        })?;
-        Ok(http::Request::from_parts(parts, bytes.to_bytes()))
+        response
     }
+}
+
+/// Reads the whole body, refusing more than `max_body` bytes whether or not the
+/// client announced the length.
+async fn read_body(
+    request: http::Request<Incoming>,
+    max_body: usize,
+) -> Result<http::Request<Bytes>, ApiError> {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > max_body as u64) {
+        return Err(ApiError::too_large(max_body));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = Limited::new(body, max_body).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            ApiError::too_large(max_body)
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ruma::api::error::ErrorKind::Unknown,
+                "Could not read the request body",
+            )
+        }
+    })?;
+    Ok(http::Request::from_parts(parts, bytes.to_bytes()))
+}
+
+/// Uploaded files are served as inert data: no scripts, no plugins, no type sniffing.
+fn add_user_content_headers(headers: &mut http::HeaderMap) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; \
+             style-src 'unsafe-inline'; media-src 'self'; object-src 'self';",
+        ),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert("cross-origin-resource-policy", HeaderValue::from_static("cross-origin"));
 }
 
 fn add_cors_headers(headers: &mut http::HeaderMap) {

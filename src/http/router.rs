@@ -10,7 +10,7 @@ use std::{collections::HashMap, future::Future, net::IpAddr, pin::Pin, sync::Arc
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use ruma::api::{
-    IncomingRequest, IncomingRequestExt, OutgoingResponseExt,
+    IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt,
     auth_scheme::{
         AccessToken, AccessTokenOptional, AppserviceTokenOptional, AuthScheme, NoAccessToken,
         NoAuthentication,
@@ -45,9 +45,20 @@ pub enum RateLimitClass {
     Register,
 }
 
+/// How the pipeline treats a route beyond dispatching to it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteOptions {
+    pub rate_limit: Option<RateLimitClass>,
+    /// A body limit other than the configured default (media uploads).
+    pub max_body: Option<usize>,
+    /// The response is user-uploaded content: send the headers that stop browsers from
+    /// running it (DESIGN: media is served with a restrictive CSP and nosniff).
+    pub serves_user_content: bool,
+}
+
 pub struct Route {
     pub handler: Handler,
-    pub rate_limit: Option<RateLimitClass>,
+    pub options: RouteOptions,
     /// The path template, for logs.
     pub pattern: &'static str,
 }
@@ -69,13 +80,7 @@ pub enum Lookup<'a> {
 
 impl Router {
     /// Registers a handler that receives the raw call.
-    pub fn raw(
-        &mut self,
-        method: Method,
-        pattern: &'static str,
-        rate_limit: Option<RateLimitClass>,
-        handler: Handler,
-    ) {
+    pub fn raw(&mut self, method: Method, pattern: &'static str, options: RouteOptions, handler: Handler) {
         let slot = match self.index.get(pattern) {
             Some(&slot) => slot,
             None => {
@@ -86,51 +91,55 @@ impl Router {
                 slot
             }
         };
-        let previous = self.tables[slot].insert(method.clone(), Route { handler, rate_limit, pattern });
+        let previous = self.tables[slot].insert(method.clone(), Route { handler, options, pattern });
         assert!(previous.is_none(), "{method} {pattern} registered twice");
     }
 
     /// Registers `handler` for every path of the ruma endpoint `R`.
-    pub fn ruma<R, F, Fut>(&mut self, handler: F)
+    pub fn ruma<R, F, Fut, O>(&mut self, handler: F)
     where
         R: IncomingRequest + Send + 'static,
         R::Authentication: Authenticate,
         F: Fn(Arc<Services>, Req<R>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<R::OutgoingResponse, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<O, ApiError>> + Send + 'static,
+        O: IntoHttpResponse,
     {
-        self.ruma_with(None, handler);
+        self.ruma_with(RouteOptions::default(), handler);
     }
 
     /// Like [`Router::ruma`], behind a rate limiter.
-    pub fn ruma_limited<R, F, Fut>(&mut self, class: RateLimitClass, handler: F)
+    pub fn ruma_limited<R, F, Fut, O>(&mut self, class: RateLimitClass, handler: F)
     where
         R: IncomingRequest + Send + 'static,
         R::Authentication: Authenticate,
         F: Fn(Arc<Services>, Req<R>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<R::OutgoingResponse, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<O, ApiError>> + Send + 'static,
+        O: IntoHttpResponse,
     {
-        self.ruma_with(Some(class), handler);
+        self.ruma_with(RouteOptions { rate_limit: Some(class), ..RouteOptions::default() }, handler);
     }
 
-    fn ruma_with<R, F, Fut>(&mut self, rate_limit: Option<RateLimitClass>, handler: F)
+    /// Like [`Router::ruma`], with options.
+    pub fn ruma_with<R, F, Fut, O>(&mut self, options: RouteOptions, handler: F)
     where
         R: IncomingRequest + Send + 'static,
         R::Authentication: Authenticate,
         F: Fn(Arc<Services>, Req<R>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<R::OutgoingResponse, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<O, ApiError>> + Send + 'static,
+        O: IntoHttpResponse,
     {
         let handler = Arc::new(handler);
         let erased: Handler = Arc::new(move |services, call| {
             let handler = handler.clone();
             Box::pin(async move {
-                match dispatch::<R, F, Fut>(&handler, services, call).await {
+                match dispatch::<R, F, Fut, O>(&handler, services, call).await {
                     Ok(response) => response,
                     Err(error) => error.into_response(),
                 }
             })
         });
         for path in R::PATH_BUILDER.all_paths() {
-            self.raw(R::METHOD, path, rate_limit, erased.clone());
+            self.raw(R::METHOD, path, options, erased.clone());
         }
     }
 
@@ -178,12 +187,17 @@ impl Router {
     }
 }
 
-async fn dispatch<R, F, Fut>(handler: &F, services: Arc<Services>, call: Call) -> Result<Response, ApiError>
+async fn dispatch<R, F, Fut, O>(
+    handler: &F,
+    services: Arc<Services>,
+    call: Call,
+) -> Result<Response, ApiError>
 where
     R: IncomingRequest,
     R::Authentication: Authenticate,
     F: Fn(Arc<Services>, Req<R>) -> Fut,
-    Fut: Future<Output = Result<R::OutgoingResponse, ApiError>>,
+    Fut: Future<Output = Result<O, ApiError>>,
+    O: IntoHttpResponse,
 {
     let (parts, body) = call.request.into_parts();
     let request = http::Request::from_parts(parts, &body[..]);
@@ -204,12 +218,31 @@ where
                 FromHttpRequestError::Deserialization(e) => ApiError::from_deserialization(&e, &body),
                 _ => ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED),
             })?;
-    let response = handler(services, Req { body: parsed, auth, client_ip: call.client_ip }).await?;
-    let response = response.try_into_http_response::<Vec<u8>>().map_err(|e| {
-        tracing::error!(error = %e, "could not serialise a response");
-        ApiError::internal()
-    })?;
-    Ok(response.map(|b| http_body_util::Full::new(Bytes::from(b))))
+    handler(services, Req { body: parsed, auth, client_ip: call.client_ip }).await?.into_http_response()
+}
+
+/// What a handler may return: any ruma response, or [`EmptyObject`].
+pub trait IntoHttpResponse {
+    fn into_http_response(self) -> Result<Response, ApiError>;
+}
+
+impl<T: OutgoingResponse> IntoHttpResponse for T {
+    fn into_http_response(self) -> Result<Response, ApiError> {
+        let response = self.try_into_http_response::<Vec<u8>>().map_err(|e| {
+            tracing::error!(error = %e, "could not serialise a response");
+            ApiError::internal()
+        })?;
+        Ok(response.map(|b| http_body_util::Full::new(Bytes::from(b))))
+    }
+}
+
+/// `{}`, for the few ruma responses that have no public constructor.
+pub struct EmptyObject;
+
+impl IntoHttpResponse for EmptyObject {
+    fn into_http_response(self) -> Result<Response, ApiError> {
+        Ok(super::error::json_response(StatusCode::OK, &serde_json::json!({})))
+    }
 }
 
 /// A parsed request with its caller.

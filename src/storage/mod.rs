@@ -14,6 +14,7 @@ mod directory;
 mod durability;
 mod e2ee;
 mod filters;
+mod media;
 mod positions;
 mod push;
 mod rooms;
@@ -31,6 +32,7 @@ pub use backup::{BackedUpSession, BackupVersionRecord};
 pub use directory::AliasRecord;
 use durability::GroupCommit;
 pub use e2ee::{ClaimedKey, FallbackKey, SignatureTarget, ToDeviceMessage};
+pub use media::MediaRecord;
 pub use positions::PositionGuard;
 use positions::Positions;
 pub use push::{NotificationRecord, ReceiptRecord, UnreadCounts};
@@ -83,6 +85,7 @@ pub struct Store {
     to_device_txns: sled::Tree,
     backup_versions: sled::Tree,
     backup_keys: sled::Tree,
+    media: sled::Tree,
 }
 
 /// Why the store could not be used.
@@ -196,6 +199,7 @@ impl Store {
             to_device_txns: db.open_tree("to_device_txns")?,
             backup_versions: db.open_tree("backup_versions")?,
             backup_keys: db.open_tree("backup_keys")?,
+            media: db.open_tree("media")?,
             db,
         })
     }

@@ -1,0 +1,225 @@
+//! The content repository: uploaded files on disk under `<data_dir>/media`, their metadata
+//! in the store, and thumbnails generated once with the `image` crate and kept beside them.
+//!
+//! A file is written to a temporary name, synced and renamed before its metadata is
+//! committed, so an acknowledged upload survives a crash and a crash never leaves metadata
+//! pointing at half a file.
+
+mod thumbnail;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use rand::{Rng, distributions::Alphanumeric};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedMxcUri, OwnedServerName, ServerName, UserId};
+
+pub use thumbnail::{Method, Thumbnail};
+
+use crate::{
+    error::{Error, Result},
+    storage::{MediaRecord, Store},
+};
+
+/// How long a reserved (`/create`) media id waits for its upload.
+const PENDING_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+pub struct Media {
+    store: Arc<Store>,
+    dir: PathBuf,
+    server_name: OwnedServerName,
+    max_upload: usize,
+}
+
+/// A file to serve.
+pub struct Content {
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+}
+
+fn now_ms() -> u64 {
+    MilliSecondsSinceUnixEpoch::now().get().into()
+}
+
+fn new_media_id() -> String {
+    rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect()
+}
+
+/// Media ids are ours (alphanumeric) or at least path-safe; anything else is unknown.
+fn valid_media_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 255
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Writes `bytes` to `path` durably: temp file, fsync, rename, fsync the directory.
+async fn write_durably(path: &Path, bytes: Vec<u8>) -> std::io::Result<()> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let dir = path.parent().expect("media paths have a parent");
+        std::fs::create_dir_all(dir)?;
+        let temp = path.with_extension("partial");
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+impl Media {
+    pub fn new(store: Arc<Store>, data_dir: &Path, server_name: OwnedServerName, max_upload: usize) -> Self {
+        Self { store, dir: data_dir.join("media"), server_name, max_upload }
+    }
+
+    pub fn max_upload(&self) -> usize {
+        self.max_upload
+    }
+
+    fn file_path(&self, media_id: &str) -> PathBuf {
+        self.dir.join(media_id)
+    }
+
+    fn mxc(&self, media_id: &str) -> OwnedMxcUri {
+        format!("mxc://{}/{media_id}", self.server_name).into()
+    }
+
+    /// Stores a new file and returns its `mxc://` URI.
+    pub async fn upload(
+        &self,
+        uploader: &UserId,
+        content_type: Option<String>,
+        filename: Option<String>,
+        bytes: Vec<u8>,
+    ) -> Result<OwnedMxcUri> {
+        let media_id = new_media_id();
+        self.store_file(&media_id, uploader, content_type, filename, bytes).await?;
+        Ok(self.mxc(&media_id))
+    }
+
+    async fn store_file(
+        &self,
+        media_id: &str,
+        uploader: &UserId,
+        content_type: Option<String>,
+        filename: Option<String>,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        if bytes.len() > self.max_upload {
+            return Err(Error::TooLarge(format!("uploads are limited to {} bytes", self.max_upload)));
+        }
+        let size = bytes.len() as u64;
+        write_durably(&self.file_path(media_id), bytes)
+            .await
+            .map_err(|e| Error::Internal(format!("writing media: {e}")))?;
+        let record = MediaRecord {
+            uploader: uploader.to_owned(),
+            content_type,
+            filename,
+            size,
+            created_ts: now_ms(),
+            pending: false,
+        };
+        Ok(self.store.set_media(media_id, &record).await?)
+    }
+
+    /// Reserves a media id for a later upload (`/media/v1/create`).
+    pub async fn reserve(&self, uploader: &UserId) -> Result<(OwnedMxcUri, u64)> {
+        let media_id = new_media_id();
+        let now = now_ms();
+        let record = MediaRecord {
+            uploader: uploader.to_owned(),
+            content_type: None,
+            filename: None,
+            size: 0,
+            created_ts: now,
+            pending: true,
+        };
+        self.store.set_media(&media_id, &record).await?;
+        Ok((self.mxc(&media_id), now + PENDING_LIFETIME.as_millis() as u64))
+    }
+
+    /// Uploads the content of a reserved id; only its reserver may, and only once.
+    pub async fn upload_reserved(
+        &self,
+        uploader: &UserId,
+        server: &ServerName,
+        media_id: &str,
+        content_type: Option<String>,
+        filename: Option<String>,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        let record = self.local_record(server, media_id)?;
+        if record.uploader != uploader {
+            return Err(Error::Forbidden(
+                "only the user who created this media id may upload to it".to_owned(),
+            ));
+        }
+        if !record.pending {
+            return Err(Error::CannotOverwriteMedia);
+        }
+        if now_ms() > record.created_ts + PENDING_LIFETIME.as_millis() as u64 {
+            return Err(Error::NotFound("this media id has expired".to_owned()));
+        }
+        self.store_file(media_id, uploader, content_type, filename, bytes).await
+    }
+
+    fn local_record(&self, server: &ServerName, media_id: &str) -> Result<MediaRecord> {
+        if server != self.server_name {
+            // Remote media arrives with federation.
+            return Err(Error::NotFound(format!("remote media from {server} is not available yet")));
+        }
+        if !valid_media_id(media_id) {
+            return Err(Error::NotFound(format!("no media {media_id}")));
+        }
+        self.store.media(media_id)?.ok_or_else(|| Error::NotFound(format!("no media {media_id}")))
+    }
+
+    /// A stored file.
+    pub async fn download(&self, server: &ServerName, media_id: &str) -> Result<Content> {
+        let record = self.local_record(server, media_id)?;
+        if record.pending {
+            return Err(Error::NotYetUploaded);
+        }
+        let bytes = tokio::fs::read(self.file_path(media_id))
+            .await
+            .map_err(|e| Error::Internal(format!("reading media {media_id}: {e}")))?;
+        Ok(Content { bytes, content_type: record.content_type, filename: record.filename })
+    }
+
+    /// A thumbnail, generated on first request and read from disk afterwards.
+    pub async fn thumbnail(
+        &self,
+        server: &ServerName,
+        media_id: &str,
+        request: Thumbnail,
+    ) -> Result<Content> {
+        let original = self.download(server, media_id).await?;
+        let cached = self.dir.join("thumbnails").join(request.file_name(media_id));
+        if let Ok(bytes) = tokio::fs::read(&cached).await {
+            return Ok(Content {
+                content_type: Some(thumbnail::content_type_of(&cached).to_owned()),
+                bytes,
+                filename: None,
+            });
+        }
+        let made = tokio::task::spawn_blocking(move || thumbnail::make(&original.bytes, request))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let path = cached.with_extension(made.extension);
+        write_durably(&path, made.bytes.clone())
+            .await
+            .map_err(|e| Error::Internal(format!("writing thumbnail: {e}")))?;
+        // Later requests find it under the name with the extension the format chose.
+        if path != cached {
+            let _ = tokio::fs::hard_link(&path, &cached).await;
+        }
+        Ok(Content { bytes: made.bytes, content_type: Some(made.content_type.to_owned()), filename: None })
+    }
+}

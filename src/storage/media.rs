@@ -1,0 +1,30 @@
+//! Media metadata; the files themselves live on disk, owned by the `media` domain.
+//!
+//! Tree `media`: media id → [`MediaRecord`].
+
+use ruma::OwnedUserId;
+use serde::{Deserialize, Serialize};
+
+use super::{Result, Store, decode, encode};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MediaRecord {
+    pub uploader: OwnedUserId,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub size: u64,
+    pub created_ts: u64,
+    /// Reserved with `/media/v1/create` and not uploaded yet.
+    pub pending: bool,
+}
+
+impl Store {
+    pub fn media(&self, media_id: &str) -> Result<Option<MediaRecord>> {
+        self.media.get(media_id.as_bytes())?.map(|b| decode("media", &b)).transpose()
+    }
+
+    pub async fn set_media(&self, media_id: &str, record: &MediaRecord) -> Result<()> {
+        self.media.insert(media_id.as_bytes(), encode(record))?;
+        self.durable().await
+    }
+}
