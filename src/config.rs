@@ -31,6 +31,8 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub storage: StorageConfig,
     pub media: MediaConfig,
+    pub presence: PresenceConfig,
+    pub voip: VoipConfig,
     pub log: LogConfig,
 }
 
@@ -94,6 +96,40 @@ pub struct MediaConfig {
     pub max_upload_bytes: usize,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// Track and share online/offline status. Off saves a little work on busy servers.
+    pub enabled: bool,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// The TURN server clients use for calls; without `turn_uris`, calls use direct connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoipConfig {
+    pub turn_uris: Vec<String>,
+    pub turn_username: String,
+    pub turn_password: String,
+    pub turn_ttl_seconds: u64,
+}
+
+impl Default for VoipConfig {
+    fn default() -> Self {
+        Self {
+            turn_uris: vec![],
+            turn_username: String::new(),
+            turn_password: String::new(),
+            turn_ttl_seconds: 86_400,
+        }
+    }
+}
+
 impl Default for MediaConfig {
     fn default() -> Self {
         Self { max_upload_bytes: 50 * 1024 * 1024 }
@@ -127,6 +163,8 @@ impl Default for Config {
             rate_limits: RateLimitsConfig::default(),
             storage: StorageConfig::default(),
             media: MediaConfig::default(),
+            presence: PresenceConfig::default(),
+            voip: VoipConfig::default(),
             log: LogConfig::default(),
         }
     }

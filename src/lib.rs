@@ -14,6 +14,7 @@ pub mod error;
 pub mod federation;
 pub mod http;
 pub mod media;
+pub mod presence;
 pub mod push;
 pub mod rooms;
 pub mod server;

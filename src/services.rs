@@ -10,6 +10,7 @@ use crate::{
     e2ee::E2ee,
     federation::signing_key::SigningKey,
     media::Media,
+    presence::Presence,
     push::Push,
     rooms::Rooms,
     storage::Store,
@@ -26,6 +27,7 @@ pub struct Services {
     pub push: Arc<Push>,
     pub e2ee: Arc<E2ee>,
     pub media: Media,
+    pub presence: Arc<Presence>,
 }
 
 impl Services {
@@ -39,13 +41,21 @@ impl Services {
         let rooms =
             Rooms::new(store.clone(), config.server_name.clone(), key, notifier.clone(), push.clone());
         let e2ee = Arc::new(E2ee::new(store.clone(), notifier.clone(), config.server_name.clone()));
-        let sync = Sync::new(store.clone(), notifier, account_data.clone(), push.clone(), e2ee.clone());
+        let presence = Arc::new(Presence::new(config.presence.enabled, store.clone(), notifier.clone()));
+        let sync = Sync::new(
+            store.clone(),
+            notifier,
+            account_data.clone(),
+            push.clone(),
+            e2ee.clone(),
+            presence.clone(),
+        );
         let media = Media::new(
             store.clone(),
             &config.data_dir,
             config.server_name.clone(),
             config.media.max_upload_bytes,
         );
-        Ok(Self { config, store, accounts, rooms, sync, account_data, push, e2ee, media })
+        Ok(Self { config, store, accounts, rooms, sync, account_data, push, e2ee, media, presence })
     }
 }

@@ -10,6 +10,7 @@ mod history;
 mod keys;
 mod media;
 mod membership;
+mod misc;
 mod profile;
 mod push;
 mod register;
@@ -39,5 +40,6 @@ pub fn router(config: &Config) -> Router {
     keys::routes(&mut router);
     backup::routes(&mut router);
     media::routes(&mut router, config);
+    misc::routes(&mut router);
     router
 }

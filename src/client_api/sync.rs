@@ -48,7 +48,7 @@ async fn sync(
         Some(_) => return Err(ApiError::invalid_param("unsupported filter")),
     };
     let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
-    let params = SyncParams { since, full_state: body.full_state, filter };
+    let params = SyncParams { since, set_presence: body.set_presence, full_state: body.full_state, filter };
     Ok(services.sync.sync(&services.rooms, &req.auth, params, timeout).await?)
 }
 

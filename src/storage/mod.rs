@@ -15,6 +15,7 @@ mod durability;
 mod e2ee;
 mod filters;
 mod media;
+mod misc;
 mod positions;
 mod push;
 mod rooms;
@@ -33,6 +34,7 @@ pub use directory::AliasRecord;
 use durability::GroupCommit;
 pub use e2ee::{ClaimedKey, FallbackKey, SignatureTarget, ToDeviceMessage};
 pub use media::MediaRecord;
+pub use misc::{OpenIdToken, Report};
 pub use positions::PositionGuard;
 use positions::Positions;
 pub use push::{NotificationRecord, ReceiptRecord, UnreadCounts};
@@ -86,6 +88,8 @@ pub struct Store {
     backup_versions: sled::Tree,
     backup_keys: sled::Tree,
     media: sled::Tree,
+    reports: sled::Tree,
+    openid_tokens: sled::Tree,
 }
 
 /// Why the store could not be used.
@@ -200,6 +204,8 @@ impl Store {
             backup_versions: db.open_tree("backup_versions")?,
             backup_keys: db.open_tree("backup_keys")?,
             media: db.open_tree("media")?,
+            reports: db.open_tree("reports")?,
+            openid_tokens: db.open_tree("openid_tokens")?,
             db,
         })
     }

@@ -7,7 +7,10 @@ mod v3;
 
 use std::{sync::Arc, time::Duration};
 
-use ruma::{UserId, api::client::filter::FilterDefinition, api::client::sync::sync_events::v3::Response};
+use ruma::{
+    UserId, api::client::filter::FilterDefinition, api::client::sync::sync_events::v3::Response,
+    presence::PresenceState,
+};
 
 pub use v3::SyncParams;
 
@@ -15,6 +18,7 @@ use crate::{
     account_data::AccountData,
     accounts::Session,
     e2ee::E2ee,
+    presence::Presence,
     push::Push,
     rooms::{Error, Result, Rooms},
     storage::Store,
@@ -27,6 +31,7 @@ pub struct Sync {
     account_data: Arc<AccountData>,
     push: Arc<Push>,
     e2ee: Arc<E2ee>,
+    presence: Arc<Presence>,
 }
 
 impl Sync {
@@ -36,8 +41,9 @@ impl Sync {
         account_data: Arc<AccountData>,
         push: Arc<Push>,
         e2ee: Arc<E2ee>,
+        presence: Arc<Presence>,
     ) -> Self {
-        Self { store, notifier, account_data, push, e2ee }
+        Self { store, notifier, account_data, push, e2ee, presence }
     }
 
     /// Answers a `/sync`: at once if there is anything new since `params.since`, otherwise
@@ -49,6 +55,9 @@ impl Sync {
         params: SyncParams,
         timeout: Duration,
     ) -> Result<Response> {
+        if params.set_presence != PresenceState::Offline {
+            self.presence.set(&session.user_id, params.set_presence.clone(), None)?;
+        }
         let subscription = self.notifier.subscribe(&session.user_id);
         let builder = v3::Builder {
             store: &self.store,
@@ -56,6 +65,7 @@ impl Sync {
             account_data: &self.account_data,
             push: &self.push,
             e2ee: &self.e2ee,
+            presence: &self.presence,
             session,
             params: &params,
         };

@@ -15,6 +15,7 @@ use ruma::{
         },
     },
     events::{AnyGlobalAccountDataEvent, AnyRoomAccountDataEvent, TimelineEventType},
+    presence::PresenceState,
     serde::Raw,
 };
 use serde_json::{Value as JsonValue, json};
@@ -24,6 +25,7 @@ use crate::{
     account_data::AccountData,
     accounts::Session,
     e2ee::E2ee,
+    presence::Presence,
     push::Push,
     rooms::{Events, Pdu, Result, Rooms},
     storage::{StateKey, Store, UserRoom},
@@ -32,6 +34,8 @@ use crate::{
 /// What the client asked for.
 pub struct SyncParams {
     pub since: Option<u64>,
+    /// Presence to set for the user while they sync (`offline` leaves it alone).
+    pub set_presence: PresenceState,
     pub full_state: bool,
     pub filter: FilterDefinition,
 }
@@ -60,6 +64,7 @@ pub struct Builder<'a> {
     pub account_data: &'a AccountData,
     pub push: &'a Push,
     pub e2ee: &'a E2ee,
+    pub presence: &'a Presence,
     pub session: &'a Session,
     pub params: &'a SyncParams,
 }
@@ -118,6 +123,8 @@ impl Builder<'_> {
         response.account_data = GlobalAccountData::new();
         response.account_data.events = global_account_data;
         let (user, device) = (&self.session.user_id, &self.session.device_id);
+        response.presence.events =
+            self.presence.events_for(user, since, upto)?.into_iter().map(raw).collect();
         response.to_device.events =
             self.e2ee.to_device_for_sync(user, device, since, upto)?.into_iter().map(raw).collect();
         if let Some(since) = since {

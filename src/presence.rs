@@ -1,0 +1,144 @@
+//! Presence: online, unavailable or offline, with a status message. Kept in memory (it is
+//! ephemeral by nature) but ordered by stream positions so `/sync` sends only changes, and
+//! shared only with people who share a room.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use ruma::{OwnedUserId, UserId, presence::PresenceState};
+use serde_json::{Value as JsonValue, json};
+
+use crate::{
+    error::{Error, Result},
+    storage::Store,
+    sync::notifier::Notifier,
+};
+
+#[derive(Clone)]
+struct Entry {
+    state: PresenceState,
+    status_msg: Option<String>,
+    last_active: Instant,
+    position: u64,
+}
+
+/// What a user's presence looks like to others.
+pub struct PresenceView {
+    pub state: PresenceState,
+    pub status_msg: Option<String>,
+    pub last_active_ago_ms: u64,
+    pub currently_active: bool,
+}
+
+pub struct Presence {
+    enabled: bool,
+    store: Arc<Store>,
+    notifier: Arc<Notifier>,
+    users: Mutex<HashMap<OwnedUserId, Entry>>,
+}
+
+impl Presence {
+    pub fn new(enabled: bool, store: Arc<Store>, notifier: Arc<Notifier>) -> Self {
+        Self { enabled, store, notifier, users: Mutex::new(HashMap::new()) }
+    }
+
+    /// Users sharing a joined room with `user`, `user` included.
+    fn peers(&self, user: &UserId) -> Result<BTreeSet<OwnedUserId>> {
+        let mut peers = BTreeSet::from([user.to_owned()]);
+        for (room, entry) in self.store.user_rooms(user)? {
+            if entry.membership == "join" {
+                peers.extend(
+                    self.store.memberships(&room)?.into_iter().filter(|(_, m)| m == "join").map(|(u, _)| u),
+                );
+            }
+        }
+        Ok(peers)
+    }
+
+    /// Sets a user's presence. Re-stating the same presence only refreshes its activity.
+    pub fn set(&self, user: &UserId, state: PresenceState, status_msg: Option<String>) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let changed = {
+            let users = self.users.lock().expect("presence lock is never poisoned");
+            users
+                .get(user)
+                .is_none_or(|e| e.state != state || (status_msg.is_some() && e.status_msg != status_msg))
+        };
+        let mut users = self.users.lock().expect("presence lock is never poisoned");
+        let previous = users.get(user).cloned();
+        let position = if changed {
+            self.store.begin_position()?.position()
+        } else {
+            previous.as_ref().map_or(0, |e| e.position)
+        };
+        let status_msg = status_msg.or_else(|| previous.and_then(|e| e.status_msg));
+        users.insert(user.to_owned(), Entry { state, status_msg, last_active: Instant::now(), position });
+        drop(users);
+        if changed {
+            let peers = self.peers(user)?;
+            self.notifier.notify(peers.iter().map(|u| &**u));
+        }
+        Ok(())
+    }
+
+    /// A user's presence as `viewer` may see it.
+    pub fn get(&self, viewer: &UserId, user: &UserId) -> Result<PresenceView> {
+        if !self.enabled {
+            return Err(Error::Forbidden("presence is turned off on this server".to_owned()));
+        }
+        if viewer != user && !self.peers(viewer)?.contains(user) {
+            return Err(Error::Forbidden("you do not share a room with this user".to_owned()));
+        }
+        let users = self.users.lock().expect("presence lock is never poisoned");
+        Ok(match users.get(user) {
+            Some(entry) => view(entry),
+            None => PresenceView {
+                state: PresenceState::Offline,
+                status_msg: None,
+                last_active_ago_ms: 0,
+                currently_active: false,
+            },
+        })
+    }
+
+    /// `m.presence` events of `viewer`'s peers that changed after `after` (all with `None`).
+    pub fn events_for(&self, viewer: &UserId, after: Option<u64>, upto: u64) -> Result<Vec<JsonValue>> {
+        if !self.enabled {
+            return Ok(vec![]);
+        }
+        let peers = self.peers(viewer)?;
+        let users = self.users.lock().expect("presence lock is never poisoned");
+        Ok(peers
+            .iter()
+            .filter_map(|peer| users.get(peer).map(|entry| (peer, entry)))
+            .filter(|(_, entry)| after.is_none_or(|a| entry.position > a) && entry.position <= upto)
+            .map(|(peer, entry)| {
+                let view = view(entry);
+                let mut content = json!({
+                    "presence": view.state.as_str(),
+                    "last_active_ago": view.last_active_ago_ms,
+                    "currently_active": view.currently_active,
+                });
+                if let Some(msg) = view.status_msg {
+                    content["status_msg"] = json!(msg);
+                }
+                json!({"type": "m.presence", "sender": peer, "content": content})
+            })
+            .collect())
+    }
+}
+
+fn view(entry: &Entry) -> PresenceView {
+    let ago = entry.last_active.elapsed();
+    PresenceView {
+        state: entry.state.clone(),
+        status_msg: entry.status_msg.clone(),
+        last_active_ago_ms: ago.as_millis() as u64,
+        currently_active: entry.state == PresenceState::Online && ago.as_secs() < 60,
+    }
+}
