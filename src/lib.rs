@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client_api;
 pub mod config;
 pub mod federation;
+pub mod federation_api;
 pub mod http;
 pub mod rooms;
 pub mod server;

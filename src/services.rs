@@ -12,6 +12,8 @@ pub struct Services {
     pub store: Arc<Store>,
     pub accounts: Accounts,
     pub rooms: Rooms,
+    /// The server's ed25519 key: signs every PDU and the published key list.
+    pub signing_key: Arc<SigningKey>,
 }
 
 impl Services {
@@ -19,7 +21,7 @@ impl Services {
     pub fn new(config: Config, store: Arc<Store>) -> Result<Self, String> {
         let key = Arc::new(SigningKey::load_or_generate(&config.data_dir)?);
         let accounts = Accounts::new(store.clone(), config.server_name.clone(), config.registration.mode);
-        let rooms = Rooms::new(store.clone(), config.server_name.clone(), key);
-        Ok(Self { config, store, accounts, rooms })
+        let rooms = Rooms::new(store.clone(), config.server_name.clone(), key.clone());
+        Ok(Self { config, store, accounts, rooms, signing_key: key })
     }
 }
