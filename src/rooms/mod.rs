@@ -102,6 +102,15 @@ impl EventSpec {
     }
 }
 
+/// A PDU as stored, for inspection.
+#[derive(Debug, Clone)]
+pub struct StoredPdu {
+    pub room_id: OwnedRoomId,
+    pub room_version: ruma::RoomVersionId,
+    pub pdu: JsonValue,
+    pub redacted_because: Option<OwnedEventId>,
+}
+
 /// A client's transaction id for idempotent sends, scoped to its device.
 #[derive(Debug, Clone, Copy)]
 pub struct Txn<'a> {
@@ -280,6 +289,18 @@ impl Rooms {
         let redacted = serde_json::to_value(&redacted).map_err(|e| Error::Internal(e.to_string()))?;
         self.store.store_redacted(target, redacted, because).await?;
         Ok(())
+    }
+
+    /// A stored event exactly as stored (signed, or redacted), with its room and version.
+    pub fn stored_pdu(&self, event_id: &EventId) -> Result<Option<StoredPdu>> {
+        let Some(stored) = self.store.event(event_id)? else { return Ok(None) };
+        let room = self.room(&stored.room_id)?;
+        Ok(Some(StoredPdu {
+            room_id: stored.room_id,
+            room_version: room.version,
+            pdu: stored.pdu,
+            redacted_because: stored.redacted_because,
+        }))
     }
 
     /// A stored event as a [`Pdu`].
