@@ -187,6 +187,11 @@ impl From<rooms::Error> for ApiError {
             E::InvalidParam(_) => Self::invalid_param(message),
             E::TooLarge(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, message),
             E::RoomInUse(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::RoomInUse, message),
+            E::BadAlias(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::BadAlias, message),
+            E::InvalidRoomState(_) => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidRoomState, message)
+            }
+            E::BadRequest(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::Unknown, message),
             E::UnsupportedRoomVersion(_) => {
                 Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion, message)
             }

@@ -49,6 +49,12 @@ pub enum Error {
     UnsupportedRoomVersion(String),
     /// An alias (or room id) that is already taken.
     RoomInUse(String),
+    /// A canonical alias event names an alias that does not point to the room.
+    BadAlias(String),
+    /// `createRoom` asked for initial state the auth rules refuse.
+    InvalidRoomState(String),
+    /// A request the spec refuses with 400 `M_UNKNOWN` (such as forgetting a joined room).
+    BadRequest(String),
     Internal(String),
     Storage(StorageError),
 }
@@ -63,6 +69,9 @@ impl std::fmt::Display for Error {
             | Self::TooLarge(m)
             | Self::UnsupportedRoomVersion(m)
             | Self::RoomInUse(m)
+            | Self::InvalidRoomState(m)
+            | Self::BadAlias(m)
+            | Self::BadRequest(m)
             | Self::Internal(m) => f.write_str(m),
             Self::Storage(e) => e.fmt(f),
         }
@@ -100,6 +109,15 @@ impl EventSpec {
     pub fn message(kind: impl Into<TimelineEventType>, content: JsonValue) -> Self {
         Self { kind: kind.into(), state_key: None, content }
     }
+}
+
+/// Where a new event goes: its room, the room's rules, its parents and its depth.
+#[derive(Clone, Copy)]
+struct Position<'a> {
+    room_id: &'a RoomId,
+    rules: &'a RoomVersionRules,
+    prev_events: &'a [OwnedEventId],
+    depth: u64,
 }
 
 /// A PDU as stored, for inspection.
@@ -180,6 +198,40 @@ impl Rooms {
         txn: Option<Txn<'_>>,
     ) -> Result<(OwnedEventId, RoomRecord)> {
         let rules = rules_of(room)?;
+        let position = Position {
+            room_id: &room.room_id,
+            rules: &rules,
+            prev_events: &room.extremities,
+            depth: room.depth + 1,
+        };
+        let (pdu, pdu_json) = self.prepare(
+            position,
+            sender,
+            spec,
+            |id| self.pdu(id).ok().flatten(),
+            |kind, key| self.current_state_pdu(room, kind, key),
+        )?;
+        let event_id = pdu.event_id.clone();
+        let updated = self.store_event(room, &pdu, pdu_json, txn.map(|t| (sender, t))).await?;
+        if pdu.kind == TimelineEventType::RoomRedaction
+            && let Some(target) = &pdu.redacts
+        {
+            self.apply_redaction(room, target, &event_id).await?;
+        }
+        Ok((event_id, updated))
+    }
+
+    /// Builds, signs and authorizes an event at `position` without storing it. `fetch_event`
+    /// and `fetch_state` answer from the room as it will be when the event is stored.
+    fn prepare(
+        &self,
+        position: Position<'_>,
+        sender: &UserId,
+        spec: EventSpec,
+        fetch_event: impl Fn(&EventId) -> Option<Pdu>,
+        fetch_state: impl Fn(&StateEventType, &str) -> Option<Pdu>,
+    ) -> Result<(Pdu, JsonValue)> {
+        let rules = position.rules;
         if !spec.content.is_object() {
             return Err(Error::BadJson("event content must be a JSON object".to_owned()));
         }
@@ -193,12 +245,10 @@ impl Rooms {
             &rules.authorization,
         )
         .map_err(Error::BadJson)?;
-        let mut auth_events = Vec::new();
-        for (kind, state_key) in auth_types {
-            if let Some(id) = self.store.current_state_event(room, &kind.to_string(), &state_key)? {
-                auth_events.push(id);
-            }
-        }
+        let auth_events: Vec<OwnedEventId> = auth_types
+            .into_iter()
+            .filter_map(|(kind, state_key)| fetch_state(&kind, &state_key).map(|pdu| pdu.event_id))
+            .collect();
         let kind = spec.kind.to_string();
         let mut content = spec.content;
         // Room versions 11 and later carry a redaction's target in the content.
@@ -210,31 +260,20 @@ impl Rooms {
             _ => None,
         };
         let draft = builder::Draft {
-            room_id: Some(&room.room_id),
+            room_id: Some(position.room_id),
             sender,
             kind: &kind,
             state_key: spec.state_key.as_deref(),
             content,
             redacts: redacts_top_level.as_deref(),
-            prev_events: &room.extremities,
+            prev_events: position.prev_events,
             auth_events: &auth_events,
-            depth: room.depth + 1,
+            depth: position.depth,
         };
-        let (event_id, pdu_json) = builder::sign(draft, &rules, &self.server_name, &self.key)?;
-        let pdu = Pdu::from_json(event_id.clone(), &room.room_id, &pdu_json).map_err(Error::Internal)?;
-        auth::authorize(
-            &rules.authorization,
-            &pdu,
-            |id| self.pdu(id).ok().flatten(),
-            |kind, key| self.current_state_pdu(room, kind, key),
-        )?;
-        let updated = self.store_event(room, &pdu, pdu_json, txn.map(|t| (sender, t))).await?;
-        if pdu.kind == TimelineEventType::RoomRedaction
-            && let Some(target) = &pdu.redacts
-        {
-            self.apply_redaction(room, target, &event_id).await?;
-        }
-        Ok((event_id, updated))
+        let (event_id, pdu_json) = builder::sign(draft, rules, &self.server_name, &self.key)?;
+        let pdu = Pdu::from_json(event_id, position.room_id, &pdu_json).map_err(Error::Internal)?;
+        auth::authorize(&rules.authorization, &pdu, fetch_event, fetch_state)?;
+        Ok((pdu, pdu_json))
     }
 
     async fn store_event(
