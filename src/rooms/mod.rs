@@ -198,6 +198,9 @@ impl Rooms {
         txn: Option<Txn<'_>>,
     ) -> Result<(OwnedEventId, RoomRecord)> {
         let rules = rules_of(room)?;
+        if spec.kind == TimelineEventType::RoomRedaction {
+            self.check_may_redact(room, sender, &spec.content)?;
+        }
         let position = Position {
             room_id: &room.room_id,
             rules: &rules,
