@@ -25,9 +25,9 @@ pub struct Visibility<'a> {
 
 impl Rooms {
     /// Fails unless the user may read some of the room's history: they have (or had) a
-    /// membership in it, or it is world-readable.
+    /// membership in it and have not forgotten it, or it is world-readable.
     pub fn check_can_read_history(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
-        if self.membership(room_id, user)?.is_some() {
+        if self.store.remembered_membership(user, room_id)?.is_some() {
             return Ok(());
         }
         self.check_can_read(room_id, user)
