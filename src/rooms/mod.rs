@@ -516,9 +516,15 @@ impl Rooms {
         Ok(events)
     }
 
-    /// The event closest to `ts`: the last one at or before it (`forwards == false`) or the
-    /// first one at or after it. Walks the timeline; rooms are read newest first.
-    pub fn event_at_timestamp(&self, room_id: &RoomId, ts: u64, forwards: bool) -> Result<Option<Pdu>> {
+    /// The event closest to `ts` that `accept` lets through: the last one at or before it
+    /// (`forwards == false`) or the first one at or after it. Walks the timeline newest first.
+    pub fn event_at_timestamp(
+        &self,
+        room_id: &RoomId,
+        ts: u64,
+        forwards: bool,
+        mut accept: impl FnMut(&Pdu, &StoredEvent) -> Result<bool>,
+    ) -> Result<Option<Pdu>> {
         let room = self.room(room_id)?;
         let mut best: Option<Pdu> = None;
         let mut cursor = u64::MAX;
@@ -527,16 +533,16 @@ impl Rooms {
             let Some((last, _)) = page.last() else { break };
             cursor = *last;
             for (_, id) in &page {
-                let Some(pdu) = self.pdu(id)? else { continue };
+                let Some((pdu, stored)) = self.event(id)? else { continue };
                 let event_ts: u64 = pdu.origin_server_ts.get().into();
-                if forwards {
-                    if event_ts >= ts {
-                        best = Some(pdu);
-                    } else {
-                        return Ok(best);
+                if forwards && event_ts < ts {
+                    return Ok(best);
+                }
+                if (forwards || event_ts <= ts) && accept(&pdu, &stored)? {
+                    if !forwards {
+                        return Ok(Some(pdu));
                     }
-                } else if event_ts <= ts {
-                    return Ok(Some(pdu));
+                    best = Some(pdu);
                 }
             }
         }
