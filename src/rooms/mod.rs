@@ -373,6 +373,24 @@ impl Rooms {
         self.pdus(self.store.current_state(&room)?.into_values())
     }
 
+    /// The state a user may read: the current state while they are joined (or when the
+    /// history is world-readable), else the state when they left or were banned, as the
+    /// spec asks of `/state` and `/members`. Others are refused.
+    pub fn readable_state(&self, room_id: &RoomId, user: &UserId) -> Result<Vec<Pdu>> {
+        let room = self.room(room_id)?;
+        let membership = self.store.remembered_membership(user, room_id)?;
+        if matches!(membership.as_deref(), Some("leave" | "ban"))
+            && let Some(id) = self.store.current_state_event(&room, "m.room.member", user.as_str())?
+            && let Some((_, stored)) = self.event(&id)?
+        {
+            let mut state = self.state_before(&stored)?;
+            state.insert(("m.room.member".to_owned(), user.to_string()), id);
+            return self.pdus(state.into_values());
+        }
+        self.check_can_read(room_id, user)?;
+        self.current_state(room_id)
+    }
+
     /// The state before an event.
     pub fn state_before(&self, stored: &StoredEvent) -> Result<BTreeMap<StateKey, OwnedEventId>> {
         match stored.state_before {
