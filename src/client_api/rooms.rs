@@ -12,7 +12,7 @@ use ruma::{
         room::create_room::{self, v3::RoomPreset},
         state::{get_state_event_for_key, get_state_events, send_state_event},
     },
-    events::TimelineEventType,
+    events::{StateEventType, TimelineEventType},
     serde::Raw,
 };
 use serde_json::{Map, Value as JsonValue};
@@ -153,6 +153,13 @@ async fn send_state(
     req: Req<send_state_event::v3::Request>,
 ) -> Result<send_state_event::v3::Response, ApiError> {
     let content = JsonValue::Object(json_object(&req.body.body, "state content")?);
+    // Only for senders the auth rules would let through, so nobody else learns about aliases.
+    let kind = StateEventType::RoomCanonicalAlias;
+    if req.body.event_type == kind
+        && services.rooms.may_send_state(&req.body.room_id, &req.auth.user_id, &kind)?
+    {
+        services.rooms.check_canonical_alias(&req.body.room_id, &content)?;
+    }
     let spec = EventSpec::state(req.body.event_type.to_string(), req.body.state_key, content);
     let event_id = services.rooms.append(&req.body.room_id, &req.auth.user_id, spec, None).await?;
     Ok(send_state_event::v3::Response::new(event_id))
