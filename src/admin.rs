@@ -2,10 +2,15 @@
 //! CLI runs a [`Command`] against the admin socket of a running server, or directly on the
 //! store when none runs; both end in [`execute`].
 
-use ruma::OwnedUserId;
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId};
 use serde::{Deserialize, Serialize};
+use serde_json::Value as JsonValue;
 
-use crate::accounts::{self, Accounts, Logout, RegistrationTokenInfo};
+use crate::{
+    accounts::{self, Logout, RegistrationTokenInfo},
+    rooms,
+    services::Services,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
@@ -17,6 +22,8 @@ pub enum Command {
     TokenCreate { token: Option<String>, uses_allowed: Option<u32>, expiry_time: Option<u64> },
     TokenList,
     TokenRevoke { token: String },
+    // One stored event exactly as signed (or as redacted), for operators debugging a room.
+    RoomEvent { event_id: OwnedEventId },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,6 +36,19 @@ pub enum Reply {
     Token { token: RegistrationTokenInfo },
     Tokens { tokens: Vec<RegistrationTokenInfo> },
     TokenRevoked { token: String },
+    RoomEvent(StoredEventInfo),
+}
+
+/// One stored event, for operators debugging a room.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEventInfo {
+    pub event_id: OwnedEventId,
+    pub room_id: OwnedRoomId,
+    pub room_version: RoomVersionId,
+    /// The PDU as stored: the federation format, with hashes and signatures.
+    pub pdu: JsonValue,
+    /// The redaction that redacted it, if any (then `pdu` is the redacted form).
+    pub redacted_because: Option<OwnedEventId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,7 +59,36 @@ pub struct UserSummary {
     pub created_ts: u64,
 }
 
-pub async fn execute(accounts: &Accounts, command: Command) -> Result<Reply, accounts::Error> {
+/// Why a command failed, from whichever domain refused it.
+#[derive(Debug)]
+pub enum Error {
+    Accounts(accounts::Error),
+    Rooms(rooms::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Accounts(e) => e.fmt(f),
+            Self::Rooms(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<accounts::Error> for Error {
+    fn from(e: accounts::Error) -> Self {
+        Self::Accounts(e)
+    }
+}
+
+impl From<rooms::Error> for Error {
+    fn from(e: rooms::Error) -> Self {
+        Self::Rooms(e)
+    }
+}
+
+pub async fn execute(services: &Services, command: Command) -> Result<Reply, Error> {
+    let accounts = &services.accounts;
     Ok(match command {
         Command::UserCreate { name, password, admin } => {
             Reply::UserCreated { user_id: accounts.create_user(&name, password, admin).await? }
@@ -74,6 +123,19 @@ pub async fn execute(accounts: &Accounts, command: Command) -> Result<Reply, acc
         Command::TokenRevoke { token } => {
             accounts.revoke_registration_token(&token).await?;
             Reply::TokenRevoked { token }
+        }
+        Command::RoomEvent { event_id } => {
+            let stored = services
+                .rooms
+                .stored_pdu(&event_id)?
+                .ok_or_else(|| rooms::Error::NotFound(format!("no event {event_id} is stored here")))?;
+            Reply::RoomEvent(StoredEventInfo {
+                event_id,
+                room_id: stored.room_id,
+                room_version: stored.room_version,
+                pdu: stored.pdu,
+                redacted_because: stored.redacted_because,
+            })
         }
     })
 }

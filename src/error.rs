@@ -22,6 +22,12 @@ pub enum Error {
     CannotOverwriteMedia,
     /// An alias (or room id) that is already taken.
     RoomInUse(String),
+    /// A canonical alias event names an alias that does not point to the room.
+    BadAlias(String),
+    /// `createRoom` asked for initial state the auth rules refuse.
+    InvalidRoomState(String),
+    /// A request the spec refuses with 400 `M_UNKNOWN` (such as forgetting a joined room).
+    BadRequest(String),
     Internal(String),
     Storage(StorageError),
 }
@@ -36,6 +42,9 @@ impl std::fmt::Display for Error {
             | Self::TooLarge(m)
             | Self::UnsupportedRoomVersion(m)
             | Self::RoomInUse(m)
+            | Self::BadAlias(m)
+            | Self::InvalidRoomState(m)
+            | Self::BadRequest(m)
             | Self::ServerManaged(m)
             | Self::WrongRoomKeysVersion(m)
             | Self::Internal(m) => f.write_str(m),

@@ -12,6 +12,7 @@ pub mod config;
 pub mod e2ee;
 pub mod error;
 pub mod federation;
+pub mod federation_api;
 pub mod http;
 pub mod media;
 pub mod presence;

@@ -8,6 +8,7 @@ use tokio::{net::UnixListener, sync::watch};
 use crate::{
     admin_api, client_api,
     config::{Config, RegistrationMode},
+    federation_api,
     http::{self, Pipeline},
     services::Services,
     storage::{StorageError, Store},
@@ -61,7 +62,10 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     }
 
     let services = Arc::new(Services::new(config, store.clone())?);
-    let client = Arc::new(Pipeline::new(services.clone(), client_api::router(&services.config), true));
+    // There is no federation listener yet; the public key endpoint rides on the client one.
+    let mut router = client_api::router(&services.config);
+    federation_api::public_routes(&mut router);
+    let client = Arc::new(Pipeline::new(services.clone(), router, true));
     let admin = Arc::new(Pipeline::new(services.clone(), admin_api::router(), false));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -28,6 +28,8 @@ pub struct Services {
     pub e2ee: Arc<E2ee>,
     pub media: Media,
     pub presence: Arc<Presence>,
+    /// The server's ed25519 key: signs every PDU and the published key list.
+    pub signing_key: Arc<SigningKey>,
 }
 
 impl Services {
@@ -38,8 +40,13 @@ impl Services {
         let notifier = Arc::new(Notifier::default());
         let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
         let push = Arc::new(Push::new(store.clone(), account_data.clone()));
-        let rooms =
-            Rooms::new(store.clone(), config.server_name.clone(), key, notifier.clone(), push.clone());
+        let rooms = Rooms::new(
+            store.clone(),
+            config.server_name.clone(),
+            key.clone(),
+            notifier.clone(),
+            push.clone(),
+        );
         let e2ee = Arc::new(E2ee::new(store.clone(), notifier.clone(), config.server_name.clone()));
         let presence = Arc::new(Presence::new(config.presence.enabled, store.clone(), notifier.clone()));
         let sync = Sync::new(
@@ -56,6 +63,18 @@ impl Services {
             config.server_name.clone(),
             config.media.max_upload_bytes,
         );
-        Ok(Self { config, store, accounts, rooms, sync, account_data, push, e2ee, media, presence })
+        Ok(Self {
+            config,
+            store,
+            accounts,
+            rooms,
+            sync,
+            account_data,
+            push,
+            e2ee,
+            media,
+            presence,
+            signing_key: key,
+        })
     }
 }

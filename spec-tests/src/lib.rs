@@ -15,6 +15,8 @@ use std::{
 
 pub use serde_json::{Value, json};
 
+pub mod rooms;
+
 /// Config used unless a test gives its own: everything default except rate limits, which
 /// would otherwise throttle a test suite that logs in hundreds of times from one address.
 pub const TEST_CONFIG: &str = r#"

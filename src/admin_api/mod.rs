@@ -44,8 +44,9 @@ async fn command(services: Arc<Services>, call: Call) -> crate::http::Response {
             return error.into_response();
         }
     };
-    match admin::execute(&services.accounts, command).await {
+    match admin::execute(&services, command).await {
         Ok(reply) => json_response(StatusCode::OK, &reply),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(admin::Error::Accounts(e)) => ApiError::from(e).into_response(),
+        Err(admin::Error::Rooms(e)) => ApiError::from(e).into_response(),
     }
 }

@@ -1,4 +1,4 @@
-//! The `myelin` command: `serve`, `config check`, and the admin commands (`user`, `token`),
+//! The `myelin` command: `serve`, `config check`, and the admin commands (`user`, `token`, `room`),
 //! which talk to a running server over its admin socket or open the store when it is stopped.
 
 mod admin_client;
@@ -14,7 +14,7 @@ use std::{
 };
 
 use clap::{Args, Parser, Subcommand};
-use ruma::OwnedServerName;
+use ruma::{OwnedEventId, OwnedServerName};
 
 use crate::{
     admin::{self, Command},
@@ -64,6 +64,18 @@ enum Commands {
     /// The server's signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Inspect rooms.
+    #[command(subcommand)]
+    Room(RoomCommand),
+}
+
+#[derive(Subcommand)]
+enum RoomCommand {
+    /// Print one stored event as its signed PDU (federation format), to debug a room.
+    Event {
+        /// The event id, such as `$abc...`.
+        event_id: OwnedEventId,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +173,10 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         }
         Commands::User(command) => admin_command(&cli.config, &overrides, cli.json, user_command(command)?),
         Commands::Token(command) => admin_command(&cli.config, &overrides, cli.json, token_command(command)?),
+        Commands::Room(RoomCommand::Event { event_id }) => {
+            let prepared = Prepared { command: Command::RoomEvent { event_id }, generated_password: None };
+            admin_command(&cli.config, &overrides, cli.json, prepared)
+        }
         Commands::Keys(KeysCommand::Show) => {
             let config = Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
             std::fs::create_dir_all(&config.data_dir)
@@ -285,7 +301,7 @@ async fn run_locally(
     }
     let store = Arc::new(store);
     let services = Services::new(config, store.clone())?;
-    let reply = admin::execute(&services.accounts, command).await.map_err(|e| e.to_string());
+    let reply = admin::execute(&services, command).await.map_err(|e| e.to_string());
     store.flush().map_err(|e| e.to_string())?;
     reply
 }

@@ -39,6 +39,13 @@ pub fn print(reply: &Reply, generated_password: Option<&str>, json: bool) {
             }
         }
         Reply::TokenRevoked { token } => println!("revoked {token}"),
+        Reply::RoomEvent(event) => {
+            println!("{} in {} (room version {})", event.event_id, event.room_id, event.room_version);
+            if let Some(because) = &event.redacted_because {
+                println!("redacted by {because}; the PDU below is the redacted form");
+            }
+            println!("{}", serde_json::to_string_pretty(&event.pdu).expect("JSON values serialise"));
+        }
     }
     if let Some(password) = generated_password {
         println!("password: {password}");

@@ -2,12 +2,18 @@
 
 use std::sync::Arc;
 
+use http::StatusCode;
 use ruma::{
     UInt,
-    api::client::{
-        alias::{create_alias, delete_alias, get_alias},
-        directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
-        room::{Visibility, aliases},
+    api::{
+        client::{
+            alias::{create_alias, delete_alias, get_alias},
+            directory::{
+                get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+            },
+            room::{Visibility, aliases},
+        },
+        error::ErrorKind,
     },
     directory::{PublicRoomsChunk, PublicRoomsChunkInit},
     room::{JoinRuleKind, RoomType},
@@ -18,7 +24,7 @@ use crate::{
         ApiError,
         router::{Req, Router},
     },
-    rooms::RoomSummary,
+    rooms::{self, RoomSummary},
     services::Services,
 };
 
@@ -38,8 +44,14 @@ async fn put_alias(
     req: Req<create_alias::v3::Request>,
 ) -> Result<create_alias::v3::Response, ApiError> {
     services.rooms.check_can_read(&req.body.room_id, &req.auth.user_id)?;
-    services.rooms.create_alias(&req.body.room_alias, &req.body.room_id, &req.auth.user_id).await?;
-    Ok(create_alias::v3::Response::new())
+    match services.rooms.create_alias(&req.body.room_alias, &req.body.room_id, &req.auth.user_id).await {
+        Ok(()) => Ok(create_alias::v3::Response::new()),
+        // The spec answers a taken alias here with 409 `M_UNKNOWN` (createRoom uses M_ROOM_IN_USE).
+        Err(rooms::Error::RoomInUse(why)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, ErrorKind::Unknown, why))
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 async fn get_alias_target(

@@ -365,9 +365,12 @@ async fn timestamp_to_event(
 ) -> Result<get_event_by_timestamp::v1::Response, ApiError> {
     let b = req.body;
     services.rooms.check_can_read_history(&b.room_id, &req.auth.user_id)?;
+    let mut visibility = services.rooms.visibility(&b.room_id, &req.auth.user_id)?;
     let pdu = services
         .rooms
-        .event_at_timestamp(&b.room_id, b.ts.get().into(), b.dir == Direction::Forward)?
+        .event_at_timestamp(&b.room_id, b.ts.get().into(), b.dir == Direction::Forward, |pdu, stored| {
+            visibility.can_see(pdu, stored)
+        })?
         .ok_or_else(|| ApiError::not_found("no event in that direction from the timestamp"))?;
     Ok(get_event_by_timestamp::v1::Response::new(pdu.event_id, pdu.origin_server_ts))
 }

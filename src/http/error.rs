@@ -205,6 +205,11 @@ impl From<crate::error::Error> for ApiError {
             }
             E::ServerManaged(_) => Self::new(StatusCode::METHOD_NOT_ALLOWED, ErrorKind::BadJson, message),
             E::RoomInUse(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::RoomInUse, message),
+            E::BadAlias(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::BadAlias, message),
+            E::InvalidRoomState(_) => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidRoomState, message)
+            }
+            E::BadRequest(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::Unknown, message),
             E::UnsupportedRoomVersion(_) => {
                 Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion, message)
             }

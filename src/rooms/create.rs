@@ -1,9 +1,11 @@
 //! `createRoom`: the create event, then the standard sequence of initial events.
 
+use std::collections::HashMap;
+
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, events::TimelineEventType};
 use serde_json::{Map, Value as JsonValue, json};
 
-use super::{Error, EventSpec, Pdu, Result, Rooms, auth, builder, membership::MemberProfile};
+use super::{Error, EventSpec, Pdu, Position, Result, Rooms, auth, builder, membership::MemberProfile};
 
 /// Room versions this server creates and joins.
 pub const SUPPORTED_VERSIONS: &[RoomVersionId] =
@@ -62,8 +64,19 @@ impl Rooms {
             && preset == Preset::TrustedPrivateChat
             && !request.invite.is_empty()
         {
-            // In v12 "as powerful as the creator" means being a creator.
-            create_content.insert("additional_creators".to_owned(), json!(request.invite));
+            // In v12 "as powerful as the creator" means being a creator, alongside any
+            // additional creators the client named itself.
+            let mut creators = match create_content.get("additional_creators") {
+                Some(JsonValue::Array(creators)) => creators.clone(),
+                _ => Vec::new(),
+            };
+            for invitee in &request.invite {
+                let invitee = json!(invitee);
+                if !creators.contains(&invitee) {
+                    creators.push(invitee);
+                }
+            }
+            create_content.insert("additional_creators".to_owned(), JsonValue::Array(creators));
         }
         let random_room_id = (!hashed_room_id).then(|| {
             let local: String = {
@@ -91,12 +104,7 @@ impl Rooms {
         };
         let create_pdu =
             Pdu::from_json(create_id.clone(), &room_id, &create_json).map_err(Error::Internal)?;
-        auth::authorize(&rules.authorization, &create_pdu, |_| None, |_, _| None)?;
-
-        let lock = self.append_lock(&room_id);
-        let _guard = lock.lock().await;
-        let room = self.store.new_room_record(room_id.clone(), version.clone())?;
-        let mut room = self.store_event(&room, &create_pdu, create_json, None).await?;
+        auth::authorize(&rules.authorization, &create_pdu, |_| None, |_, _| None).map_err(invalid_state)?;
 
         let mut events = vec![EventSpec::state(
             TimelineEventType::RoomMember,
@@ -139,9 +147,38 @@ impl Rooms {
             }
             events.push(EventSpec::state(TimelineEventType::RoomMember, invitee.as_str(), content));
         }
+
+        // Every event is built and authorized against the state the earlier ones make
+        // before anything is stored, so a request the rules refuse leaves no room behind.
+        let mut state: HashMap<(String, String), Pdu> = HashMap::new();
+        state.insert(("m.room.create".to_owned(), String::new()), create_pdu.clone());
+        let mut built = vec![(create_pdu, create_json)];
         for spec in events {
-            let (_, updated) = self.append_locked(&room, creator, spec, None).await?;
-            room = updated;
+            let (prev, depth) = {
+                let (last, _) = built.last().expect("the create event comes first");
+                (vec![last.event_id.clone()], u64::from(last.depth) + 1)
+            };
+            let position = Position { room_id: &room_id, rules: &rules, prev_events: &prev, depth };
+            let (pdu, pdu_json) = self
+                .prepare(
+                    position,
+                    creator,
+                    spec,
+                    |id| built.iter().map(|(pdu, _)| pdu).find(|pdu| pdu.event_id == id).cloned(),
+                    |kind, key| state.get(&(kind.to_string(), key.to_owned())).cloned(),
+                )
+                .map_err(invalid_state)?;
+            if let Some(key) = &pdu.state_key {
+                state.insert((pdu.kind.to_string(), key.clone()), pdu.clone());
+            }
+            built.push((pdu, pdu_json));
+        }
+
+        let lock = self.append_lock(&room_id);
+        let _guard = lock.lock().await;
+        let mut room = self.store.new_room_record(room_id.clone(), version.clone())?;
+        for (pdu, pdu_json) in built {
+            room = self.store_event(&room, &pdu, pdu_json, None).await?;
         }
         drop(_guard);
         if let Some(alias) = &request.canonical_alias {
@@ -152,6 +189,17 @@ impl Rooms {
         }
         tracing::info!(%room_id, %version, "room created");
         Ok(room_id)
+    }
+}
+
+/// The auth rules refusing an event of the initial state means the request asked for an
+/// impossible room.
+fn invalid_state(e: Error) -> Error {
+    match e {
+        Error::Forbidden(why) => {
+            Error::InvalidRoomState(format!("the requested initial state is invalid: {why}"))
+        }
+        other => other,
     }
 }
 

@@ -2,6 +2,7 @@
 //! directory.
 
 use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId, events::StateEventType};
+use serde_json::Value as JsonValue;
 
 use super::{Error, Result, Rooms};
 use crate::storage::AliasRecord;
@@ -28,6 +29,42 @@ impl Rooms {
         let record = AliasRecord { room_id: room_id.to_owned(), creator: creator.to_owned() };
         if !self.store.create_alias(alias, &record).await? {
             return Err(Error::RoomInUse(format!("the alias {alias} is taken")));
+        }
+        Ok(())
+    }
+
+    /// Checks the aliases an `m.room.canonical_alias` event adds (spec: PUT state): each must
+    /// be a valid alias and, when it is ours, point to this room. Aliases of other servers
+    /// cannot be checked without federation and pass; those already listed are not re-checked.
+    pub fn check_canonical_alias(&self, room_id: &RoomId, content: &JsonValue) -> Result<()> {
+        fn listed(content: &JsonValue) -> Result<Vec<&JsonValue>> {
+            let mut aliases: Vec<&JsonValue> = content.get("alias").into_iter().collect();
+            match content.get("alt_aliases") {
+                None => {}
+                Some(JsonValue::Array(alt)) => aliases.extend(alt),
+                Some(_) => {
+                    return Err(Error::InvalidParam("alt_aliases must be a list of aliases".to_owned()));
+                }
+            }
+            Ok(aliases)
+        }
+        let current =
+            self.state_content(room_id, &StateEventType::RoomCanonicalAlias, "")?.unwrap_or_default();
+        let known = listed(&current).unwrap_or_default();
+        for alias in listed(content)? {
+            if known.contains(&alias) {
+                continue;
+            }
+            let alias = alias
+                .as_str()
+                .and_then(|a| RoomAliasId::parse(a).ok())
+                .ok_or_else(|| Error::InvalidParam(format!("{alias} is not a valid room alias")))?;
+            if alias.server_name() != self.server_name {
+                continue;
+            }
+            if self.resolve_alias(&alias)?.as_deref() != Some(room_id) {
+                return Err(Error::BadAlias(format!("the alias {alias} does not point to this room")));
+            }
         }
         Ok(())
     }

@@ -127,11 +127,11 @@ impl Rooms {
         self.set_membership(room_id, sender, target, reason_content("leave", reason)).await
     }
 
-    /// Stops listing a room the user has left.
+    /// Stops listing a room the user has left; its history is then closed to them.
     pub async fn forget(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
         match self.membership(room_id, user)?.as_deref() {
             Some("join" | "invite" | "knock") => {
-                Err(Error::Forbidden("leave the room before forgetting it".to_owned()))
+                Err(Error::BadRequest(format!("{user} is in room {room_id}: leave it before forgetting it")))
             }
             None => Err(Error::NotFound(format!("{user} was never in {room_id}"))),
             Some(_) => Ok(self.store.forget_room(user, room_id).await?),

@@ -68,6 +68,24 @@ impl EventSpec {
     }
 }
 
+/// Where a new event goes: its room, the room's rules, its parents and its depth.
+#[derive(Clone, Copy)]
+struct Position<'a> {
+    room_id: &'a RoomId,
+    rules: &'a RoomVersionRules,
+    prev_events: &'a [OwnedEventId],
+    depth: u64,
+}
+
+/// A PDU as stored, for inspection.
+#[derive(Debug, Clone)]
+pub struct StoredPdu {
+    pub room_id: OwnedRoomId,
+    pub room_version: ruma::RoomVersionId,
+    pub pdu: JsonValue,
+    pub redacted_because: Option<OwnedEventId>,
+}
+
 /// A client's transaction id for idempotent sends, scoped to its device.
 #[derive(Debug, Clone, Copy)]
 pub struct Txn<'a> {
@@ -154,6 +172,43 @@ impl Rooms {
         txn: Option<Txn<'_>>,
     ) -> Result<(OwnedEventId, RoomRecord)> {
         let rules = rules_of(room)?;
+        if spec.kind == TimelineEventType::RoomRedaction {
+            self.check_may_redact(room, sender, &spec.content)?;
+        }
+        let position = Position {
+            room_id: &room.room_id,
+            rules: &rules,
+            prev_events: &room.extremities,
+            depth: room.depth + 1,
+        };
+        let (pdu, pdu_json) = self.prepare(
+            position,
+            sender,
+            spec,
+            |id| self.pdu(id).ok().flatten(),
+            |kind, key| self.current_state_pdu(room, kind, key),
+        )?;
+        let event_id = pdu.event_id.clone();
+        let updated = self.store_event(room, &pdu, pdu_json, txn.map(|t| (sender, t))).await?;
+        if pdu.kind == TimelineEventType::RoomRedaction
+            && let Some(target) = &pdu.redacts
+        {
+            self.apply_redaction(room, target, &event_id).await?;
+        }
+        Ok((event_id, updated))
+    }
+
+    /// Builds, signs and authorizes an event at `position` without storing it. `fetch_event`
+    /// and `fetch_state` answer from the room as it will be when the event is stored.
+    fn prepare(
+        &self,
+        position: Position<'_>,
+        sender: &UserId,
+        spec: EventSpec,
+        fetch_event: impl Fn(&EventId) -> Option<Pdu>,
+        fetch_state: impl Fn(&StateEventType, &str) -> Option<Pdu>,
+    ) -> Result<(Pdu, JsonValue)> {
+        let rules = position.rules;
         if !spec.content.is_object() {
             return Err(Error::BadJson("event content must be a JSON object".to_owned()));
         }
@@ -167,12 +222,10 @@ impl Rooms {
             &rules.authorization,
         )
         .map_err(Error::BadJson)?;
-        let mut auth_events = Vec::new();
-        for (kind, state_key) in auth_types {
-            if let Some(id) = self.store.current_state_event(room, &kind.to_string(), &state_key)? {
-                auth_events.push(id);
-            }
-        }
+        let auth_events: Vec<OwnedEventId> = auth_types
+            .into_iter()
+            .filter_map(|(kind, state_key)| fetch_state(&kind, &state_key).map(|pdu| pdu.event_id))
+            .collect();
         let kind = spec.kind.to_string();
         let mut content = spec.content;
         // Room versions 11 and later carry a redaction's target in the content.
@@ -184,31 +237,20 @@ impl Rooms {
             _ => None,
         };
         let draft = builder::Draft {
-            room_id: Some(&room.room_id),
+            room_id: Some(position.room_id),
             sender,
             kind: &kind,
             state_key: spec.state_key.as_deref(),
             content,
             redacts: redacts_top_level.as_deref(),
-            prev_events: &room.extremities,
+            prev_events: position.prev_events,
             auth_events: &auth_events,
-            depth: room.depth + 1,
+            depth: position.depth,
         };
-        let (event_id, pdu_json) = builder::sign(draft, &rules, &self.server_name, &self.key)?;
-        let pdu = Pdu::from_json(event_id.clone(), &room.room_id, &pdu_json).map_err(Error::Internal)?;
-        auth::authorize(
-            &rules.authorization,
-            &pdu,
-            |id| self.pdu(id).ok().flatten(),
-            |kind, key| self.current_state_pdu(room, kind, key),
-        )?;
-        let updated = self.store_event(room, &pdu, pdu_json, txn.map(|t| (sender, t))).await?;
-        if pdu.kind == TimelineEventType::RoomRedaction
-            && let Some(target) = &pdu.redacts
-        {
-            self.apply_redaction(room, target, &event_id).await?;
-        }
-        Ok((event_id, updated))
+        let (event_id, pdu_json) = builder::sign(draft, rules, &self.server_name, &self.key)?;
+        let pdu = Pdu::from_json(event_id, position.room_id, &pdu_json).map_err(Error::Internal)?;
+        auth::authorize(&rules.authorization, &pdu, fetch_event, fetch_state)?;
+        Ok((pdu, pdu_json))
     }
 
     async fn store_event(
@@ -313,6 +355,18 @@ impl Rooms {
         Ok(())
     }
 
+    /// A stored event exactly as stored (signed, or redacted), with its room and version.
+    pub fn stored_pdu(&self, event_id: &EventId) -> Result<Option<StoredPdu>> {
+        let Some(stored) = self.store.event(event_id)? else { return Ok(None) };
+        let room = self.room(&stored.room_id)?;
+        Ok(Some(StoredPdu {
+            room_id: stored.room_id,
+            room_version: room.version,
+            pdu: stored.pdu,
+            redacted_because: stored.redacted_because,
+        }))
+    }
+
     /// A stored event as a [`Pdu`].
     pub fn pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
         let Some(stored) = self.store.event(event_id)? else { return Ok(None) };
@@ -339,6 +393,24 @@ impl Rooms {
     pub fn current_state(&self, room_id: &RoomId) -> Result<Vec<Pdu>> {
         let room = self.room(room_id)?;
         self.pdus(self.store.current_state(&room)?.into_values())
+    }
+
+    /// The state a user may read: the current state while they are joined (or when the
+    /// history is world-readable), else the state when they left or were banned, as the
+    /// spec asks of `/state` and `/members`. Others are refused.
+    pub fn readable_state(&self, room_id: &RoomId, user: &UserId) -> Result<Vec<Pdu>> {
+        let room = self.room(room_id)?;
+        let membership = self.store.remembered_membership(user, room_id)?;
+        if matches!(membership.as_deref(), Some("leave" | "ban"))
+            && let Some(id) = self.store.current_state_event(&room, "m.room.member", user.as_str())?
+            && let Some((_, stored)) = self.event(&id)?
+        {
+            let mut state = self.state_before(&stored)?;
+            state.insert(("m.room.member".to_owned(), user.to_string()), id);
+            return self.pdus(state.into_values());
+        }
+        self.check_can_read(room_id, user)?;
+        self.current_state(room_id)
     }
 
     /// The state before an event.
@@ -550,9 +622,15 @@ impl Rooms {
         Ok(events)
     }
 
-    /// The event closest to `ts`: the last one at or before it (`forwards == false`) or the
-    /// first one at or after it. Walks the timeline; rooms are read newest first.
-    pub fn event_at_timestamp(&self, room_id: &RoomId, ts: u64, forwards: bool) -> Result<Option<Pdu>> {
+    /// The event closest to `ts` that `accept` lets through: the last one at or before it
+    /// (`forwards == false`) or the first one at or after it. Walks the timeline newest first.
+    pub fn event_at_timestamp(
+        &self,
+        room_id: &RoomId,
+        ts: u64,
+        forwards: bool,
+        mut accept: impl FnMut(&Pdu, &StoredEvent) -> Result<bool>,
+    ) -> Result<Option<Pdu>> {
         let room = self.room(room_id)?;
         let mut best: Option<Pdu> = None;
         let mut cursor = u64::MAX;
@@ -561,16 +639,16 @@ impl Rooms {
             let Some((last, _)) = page.last() else { break };
             cursor = *last;
             for (_, id) in &page {
-                let Some(pdu) = self.pdu(id)? else { continue };
+                let Some((pdu, stored)) = self.event(id)? else { continue };
                 let event_ts: u64 = pdu.origin_server_ts.get().into();
-                if forwards {
-                    if event_ts >= ts {
-                        best = Some(pdu);
-                    } else {
-                        return Ok(best);
+                if forwards && event_ts < ts {
+                    return Ok(best);
+                }
+                if (forwards || event_ts <= ts) && accept(&pdu, &stored)? {
+                    if !forwards {
+                        return Ok(Some(pdu));
                     }
-                } else if event_ts <= ts {
-                    return Ok(Some(pdu));
+                    best = Some(pdu);
                 }
             }
         }

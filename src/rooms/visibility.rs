@@ -1,4 +1,5 @@
-//! History visibility: which events a user may see (spec: "History visibility").
+//! History visibility: which events a user may see (spec: "Room History Visibility",
+//! server behaviour).
 
 use std::collections::HashMap;
 
@@ -19,23 +20,47 @@ struct Context {
 pub struct Visibility<'a> {
     rooms: &'a Rooms,
     user: &'a UserId,
-    currently_joined: bool,
+    /// The user was joined at some moment before this timeline position (`u64::MAX` while
+    /// they are joined now): `shared` history before it is theirs to read.
+    joined_until: Option<u64>,
     by_snapshot: HashMap<Option<u64>, Context>,
 }
 
 impl Rooms {
     /// Fails unless the user may read some of the room's history: they have (or had) a
-    /// membership in it, or it is world-readable.
+    /// membership in it and have not forgotten it, or it is world-readable.
     pub fn check_can_read_history(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
-        if self.membership(room_id, user)?.is_some() {
+        if self.store.remembered_membership(user, room_id)?.is_some() {
             return Ok(());
         }
         self.check_can_read(room_id, user)
     }
 
     pub fn visibility<'a>(&'a self, room_id: &RoomId, user: &'a UserId) -> Result<Visibility<'a>> {
-        let currently_joined = self.membership(room_id, user)?.as_deref() == Some("join");
-        Ok(Visibility { rooms: self, user, currently_joined, by_snapshot: HashMap::new() })
+        let joined_until = match self.membership(room_id, user)?.as_deref() {
+            Some("join") => Some(u64::MAX),
+            Some(_) => self.end_of_last_join(room_id, user)?,
+            None => None,
+        };
+        Ok(Visibility { rooms: self, user, joined_until, by_snapshot: HashMap::new() })
+    }
+
+    /// For a user not joined now: the position of the event that ended their last stay
+    /// in the room, found by walking back through their membership events.
+    fn end_of_last_join(&self, room_id: &RoomId, user: &UserId) -> Result<Option<u64>> {
+        let room = self.room(room_id)?;
+        let member_key = ("m.room.member".to_owned(), user.to_string());
+        let mut current = self.store.current_state_event(&room, &member_key.0, &member_key.1)?;
+        while let Some(id) = current {
+            let Some((_, stored)) = self.event(&id)? else { return Ok(None) };
+            let Some(previous) = self.state_before(&stored)?.remove(&member_key) else { return Ok(None) };
+            let Some(previous_pdu) = self.pdu(&previous)? else { return Ok(None) };
+            if previous_pdu.content_json()["membership"] == "join" {
+                return Ok(Some(stored.position));
+            }
+            current = Some(previous);
+        }
+        Ok(None)
     }
 }
 
@@ -61,19 +86,29 @@ impl Visibility<'_> {
                 context
             }
         };
-        // A user's own membership event counts as the state at it.
-        let membership = if pdu.state_key.as_deref() == Some(self.user.as_str())
-            && pdu.kind.to_string() == "m.room.member"
-        {
-            pdu.content_json()["membership"].as_str().map(str::to_owned)
-        } else {
-            context.membership
-        };
-        Ok(match context.history_visibility.as_str() {
+        let allowed = |history_visibility: &str, membership: Option<&str>| match history_visibility {
             "world_readable" => true,
-            _ if membership.as_deref() == Some("join") => true,
-            "shared" => self.currently_joined,
-            "invited" => membership.as_deref() == Some("invite"),
+            _ if membership == Some("join") => true,
+            "invited" => membership == Some("invite"),
+            "joined" => false,
+            // `shared`, and any value this server does not understand.
+            _ => self.joined_until.is_some_and(|until| stored.position < until),
+        };
+        if allowed(&context.history_visibility, context.membership.as_deref()) {
+            return Ok(true);
+        }
+        // A user's own membership events and history visibility changes are visible if the
+        // state before *or after* them allows it.
+        let kind = pdu.kind.to_string();
+        let content = pdu.content_json();
+        Ok(match (kind.as_str(), pdu.state_key.as_deref()) {
+            ("m.room.member", Some(key)) if key == self.user.as_str() => {
+                allowed(&context.history_visibility, content["membership"].as_str())
+            }
+            ("m.room.history_visibility", Some("")) => allowed(
+                content["history_visibility"].as_str().unwrap_or("shared"),
+                context.membership.as_deref(),
+            ),
             _ => false,
         })
     }

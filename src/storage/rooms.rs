@@ -435,6 +435,14 @@ impl Store {
             .transpose()
     }
 
+    /// The user's membership in a room unless they have forgotten the room.
+    pub fn remembered_membership(&self, user_id: &UserId, room_id: &RoomId) -> Result<Option<String>> {
+        Ok(self
+            .user_rooms
+            .get(composite_key(&[user_id.as_bytes(), room_id.as_bytes()]))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
     /// Every user with a membership in the room, with it.
     pub fn memberships(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, String)>> {
         Ok(self
