@@ -61,21 +61,21 @@ impl Visibility<'_> {
                 context
             }
         };
-        // A user's own membership event counts as the state at it.
-        let membership = if pdu.state_key.as_deref() == Some(self.user.as_str())
-            && pdu.kind.to_string() == "m.room.member"
-        {
-            pdu.content_json()["membership"].as_str().map(str::to_owned)
-        } else {
-            context.membership
-        };
-        Ok(match context.history_visibility.as_str() {
+        let allowed = |membership: Option<&str>| match context.history_visibility.as_str() {
             "world_readable" => true,
-            _ if membership.as_deref() == Some("join") => true,
+            _ if membership == Some("join") => true,
             "shared" => self.currently_joined,
-            "invited" => membership.as_deref() == Some("invite"),
+            "invited" => membership == Some("invite"),
             _ => false,
-        })
+        };
+        // A user sees their own membership event if their membership before *or* after it
+        // allows it (spec: "History visibility"), so a leave still reaches the leaver.
+        let own_membership_after = (pdu.state_key.as_deref() == Some(self.user.as_str())
+            && pdu.kind.to_string() == "m.room.member")
+            .then(|| pdu.content_json()["membership"].as_str().map(str::to_owned))
+            .flatten();
+        Ok(allowed(context.membership.as_deref())
+            || own_membership_after.is_some_and(|after| allowed(Some(&after))))
     }
 
     /// Fails with "not found" unless the event is visible (hiding whether it exists).
