@@ -162,6 +162,10 @@ impl Builder<'_> {
             .collect()
     }
 
+    fn lazy_members(&self) -> bool {
+        !self.params.filter.room.state.lazy_load_options.is_disabled()
+    }
+
     /// State events from `state` (minus those in the timeline), keeping only the members the
     /// client needs when it lazy-loads them.
     fn state_events<T>(
@@ -169,7 +173,7 @@ impl Builder<'_> {
         state: BTreeMap<StateKey, OwnedEventId>,
         timeline: &Events,
     ) -> Result<Vec<Raw<T>>> {
-        let lazy = !self.params.filter.room.state.lazy_load_options.is_disabled();
+        let lazy = self.lazy_members();
         let in_timeline: BTreeSet<&OwnedEventId> = timeline.iter().map(|(pdu, _)| &pdu.event_id).collect();
         let needed_members: BTreeSet<&str> = timeline
             .iter()
@@ -219,14 +223,25 @@ impl Builder<'_> {
         };
         let state = if initial {
             self.state_events(state_at_start, &timeline)?
-        } else if limited {
-            // Only what changed across the gap the client will not see.
-            let at_since = self.rooms.state_at_position(room_id, since.unwrap_or(0))?;
-            let delta =
-                state_at_start.into_iter().filter(|(key, id)| at_since.get(key) != Some(id)).collect();
-            self.state_events(delta, &timeline)?
         } else {
-            vec![]
+            let mut wanted = BTreeMap::new();
+            if limited {
+                // What changed across the gap the client will not see.
+                let at_since = self.rooms.state_at_position(room_id, since.unwrap_or(0))?;
+                wanted.extend(state_at_start.iter().filter(|(key, id)| at_since.get(*key) != Some(*id)));
+            }
+            if self.lazy_members() {
+                // A lazy-loading client may never have been sent a sender's member event, and
+                // which ones it has is not tracked: send them all (the spec allows redundancy).
+                for (pdu, _) in &timeline {
+                    let key = ("m.room.member".to_owned(), pdu.sender.to_string());
+                    if let Some((key, id)) = state_at_start.get_key_value(&key) {
+                        wanted.insert(key, id);
+                    }
+                }
+            }
+            let wanted = wanted.into_iter().map(|(key, id)| (key.clone(), id.clone())).collect();
+            self.state_events(wanted, &timeline)?
         };
 
         let mut joined = JoinedRoom::new();
