@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use sled::{Transactional, transaction::ConflictableTransactionError};
 
-use super::{Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of};
+use super::{
+    PositionGuard, Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of,
+};
 
 /// A delta chain longer than this is replaced by a full copy, bounding how many records a
 /// state lookup reads.
@@ -239,8 +241,13 @@ impl Store {
 
     /// Stores a new event at the end of its room's timeline, updating state, memberships,
     /// extremities and the transaction id index in one transaction. Returns the room as it
-    /// is afterwards. The caller holds the room's append lock.
-    pub async fn append_event(&self, room: &RoomRecord, event: NewEvent<'_>) -> Result<(RoomRecord, u64)> {
+    /// is afterwards, and the event's stream position, which readers cannot see until the
+    /// caller drops it. The caller holds the room's append lock.
+    pub async fn append_event(
+        &self,
+        room: &RoomRecord,
+        event: NewEvent<'_>,
+    ) -> Result<(RoomRecord, PositionGuard)> {
         let guard = self.begin_position()?;
         let position = guard.position();
         let mut updated = room.clone();
@@ -368,8 +375,7 @@ impl Store {
             );
         flatten(outcome)?;
         self.durable().await?;
-        drop(guard);
-        Ok((updated, position))
+        Ok((updated, guard))
     }
 
     /// Event ids of a room's timeline after (forwards) or before (backwards) `from`, which
