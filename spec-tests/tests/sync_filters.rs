@@ -199,3 +199,74 @@ async fn lazy_loaded_members_include_every_timeline_senders_member_event() {
         assert!(keys.iter().any(|k| k == sender), "{sender} missing: {section}");
     }
 }
+
+#[tokio::test]
+async fn state_ephemeral_and_account_data_filters_restrict_their_sections() {
+    let server = Server::start().await;
+    let (alice, bob) = (
+        server.client().register("alice", "password-a").await,
+        server.client().register("bob", "password-b").await,
+    );
+    let room = create_room(&alice, json!({"preset": "public_chat", "name": "Filtered"})).await;
+    join(&bob, &room).await;
+    let message = send_text(&bob, &room, "hi").await;
+    let receipt = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&message));
+    bob.post(&receipt, &json!({})).await.expect(200);
+    let typing = format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(&room), enc(bob.user_id()));
+    bob.put(&typing, &json!({"typing": true, "timeout": 30_000})).await.expect(200);
+    let me = enc(alice.user_id());
+    for kind in ["org.example.keep", "org.example.drop"] {
+        alice
+            .put(&format!("/_matrix/client/v3/user/{me}/account_data/{kind}"), &json!({"k": 1}))
+            .await
+            .expect(200);
+        let path = format!("/_matrix/client/v3/user/{me}/rooms/{}/account_data/{kind}", enc(&room));
+        alice.put(&path, &json!({"k": 2})).await.expect(200);
+    }
+
+    let filter = json!({
+        "account_data": {"not_types": ["org.example.drop"]},
+        "room": {
+            "timeline": {"limit": 1},
+            "state": {"types": ["m.room.name", "m.room.create"]},
+            "ephemeral": {"not_types": ["m.typing"]},
+            "account_data": {"types": ["org.example.keep"]},
+        },
+    })
+    .to_string();
+    let body = sync(&alice, None, 0, Some(&filter)).await;
+    let section = joined(&body, &room);
+    let mut state_kinds: Vec<&str> =
+        section["state"]["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    state_kinds.sort();
+    assert_eq!(state_kinds, vec!["m.room.create", "m.room.name"], "{section}");
+    assert!(of_type(&section["ephemeral"], "m.typing").is_empty(), "{section}");
+    assert_eq!(of_type(&section["ephemeral"], "m.receipt").len(), 1, "{section}");
+    assert_eq!(of_type(&section["account_data"], "org.example.keep").len(), 1, "{section}");
+    assert!(of_type(&section["account_data"], "org.example.drop").is_empty(), "{section}");
+    assert_eq!(of_type(&body["account_data"], "org.example.keep").len(), 1, "{body}");
+    assert!(of_type(&body["account_data"], "org.example.drop").is_empty(), "{body}");
+
+    // Without the filter, everything is there: the filter made the difference.
+    let body = sync(&alice, None, 0, Some(r#"{"room":{"timeline":{"limit":1}}}"#)).await;
+    let section = joined(&body, &room);
+    assert_eq!(of_type(&section["ephemeral"], "m.typing").len(), 1, "{section}");
+    assert!(of_type(&section["state"], "m.room.member").len() >= 2, "{section}");
+    assert_eq!(of_type(&body["account_data"], "org.example.drop").len(), 1, "{body}");
+}
+
+#[tokio::test]
+async fn a_timeline_not_rooms_filter_empties_that_rooms_timeline_only() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "password-a").await;
+    let quiet = public_room(&alice).await;
+    let loud = public_room(&alice).await;
+    let token = next_batch(&sync(&alice, None, 0, None).await);
+    send_text(&alice, &quiet, "hidden").await;
+    let shown = send_text(&alice, &loud, "shown").await;
+
+    let filter = json!({"room": {"timeline": {"not_rooms": [quiet]}}}).to_string();
+    let body = sync(&alice, Some(&token), 0, Some(&filter)).await;
+    assert!(timeline_ids(joined(&body, &quiet)).is_empty(), "{body}");
+    assert_eq!(timeline_ids(joined(&body, &loud)), vec![shown], "{body}");
+}
