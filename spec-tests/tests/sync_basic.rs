@@ -199,3 +199,53 @@ async fn sync_tokens_from_before_a_kill_9_still_work_and_return_only_newer_event
     let newest = sync(&alice, Some(&next_batch(&body)), 0, None).await;
     assert!(joined(&newest, &room).is_null(), "{newest}");
 }
+
+/// Types of the state and timeline events of a room section.
+fn kinds_in(section: &Value) -> Vec<String> {
+    events(&section["state"])
+        .iter()
+        .chain(events(&section["timeline"]).iter())
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_room_joined_after_the_token_comes_with_its_full_state() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "password-a").await;
+    let bob = server.client().register("bob", "password-b").await;
+    let room = create_room(&alice, json!({"preset": "public_chat", "name": "Open house"})).await;
+    send_text(&alice, &room, "welcome").await;
+    let token = next_batch(&sync(&bob, None, 0, None).await);
+    join(&bob, &room).await;
+
+    let body = sync(&bob, Some(&token), 5000, None).await;
+    let section = joined(&body, &room);
+    let kinds = kinds_in(section);
+    for kind in ["m.room.create", "m.room.name", "m.room.power_levels", "m.room.join_rules"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} missing: {section}");
+    }
+    let last = events(&section["timeline"]).last().cloned().unwrap_or_else(|| panic!("{section}"));
+    assert_eq!(
+        (last["state_key"].as_str(), last["content"]["membership"].as_str()),
+        (Some(bob.user_id()), Some("join"))
+    );
+}
+
+#[tokio::test]
+async fn full_state_resends_the_rooms_state_in_an_incremental_sync() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "password-a").await;
+    let room = public_room(&alice).await;
+    let token = next_batch(&sync(&alice, None, 0, None).await);
+    send_text(&alice, &room, "something new").await;
+
+    let path = format!("/_matrix/client/v3/sync?full_state=true&timeout=0&since={}", enc(&token));
+    let body = alice.get(&path).await.expect(200);
+    let kinds = kinds_in(joined(&body, &room));
+    assert!(kinds.iter().any(|k| k == "m.room.create"), "{body}");
+    // Even a room with nothing new is sent in full.
+    let path = format!("/_matrix/client/v3/sync?full_state=true&timeout=0&since={}", enc(&next_batch(&body)));
+    let body = alice.get(&path).await.expect(200);
+    assert!(kinds_in(joined(&body, &room)).iter().any(|k| k == "m.room.create"), "{body}");
+}

@@ -187,3 +187,23 @@ async fn read_markers_set_fully_read_room_account_data_and_the_read_receipt() {
     let bogus = json!({"m.fully_read": "$nope:localhost"});
     assert_eq!(bob.post(&path, &bogus).await.status, 404);
 }
+
+#[tokio::test]
+async fn a_fully_read_receipt_moves_the_marker_without_a_public_receipt() {
+    let server = Server::start().await;
+    let (alice, bob, room) = two_members(&server).await;
+    let message = send_text(&alice, &room, "long read").await;
+    let alice_token = next_batch(&sync(&alice, None, 0, None).await);
+
+    let path = format!("/_matrix/client/v3/rooms/{}/receipt/m.fully_read/{}", enc(&room), enc(&message));
+    bob.post(&path, &json!({})).await.expect(200);
+    let data_path = format!(
+        "/_matrix/client/v3/user/{}/rooms/{}/account_data/m.fully_read",
+        enc(bob.user_id()),
+        enc(&room)
+    );
+    assert_eq!(bob.get(&data_path).await.expect(200)["event_id"], message);
+    // The marker is Bob's own business: Alice hears nothing.
+    let body = sync(&alice, Some(&alice_token), 300, None).await;
+    assert!(joined(&body, &room).is_null(), "{body}");
+}
