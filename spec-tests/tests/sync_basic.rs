@@ -249,3 +249,26 @@ async fn full_state_resends_the_rooms_state_in_an_incremental_sync() {
     let body = alice.get(&path).await.expect(200);
     assert!(kinds_in(joined(&body, &room)).iter().any(|k| k == "m.room.create"), "{body}");
 }
+
+#[tokio::test]
+async fn a_rejected_invite_moves_to_rooms_leave_with_the_rejection() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "password-a").await;
+    let bob = server.client().register("bob", "password-b").await;
+    let room = create_room(&alice, json!({"preset": "private_chat"})).await;
+    invite(&alice, &room, bob.user_id()).await;
+    let body = sync(&bob, None, 0, None).await;
+    assert!(body["rooms"]["invite"][&room].is_object(), "{body}");
+    send_text(&alice, &room, "are you coming?").await;
+
+    leave(&bob, &room).await;
+    let body = sync(&bob, Some(&next_batch(&body)), 5000, None).await;
+    assert!(body["rooms"]["invite"][&room].is_null(), "{body}");
+    let left = &body["rooms"]["leave"][&room];
+    let rejection =
+        events(&left["timeline"]).last().cloned().unwrap_or_else(|| panic!("no leave event: {body}"));
+    assert_eq!(rejection["state_key"], bob.user_id());
+    assert_eq!(rejection["content"]["membership"], "leave");
+    // Alice's messages in a room Bob never joined stay hidden from him.
+    assert!(of_type(&left["timeline"], "m.room.message").is_empty(), "{left}");
+}

@@ -74,7 +74,12 @@ impl Visibility<'_> {
             && pdu.kind.to_string() == "m.room.member")
             .then(|| pdu.content_json()["membership"].as_str().map(str::to_owned))
             .flatten();
-        Ok(allowed(context.membership.as_deref())
+        // And always their own leave from an invite, or a rejected invite would never
+        // disappear from their client (Synapse makes the same exception).
+        let leaves_invite = own_membership_after.as_deref() == Some("leave")
+            && context.membership.as_deref() == Some("invite");
+        Ok(leaves_invite
+            || allowed(context.membership.as_deref())
             || own_membership_after.is_some_and(|after| allowed(Some(&after))))
     }
 
