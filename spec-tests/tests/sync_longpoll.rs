@@ -153,3 +153,46 @@ async fn a_hundred_incremental_syncs_with_concurrent_senders_deliver_every_event
     assert!(missing.is_empty(), "never delivered: {missing:?}");
     assert_eq!(sent.len(), 2 * SENDERS * PER_SENDER);
 }
+
+#[tokio::test]
+async fn long_polls_wake_promptly_while_rooms_they_are_not_in_are_busy() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "password-a").await;
+    let bob = server.client().register("bob", "password-b").await;
+    let room = public_room(&alice).await;
+    join(&bob, &room).await;
+    // Writers in rooms Bob is not in keep earlier stream positions in flight all the time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut busy = Vec::new();
+    for i in 0..3 {
+        let other = server.client().register(&format!("busy{i}"), "password-x").await;
+        let stop = stop.clone();
+        busy.push(tokio::spawn(async move {
+            let elsewhere = public_room(&other).await;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                send_text(&other, &elsewhere, "noise").await;
+            }
+        }));
+    }
+
+    let mut token = next_batch(&sync(&bob, None, 0, None).await);
+    for round in 0..40 {
+        let poll = {
+            let (bob, token) = (bob.clone(), token.clone());
+            tokio::spawn(async move { (sync(&bob, Some(&token), 30_000, None).await, Instant::now()) })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let sent_at = Instant::now();
+        let message = send_text(&alice, &room, &format!("round {round}")).await;
+        let (body, returned_at) =
+            tokio::time::timeout(Duration::from_secs(10), poll).await.expect("long-poll stalled").unwrap();
+        let latency = returned_at.saturating_duration_since(sent_at);
+        assert!(latency < Duration::from_secs(1), "round {round} took {latency:?}");
+        assert_eq!(timeline_ids(joined(&body, &room)), vec![message], "round {round}: {body}");
+        token = next_batch(&body);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in busy {
+        task.await.unwrap();
+    }
+}
