@@ -207,3 +207,34 @@ async fn a_fully_read_receipt_moves_the_marker_without_a_public_receipt() {
     let body = sync(&alice, Some(&alice_token), 300, None).await;
     assert!(joined(&body, &room).is_null(), "{body}");
 }
+
+#[tokio::test]
+async fn unread_counts_always_match_the_timeline_sent_with_them() {
+    let server = Server::start().await;
+    let (alice, bob, room) = two_members(&server).await;
+    let mut token = next_batch(&sync(&bob, None, 0, None).await);
+    const MESSAGES: u64 = 40;
+    let sender = {
+        let (alice, room) = (alice.clone(), room.clone());
+        tokio::spawn(async move {
+            for i in 0..MESSAGES {
+                send_text(&alice, &room, &format!("message {i}")).await;
+            }
+        })
+    };
+    // Poll as fast as possible, so syncs land between an event's write and its push rules.
+    let mut seen = 0;
+    let started = Instant::now();
+    while seen < MESSAGES {
+        assert!(started.elapsed() < Duration::from_secs(60), "only {seen} messages arrived");
+        let body = sync(&bob, Some(&token), 0, None).await;
+        token = next_batch(&body);
+        let section = joined(&body, &room);
+        if section.is_null() {
+            continue;
+        }
+        seen += timeline_ids(section).len() as u64;
+        assert_eq!(counts(section), (seen, 0), "after {seen} messages: {section}");
+    }
+    sender.await.unwrap();
+}
