@@ -193,3 +193,36 @@ async fn notifications_lists_a_notifying_event_and_whether_it_was_read() {
     let highlights = bob.get("/_matrix/client/v3/notifications?only=highlight").await.expect(200);
     assert_eq!(highlights["notifications"], json!([]), "{highlights}");
 }
+
+#[tokio::test]
+async fn notifications_page_backwards_and_filter_highlights() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "password-a").await;
+    let bob = server.client().register("bob", "password-b").await;
+    let room = public_room(&alice).await;
+    join(&bob, &room).await;
+    let first = send_text(&alice, &room, "one").await;
+    let second = send_text(&alice, &room, "two").await;
+    let mention = json!({"msgtype": "m.text", "body": "three", "m.mentions": {"user_ids": [bob.user_id()]}});
+    let third = send_event(&alice, &room, "m.room.message", mention).await;
+    let ids = |page: &Value| -> Vec<String> {
+        page["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["event"]["event_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let page = bob.get("/_matrix/client/v3/notifications?limit=2").await.expect(200);
+    assert_eq!(ids(&page), vec![third.clone(), second], "{page}");
+    let next = page["next_token"].as_str().unwrap_or_else(|| panic!("a next_token: {page}"));
+    let page =
+        bob.get(&format!("/_matrix/client/v3/notifications?limit=2&from={}", enc(next))).await.expect(200);
+    assert_eq!(ids(&page), vec![first], "{page}");
+    assert!(page["next_token"].is_null(), "{page}");
+
+    let page = bob.get("/_matrix/client/v3/notifications?only=highlight").await.expect(200);
+    assert_eq!(ids(&page), vec![third], "{page}");
+    assert!(page["notifications"][0]["actions"].to_string().contains("highlight"), "{page}");
+}
