@@ -272,3 +272,26 @@ async fn a_rejected_invite_moves_to_rooms_leave_with_the_rejection() {
     // Alice's messages in a room Bob never joined stay hidden from him.
     assert!(of_type(&left["timeline"], "m.room.message").is_empty(), "{left}");
 }
+
+#[tokio::test]
+async fn a_gappy_sync_carries_the_state_changed_in_the_gap_and_nothing_else() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "password-a").await;
+    let room = create_room(&alice, json!({"preset": "public_chat", "name": "Old name"})).await;
+    let filter = r#"{"room":{"timeline":{"limit":2}}}"#;
+    let token = next_batch(&sync(&alice, None, 0, Some(filter)).await);
+    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room));
+    alice.put(&path, &json!({"name": "New name"})).await.expect(200);
+    for i in 0..5 {
+        send_text(&alice, &room, &format!("chatter {i}")).await;
+    }
+
+    let body = sync(&alice, Some(&token), 0, Some(filter)).await;
+    let section = joined(&body, &room);
+    assert_eq!(section["timeline"]["limited"], true, "{section}");
+    let state = events(&section["state"]);
+    let names: Vec<&Value> = state.iter().filter(|e| e["type"] == "m.room.name").collect();
+    assert_eq!(names.len(), 1, "the rename happened in the gap: {section}");
+    assert_eq!(names[0]["content"]["name"], "New name");
+    assert!(state.iter().all(|e| e["type"] != "m.room.create"), "unchanged state is not resent: {section}");
+}
