@@ -57,8 +57,8 @@ impl AccountData {
         kind: &str,
         content: &JsonValue,
     ) -> Result<()> {
-        self.store.set_account_data(user, room, kind, content).await?;
-        self.notifier.notify([user]);
+        let position = self.store.set_account_data(user, room, kind, content).await?;
+        self.notifier.notify([user], position);
         Ok(())
     }
 

@@ -81,7 +81,7 @@ impl Presence {
         drop(users);
         if changed {
             let peers = self.peers(user)?;
-            self.notifier.notify(peers.iter().map(|u| &**u));
+            self.notifier.notify(peers.iter().map(|u| &**u), position);
         }
         Ok(())
     }

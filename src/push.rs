@@ -109,8 +109,10 @@ impl Push {
         Ok(self.store.add_notifications(position, &notified).await?)
     }
 
-    pub fn unread_counts(&self, user: &UserId, room: &RoomId) -> Result<UnreadCounts> {
-        Ok(self.store.unread_counts(user, room)?)
+    /// The user's unread counts in the room, counting events at or before `upto` (the
+    /// position a sync answers up to, so the counts match the timeline it sends).
+    pub fn unread_counts(&self, user: &UserId, room: &RoomId, upto: u64) -> Result<UnreadCounts> {
+        Ok(self.store.unread_counts(user, room, upto)?)
     }
 
     /// The user's notifications, newest first, before the `from` token.

@@ -83,9 +83,9 @@ impl E2ee {
 
     /// Records a change to `user`'s devices or keys and wakes everyone who tracks them.
     async fn key_changed(&self, user: &UserId) -> Result<()> {
-        self.store.mark_key_change(user).await?;
+        let position = self.store.mark_key_change(user).await?;
         let peers = self.room_peers(user)?;
-        self.notifier.notify(peers.iter().map(|u| &**u));
+        self.notifier.notify(peers.iter().map(|u| &**u), position);
         Ok(())
     }
 
@@ -312,9 +312,9 @@ impl E2ee {
                 }
             }
         }
-        if self.store.queue_to_device(sender, txn_id, &messages).await? {
+        if let Some(position) = self.store.queue_to_device(sender, txn_id, &messages).await? {
             let recipients: BTreeSet<&UserId> = messages.iter().map(|(u, _, _)| &**u).collect();
-            self.notifier.notify(recipients);
+            self.notifier.notify(recipients, position);
         }
         Ok(())
     }

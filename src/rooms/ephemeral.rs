@@ -33,33 +33,40 @@ struct RoomTyping {
 }
 
 impl Typing {
-    /// Sets or clears a typer; returns whether anything changed.
-    fn set(&self, store: &Store, room: &RoomId, user: &UserId, until: Option<Instant>) -> Result<bool> {
+    /// Sets or clears a typer; returns the position of the change, if anything changed.
+    fn set(
+        &self,
+        store: &Store,
+        room: &RoomId,
+        user: &UserId,
+        until: Option<Instant>,
+    ) -> Result<Option<u64>> {
         let mut rooms = self.rooms.lock().expect("typing lock is never poisoned");
         let entry = rooms.entry(room.to_owned()).or_default();
         let changed = match until {
             Some(until) => entry.until.insert(user.to_owned(), until).is_none(),
             None => entry.until.remove(user).is_some(),
         };
-        if changed {
-            // Typing is not stored, but it is ordered like everything else.
-            entry.position = store.begin_position()?.position();
+        if !changed {
+            return Ok(None);
         }
-        Ok(changed)
+        // Typing is not stored, but it is ordered like everything else.
+        entry.position = store.begin_position()?.position();
+        Ok(Some(entry.position))
     }
 
-    /// Drops typers whose time is up; returns whether any were dropped.
-    fn expire(&self, store: &Store, room: &RoomId) -> Result<bool> {
+    /// Drops typers whose time is up; returns the position of the change, if any.
+    fn expire(&self, store: &Store, room: &RoomId) -> Result<Option<u64>> {
         let mut rooms = self.rooms.lock().expect("typing lock is never poisoned");
-        let Some(entry) = rooms.get_mut(room) else { return Ok(false) };
+        let Some(entry) = rooms.get_mut(room) else { return Ok(None) };
         let now = Instant::now();
         let before = entry.until.len();
         entry.until.retain(|_, until| *until > now);
-        let changed = entry.until.len() != before;
-        if changed {
-            entry.position = store.begin_position()?.position();
+        if entry.until.len() == before {
+            return Ok(None);
         }
-        Ok(changed)
+        entry.position = store.begin_position()?.position();
+        Ok(Some(entry.position))
     }
 
     /// The typers of a room if they changed after `after`.
@@ -74,9 +81,9 @@ impl Typing {
     }
 }
 
-fn notify_room(store: &Store, notifier: &Notifier, room: &RoomId) -> Result<()> {
+fn notify_room(store: &Store, notifier: &Notifier, room: &RoomId, position: u64) -> Result<()> {
     let members = store.memberships(room)?;
-    notifier.notify(members.iter().filter(|(_, m)| m == "join").map(|(u, _)| &**u));
+    notifier.notify(members.iter().filter(|(_, m)| m == "join").map(|(u, _)| &**u), position);
     Ok(())
 }
 
@@ -92,8 +99,8 @@ impl Rooms {
     pub fn set_typing(&self, room_id: &RoomId, user: &UserId, timeout: Option<Duration>) -> Result<()> {
         self.require_joined(room_id, user)?;
         let until = timeout.map(|t| Instant::now() + t.min(MAX_TYPING));
-        if self.typing.set(&self.store, room_id, user, until)? {
-            notify_room(&self.store, &self.notifier, room_id)?;
+        if let Some(position) = self.typing.set(&self.store, room_id, user, until)? {
+            notify_room(&self.store, &self.notifier, room_id, position)?;
         }
         if let Some(until) = until {
             let (typing, store, notifier, room) =
@@ -101,10 +108,10 @@ impl Rooms {
             tokio::spawn(async move {
                 tokio::time::sleep_until(until.into()).await;
                 match typing.expire(&store, &room) {
-                    Ok(true) => {
-                        let _ = notify_room(&store, &notifier, &room);
+                    Ok(Some(position)) => {
+                        let _ = notify_room(&store, &notifier, &room, position);
                     }
-                    Ok(false) => {}
+                    Ok(None) => {}
                     Err(e) => tracing::warn!(error = %e, "expiring typing notifications"),
                 }
             });
@@ -140,11 +147,11 @@ impl Rooms {
             ts: MilliSecondsSinceUnixEpoch::now().get().into(),
             position: 0,
         };
-        self.store.set_receipt(room_id, record, stored.position).await?;
+        let position = self.store.set_receipt(room_id, record, stored.position).await?;
         if receipt_type == "m.read.private" {
-            self.notifier.notify([user]);
+            self.notifier.notify([user], position);
         } else {
-            notify_room(&self.store, &self.notifier, room_id)?;
+            notify_room(&self.store, &self.notifier, room_id, position)?;
         }
         Ok(())
     }

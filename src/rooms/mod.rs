@@ -286,9 +286,12 @@ impl Rooms {
             membership: member.as_ref().map(|(user, membership)| (&**user, membership.as_str())),
             txn: txn.map(|(user, t)| (user, t.device_id, t.txn_id)),
         };
-        let (updated, position) = self.store.append_event(room, event).await?;
+        let (updated, guard) = self.store.append_event(room, event).await?;
+        let position = guard.position();
         self.push_event(room, pdu, position, member.as_ref().map(|(user, m)| (&**user, m.as_str()))).await?;
-        self.notify_members(&room.room_id, member.as_ref().map(|(user, _)| &**user))?;
+        // Only now may syncs see the event: its unread counts are recorded with it.
+        drop(guard);
+        self.notify_members(&room.room_id, member.as_ref().map(|(user, _)| &**user), position)?;
         Ok(updated)
     }
 
@@ -330,10 +333,10 @@ impl Rooms {
 
     /// Wakes the syncs of everyone in the room (and of the target of a membership change,
     /// who may just have left or been invited).
-    fn notify_members(&self, room_id: &RoomId, also: Option<&UserId>) -> Result<()> {
+    fn notify_members(&self, room_id: &RoomId, also: Option<&UserId>, position: u64) -> Result<()> {
         let members = self.store.memberships(room_id)?;
         let present = members.iter().filter(|(_, m)| m == "join" || m == "invite").map(|(u, _)| &**u);
-        self.notifier.notify(present.chain(also));
+        self.notifier.notify(present.chain(also), position);
         Ok(())
     }
 

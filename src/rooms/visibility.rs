@@ -102,6 +102,15 @@ impl Visibility<'_> {
         let kind = pdu.kind.to_string();
         let content = pdu.content_json();
         Ok(match (kind.as_str(), pdu.state_key.as_deref()) {
+            // Their own leave from an invite is always visible, or a rejected invite would
+            // never disappear from their client (Synapse makes the same exception).
+            ("m.room.member", Some(key))
+                if key == self.user.as_str()
+                    && content["membership"] == "leave"
+                    && context.membership.as_deref() == Some("invite") =>
+            {
+                true
+            }
             ("m.room.member", Some(key)) if key == self.user.as_str() => {
                 allowed(&context.history_visibility, content["membership"].as_str())
             }

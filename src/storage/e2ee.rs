@@ -215,13 +215,13 @@ impl Store {
     }
 
     /// Queues a to-device message for each (user, device) unless this sender's device has
-    /// used `txn_id` before; returns whether it queued anything.
+    /// used `txn_id` before; returns the position it queued them at, if it did.
     pub async fn queue_to_device(
         &self,
         sender: (&UserId, &DeviceId),
         txn_id: &str,
         messages: &[(OwnedUserId, OwnedDeviceId, ToDeviceMessage)],
-    ) -> Result<bool> {
+    ) -> Result<Option<u64>> {
         let guard = self.begin_position()?;
         let position = guard.position().to_be_bytes();
         let txn_key = composite_key(&[sender.0.as_bytes(), sender.1.as_bytes(), txn_id.as_bytes()]);
@@ -241,7 +241,7 @@ impl Store {
             },
         ))?;
         self.durable().await?;
-        Ok(queued)
+        Ok(queued.then_some(guard.position()))
     }
 
     /// Messages for a device with positions in `(after, upto]`, oldest first, at most `limit`.

@@ -212,7 +212,12 @@ impl Store {
 
     /// A new stream position, held until the write that uses it is durable.
     pub fn begin_position(&self) -> Result<PositionGuard> {
-        Ok(self.positions.begin(self.db.generate_id()?))
+        Ok(self.positions.begin(|| self.db.generate_id())?)
+    }
+
+    /// Follows [`Store::visible_position`] as it moves forwards.
+    pub fn watch_visible_position(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.positions.watch()
     }
 
     /// The stream position up to which every write is visible to readers.

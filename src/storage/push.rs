@@ -68,11 +68,14 @@ impl Store {
         self.durable().await
     }
 
-    /// Notifying events after the user's read position in the room.
-    pub fn unread_counts(&self, user: &UserId, room: &RoomId) -> Result<UnreadCounts> {
+    /// Notifying events after the user's read position in the room, up to `upto`.
+    pub fn unread_counts(&self, user: &UserId, room: &RoomId, upto: u64) -> Result<UnreadCounts> {
         let read = self.read_position(user, room)?;
         let start = composite_key(&[user.as_bytes(), room.as_bytes(), &be(read.saturating_add(1))]);
-        let end = composite_key(&[user.as_bytes(), room.as_bytes(), &be(u64::MAX)]);
+        let end = composite_key(&[user.as_bytes(), room.as_bytes(), &be(upto.saturating_add(1))]);
+        if start >= end {
+            return Ok(UnreadCounts::default());
+        }
         let mut counts = UnreadCounts::default();
         for item in self.room_notifications.range(start..end) {
             let (_, highlight) = item?;

@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use sled::{Transactional, transaction::ConflictableTransactionError};
 
-use super::{Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of};
+use super::{
+    PositionGuard, Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of,
+};
 
 /// A delta chain longer than this is replaced by a full copy, bounding how many records a
 /// state lookup reads.
@@ -239,8 +241,13 @@ impl Store {
 
     /// Stores a new event at the end of its room's timeline, updating state, memberships,
     /// extremities and the transaction id index in one transaction. Returns the room as it
-    /// is afterwards. The caller holds the room's append lock.
-    pub async fn append_event(&self, room: &RoomRecord, event: NewEvent<'_>) -> Result<(RoomRecord, u64)> {
+    /// is afterwards, and the event's stream position, which readers cannot see until the
+    /// caller drops it. The caller holds the room's append lock.
+    pub async fn append_event(
+        &self,
+        room: &RoomRecord,
+        event: NewEvent<'_>,
+    ) -> Result<(RoomRecord, PositionGuard)> {
         let guard = self.begin_position()?;
         let position = guard.position();
         let mut updated = room.clone();
@@ -368,8 +375,7 @@ impl Store {
             );
         flatten(outcome)?;
         self.durable().await?;
-        drop(guard);
-        Ok((updated, position))
+        Ok((updated, guard))
     }
 
     /// Event ids of a room's timeline after (forwards) or before (backwards) `from`, which
@@ -437,10 +443,10 @@ impl Store {
 
     /// The user's membership in a room unless they have forgotten the room.
     pub fn remembered_membership(&self, user_id: &UserId, room_id: &RoomId) -> Result<Option<String>> {
-        Ok(self
-            .user_rooms
+        self.user_rooms
             .get(composite_key(&[user_id.as_bytes(), room_id.as_bytes()]))?
-            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+            .map(|b| decode::<UserRoom>("user room", &b).map(|entry| entry.membership))
+            .transpose()
     }
 
     /// Every user with a membership in the room, with it.

@@ -1,6 +1,9 @@
-//! Room event filters (`RoomEventFilter`): which events a client asked for.
+//! Filters (`RoomEventFilter`, `Filter`): which events a client asked for.
 
-use ruma::api::client::filter::RoomEventFilter;
+use ruma::{
+    RoomId,
+    api::client::filter::{Filter, RoomEventFilter},
+};
 
 use crate::rooms::Pdu;
 
@@ -12,15 +15,32 @@ fn type_matches(pattern: &str, kind: &str) -> bool {
     }
 }
 
-/// Whether `pdu` passes the filter's type and sender rules (room rules are the caller's).
+/// Whether an event type passes `types` (when given) and `not_types`, which wins.
+fn type_allowed(types: Option<&[String]>, not_types: &[String], kind: &str) -> bool {
+    !not_types.iter().any(|p| type_matches(p, kind))
+        && types.is_none_or(|t| t.iter().any(|p| type_matches(p, kind)))
+}
+
+/// Whether the filter lets through events of `kind` (for events without a sender to check,
+/// such as ephemeral events and account data).
+pub fn allows_type(filter: &RoomEventFilter, kind: &str) -> bool {
+    type_allowed(filter.types.as_deref(), &filter.not_types, kind)
+}
+
+/// Whether a global filter (`account_data`, `presence`) lets through events of `kind`.
+pub fn global_allows_type(filter: &Filter, kind: &str) -> bool {
+    type_allowed(filter.types.as_deref(), &filter.not_types, kind)
+}
+
+/// Whether the filter's `rooms` and `not_rooms` (which wins) let the room through.
+pub fn allows_room(filter: &RoomEventFilter, room: &RoomId) -> bool {
+    !filter.not_rooms.iter().any(|r| r == room)
+        && filter.rooms.as_ref().is_none_or(|only| only.iter().any(|r| r == room))
+}
+
+/// Whether `pdu` passes the filter's room, type and sender rules.
 pub fn matches(filter: &RoomEventFilter, pdu: &Pdu) -> bool {
-    let kind = pdu.kind.to_string();
-    if filter.not_types.iter().any(|p| type_matches(p, &kind)) {
-        return false;
-    }
-    if let Some(types) = &filter.types
-        && !types.iter().any(|p| type_matches(p, &kind))
-    {
+    if !allows_room(filter, &pdu.room_id) || !allows_type(filter, &pdu.kind.to_string()) {
         return false;
     }
     if filter.not_senders.contains(&pdu.sender) {

@@ -72,7 +72,12 @@ impl Sync {
         // An initial sync answers at once, even when it is empty.
         let timeout = if params.since.is_none() { Duration::ZERO } else { timeout };
         subscription
-            .read_or_wait(timeout, || builder.build(), |result| result.as_ref().is_ok_and(v3::is_empty))
+            .read_or_wait(
+                timeout,
+                self.store.watch_visible_position(),
+                || builder.build(),
+                |result| result.as_ref().is_ok_and(v3::is_empty),
+            )
             .await
     }
 

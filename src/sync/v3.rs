@@ -77,7 +77,18 @@ impl Builder<'_> {
         let room_filter = &self.params.filter.room;
         let mut room_account_data: BTreeMap<OwnedRoomId, Vec<Raw<AnyRoomAccountDataEvent>>> = BTreeMap::new();
         let mut global_account_data: Vec<Raw<AnyGlobalAccountDataEvent>> = Vec::new();
+        let global_filter = &self.params.filter.account_data;
         for (room, kind, record) in self.account_data.changed(&self.session.user_id, since, upto)? {
+            let wanted = match &room {
+                Some(room) => {
+                    filter::allows_room(&room_filter.account_data, room)
+                        && filter::allows_type(&room_filter.account_data, &kind)
+                }
+                None => filter::global_allows_type(global_filter, &kind),
+            };
+            if !wanted {
+                continue;
+            }
             let event = json!({"type": kind, "content": record.content});
             match room {
                 Some(room) => room_account_data.entry(room).or_default().push(raw(event)),
@@ -85,7 +96,9 @@ impl Builder<'_> {
             }
         }
         // Clients read their push rules from here; before any change they are the defaults.
-        if since.is_none() && self.store.account_data(&self.session.user_id, None, "m.push_rules")?.is_none()
+        if since.is_none()
+            && filter::global_allows_type(global_filter, "m.push_rules")
+            && self.store.account_data(&self.session.user_id, None, "m.push_rules")?.is_none()
         {
             global_account_data.push(raw(
                 json!({"type": "m.push_rules", "content": self.push.rules_content(&self.session.user_id)?}),
@@ -188,14 +201,18 @@ impl Builder<'_> {
             .collect()
     }
 
-    /// State events from `state` (minus those in the timeline), keeping only the members the
-    /// client needs when it lazy-loads them.
+    fn lazy_members(&self) -> bool {
+        !self.params.filter.room.state.lazy_load_options.is_disabled()
+    }
+
+    /// State events from `state` (minus those in the timeline) that pass the state filter,
+    /// keeping only the members the client needs when it lazy-loads them.
     fn state_events<T>(
         &self,
         state: BTreeMap<StateKey, OwnedEventId>,
         timeline: &Events,
     ) -> Result<Vec<Raw<T>>> {
-        let lazy = !self.params.filter.room.state.lazy_load_options.is_disabled();
+        let lazy = self.lazy_members();
         let in_timeline: BTreeSet<&OwnedEventId> = timeline.iter().map(|(pdu, _)| &pdu.event_id).collect();
         let needed_members: BTreeSet<&str> = timeline
             .iter()
@@ -206,10 +223,12 @@ impl Builder<'_> {
             !in_timeline.contains(id)
                 && (!lazy || kind != "m.room.member" || needed_members.contains(state_key.as_str()))
         });
+        let state_filter = &self.params.filter.room.state;
         Ok(self
             .rooms
             .pdus(ids.map(|(_, id)| id))?
             .iter()
+            .filter(|pdu| filter::matches(state_filter, pdu))
             .map(|pdu| raw(JsonValue::Object(pdu.to_client_json())))
             .collect())
     }
@@ -227,12 +246,19 @@ impl Builder<'_> {
         let after = if since.is_none() || newly_joined { 0 } else { since.unwrap_or(0) };
         let (timeline, limited) = self.timeline(room_id, upto, after)?;
         let ephemeral_since = if newly_joined { None } else { since };
+        let ephemeral_filter = &self.params.filter.room.ephemeral;
+        let wants = |kind: &str| {
+            filter::allows_room(ephemeral_filter, room_id) && filter::allows_type(ephemeral_filter, kind)
+        };
         let mut ephemeral = Vec::new();
-        if let Some(typing) = self.rooms.typing_event(room_id, ephemeral_since, upto) {
+        if wants("m.typing")
+            && let Some(typing) = self.rooms.typing_event(room_id, ephemeral_since, upto)
+        {
             ephemeral.push(raw(typing));
         }
-        if let Some(receipts) =
-            self.rooms.receipt_event(room_id, &self.session.user_id, ephemeral_since, upto)?
+        if wants("m.receipt")
+            && let Some(receipts) =
+                self.rooms.receipt_event(room_id, &self.session.user_id, ephemeral_since, upto)?
         {
             ephemeral.push(raw(receipts));
         }
@@ -245,14 +271,25 @@ impl Builder<'_> {
         };
         let state = if initial {
             self.state_events(state_at_start, &timeline)?
-        } else if limited {
-            // Only what changed across the gap the client will not see.
-            let at_since = self.rooms.state_at_position(room_id, since.unwrap_or(0))?;
-            let delta =
-                state_at_start.into_iter().filter(|(key, id)| at_since.get(key) != Some(id)).collect();
-            self.state_events(delta, &timeline)?
         } else {
-            vec![]
+            let mut wanted = BTreeMap::new();
+            if limited {
+                // What changed across the gap the client will not see.
+                let at_since = self.rooms.state_at_position(room_id, since.unwrap_or(0))?;
+                wanted.extend(state_at_start.iter().filter(|(key, id)| at_since.get(*key) != Some(*id)));
+            }
+            if self.lazy_members() {
+                // A lazy-loading client may never have been sent a sender's member event, and
+                // which ones it has is not tracked: send them all (the spec allows redundancy).
+                for (pdu, _) in &timeline {
+                    let key = ("m.room.member".to_owned(), pdu.sender.to_string());
+                    if let Some((key, id)) = state_at_start.get_key_value(&key) {
+                        wanted.insert(key, id);
+                    }
+                }
+            }
+            let wanted = wanted.into_iter().map(|(key, id)| (key.clone(), id.clone())).collect();
+            self.state_events(wanted, &timeline)?
         };
 
         let mut joined = JoinedRoom::new();
@@ -263,7 +300,7 @@ impl Builder<'_> {
         joined.timeline.events = self.client_events(&timeline);
         joined.state = State::Before(StateEvents::with_events(state));
         joined.summary = self.summary(room_id)?;
-        let counts = self.push.unread_counts(&self.session.user_id, room_id)?;
+        let counts = self.push.unread_counts(&self.session.user_id, room_id, upto)?;
         let mut unread = UnreadNotificationsCount::new();
         unread.highlight_count = Some(UInt::new_saturating(counts.highlights));
         unread.notification_count = Some(UInt::new_saturating(counts.notifications));
