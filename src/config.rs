@@ -172,8 +172,10 @@ impl Default for Config {
 
 impl Default for RegistrationConfig {
     fn default() -> Self {
-        // Open, but `validate` refuses it on anything but loopback: trying Myelin out needs no
-        // config, and exposing it needs a decision.
+        // The built-in defaults (no config file) are for trying Myelin out on this machine:
+        // open, and `validate` refuses that on anything but loopback. A config file means a
+        // deployment, perhaps behind a reverse proxy on loopback, so there the default is
+        // `disabled` (see `Config::load`).
         Self { mode: RegistrationMode::Open, allow_open_on_public_address: false }
     }
 }
@@ -253,6 +255,14 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        if path.is_some() {
+            // Registration stays closed in a deployment unless its config opens it.
+            let registration =
+                table.entry("registration").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let Some(registration) = registration.as_table_mut() {
+                registration.entry("mode").or_insert_with(|| toml::Value::String("disabled".to_owned()));
+            }
+        }
         apply_env(&mut table, env)?;
 
         let origin = path.map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
@@ -377,7 +387,9 @@ mod tests {
         let config = load("", &[]).unwrap();
         assert_eq!(config.server_name.as_str(), "localhost");
         assert_eq!(config.listen.to_string(), "127.0.0.1:8008");
-        assert_eq!(config.registration.mode, RegistrationMode::Open);
+        assert_eq!(config.registration.mode, RegistrationMode::Disabled, "a config file closes registration");
+        let builtin = Config::load_with_env(None, &Overrides::default(), std::iter::empty()).unwrap();
+        assert_eq!(builtin.registration.mode, RegistrationMode::Open, "trying it out needs no config");
     }
 
     #[test]
@@ -413,11 +425,15 @@ mod tests {
 
     #[test]
     fn open_registration_on_public_address_needs_consent() {
-        let err = load("listen = \"0.0.0.0:8008\"\n", &[]).unwrap_err();
+        let err = load("listen = \"0.0.0.0:8008\"\n[registration]\nmode = \"open\"\n", &[]).unwrap_err();
         assert!(err.0.contains("registration.mode"), "{err}");
         load("listen = \"0.0.0.0:8008\"\n[registration]\nmode = \"token\"\n", &[]).unwrap();
-        load("listen = \"0.0.0.0:8008\"\n[registration]\nallow_open_on_public_address = true\n", &[])
-            .unwrap();
+        load("listen = \"0.0.0.0:8008\"\n", &[]).unwrap();
+        load(
+            "listen = \"0.0.0.0:8008\"\n[registration]\nmode = \"open\"\nallow_open_on_public_address = true\n",
+            &[],
+        )
+        .unwrap();
     }
 
     #[test]

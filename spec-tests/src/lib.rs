@@ -61,8 +61,16 @@ impl Server {
     }
 
     /// Starts a server with a config and extra `serve` arguments such as `--server-name`.
+    ///
+    /// With a config file, Myelin's registration defaults to disabled. Tests register users
+    /// freely, so a config without a `[registration]` table gets open registration added.
     pub async fn start_with(config: &str, extra_args: &[&str]) -> Server {
         let dir = tempfile::Builder::new().prefix("myelin-spec-").tempdir().expect("temp dir");
+        let config = if config.contains("[registration]") {
+            config.to_owned()
+        } else {
+            format!("{config}\n[registration]\nmode = \"open\"\n")
+        };
         std::fs::write(dir.path().join("myelin.toml"), config).expect("write config");
         let mut server = Server {
             child: None,
