@@ -270,3 +270,38 @@ async fn a_timeline_not_rooms_filter_empties_that_rooms_timeline_only() {
     assert!(timeline_ids(joined(&body, &quiet)).is_empty(), "{body}");
     assert_eq!(timeline_ids(joined(&body, &loud)), vec![shown], "{body}");
 }
+
+#[tokio::test]
+async fn event_fields_keep_only_the_named_fields_of_each_event() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "password-a").await;
+    let room = public_room(&alice).await;
+    let sent =
+        send_event(&alice, &room, "m.room.message", json!({"msgtype": "m.text", "body": "hi", "extra": 1}))
+            .await;
+    let filter = json!({"event_fields": ["type", "content.body", "event_id"]}).to_string();
+    let body = sync(&alice, None, 0, Some(&filter)).await;
+    let timeline = events(&joined(&body, &room)["timeline"]);
+    let message =
+        timeline.iter().find(|e| e["event_id"] == sent.as_str()).expect("the message is in the timeline");
+    assert_eq!(message, &json!({"type": "m.room.message", "content": {"body": "hi"}, "event_id": sent}));
+    for event in &timeline {
+        assert!(event.get("sender").is_none() && event.get("origin_server_ts").is_none(), "{event}");
+    }
+}
+
+#[tokio::test]
+async fn event_format_federation_returns_the_signed_pdus() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "password-a").await;
+    let room = public_room(&alice).await;
+    send_text(&alice, &room, "hi").await;
+    let filter = json!({"event_format": "federation"}).to_string();
+    let body = sync(&alice, None, 0, Some(&filter)).await;
+    let timeline = events(&joined(&body, &room)["timeline"]);
+    assert!(!timeline.is_empty());
+    for pdu in &timeline {
+        assert!(pdu["signatures"].is_object() && pdu["hashes"]["sha256"].is_string(), "not a PDU: {pdu}");
+        assert!(pdu["auth_events"].is_array() && pdu["depth"].is_u64(), "not a PDU: {pdu}");
+    }
+}

@@ -2,8 +2,9 @@
 
 use ruma::{
     RoomId,
-    api::client::filter::{Filter, RoomEventFilter},
+    api::client::filter::{EventFormat, Filter, FilterDefinition, RoomEventFilter},
 };
+use serde_json::Value as JsonValue;
 
 use crate::rooms::Pdu;
 
@@ -64,5 +65,85 @@ mod tests {
         assert!(type_matches("*", "anything"));
         assert!(!type_matches("m.room.message", "m.room.messages"));
         assert!(type_matches("m.room.message", "m.room.message"));
+    }
+}
+
+/// Applies a filter's `event_format` and `event_fields` to one event. `client` is the event
+/// in client format, `pdu` as it travels over federation.
+pub fn shape(definition: &FilterDefinition, client: JsonValue, pdu: &JsonValue) -> JsonValue {
+    let event = match definition.event_format {
+        EventFormat::Federation => pdu.clone(),
+        _ => client,
+    };
+    match &definition.event_fields {
+        Some(fields) => keep_fields(&event, fields),
+        None => event,
+    }
+}
+
+/// Keeps only the listed fields. A field is a dotted path; `\.` is a literal dot, so
+/// `content.m\.relates_to` names the `m.relates_to` key inside `content`.
+fn keep_fields(event: &JsonValue, fields: &[String]) -> JsonValue {
+    let mut kept = JsonValue::Object(Default::default());
+    for field in fields {
+        let path = split_field(field);
+        let Some(value) = path.iter().try_fold(event, |node, key| node.get(key.as_str())) else { continue };
+        let mut target = &mut kept;
+        for key in &path[..path.len() - 1] {
+            target = target
+                .as_object_mut()
+                .expect("only objects are created on the way")
+                .entry(key.clone())
+                .or_insert_with(|| JsonValue::Object(Default::default()));
+            if !target.is_object() {
+                break;
+            }
+        }
+        if let Some(object) = target.as_object_mut() {
+            object.insert(path[path.len() - 1].clone(), value.clone());
+        }
+    }
+    kept
+}
+
+fn split_field(field: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    parts.last_mut().expect("never empty").push(next);
+                }
+            }
+            '.' => parts.push(String::new()),
+            c => parts.last_mut().expect("never empty").push(c),
+        }
+    }
+    parts
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use serde_json::json;
+
+    use super::keep_fields;
+
+    #[test]
+    fn event_fields_keep_only_the_named_paths() {
+        let event = json!({"type": "m.room.message", "sender": "@a:x", "content": {"body": "hi", "m.relates_to": {"rel_type": "x"}, "msgtype": "m.text"}});
+        let kept = keep_fields(
+            &event,
+            &[
+                "type".to_owned(),
+                "content.body".to_owned(),
+                "content.m\\.relates_to".to_owned(),
+                "missing.field".to_owned(),
+            ],
+        );
+        assert_eq!(
+            kept,
+            json!({"type": "m.room.message", "content": {"body": "hi", "m.relates_to": {"rel_type": "x"}}})
+        );
     }
 }

@@ -192,11 +192,12 @@ impl Builder<'_> {
         events
             .iter()
             .map(|(pdu, stored)| {
-                raw(self.rooms.client_event(
+                let client = self.rooms.client_event(
                     pdu,
                     stored,
                     Some((&self.session.user_id, &self.session.device_id)),
-                ))
+                );
+                raw(filter::shape(&self.params.filter, client, &stored.pdu))
             })
             .collect()
     }
@@ -224,13 +225,15 @@ impl Builder<'_> {
                 && (!lazy || kind != "m.room.member" || needed_members.contains(state_key.as_str()))
         });
         let state_filter = &self.params.filter.room.state;
-        Ok(self
-            .rooms
-            .pdus(ids.map(|(_, id)| id))?
-            .iter()
-            .filter(|pdu| filter::matches(state_filter, pdu))
-            .map(|pdu| raw(JsonValue::Object(pdu.to_client_json())))
-            .collect())
+        let mut events = Vec::new();
+        for (_, id) in ids {
+            let Some((pdu, stored)) = self.rooms.event(&id)? else { continue };
+            if filter::matches(state_filter, &pdu) {
+                let client = JsonValue::Object(pdu.to_client_json());
+                events.push(raw(filter::shape(&self.params.filter, client, &stored.pdu)));
+            }
+        }
+        Ok(events)
     }
 
     fn joined(
