@@ -292,16 +292,27 @@ impl Client {
     }
 
     async fn send(&self, builder: reqwest::RequestBuilder) -> Resp {
+        self.try_send(builder).await.expect("HTTP request")
+    }
+
+    /// Like [`Client::request`] with a JSON body, but `None` when the connection fails
+    /// (for tests that kill the server mid-request).
+    pub async fn request_fallible(&self, method: &str, path: &str, body: &Value) -> Option<Resp> {
+        let builder = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base)).json(body);
+        self.try_send(builder).await.ok()
+    }
+
+    async fn try_send(&self, builder: reqwest::RequestBuilder) -> Result<Resp, reqwest::Error> {
         let builder = match &self.access_token {
             Some(token) => builder.bearer_auth(token),
             None => builder,
         };
-        let response = builder.send().await.expect("HTTP request");
+        let response = builder.send().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("response body");
+        let bytes = response.bytes().await?;
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp { status, body, headers }
+        Ok(Resp { status, body, headers })
     }
 
     /// Sends `method path` with extra headers (such as a CORS preflight's `Origin`).
