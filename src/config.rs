@@ -33,6 +33,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub presence: PresenceConfig,
     pub voip: VoipConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
 
@@ -130,6 +131,20 @@ impl Default for VoipConfig {
     }
 }
 
+/// Prometheus metrics on a listener of their own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { enabled: false, listen: SocketAddr::from(([127, 0, 0, 1], 9108)) }
+    }
+}
+
 impl Default for MediaConfig {
     fn default() -> Self {
         Self { max_upload_bytes: 50 * 1024 * 1024 }
@@ -165,6 +180,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             presence: PresenceConfig::default(),
             voip: VoipConfig::default(),
+            metrics: MetricsConfig::default(),
             log: LogConfig::default(),
         }
     }

@@ -15,6 +15,8 @@ pub mod federation;
 pub mod federation_api;
 pub mod http;
 pub mod media;
+pub mod metrics;
+pub mod ops_api;
 pub mod presence;
 pub mod push;
 pub mod rooms;

@@ -10,6 +10,7 @@ use crate::{
     config::{Config, RegistrationMode},
     federation_api,
     http::{self, Pipeline},
+    ops_api,
     services::Services,
     storage::{StorageError, Store},
 };
@@ -65,7 +66,19 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     // There is no federation listener yet; the public key endpoint rides on the client one.
     let mut router = client_api::router(&services.config);
     federation_api::public_routes(&mut router);
+    ops_api::health_routes(&mut router);
     let client = Arc::new(Pipeline::new(services.clone(), router, true));
+    let metrics_listener = match services.config.metrics.enabled {
+        true => {
+            let addr = services.config.metrics.listen;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+            tracing::info!("metrics on http://{}/metrics", http::local_addr(&listener));
+            Some((listener, Arc::new(Pipeline::new(services.clone(), ops_api::metrics_router(), false))))
+        }
+        false => None,
+    };
     let admin = Arc::new(Pipeline::new(services.clone(), admin_api::router(), false));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -77,7 +90,16 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     // Tests and scripts wait for this exact line.
     tracing::info!("listening on http://{address}");
     tracing::info!(socket = %socket_path.display(), "admin socket ready");
-    tokio::join!(http::serve(listener, client, stop_rx.clone()), http::serve(admin_listener, admin, stop_rx),);
+    let metrics = async {
+        if let Some((listener, pipeline)) = metrics_listener {
+            http::serve(listener, pipeline, stop_rx.clone()).await;
+        }
+    };
+    tokio::join!(
+        http::serve(listener, client, stop_rx.clone()),
+        http::serve(admin_listener, admin, stop_rx.clone()),
+        metrics,
+    );
 
     let _ = std::fs::remove_file(&socket_path);
     store.flush().map_err(|e| format!("final flush failed: {e}"))?;

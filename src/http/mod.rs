@@ -34,6 +34,7 @@ use tokio::{
 };
 use tracing::Instrument;
 
+use crate::metrics::{RequestLabels, RouteLabels, metrics};
 pub use error::{ApiError, Response};
 use ratelimit::RateLimiter;
 use router::{Call, Lookup, RateLimitClass, Router};
@@ -81,12 +82,15 @@ impl Pipeline {
             user = tracing::field::Empty,
         );
         let started = Instant::now();
-        let mut response = self.respond(request, client_ip, span.clone()).instrument(span.clone()).await;
+        let method = request.method().to_string();
+        let (route, mut response) =
+            self.respond(request, client_ip, span.clone()).instrument(span.clone()).await;
         if self.cors {
             add_cors_headers(response.headers_mut());
         }
         let status = response.status().as_u16();
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed();
+        let ms = elapsed.as_secs_f64() * 1000.0;
         span.in_scope(|| {
             if status >= 500 {
                 tracing::error!(status, ms, "request failed");
@@ -94,29 +98,49 @@ impl Pipeline {
                 tracing::info!(status, ms, "request");
             }
         });
+        let route = route.unwrap_or("unrouted").to_owned();
+        let metrics = metrics();
+        metrics.requests.get_or_create(&RequestLabels { method, route: route.clone(), status }).inc();
+        metrics.request_seconds.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
         response
     }
 
+    /// Answers a request; also returns the route's path template when one matched.
     async fn respond(
         &self,
         request: http::Request<Incoming>,
         client_ip: IpAddr,
         span: tracing::Span,
-    ) -> Response {
+    ) -> (Option<&'static str>, Response) {
         if self.cors && request.method() == Method::OPTIONS {
-            return http::Response::builder()
+            let preflight = http::Response::builder()
                 .status(StatusCode::NO_CONTENT)
                 .body(Full::new(Bytes::new()))
                 .expect("static response parts are valid");
+            return (None, preflight);
         }
         let (route, path_args) = match self.router.lookup(request.method(), request.uri().path()) {
             Lookup::Found(route, args) => (route, args),
-            Lookup::NoSuchPath => return ApiError::unrecognized(StatusCode::NOT_FOUND).into_response(),
+            Lookup::NoSuchPath => {
+                return (None, ApiError::unrecognized(StatusCode::NOT_FOUND).into_response());
+            }
             Lookup::WrongMethod => {
-                return ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED).into_response();
+                return (None, ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED).into_response());
             }
         };
         span.record("route", route.pattern);
+        (Some(route.pattern), self.call(route, path_args, request, client_ip, span).await)
+    }
+
+    /// Rate limit, body, handler, and the headers the route asks for.
+    async fn call(
+        &self,
+        route: &router::Route,
+        path_args: Vec<String>,
+        request: http::Request<Incoming>,
+        client_ip: IpAddr,
+        span: tracing::Span,
+    ) -> Response {
         let limiter = match route.options.rate_limit {
             Some(RateLimitClass::Login) => self.login_limiter.as_ref(),
             Some(RateLimitClass::Register) => self.register_limiter.as_ref(),

@@ -76,9 +76,13 @@ async fn flusher(db: sled::Db, shared: Arc<Shared>, done: watch::Sender<Flushed>
             }
         }
         let db = db.clone();
+        let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || db.flush()).await;
         match result {
             Ok(Ok(_)) => {
+                let metrics = crate::metrics::metrics();
+                metrics.flush_batch_writers.observe((covered - flushed) as f64);
+                metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
                 flushed = covered;
                 done.send_replace(Flushed::UpTo(flushed));
             }

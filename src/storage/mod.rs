@@ -258,6 +258,11 @@ impl Store {
         }
     }
 
+    /// Bytes the database takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+
     /// Flushes synchronously; used at shutdown.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;

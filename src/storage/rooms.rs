@@ -375,6 +375,7 @@ impl Store {
             );
         flatten(outcome)?;
         self.durable().await?;
+        crate::metrics::metrics().events_persisted.inc();
         Ok((updated, guard))
     }
 

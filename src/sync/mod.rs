@@ -71,14 +71,18 @@ impl Sync {
         };
         // An initial sync answers at once, even when it is empty.
         let timeout = if params.since.is_none() { Duration::ZERO } else { timeout };
-        subscription
+        let waiting = &crate::metrics::metrics().sync_waiting;
+        waiting.inc();
+        let response = subscription
             .read_or_wait(
                 timeout,
                 self.store.watch_visible_position(),
                 || builder.build(),
                 |result| result.as_ref().is_ok_and(v3::is_empty),
             )
-            .await
+            .await;
+        waiting.dec();
+        response
     }
 
     /// Stores a filter; returns its id.
