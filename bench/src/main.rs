@@ -1,0 +1,128 @@
+//! `myelin-bench`: drives any Matrix homeserver through the same client code, so Myelin and
+//! Synapse are measured alike. Prints a JSON summary and a markdown table row.
+//!
+//! The server must allow open registration (m.login.dummy) and have rate limits off.
+//! With `--pid`, the server's memory and CPU are read from /proc.
+
+mod matrix;
+mod process;
+mod scenarios;
+mod stats;
+
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::{Value, json};
+
+use scenarios::Target;
+
+#[derive(Parser)]
+#[command(about = "Load generator for Matrix homeservers")]
+struct Args {
+    /// Homeserver base URL, e.g. http://127.0.0.1:8008.
+    #[arg(long)]
+    url: String,
+    /// Name for the report (e.g. "myelin" or "synapse").
+    #[arg(long, default_value = "server")]
+    label: String,
+    /// The server's process id, for RSS and CPU.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Scenarios to run (comma-separated): ceiling, send, fanout, initial, rooms, idle.
+    #[arg(long, default_value = "ceiling,send,fanout,initial,rooms,idle")]
+    only: String,
+    /// Users in the one-room send test (U).
+    #[arg(long, default_value_t = 50)]
+    users: usize,
+    /// Requests in flight in the send tests (C).
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Seconds each send test runs.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Long-polling syncers in the fan-out test (M).
+    #[arg(long, default_value_t = 50)]
+    syncers: usize,
+    /// Messages sent in the fan-out test (N).
+    #[arg(long, default_value_t = 200)]
+    messages: usize,
+    /// Milliseconds between fan-out messages.
+    #[arg(long, default_value_t = 20)]
+    pace_ms: u64,
+    /// Rooms of the initial-sync user (R).
+    #[arg(long, default_value_t = 20)]
+    rooms: usize,
+    /// Messages per room for the initial-sync user (H).
+    #[arg(long, default_value_t = 200)]
+    history: usize,
+    /// Users each sending in their own room (S).
+    #[arg(long, default_value_t = 50)]
+    room_senders: usize,
+    /// Idle long-polls whose CPU cost is measured.
+    #[arg(long, default_value_t = 10_000)]
+    idle_polls: usize,
+    /// Seconds the idle long-polls are watched.
+    #[arg(long, default_value_t = 30)]
+    idle_window: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args = Args::parse();
+    let target = Target {
+        base: args.url.trim_end_matches('/').to_owned(),
+        prefix: format!("bench{}x", std::process::id()),
+        password: "bench-password".to_owned(),
+    };
+    let wanted: Vec<&str> = args.only.split(',').map(str::trim).collect();
+    let idle_rss = args.pid.and_then(process::rss_bytes);
+    let peak = args.pid.map(process::PeakRss::start);
+    let duration = Duration::from_secs(args.duration);
+    let mut report = serde_json::Map::new();
+    report.insert("label".to_owned(), json!(args.label));
+    for scenario in &wanted {
+        eprintln!("running {scenario}...");
+        let result = match *scenario {
+            "ceiling" => scenarios::ceiling(&target, args.in_flight, duration).await?,
+            "send" => scenarios::one_room_send(&target, args.users, args.in_flight, duration).await?,
+            "fanout" => scenarios::fan_out(&target, args.syncers, args.messages, Duration::from_millis(args.pace_ms)).await?,
+            "initial" => scenarios::initial_sync(&target, args.rooms, args.history, 10).await?,
+            "rooms" => scenarios::many_rooms_send(&target, args.room_senders, args.in_flight, duration).await?,
+            "idle" => scenarios::idle_long_polls(&target, args.pid, args.idle_polls, Duration::from_secs(args.idle_window)).await?,
+            other => return Err(format!("unknown scenario {other}")),
+        };
+        eprintln!("  {result}");
+        report.insert((*scenario).to_owned(), result);
+    }
+    if let (Some(idle), Some(peak)) = (idle_rss, &peak) {
+        report.insert("rss_mb".to_owned(), json!({"idle": mb(idle), "peak": mb(peak.peak())}));
+    }
+    let report = Value::Object(report);
+    println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
+    println!("{}", markdown_row(&report));
+    Ok(())
+}
+
+fn mb(bytes: u64) -> f64 {
+    (bytes as f64 / 1_048_576.0 * 10.0).round() / 10.0
+}
+
+/// One row of the table in docs/benchmarks.md.
+fn markdown_row(r: &Value) -> String {
+    let n = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| if x >= 100.0 { format!("{x:.0}") } else { format!("{x:.1}") });
+    format!(
+        "| {} | {} msg/s | {} / {} ms | {} / {} ms | {} ms | {} msg/s | {} / {} MB | {} % | {} req/s |",
+        r["label"].as_str().unwrap_or("?"),
+        n(&r["send"]["messages_per_second"]),
+        n(&r["send"]["p50_ms"]),
+        n(&r["send"]["p99_ms"]),
+        n(&r["fanout"]["p50_ms"]),
+        n(&r["fanout"]["p99_ms"]),
+        n(&r["initial"]["median_ms"]),
+        n(&r["rooms"]["messages_per_second"]),
+        n(&r["rss_mb"]["idle"]),
+        n(&r["rss_mb"]["peak"]),
+        n(&r["idle"]["core_fraction_percent"]),
+        n(&r["ceiling"]["requests_per_second"]),
+    )
+}
