@@ -59,8 +59,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     let events_persisted = Counter::default();
     registry.register("events_persisted", "Room events stored", events_persisted.clone());
-    let flush_batch_writers =
-        Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
+    let flush_batch_writers = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
     registry.register(
         "flush_batch_writers",
         "Writers made durable by one shared flush",

@@ -85,10 +85,23 @@ async fn main() -> Result<(), String> {
         let result = match *scenario {
             "ceiling" => scenarios::ceiling(&target, args.in_flight, duration).await?,
             "send" => scenarios::one_room_send(&target, args.users, args.in_flight, duration).await?,
-            "fanout" => scenarios::fan_out(&target, args.syncers, args.messages, Duration::from_millis(args.pace_ms)).await?,
+            "fanout" => {
+                scenarios::fan_out(&target, args.syncers, args.messages, Duration::from_millis(args.pace_ms))
+                    .await?
+            }
             "initial" => scenarios::initial_sync(&target, args.rooms, args.history, 10).await?,
-            "rooms" => scenarios::many_rooms_send(&target, args.room_senders, args.in_flight, duration).await?,
-            "idle" => scenarios::idle_long_polls(&target, args.pid, args.idle_polls, Duration::from_secs(args.idle_window)).await?,
+            "rooms" => {
+                scenarios::many_rooms_send(&target, args.room_senders, args.in_flight, duration).await?
+            }
+            "idle" => {
+                scenarios::idle_long_polls(
+                    &target,
+                    args.pid,
+                    args.idle_polls,
+                    Duration::from_secs(args.idle_window),
+                )
+                .await?
+            }
             other => return Err(format!("unknown scenario {other}")),
         };
         eprintln!("  {result}");
@@ -109,7 +122,9 @@ fn mb(bytes: u64) -> f64 {
 
 /// One row of the table in docs/benchmarks.md.
 fn markdown_row(r: &Value) -> String {
-    let n = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| if x >= 100.0 { format!("{x:.0}") } else { format!("{x:.1}") });
+    let n = |v: &Value| {
+        v.as_f64().map_or("–".to_owned(), |x| if x >= 100.0 { format!("{x:.0}") } else { format!("{x:.1}") })
+    };
     format!(
         "| {} | {} msg/s | {} / {} ms | {} / {} ms | {} ms | {} msg/s | {} / {} MB | {} % | {} req/s |",
         r["label"].as_str().unwrap_or("?"),

@@ -26,7 +26,13 @@ pub fn http_client(pool: usize) -> Client {
 
 fn enc(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -43,7 +49,8 @@ async fn check(response: reqwest::Response, what: &str) -> Result<Value, String>
 pub async fn register(http: &Client, base: &str, name: &str, password: &str) -> Result<User, String> {
     let url = format!("{base}/_matrix/client/v3/register");
     let body = json!({"username": name, "password": password, "auth": {"type": "m.login.dummy"}, "inhibit_login": false});
-    let reply = check(http.post(&url).json(&body).send().await.map_err(|e| e.to_string())?, "register").await?;
+    let reply =
+        check(http.post(&url).json(&body).send().await.map_err(|e| e.to_string())?, "register").await?;
     Ok(User {
         http: http.clone(),
         base: base.to_owned(),
@@ -52,7 +59,13 @@ pub async fn register(http: &Client, base: &str, name: &str, password: &str) -> 
 }
 
 impl User {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>, what: &str) -> Result<Value, String> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<Value, String> {
         let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(body);
@@ -61,19 +74,39 @@ impl User {
     }
 
     pub async fn create_room(&self) -> Result<String, String> {
-        let reply = self.call(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(&json!({"preset": "public_chat"})), "createRoom").await?;
+        let reply = self
+            .call(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/createRoom",
+                Some(&json!({"preset": "public_chat"})),
+                "createRoom",
+            )
+            .await?;
         Ok(reply["room_id"].as_str().ok_or("no room_id")?.to_owned())
     }
 
     pub async fn join(&self, room: &str) -> Result<(), String> {
-        self.call(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{}", enc(room)), Some(&json!({})), "join").await.map(|_| ())
+        self.call(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/join/{}", enc(room)),
+            Some(&json!({})),
+            "join",
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Sends a text message; returns its event id.
     pub async fn send(&self, room: &str, body: &str) -> Result<String, String> {
         let txn = TXN.fetch_add(1, Ordering::Relaxed);
-        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/b{}-{txn}", enc(room), std::process::id());
-        let reply = self.call(reqwest::Method::PUT, &path, Some(&json!({"msgtype": "m.text", "body": body})), "send").await?;
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/b{}-{txn}",
+            enc(room),
+            std::process::id()
+        );
+        let reply = self
+            .call(reqwest::Method::PUT, &path, Some(&json!({"msgtype": "m.text", "body": body})), "send")
+            .await?;
         Ok(reply["event_id"].as_str().unwrap_or_default().to_owned())
     }
 

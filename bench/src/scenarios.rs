@@ -25,7 +25,9 @@ impl Target {
         let http = http_client(pool);
         let mut users = Vec::with_capacity(n);
         for i in 0..n {
-            users.push(register(&http, &self.base, &format!("{}{label}{i}", self.prefix), &self.password).await?);
+            users.push(
+                register(&http, &self.base, &format!("{}{label}{i}", self.prefix), &self.password).await?,
+            );
         }
         Ok(users)
     }
@@ -58,7 +60,11 @@ pub async fn ceiling(target: &Target, in_flight: usize, duration: Duration) -> R
 
 /// Sends from `senders` (user, room) pairs with `in_flight` concurrent requests for
 /// `duration`; returns messages/s and latency quantiles.
-async fn send_load(senders: Vec<(User, String)>, in_flight: usize, duration: Duration) -> Result<Value, String> {
+async fn send_load(
+    senders: Vec<(User, String)>,
+    in_flight: usize,
+    duration: Duration,
+) -> Result<Value, String> {
     let deadline = Instant::now() + duration;
     let senders = Arc::new(senders);
     let mut tasks = Vec::new();
@@ -96,7 +102,12 @@ async fn send_load(senders: Vec<(User, String)>, in_flight: usize, duration: Dur
 }
 
 /// U users in one room, C requests in flight.
-pub async fn one_room_send(target: &Target, users: usize, in_flight: usize, duration: Duration) -> Result<Value, String> {
+pub async fn one_room_send(
+    target: &Target,
+    users: usize,
+    in_flight: usize,
+    duration: Duration,
+) -> Result<Value, String> {
     let users = target.users("send", users, in_flight).await?;
     let room = users[0].create_room().await?;
     for user in &users[1..] {
@@ -106,7 +117,12 @@ pub async fn one_room_send(target: &Target, users: usize, in_flight: usize, dura
 }
 
 /// S users, each in a room of their own, C requests in flight.
-pub async fn many_rooms_send(target: &Target, users: usize, in_flight: usize, duration: Duration) -> Result<Value, String> {
+pub async fn many_rooms_send(
+    target: &Target,
+    users: usize,
+    in_flight: usize,
+    duration: Duration,
+) -> Result<Value, String> {
     let users = target.users("many", users, in_flight).await?;
     let mut senders = Vec::new();
     for user in users {
@@ -118,7 +134,12 @@ pub async fn many_rooms_send(target: &Target, users: usize, in_flight: usize, du
 
 /// M users long-poll /sync in one room while one user sends N messages `pace` apart:
 /// latency from the send's response to the message's arrival at each syncer.
-pub async fn fan_out(target: &Target, syncers: usize, messages: usize, pace: Duration) -> Result<Value, String> {
+pub async fn fan_out(
+    target: &Target,
+    syncers: usize,
+    messages: usize,
+    pace: Duration,
+) -> Result<Value, String> {
     let mut users = target.users("fan", syncers + 1, syncers + 1).await?;
     let sender = users.remove(0);
     let room = sender.create_room().await?;
@@ -135,7 +156,11 @@ pub async fn fan_out(target: &Target, syncers: usize, messages: usize, pace: Dur
             while arrivals.len() < messages {
                 let Ok(response) = user.sync(Some(&since), 30_000).await else { break };
                 let now = Instant::now();
-                arrivals.extend(timeline_bodies(&response, &room).filter(|b| b.starts_with("fan-")).map(|b| (b.to_owned(), now)));
+                arrivals.extend(
+                    timeline_bodies(&response, &room)
+                        .filter(|b| b.starts_with("fan-"))
+                        .map(|b| (b.to_owned(), now)),
+                );
                 since = response["next_batch"].as_str().unwrap_or_default().to_owned();
             }
             arrivals
@@ -151,7 +176,10 @@ pub async fn fan_out(target: &Target, syncers: usize, messages: usize, pace: Dur
     let mut samples = Samples::default();
     let mut missing = 0;
     for task in tasks {
-        let arrivals = tokio::time::timeout(Duration::from_secs(60), task).await.map_err(|_| "fan-out stalled")?.map_err(|e| e.to_string())?;
+        let arrivals = tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .map_err(|_| "fan-out stalled")?
+            .map_err(|e| e.to_string())?;
         missing += messages.saturating_sub(arrivals.len());
         let sent_at = sent_at.lock().unwrap();
         for (body, at) in arrivals {
@@ -161,11 +189,18 @@ pub async fn fan_out(target: &Target, syncers: usize, messages: usize, pace: Dur
             }
         }
     }
-    Ok(json!({"p50_ms": samples.quantile_ms(0.5), "p99_ms": samples.quantile_ms(0.99), "deliveries": samples.len(), "missing": missing}))
+    Ok(
+        json!({"p50_ms": samples.quantile_ms(0.5), "p99_ms": samples.quantile_ms(0.99), "deliveries": samples.len(), "missing": missing}),
+    )
 }
 
 /// A user in R rooms with H messages each: median time of an initial /sync over `runs`.
-pub async fn initial_sync(target: &Target, rooms: usize, history: usize, runs: usize) -> Result<Value, String> {
+pub async fn initial_sync(
+    target: &Target,
+    rooms: usize,
+    history: usize,
+    runs: usize,
+) -> Result<Value, String> {
     let user = target.users("initial", 1, 8).await?.remove(0);
     for _ in 0..rooms {
         let room = user.create_room().await?;
@@ -184,7 +219,12 @@ pub async fn initial_sync(target: &Target, rooms: usize, history: usize, runs: u
 }
 
 /// N long-polls parked for `window`: the server's CPU seconds used meanwhile.
-pub async fn idle_long_polls(target: &Target, pid: Option<u32>, polls: usize, window: Duration) -> Result<Value, String> {
+pub async fn idle_long_polls(
+    target: &Target,
+    pid: Option<u32>,
+    polls: usize,
+    window: Duration,
+) -> Result<Value, String> {
     let users = target.users("idle", polls.div_ceil(100).max(1), 8).await?;
     let mut tokens = Vec::new();
     for user in &users {

@@ -37,7 +37,7 @@ pub use pdu::Pdu;
 use crate::{
     federation::signing_key::SigningKey,
     push::{Push, RoomContext},
-    storage::{NewEvent, RoomRecord, StateKey, Store, StoredEvent},
+    storage::{NewEvent, PositionGuard, RoomRecord, StateKey, Store, StoredEvent},
     sync::notifier::Notifier,
 };
 
@@ -84,6 +84,15 @@ pub struct StoredPdu {
     pub room_version: ruma::RoomVersionId,
     pub pdu: JsonValue,
     pub redacted_because: Option<OwnedEventId>,
+}
+
+/// An event written but not yet durable or visible; see [`Rooms::finish_append`].
+struct Staged {
+    /// The room as it is after the event.
+    room: RoomRecord,
+    guard: PositionGuard,
+    /// For member events: whose membership changed, and to what.
+    member: Option<(OwnedUserId, String)>,
 }
 
 /// A client's transaction id for idempotent sends, scoped to its device.
@@ -152,25 +161,38 @@ impl Rooms {
         txn: Option<Txn<'_>>,
     ) -> Result<OwnedEventId> {
         let lock = self.append_lock(room_id);
-        let _guard = lock.lock().await;
+        let room_guard = lock.lock().await;
         if let Some(txn) = txn
             && let Some(event_id) = self.store.txn_event(sender, txn.device_id, txn.txn_id)?
         {
+            drop(room_guard);
+            // The first send may still be flushing: answer the retry only once it is durable.
+            self.store.durable().await?;
             return Ok(event_id);
         }
         let room = self.room(room_id)?;
-        let (event_id, _) = self.append_locked(&room, sender, spec, txn).await?;
-        Ok(event_id)
+        let (pdu, staged) = self.stage_new(&room, sender, spec, txn)?;
+        // The next event of this room may be built while this one is flushed: concurrent
+        // sends share a flush instead of queueing for one each.
+        drop(room_guard);
+        self.finish_append(&room, &pdu, staged).await?;
+        if pdu.kind == TimelineEventType::RoomRedaction
+            && let Some(target) = &pdu.redacts
+        {
+            self.apply_redaction(&room, target, &pdu.event_id).await?;
+        }
+        Ok(pdu.event_id)
     }
 
-    /// The body of [`Rooms::append`]; the caller holds the room's append lock.
-    async fn append_locked(
+    /// Builds, authorizes and writes (not yet durably) a new event; the caller holds the
+    /// room's append lock.
+    fn stage_new(
         &self,
         room: &RoomRecord,
         sender: &UserId,
         spec: EventSpec,
         txn: Option<Txn<'_>>,
-    ) -> Result<(OwnedEventId, RoomRecord)> {
+    ) -> Result<(Pdu, Staged)> {
         let rules = rules_of(room)?;
         if spec.kind == TimelineEventType::RoomRedaction {
             self.check_may_redact(room, sender, &spec.content)?;
@@ -188,14 +210,8 @@ impl Rooms {
             |id| self.pdu(id).ok().flatten(),
             |kind, key| self.current_state_pdu(room, kind, key),
         )?;
-        let event_id = pdu.event_id.clone();
-        let updated = self.store_event(room, &pdu, pdu_json, txn.map(|t| (sender, t))).await?;
-        if pdu.kind == TimelineEventType::RoomRedaction
-            && let Some(target) = &pdu.redacts
-        {
-            self.apply_redaction(room, target, &event_id).await?;
-        }
-        Ok((event_id, updated))
+        let staged = self.stage(room, &pdu, pdu_json, txn.map(|t| (sender, t)))?;
+        Ok((pdu, staged))
     }
 
     /// Builds, signs and authorizes an event at `position` without storing it. `fetch_event`
@@ -253,6 +269,7 @@ impl Rooms {
         Ok((pdu, pdu_json))
     }
 
+    /// Stores an event and publishes it: [`Rooms::stage`] then [`Rooms::finish_append`].
     async fn store_event(
         &self,
         room: &RoomRecord,
@@ -260,6 +277,20 @@ impl Rooms {
         pdu_json: JsonValue,
         txn: Option<(&UserId, Txn<'_>)>,
     ) -> Result<RoomRecord> {
+        let staged = self.stage(room, pdu, pdu_json, txn)?;
+        let updated = staged.room.clone();
+        self.finish_append(room, pdu, staged).await?;
+        Ok(updated)
+    }
+
+    /// Writes an event with its state, membership and relation changes (not yet durably).
+    fn stage(
+        &self,
+        room: &RoomRecord,
+        pdu: &Pdu,
+        pdu_json: JsonValue,
+        txn: Option<(&UserId, Txn<'_>)>,
+    ) -> Result<Staged> {
         let kind = pdu.kind.to_string();
         let member = match (&pdu.kind, &pdu.state_key) {
             (TimelineEventType::RoomMember, Some(state_key)) => {
@@ -286,13 +317,21 @@ impl Rooms {
             membership: member.as_ref().map(|(user, membership)| (&**user, membership.as_str())),
             txn: txn.map(|(user, t)| (user, t.device_id, t.txn_id)),
         };
-        let (updated, guard) = self.store.append_event(room, event).await?;
+        let (updated, guard) = self.store.stage_event(room, event)?;
+        Ok(Staged { room: updated, guard, member })
+    }
+
+    /// Makes a staged event durable, records its notifications, and only then lets syncs
+    /// see it and wakes them. `room` is the room as it was before the event.
+    async fn finish_append(&self, room: &RoomRecord, pdu: &Pdu, staged: Staged) -> Result<()> {
+        let Staged { guard, member, .. } = staged;
+        self.store.durable().await?;
         let position = guard.position();
         self.push_event(room, pdu, position, member.as_ref().map(|(user, m)| (&**user, m.as_str()))).await?;
         // Only now may syncs see the event: its unread counts are recorded with it.
         drop(guard);
         self.notify_members(&room.room_id, member.as_ref().map(|(user, _)| &**user), position)?;
-        Ok(updated)
+        Ok(())
     }
 
     /// Evaluates push rules for the room's local members (and a local invitee) and records

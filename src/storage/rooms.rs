@@ -239,15 +239,14 @@ impl Store {
             .collect()
     }
 
-    /// Stores a new event at the end of its room's timeline, updating state, memberships,
+    /// Writes a new event at the end of its room's timeline, updating state, memberships,
     /// extremities and the transaction id index in one transaction. Returns the room as it
     /// is afterwards, and the event's stream position, which readers cannot see until the
     /// caller drops it. The caller holds the room's append lock.
-    pub async fn append_event(
-        &self,
-        room: &RoomRecord,
-        event: NewEvent<'_>,
-    ) -> Result<(RoomRecord, PositionGuard)> {
+    ///
+    /// The write is *not yet durable*: the caller releases the room's lock and then awaits
+    /// [`Store::durable`] before acknowledging, so concurrent sends to one room share a flush.
+    pub fn stage_event(&self, room: &RoomRecord, event: NewEvent<'_>) -> Result<(RoomRecord, PositionGuard)> {
         let guard = self.begin_position()?;
         let position = guard.position();
         let mut updated = room.clone();
@@ -374,7 +373,6 @@ impl Store {
                 },
             );
         flatten(outcome)?;
-        self.durable().await?;
         crate::metrics::metrics().events_persisted.inc();
         Ok((updated, guard))
     }
