@@ -300,7 +300,7 @@ impl Builder<'_> {
         joined.timeline.events = self.client_events(&timeline);
         joined.state = State::Before(StateEvents::with_events(state));
         joined.summary = self.summary(room_id)?;
-        let counts = self.push.unread_counts(&self.session.user_id, room_id, upto)?;
+        let counts = self.push.unread_counts(&self.session.user_id, room_id, entry.position, upto)?;
         let mut unread = UnreadNotificationsCount::new();
         unread.highlight_count = Some(UInt::new_saturating(counts.highlights));
         unread.notification_count = Some(UInt::new_saturating(counts.notifications));
