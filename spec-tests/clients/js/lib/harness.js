@@ -1,7 +1,7 @@
 // A scenario: one Myelin, matrix-js-sdk clients logged in the way Element Web does it, and
 // failure messages that name the step and the endpoints that answered badly.
 
-import { mkdtempSync, openSync, writeSync } from "node:fs";
+import { mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { format } from "node:util";
@@ -12,7 +12,12 @@ import { registerUser, startMyelin } from "../../shared/myelin.js";
 
 // The SDK (and the Rust crypto inside it) logs a lot through console.*: keep it in a file
 // that a failure message points to, so test output stays readable.
-const sdkLogPath = join(mkdtempSync(join(tmpdir(), "myelin-js-sdk-log-")), "sdk.log");
+const sdkLogDir = mkdtempSync(join(tmpdir(), "myelin-js-sdk-log-"));
+const sdkLogPath = join(sdkLogDir, "sdk.log");
+// Kept only when something failed (or KEEP_TMP is set).
+process.on("exit", (code) => {
+    if (code === 0 && !process.exitCode && !process.env.KEEP_TMP) rmSync(sdkLogDir, { recursive: true, force: true });
+});
 // Written synchronously: the test runner ends the process (--test-force-exit) right after
 // the last test, and a failure's log must be complete.
 const sdkLogFd = openSync(sdkLogPath, "a");
