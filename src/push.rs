@@ -110,9 +110,17 @@ impl Push {
     }
 
     /// The user's unread counts in the room, counting events at or before `upto` (the
-    /// position a sync answers up to, so the counts match the timeline it sends).
-    pub fn unread_counts(&self, user: &UserId, room: &RoomId, upto: u64) -> Result<UnreadCounts> {
-        Ok(self.store.unread_counts(user, room, upto)?)
+    /// position a sync answers up to, so the counts match the timeline it sends) and after
+    /// `joined_at`, the position of the user's join: without a read receipt, what came before
+    /// the join (such as the invite that notified them) is not unread in the joined room.
+    pub fn unread_counts(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        joined_at: u64,
+        upto: u64,
+    ) -> Result<UnreadCounts> {
+        Ok(self.store.unread_counts(user, room, joined_at, upto)?)
     }
 
     /// The user's notifications, newest first, before the `from` token.

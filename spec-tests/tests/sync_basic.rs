@@ -31,6 +31,27 @@ async fn initial_sync_shows_a_joined_room_with_its_state_and_timeline() {
     assert_eq!(section["summary"]["m.joined_member_count"], 1, "{section}");
 }
 
+/// Found by Hydrogen (spec-tests/clients/browser): a prev_batch offered before the room's
+/// creation made it show a gap above the start of every small room.
+#[tokio::test]
+async fn a_timeline_that_starts_at_the_room_creation_has_no_prev_batch() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "password-a").await;
+    let room = create_room(&alice, json!({"preset": "private_chat"})).await;
+    send_text(&alice, &room, "hello").await;
+
+    let body = sync(&alice, None, 0, None).await;
+    let timeline = &joined(&body, &room)["timeline"];
+    assert_eq!(events(timeline)[0]["type"], "m.room.create", "{timeline}");
+    assert!(timeline.get("prev_batch").is_none_or(Value::is_null), "{timeline}");
+
+    // With the creation cut off by the limit, the token is there to page back to it.
+    let filter = json!({"room": {"timeline": {"limit": 2}}}).to_string();
+    let body = sync(&alice, None, 0, Some(&filter)).await;
+    let timeline = &joined(&body, &room)["timeline"];
+    assert!(timeline["prev_batch"].is_string(), "{timeline}");
+}
+
 #[tokio::test]
 async fn every_sync_response_carries_one_time_key_counts_and_fallback_key_types() {
     let server = Server::start().await;

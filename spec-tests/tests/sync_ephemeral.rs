@@ -109,6 +109,23 @@ async fn messages_raise_unread_counts_and_intentional_mentions_raise_highlights(
     assert_eq!(counts(joined(&alice_view, &room)), (0, 0), "{alice_view}");
 }
 
+/// Found by matrix-js-sdk (spec-tests/clients/js): the invite that notified Bob was still
+/// counted in the room he then joined, so one message showed as two unread.
+#[tokio::test]
+async fn what_came_before_the_join_does_not_count_as_unread() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "password-a").await;
+    let bob = server.client().register("bob", "password-b").await;
+    let room = create_room(&alice, json!({"preset": "private_chat"})).await;
+    invite(&alice, &room, bob.user_id()).await;
+    join(&bob, &room).await;
+    let token = next_batch(&sync(&bob, None, 0, None).await);
+
+    send_text(&alice, &room, "the only message").await;
+    let body = sync(&bob, Some(&token), 5000, None).await;
+    assert_eq!(counts(joined(&body, &room)), (1, 0), "{body}");
+}
+
 #[tokio::test]
 async fn a_read_receipt_clears_the_counts_and_reaches_the_other_member_as_m_receipt() {
     let server = Server::start().await;

@@ -68,9 +68,10 @@ impl Store {
         self.durable().await
     }
 
-    /// Notifying events after the user's read position in the room, up to `upto`.
-    pub fn unread_counts(&self, user: &UserId, room: &RoomId, upto: u64) -> Result<UnreadCounts> {
-        let read = self.read_position(user, room)?;
+    /// Notifying events after the user's read position in the room (and after `after`), up
+    /// to `upto`.
+    pub fn unread_counts(&self, user: &UserId, room: &RoomId, after: u64, upto: u64) -> Result<UnreadCounts> {
+        let read = self.read_position(user, room)?.max(after);
         let start = composite_key(&[user.as_bytes(), room.as_bytes(), &be(read.saturating_add(1))]);
         let end = composite_key(&[user.as_bytes(), room.as_bytes(), &be(upto.saturating_add(1))]);
         if start >= end {

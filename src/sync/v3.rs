@@ -298,12 +298,11 @@ impl Builder<'_> {
         let mut joined = JoinedRoom::new();
         joined.timeline = Timeline::new();
         joined.timeline.limited = limited;
-        joined.timeline.prev_batch =
-            Some(timeline.first().map_or(upto, |(_, stored)| stored.position.saturating_sub(1)).to_string());
+        joined.timeline.prev_batch = prev_batch(&timeline, upto);
         joined.timeline.events = self.client_events(&timeline);
         joined.state = State::Before(StateEvents::with_events(state));
         joined.summary = self.summary(room_id)?;
-        let counts = self.push.unread_counts(&self.session.user_id, room_id, upto)?;
+        let counts = self.push.unread_counts(&self.session.user_id, room_id, entry.position, upto)?;
         let mut unread = UnreadNotificationsCount::new();
         unread.highlight_count = Some(UInt::new_saturating(counts.highlights));
         unread.notification_count = Some(UInt::new_saturating(counts.notifications));
@@ -371,15 +370,22 @@ impl Builder<'_> {
         let mut left = LeftRoom::new();
         left.timeline = Timeline::new();
         left.timeline.limited = limited;
-        left.timeline.prev_batch = Some(
-            timeline
-                .first()
-                .map_or(entry.position, |(_, stored)| stored.position.saturating_sub(1))
-                .to_string(),
-        );
+        left.timeline.prev_batch = prev_batch(&timeline, entry.position);
         left.state = State::Before(StateEvents::with_events(self.state_events(state_at_start, &timeline)?));
         left.timeline.events = self.client_events(&timeline);
         Ok(left)
+    }
+}
+
+/// Where `/messages` continues backwards from a timeline: just before its first event, or
+/// `upto` when it is empty. Omitted when the timeline starts with the room's creation, as the
+/// spec allows when no earlier events exist: clients such as Hydrogen otherwise show a gap
+/// to fill above the start of every new room.
+fn prev_batch(timeline: &Events, upto: u64) -> Option<String> {
+    match timeline.first() {
+        Some((pdu, _)) if pdu.kind == TimelineEventType::RoomCreate => None,
+        Some((_, stored)) => Some(stored.position.saturating_sub(1).to_string()),
+        None => Some(upto.to_string()),
     }
 }
 
