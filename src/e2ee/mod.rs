@@ -352,7 +352,8 @@ impl E2ee {
         }
         for (room, entry) in self.store.user_rooms(user)? {
             let i_joined_recently = entry.membership == "join" && in_range(entry.position);
-            let i_left_recently = entry.membership != "join" && in_range(entry.position);
+            let i_left_recently =
+                matches!(entry.membership.as_str(), "leave" | "ban") && in_range(entry.position);
             for (member, membership) in self.store.membership_entries(&room)? {
                 if member == user {
                     continue;
@@ -363,8 +364,9 @@ impl E2ee {
                 {
                     changes.changed.insert(member.clone());
                 }
-                let gone =
-                    i_left_recently || (membership.membership != "join" && in_range(membership.position));
+                // Only someone who was joined can leave; an invite never shared keys.
+                let member_left = matches!(membership.membership.as_str(), "leave" | "ban");
+                let gone = i_left_recently || (member_left && in_range(membership.position));
                 if gone && !peers.contains(&member) {
                     changes.left.insert(member);
                 }
