@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use sled::Transactional;
 
-use super::{Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of};
+use super::{
+    Result, StorageError, Store, abort, composite_key, decode, encode, flatten, positioned, prefix_of,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FallbackKey {
@@ -259,14 +261,7 @@ impl Store {
         self.to_device
             .range(start..end)
             .take(limit)
-            .map(|item| {
-                let (key, value) = item?;
-                let position = key[key.len() - 8..]
-                    .try_into()
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| StorageError::Corrupt("to-device key".to_owned()))?;
-                Ok((position, decode("to-device message", &value)?))
-            })
+            .map(|item| positioned("to-device message", item))
             .collect()
     }
 

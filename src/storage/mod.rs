@@ -293,6 +293,21 @@ fn flatten<T, E: From<StorageError>>(
     })
 }
 
+/// Decodes an entry whose key ends in a big-endian position: (position, value).
+fn positioned<T: serde::de::DeserializeOwned>(
+    what: &str,
+    item: sled::Result<(sled::IVec, sled::IVec)>,
+) -> Result<(u64, T)> {
+    let (key, value) = item?;
+    let position = key
+        .len()
+        .checked_sub(8)
+        .and_then(|start| key[start..].try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StorageError::Corrupt(format!("{what} key")))?;
+    Ok((position, decode(what, &value)?))
+}
+
 fn composite_key(parts: &[&[u8]]) -> Vec<u8> {
     let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
     for (i, part) in parts.iter().enumerate() {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use sled::Transactional;
 
-use super::{Result, StorageError, Store, composite_key, decode, encode, flatten, prefix_of};
+use super::{Result, StorageError, Store, composite_key, decode, encode, flatten, positioned, prefix_of};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NotificationRecord {
@@ -110,14 +110,7 @@ impl Store {
             .range(start..end)
             .rev()
             .take(limit)
-            .map(|item| {
-                let (key, value) = item?;
-                let position = key[key.len() - 8..]
-                    .try_into()
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| StorageError::Corrupt("notification key".to_owned()))?;
-                Ok((position, decode("notification", &value)?))
-            })
+            .map(|item| positioned("notification", item))
             .collect()
     }
 
