@@ -29,7 +29,7 @@ pub use account_data::{AccountDataEntry, AccountDataRecord};
 pub use accounts::{
     CreateUserError, DeviceRecord, NewDevice, RegistrationTokenRecord, TokenOwner, UserRecord,
 };
-pub use backup::{BackedUpSession, BackupVersionRecord};
+pub use backup::{BackedUpSession, BackupDeletion, BackupVersionRecord};
 pub use directory::AliasRecord;
 use durability::GroupCommit;
 pub use e2ee::{ClaimedKey, FallbackKey, SignatureTarget, ToDeviceMessage};
