@@ -208,6 +208,25 @@ async fn messages_for_unknown_users_or_remote_servers_are_accepted_and_go_nowher
 }
 
 #[tokio::test]
+async fn a_message_for_a_device_that_does_not_exist_yet_is_dropped() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    send_to_device(&alice, "m.test", &txn(), json!({bob.user_id(): {"LATERDEVICE": {"n": 1}}}))
+        .await
+        .expect(200);
+
+    // A device created later under that id must not receive what was meant for another.
+    let mut login = login_body("bob", PASSWORD);
+    login["device_id"] = json!("LATERDEVICE");
+    let reply = server.client().post("/_matrix/client/v3/login", &login).await.expect(200);
+    assert_eq!(reply["device_id"], "LATERDEVICE");
+    let later = server.client().with_token(reply["access_token"].as_str().unwrap());
+    let body = sync(&later, None, 0, None).await;
+    assert!(to_device(&body).is_empty(), "{body}");
+}
+
+#[tokio::test]
 async fn malformed_to_device_requests_are_refused() {
     let server = Server::start().await;
     let alice = server.client().register("alice", PASSWORD).await;

@@ -398,14 +398,16 @@ impl E2ee {
                 // Delivering to other servers arrives with federation.
                 continue;
             }
+            let devices = devices_of(&user);
             for (device, content) in by_device {
                 let message = ToDeviceMessage { sender: sender.0.to_owned(), kind: kind.to_owned(), content };
                 if device == "*" {
-                    messages
-                        .extend(devices_of(&user).into_iter().map(|d| (user.clone(), d, message.clone())));
-                } else {
+                    messages.extend(devices.iter().map(|d| (user.clone(), d.clone(), message.clone())));
+                } else if devices.iter().any(|d| d.as_str() == device) {
                     messages.push((user.clone(), device.into(), message));
                 }
+                // A message for a device that does not exist is dropped: queued, it would sit
+                // forever, or reach a device created later under that id.
             }
         }
         if let Some(position) = self.store.queue_to_device(sender, txn_id, &messages).await? {
