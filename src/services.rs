@@ -36,8 +36,13 @@ impl Services {
     /// Wires the domains over an open store; loads (or creates) the signing key.
     pub fn new(config: Config, store: Arc<Store>) -> Result<Self, String> {
         let key = Arc::new(SigningKey::load_or_generate(&config.data_dir)?);
-        let accounts = Accounts::new(store.clone(), config.server_name.clone(), config.registration.mode);
         let notifier = Arc::new(Notifier::default());
+        let accounts = Accounts::new(
+            store.clone(),
+            notifier.clone(),
+            config.server_name.clone(),
+            config.registration.mode,
+        );
         let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
         let push = Arc::new(Push::new(store.clone(), account_data.clone()));
         let rooms = Rooms::new(

@@ -25,6 +25,7 @@ pub use registration_tokens::RegistrationTokenInfo;
 use crate::{
     config::RegistrationMode,
     storage::{CreateUserError, DeviceRecord, NewDevice, StorageError, Store, UserRecord},
+    sync::notifier::Notifier,
 };
 
 /// The identity behind a valid access token.
@@ -102,6 +103,7 @@ pub struct PasswordLogin {
 
 pub struct Accounts {
     store: Arc<Store>,
+    notifier: Arc<Notifier>,
     server_name: OwnedServerName,
     registration: RegistrationMode,
 }
@@ -113,8 +115,22 @@ fn now_ms() -> u64 {
 const INVALID_LOGIN: &str = "Invalid username or password";
 
 impl Accounts {
-    pub fn new(store: Arc<Store>, server_name: OwnedServerName, registration: RegistrationMode) -> Self {
-        Self { store, server_name, registration }
+    pub fn new(
+        store: Arc<Store>,
+        notifier: Arc<Notifier>,
+        server_name: OwnedServerName,
+        registration: RegistrationMode,
+    ) -> Self {
+        Self { store, notifier, server_name, registration }
+    }
+
+    /// Wakes everyone who tracks `user`'s devices (the store recorded the change when it
+    /// removed devices): their clients must stop encrypting for the removed ones.
+    fn devices_removed(&self, user: &UserId) -> Result<()> {
+        let position = self.store.last_key_change(user)?;
+        let peers = self.store.room_peers(user)?;
+        self.notifier.notify(peers.iter().map(|u| &**u), position);
+        Ok(())
     }
 
     pub fn server_name(&self) -> &OwnedServerName {
@@ -333,13 +349,13 @@ impl Accounts {
     /// `/logout`: the token stops working and its device is deleted.
     pub async fn logout(&self, session: &Session) -> Result<()> {
         self.store.remove_devices(&session.user_id, std::slice::from_ref(&session.device_id)).await?;
-        Ok(())
+        self.devices_removed(&session.user_id)
     }
 
     /// `/logout/all`: every token of the user stops working.
     pub async fn logout_all(&self, user_id: &UserId) -> Result<()> {
         self.store.remove_devices_except(user_id, None).await?;
-        Ok(())
+        self.devices_removed(user_id)
     }
 
     /// Sets a new password; with `keep_device`, every other device is logged out, and with
@@ -356,17 +372,18 @@ impl Accounts {
             return Err(Error::NotFound(format!("no user {user_id}")));
         }
         match logout {
-            Logout::None => {}
+            Logout::None => return Ok(()),
             Logout::AllBut(device) => self.store.remove_devices_except(user_id, Some(device)).await?,
             Logout::All => self.store.remove_devices_except(user_id, None).await?,
         }
-        Ok(())
+        self.devices_removed(user_id)
     }
 
     pub async fn deactivate(&self, user_id: &UserId) -> Result<()> {
         if !self.store.deactivate_user(user_id).await? {
             return Err(Error::NotFound(format!("no user {user_id}")));
         }
+        self.devices_removed(user_id)?;
         tracing::info!(%user_id, "deactivated");
         Ok(())
     }
@@ -453,7 +470,8 @@ impl Accounts {
     }
 
     pub async fn delete_devices(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> Result<()> {
-        Ok(self.store.remove_devices(user_id, device_ids).await?)
+        self.store.remove_devices(user_id, device_ids).await?;
+        self.devices_removed(user_id)
     }
 
     /// The profile of a local user; `NotFound` when there is no such user.

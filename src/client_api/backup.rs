@@ -50,7 +50,25 @@ fn algorithm<T>(raw_algorithm: &Raw<T>) -> Result<(String, JsonValue), ApiError>
         .as_str()
         .ok_or_else(|| ApiError::missing_param("algorithm is required"))?
         .to_owned();
-    Ok((name, value.get("auth_data").cloned().unwrap_or_default()))
+    let auth_data = value.get("auth_data").ok_or_else(|| ApiError::missing_param("auth_data is required"))?;
+    if !auth_data.is_object() {
+        return Err(ApiError::bad_json("auth_data must be an object"));
+    }
+    Ok((name, auth_data.clone()))
+}
+
+/// Checks that backed-up key data has the fields the replacement rules and clients read.
+fn check_key_data(data: &JsonValue) -> Result<(), ApiError> {
+    let valid = data["first_message_index"].is_u64()
+        && data["forwarded_count"].is_u64()
+        && data["is_verified"].is_boolean()
+        && data["session_data"].is_object();
+    if !valid {
+        return Err(ApiError::bad_json(
+            "key data needs first_message_index, forwarded_count, is_verified and a session_data object",
+        ));
+    }
+    Ok(())
 }
 
 fn info_algorithm<T>(info: &BackupVersion) -> Raw<T> {
@@ -66,6 +84,7 @@ fn sessions_json<T>(
         .map(|(session, data)| {
             let data: JsonValue =
                 serde_json::from_str(data.json().get()).map_err(|e| ApiError::bad_json(e.to_string()))?;
+            check_key_data(&data)?;
             Ok((room.to_string(), session.clone(), data))
         })
         .collect()

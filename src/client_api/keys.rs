@@ -186,7 +186,7 @@ async fn signatures(
         }
         signed.insert(user, objects);
     }
-    let failures = services.e2ee.upload_signatures(signed).await?;
+    let failures = services.e2ee.upload_signatures(&req.auth.user_id, signed).await?;
     let mut response = upload_signatures::v3::Response::new();
     response.failures = failures
         .into_iter()
@@ -206,7 +206,11 @@ async fn to_device(
     for (user, devices) in body.messages {
         let mut by_device = BTreeMap::new();
         for (device, content) in devices {
-            by_device.insert(device.to_string(), json(&content)?);
+            let content = json(&content)?;
+            if !content.is_object() {
+                return Err(ApiError::bad_json("the content of a to-device message must be an object"));
+            }
+            by_device.insert(device.to_string(), content);
         }
         targets.insert(user, by_device);
     }

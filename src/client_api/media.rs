@@ -126,7 +126,8 @@ async fn download_legacy(
     services: Arc<Services>,
     req: Req<media::get_content::v3::Request>,
 ) -> Result<media::get_content::v3::Response, ApiError> {
-    let content = services.media.download(&req.body.server_name, &req.body.media_id).await?;
+    let b = req.body;
+    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
     let (file, content_type, disposition) = serve(content, None);
     Ok(media::get_content::v3::Response::new(file, content_type, disposition))
 }
@@ -136,7 +137,7 @@ async fn download_legacy_named(
     req: Req<media::get_content_as_filename::v3::Request>,
 ) -> Result<media::get_content_as_filename::v3::Response, ApiError> {
     let b = req.body;
-    let content = services.media.download(&b.server_name, &b.media_id).await?;
+    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
     let (file, content_type, disposition) = serve(content, Some(b.filename));
     Ok(media::get_content_as_filename::v3::Response::new(file, content_type, disposition))
 }
@@ -147,7 +148,7 @@ async fn thumbnail_legacy(
 ) -> Result<media::get_content_thumbnail::v3::Response, ApiError> {
     let b = req.body;
     let request = thumbnail_request(b.width, b.height, b.method)?;
-    let content = services.media.thumbnail(&b.server_name, &b.media_id, request).await?;
+    let content = services.media.thumbnail(&b.server_name, &b.media_id, request, b.timeout_ms).await?;
     let (file, content_type, disposition) = serve(content, None);
     Ok(media::get_content_thumbnail::v3::Response::new(file, content_type, disposition))
 }
@@ -156,7 +157,8 @@ async fn download(
     services: Arc<Services>,
     req: Req<authenticated_media::get_content::v1::Request>,
 ) -> Result<authenticated_media::get_content::v1::Response, ApiError> {
-    let content = services.media.download(&req.body.server_name, &req.body.media_id).await?;
+    let b = req.body;
+    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
     let (file, content_type, disposition) = serve(content, None);
     Ok(authenticated_media::get_content::v1::Response::new(file, content_type, disposition))
 }
@@ -166,7 +168,7 @@ async fn download_named(
     req: Req<authenticated_media::get_content_as_filename::v1::Request>,
 ) -> Result<authenticated_media::get_content_as_filename::v1::Response, ApiError> {
     let b = req.body;
-    let content = services.media.download(&b.server_name, &b.media_id).await?;
+    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
     let (file, content_type, disposition) = serve(content, Some(b.filename));
     Ok(authenticated_media::get_content_as_filename::v1::Response::new(file, content_type, disposition))
 }
@@ -177,7 +179,7 @@ async fn thumbnail(
 ) -> Result<authenticated_media::get_content_thumbnail::v1::Response, ApiError> {
     let b = req.body;
     let request = thumbnail_request(b.width, b.height, b.method)?;
-    let content = services.media.thumbnail(&b.server_name, &b.media_id, request).await?;
+    let content = services.media.thumbnail(&b.server_name, &b.media_id, request, b.timeout_ms).await?;
     let (file, content_type, disposition) = serve(content, None);
     Ok(authenticated_media::get_content_thumbnail::v1::Response::new(file, content_type, disposition))
 }

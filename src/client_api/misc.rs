@@ -15,12 +15,13 @@ use ruma::{
         voip::get_turn_server_info,
     },
     authentication::TokenType,
+    presence::PresenceState,
 };
 
 use crate::{
     http::{
         ApiError,
-        router::{Req, Router},
+        router::{JsonObject, Req, Router},
     },
     services::Services,
     storage::{OpenIdToken, Report},
@@ -87,10 +88,11 @@ async fn openid(
     ))
 }
 
-/// Users the searcher may find: those sharing a room with them and members of published rooms.
+/// Users the searcher may find: those sharing a room with them, and members of rooms open
+/// to everyone (public join rule, world-readable history, or published).
 fn visible_users(services: &Services, searcher: &UserId) -> Result<BTreeSet<OwnedUserId>, ApiError> {
     let mut rooms: BTreeSet<_> = services.rooms.joined_rooms(searcher)?.into_iter().collect();
-    rooms.extend(services.rooms.public_rooms(None)?.into_iter().map(|summary| summary.room_id));
+    rooms.extend(services.rooms.rooms_open_to_everyone()?);
     let mut users = BTreeSet::new();
     for room in rooms {
         users.extend(services.rooms.members(&room)?.into_iter().filter(|(_, m)| m == "join").map(|(u, _)| u));
@@ -131,12 +133,12 @@ async fn report_event(
     req: Req<report_content::v3::Request>,
 ) -> Result<report_content::v3::Response, ApiError> {
     let b = req.body;
-    services.rooms.check_can_read_history(&b.room_id, &req.auth.user_id)?;
-    services
-        .rooms
-        .event(&b.event_id)?
-        .filter(|(pdu, _)| pdu.room_id == b.room_id)
-        .ok_or_else(|| ApiError::not_found("no such event in this room"))?;
+    // Only members may report (spec), and 404 rather than 403 hides whether the event exists.
+    let not_found = || ApiError::not_found("no such event, or you are not joined to its room");
+    if services.rooms.membership(&b.room_id, &req.auth.user_id).ok().flatten().as_deref() != Some("join") {
+        return Err(not_found());
+    }
+    services.rooms.event(&b.event_id)?.filter(|(pdu, _)| pdu.room_id == b.room_id).ok_or_else(not_found)?;
     let report = Report {
         reporter: req.auth.user_id.clone(),
         room_id: b.room_id,
@@ -167,12 +169,10 @@ async fn report_whole_room(
     Ok(report_room::v3::Response::new())
 }
 
-async fn threepids(
-    _: Arc<Services>,
-    _: Req<get_3pids::v3::Request>,
-) -> Result<get_3pids::v3::Response, ApiError> {
-    // Myelin keeps no e-mail addresses or phone numbers.
-    Ok(get_3pids::v3::Response::new(vec![]))
+async fn threepids(_: Arc<Services>, _: Req<get_3pids::v3::Request>) -> Result<JsonObject, ApiError> {
+    // Myelin keeps no e-mail addresses or phone numbers. ruma leaves an empty list out, but
+    // Element's settings read `threepids` without checking that it is there.
+    Ok(JsonObject(serde_json::json!({"threepids": []})))
 }
 
 async fn presence_get(
@@ -193,6 +193,12 @@ async fn presence_set(
 ) -> Result<set_presence::v3::Response, ApiError> {
     if req.body.user_id != req.auth.user_id {
         return Err(ApiError::forbidden("You can only set your own presence"));
+    }
+    if !matches!(
+        req.body.presence,
+        PresenceState::Online | PresenceState::Unavailable | PresenceState::Offline
+    ) {
+        return Err(ApiError::invalid_param("presence must be online, unavailable or offline"));
     }
     services.presence.set(&req.auth.user_id, req.body.presence, req.body.status_msg)?;
     Ok(set_presence::v3::Response::new())

@@ -6,7 +6,7 @@ use serde_json::Value as JsonValue;
 use super::E2ee;
 use crate::{
     error::{Error, Result},
-    storage::{BackedUpSession, BackupVersionRecord},
+    storage::{BackedUpSession, BackupDeletion, BackupVersionRecord},
 };
 
 /// A backup version as clients see it.
@@ -44,7 +44,7 @@ impl E2ee {
         algorithm: String,
         auth_data: JsonValue,
     ) -> Result<String> {
-        let record = BackupVersionRecord { algorithm, auth_data, etag: 0 };
+        let record = BackupVersionRecord { algorithm, auth_data, etag: 0, deleted: false };
         Ok(self.store.create_backup_version(user, &record).await?.to_string())
     }
 
@@ -93,24 +93,24 @@ impl E2ee {
         Ok(self.store.set_backup_version(user, number, &record).await?)
     }
 
+    /// Deletes a version; deleting one that was already deleted succeeds (spec).
     pub async fn delete_backup(&self, user: &UserId, version: &str) -> Result<()> {
-        if !self.store.delete_backup_version(user, parse(version)?).await? {
-            return Err(Error::NotFound(format!("no backup version {version}")));
+        match self.store.delete_backup_version(user, parse(version)?).await? {
+            BackupDeletion::Deleted | BackupDeletion::AlreadyDeleted => Ok(()),
+            BackupDeletion::Unknown => Err(Error::NotFound(format!("no backup version {version}"))),
         }
-        Ok(())
     }
 
-    /// Writes go only to the newest version, so a client with a stale one learns of it.
+    /// Writes go only to the current (newest) version, so a client still using an older or
+    /// deleted one learns which is current.
     fn writable_version(&self, user: &UserId, version: &str) -> Result<u64> {
-        let number = parse(version)?;
-        self.store
-            .backup_version(user, number)?
-            .ok_or_else(|| Error::NotFound(format!("no backup version {version}")))?;
-        let (latest, _) = self.store.latest_backup_version(user)?.expect("a version exists");
-        if latest != number {
+        let Some((latest, _)) = self.store.latest_backup_version(user)? else {
+            return Err(Error::NotFound(format!("no backup version {version}")));
+        };
+        if version.parse::<u64>().ok() != Some(latest) {
             return Err(Error::WrongRoomKeysVersion(latest.to_string()));
         }
-        Ok(number)
+        Ok(latest)
     }
 
     /// Stores sessions, keeping an existing one when it is better; returns (etag, count).
@@ -128,7 +128,11 @@ impl E2ee {
                 accepted.push((room, session, data));
             }
         }
-        self.store.put_backup_keys(user, number, &accepted).await?;
+        // Keys that replace nothing leave the etag alone: it tells clients whether the
+        // backup changed.
+        if !accepted.is_empty() {
+            self.store.put_backup_keys(user, number, &accepted).await?;
+        }
         let info = self.backup_info(user, Some(version))?;
         Ok((info.etag, info.count))
     }

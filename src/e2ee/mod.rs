@@ -1,6 +1,7 @@
-//! End-to-end encryption plumbing (spec: "End-to-End Encryption"). The server does no
-//! cryptography here: it stores keys as uploaded, hands out one-time keys, relays
-//! to-device messages and tells clients whose devices changed.
+//! End-to-end encryption plumbing (spec: "End-to-End Encryption"). The server stores keys
+//! as uploaded, hands out one-time keys, relays to-device messages and tells clients whose
+//! devices changed. Its only cryptography is checking the signatures users upload for
+//! their keys (`ruma::signatures`), so nobody can add or overwrite another's.
 
 mod backup;
 
@@ -67,18 +68,7 @@ impl E2ee {
 
     /// Users who share a joined room with `user`, `user` included.
     fn room_peers(&self, user: &UserId) -> Result<BTreeSet<OwnedUserId>> {
-        let mut peers = BTreeSet::from([user.to_owned()]);
-        for (room, entry) in self.store.user_rooms(user)? {
-            if entry.membership != "join" {
-                continue;
-            }
-            for (member, membership) in self.store.memberships(&room)? {
-                if membership == "join" {
-                    peers.insert(member);
-                }
-            }
-        }
-        Ok(peers)
+        Ok(self.store.room_peers(user)?)
     }
 
     /// Records a change to `user`'s devices or keys and wakes everyone who tracks them.
@@ -231,36 +221,47 @@ impl E2ee {
         self.key_changed(user).await
     }
 
-    /// `/keys/signatures/upload`: merges each object's signatures into the stored key it
-    /// signs (a device of the user, or one of their cross-signing keys). Returns failures.
+    /// `/keys/signatures/upload`: adds the uploader's signatures to stored keys. Returns
+    /// failures by user and key id.
+    ///
+    /// The signed object must be the stored key (apart from `signatures` and `unsigned`),
+    /// and each signature must verify with one of the uploader's own keys: their devices or
+    /// cross-signing keys may sign their own keys, and their user-signing key may sign
+    /// another user's master key. Nothing else is stored, so nobody can overwrite or forge
+    /// the signatures others rely on.
     pub async fn upload_signatures(
         &self,
+        uploader: &UserId,
         signed: BTreeMap<OwnedUserId, BTreeMap<String, JsonValue>>,
     ) -> Result<BTreeMap<OwnedUserId, BTreeMap<String, JsonValue>>> {
         let mut failures: BTreeMap<OwnedUserId, BTreeMap<String, JsonValue>> = BTreeMap::new();
         for (user, objects) in signed {
             let mut changed = false;
             for (key_id, object) in objects {
-                let signatures = object.get("signatures").cloned().unwrap_or_default();
-                let target = self.signature_target(&user, &key_id)?;
-                let stored = match &target {
-                    Some((kind, None)) => {
-                        self.store
-                            .add_signatures(SignatureTarget::CrossSigning(&user, kind), &signatures)
-                            .await?
+                let outcome = match self.signature_target(&user, &key_id)? {
+                    None => Err(("M_NOT_FOUND", "no such key to sign".to_owned())),
+                    Some((kind, device)) => {
+                        let target = match &device {
+                            Some(device) => SignatureTarget::Device(&user, device),
+                            None => SignatureTarget::CrossSigning(&user, kind),
+                        };
+                        match self.checked_signatures(uploader, &user, kind, &target, &object)? {
+                            Ok(signatures) => {
+                                self.store.add_signatures(target, &signatures).await?;
+                                Ok(())
+                            }
+                            Err(why) => Err(("M_INVALID_SIGNATURE", why)),
+                        }
                     }
-                    Some((_, Some(device))) => {
-                        self.store.add_signatures(SignatureTarget::Device(&user, device), &signatures).await?
-                    }
-                    None => false,
                 };
-                if stored {
-                    changed = true;
-                } else {
-                    failures
-                        .entry(user.clone())
-                        .or_default()
-                        .insert(key_id, json!({"errcode": "M_NOT_FOUND", "error": "no such key to sign"}));
+                match outcome {
+                    Ok(()) => changed = true,
+                    Err((errcode, error)) => {
+                        failures
+                            .entry(user.clone())
+                            .or_default()
+                            .insert(key_id, json!({"errcode": errcode, "error": error}));
+                    }
                 }
             }
             if changed {
@@ -268,6 +269,101 @@ impl E2ee {
             }
         }
         Ok(failures)
+    }
+
+    /// The uploader's signatures on `object` as `{uploader: {key id: signature}}`, once
+    /// checked against the stored key they sign, or why they are refused.
+    fn checked_signatures(
+        &self,
+        uploader: &UserId,
+        owner: &UserId,
+        kind: &str,
+        target: &SignatureTarget<'_>,
+        object: &JsonValue,
+    ) -> Result<std::result::Result<JsonValue, String>> {
+        let stored = match target {
+            SignatureTarget::Device(user, device) => self.store.device_keys(user, device)?,
+            SignatureTarget::CrossSigning(user, kind) => self.store.cross_signing_key(user, kind)?,
+        };
+        let Some(stored) = stored else { return Ok(Err("no such key to sign".to_owned())) };
+        let signable = |value: &JsonValue| {
+            let mut value = value.clone();
+            if let Some(object) = value.as_object_mut() {
+                object.remove("signatures");
+                object.remove("unsigned");
+            }
+            value
+        };
+        if signable(object) != signable(&stored) {
+            return Ok(Err("the signed object is not the key stored under this id".to_owned()));
+        }
+        let Some(signatures) = object["signatures"][uploader.as_str()].as_object().filter(|s| !s.is_empty())
+        else {
+            return Ok(Err(format!("the object carries no signature by {uploader}")));
+        };
+        let canonical = match serde_json::from_value::<ruma::CanonicalJsonObject>(signable(&stored))
+            .map_err(|e| e.to_string())
+            .and_then(|o| {
+                ruma::signatures::to_canonical_json_string_for_signing(&o).map_err(|e| e.to_string())
+            }) {
+            Ok(canonical) => canonical,
+            Err(e) => return Ok(Err(format!("the key cannot be signed: {e}"))),
+        };
+        for (signing_key_id, signature) in signatures {
+            let Some(public_key) = self.signing_key_of(uploader, owner, kind, signing_key_id)? else {
+                return Ok(Err(format!(
+                    "{signing_key_id} is not a key of {uploader} that may sign this key"
+                )));
+            };
+            let verified = signature.as_str().is_some_and(|signature| {
+                let decode = |b: &str| ruma::serde::Base64::<ruma::serde::base64::Standard>::parse(b).ok();
+                match (decode(&public_key), decode(signature)) {
+                    (Some(public_key), Some(signature)) => ruma::signatures::verify_canonical_json_bytes(
+                        &ruma::SigningKeyAlgorithm::Ed25519,
+                        public_key.as_bytes(),
+                        signature.as_bytes(),
+                        canonical.as_bytes(),
+                    )
+                    .is_ok(),
+                    _ => false,
+                }
+            });
+            if !verified {
+                return Ok(Err(format!("the signature by {signing_key_id} does not verify")));
+            }
+        }
+        Ok(Ok(json!({uploader.as_str(): signatures})))
+    }
+
+    /// The public key behind `signing_key_id` (`ed25519:…`) if it is one of `uploader`'s
+    /// keys allowed to sign `owner`'s key of kind `kind`.
+    fn signing_key_of(
+        &self,
+        uploader: &UserId,
+        owner: &UserId,
+        kind: &str,
+        signing_key_id: &str,
+    ) -> Result<Option<String>> {
+        if !signing_key_id.starts_with("ed25519:") {
+            return Ok(None);
+        }
+        let in_key = |key: &JsonValue| key["keys"][signing_key_id].as_str().map(str::to_owned);
+        if uploader != owner {
+            // Another user's identity is vouched for by signing their master key with one's
+            // user-signing key, and in no other way.
+            if kind != MASTER {
+                return Ok(None);
+            }
+            return Ok(self.store.cross_signing_key(uploader, USER_SIGNING)?.as_ref().and_then(in_key));
+        }
+        for kind in [MASTER, SELF_SIGNING, USER_SIGNING] {
+            if let Some(public_key) = self.store.cross_signing_key(uploader, kind)?.as_ref().and_then(in_key)
+            {
+                return Ok(Some(public_key));
+            }
+        }
+        let device: OwnedDeviceId = signing_key_id["ed25519:".len()..].into();
+        Ok(self.store.device_keys(uploader, &device)?.as_ref().and_then(in_key))
     }
 
     /// Which stored key `key_id` names: a cross-signing key (by its public key) or a device.
@@ -302,14 +398,16 @@ impl E2ee {
                 // Delivering to other servers arrives with federation.
                 continue;
             }
+            let devices = devices_of(&user);
             for (device, content) in by_device {
                 let message = ToDeviceMessage { sender: sender.0.to_owned(), kind: kind.to_owned(), content };
                 if device == "*" {
-                    messages
-                        .extend(devices_of(&user).into_iter().map(|d| (user.clone(), d, message.clone())));
-                } else {
+                    messages.extend(devices.iter().map(|d| (user.clone(), d.clone(), message.clone())));
+                } else if devices.iter().any(|d| d.as_str() == device) {
                     messages.push((user.clone(), device.into(), message));
                 }
+                // A message for a device that does not exist is dropped: queued, it would sit
+                // forever, or reach a device created later under that id.
             }
         }
         if let Some(position) = self.store.queue_to_device(sender, txn_id, &messages).await? {
@@ -319,8 +417,8 @@ impl E2ee {
         Ok(())
     }
 
-    /// The to-device messages a sync delivers, after dropping those an earlier sync already
-    /// delivered (the client acknowledges them by syncing with a later `since`).
+    /// The to-device messages a sync delivers, after dropping those the client has
+    /// acknowledged by syncing from a token that carried them.
     pub fn to_device_for_sync(
         &self,
         user: &UserId,
@@ -328,12 +426,15 @@ impl E2ee {
         since: Option<u64>,
         upto: u64,
     ) -> Result<Vec<JsonValue>> {
-        if let Some(since) = since {
-            self.store.delete_to_device_upto(user, device, since)?;
+        let (messages, more) =
+            self.store.to_device_for_sync(user, device, since, upto, TO_DEVICE_PER_SYNC)?;
+        if more {
+            // The rest go out in the next response, which must have a later token than this
+            // one (see `Store::to_device_for_sync`): move the position on and wake the device.
+            let position = self.store.begin_position()?.position();
+            self.notifier.notify([user], position);
         }
-        Ok(self
-            .store
-            .to_device_messages(user, device, since.unwrap_or(0), upto, TO_DEVICE_PER_SYNC)?
+        Ok(messages
             .into_iter()
             .map(|(_, m)| json!({"sender": m.sender, "type": m.kind, "content": m.content}))
             .collect())
@@ -375,9 +476,12 @@ impl E2ee {
         Ok(changes)
     }
 
-    /// `/keys/changes`: like the sync section, between two sync tokens.
+    /// `/keys/changes`: like the sync section, from a sync token. The spec makes `to` a
+    /// hint: a change after `from` is reported even when a later change moved the user's
+    /// last-change position past `to` (only the latest position is kept), so the range
+    /// runs to the current position.
     pub fn key_changes(&self, user: &UserId, from: u64, to: u64) -> Result<DeviceListChanges> {
-        self.device_list_changes(user, from, to)
+        self.device_list_changes(user, from, to.max(self.store.visible_position()))
     }
 
     /// Lifts a claimed-or-failed split key id, for handlers.

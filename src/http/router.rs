@@ -221,7 +221,7 @@ where
     handler(services, Req { body: parsed, auth, client_ip: call.client_ip }).await?.into_http_response()
 }
 
-/// What a handler may return: any ruma response, or [`EmptyObject`].
+/// What a handler may return: any ruma response, [`EmptyObject`] or [`JsonObject`].
 pub trait IntoHttpResponse {
     fn into_http_response(self) -> Result<Response, ApiError>;
 }
@@ -242,6 +242,16 @@ pub struct EmptyObject;
 impl IntoHttpResponse for EmptyObject {
     fn into_http_response(self) -> Result<Response, ApiError> {
         Ok(super::error::json_response(StatusCode::OK, &serde_json::json!({})))
+    }
+}
+
+/// A JSON body as given, for the few responses whose ruma serialisation clients cannot read
+/// (such as an empty list ruma leaves out where clients expect it).
+pub struct JsonObject(pub serde_json::Value);
+
+impl IntoHttpResponse for JsonObject {
+    fn into_http_response(self) -> Result<Response, ApiError> {
+        Ok(super::error::json_response(StatusCode::OK, &self.0))
     }
 }
 

@@ -26,11 +26,17 @@ use crate::{
 /// How long a reserved (`/create`) media id waits for its upload.
 const PENDING_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
+/// The longest a download waits for a reserved id's upload, whatever the client asks
+/// (the spec's `timeout_ms`, which servers should cap).
+const MAX_DOWNLOAD_WAIT: Duration = Duration::from_secs(60);
+
 pub struct Media {
     store: Arc<Store>,
     dir: PathBuf,
     server_name: OwnedServerName,
     max_upload: usize,
+    /// Woken whenever a reserved id gets its upload, for downloads waiting on one.
+    uploaded: tokio::sync::Notify,
 }
 
 /// A file to serve.
@@ -75,7 +81,13 @@ async fn write_durably(path: &Path, bytes: Vec<u8>) -> std::io::Result<()> {
 
 impl Media {
     pub fn new(store: Arc<Store>, data_dir: &Path, server_name: OwnedServerName, max_upload: usize) -> Self {
-        Self { store, dir: data_dir.join("media"), server_name, max_upload }
+        Self {
+            store,
+            dir: data_dir.join("media"),
+            server_name,
+            max_upload,
+            uploaded: tokio::sync::Notify::new(),
+        }
     }
 
     pub fn max_upload(&self) -> usize {
@@ -167,7 +179,9 @@ impl Media {
         if now_ms() > record.created_ts + PENDING_LIFETIME.as_millis() as u64 {
             return Err(Error::NotFound("this media id has expired".to_owned()));
         }
-        self.store_file(media_id, uploader, content_type, filename, bytes).await
+        self.store_file(media_id, uploader, content_type, filename, bytes).await?;
+        self.uploaded.notify_waiters();
+        Ok(())
     }
 
     fn local_record(&self, server: &ServerName, media_id: &str) -> Result<MediaRecord> {
@@ -181,12 +195,32 @@ impl Media {
         self.store.media(media_id)?.ok_or_else(|| Error::NotFound(format!("no media {media_id}")))
     }
 
-    /// A stored file.
-    pub async fn download(&self, server: &ServerName, media_id: &str) -> Result<Content> {
-        let record = self.local_record(server, media_id)?;
-        if record.pending {
-            return Err(Error::NotYetUploaded);
+    /// The record of an uploaded file, waiting up to `wait` for a reserved id's upload.
+    async fn uploaded_record(
+        &self,
+        server: &ServerName,
+        media_id: &str,
+        wait: Duration,
+    ) -> Result<MediaRecord> {
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_DOWNLOAD_WAIT);
+        loop {
+            // Registered before the check, so an upload between the check and the wait wakes us.
+            let uploaded = self.uploaded.notified();
+            tokio::pin!(uploaded);
+            uploaded.as_mut().enable();
+            let record = self.local_record(server, media_id)?;
+            if !record.pending {
+                return Ok(record);
+            }
+            if tokio::time::timeout_at(deadline, uploaded).await.is_err() {
+                return Err(Error::NotYetUploaded);
+            }
         }
+    }
+
+    /// A stored file; a reserved id is waited for up to `wait`.
+    pub async fn download(&self, server: &ServerName, media_id: &str, wait: Duration) -> Result<Content> {
+        let record = self.uploaded_record(server, media_id, wait).await?;
         let bytes = tokio::fs::read(self.file_path(media_id))
             .await
             .map_err(|e| Error::Internal(format!("reading media {media_id}: {e}")))?;
@@ -199,27 +233,28 @@ impl Media {
         server: &ServerName,
         media_id: &str,
         request: Thumbnail,
+        wait: Duration,
     ) -> Result<Content> {
-        let original = self.download(server, media_id).await?;
+        self.uploaded_record(server, media_id, wait).await?;
+        // Cached under the extension of the format it was made in, which gives its type.
         let cached = self.dir.join("thumbnails").join(request.file_name(media_id));
-        if let Ok(bytes) = tokio::fs::read(&cached).await {
-            return Ok(Content {
-                content_type: Some(thumbnail::content_type_of(&cached).to_owned()),
-                bytes,
-                filename: None,
-            });
+        for extension in thumbnail::EXTENSIONS {
+            let path = cached.with_extension(extension);
+            if let Ok(bytes) = tokio::fs::read(&path).await {
+                return Ok(Content {
+                    content_type: Some(thumbnail::content_type_of(&path).to_owned()),
+                    bytes,
+                    filename: None,
+                });
+            }
         }
+        let original = self.download(server, media_id, Duration::ZERO).await?;
         let made = tokio::task::spawn_blocking(move || thumbnail::make(&original.bytes, request))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
-        let path = cached.with_extension(made.extension);
-        write_durably(&path, made.bytes.clone())
+        write_durably(&cached.with_extension(made.extension), made.bytes.clone())
             .await
             .map_err(|e| Error::Internal(format!("writing thumbnail: {e}")))?;
-        // Later requests find it under the name with the extension the format chose.
-        if path != cached {
-            let _ = tokio::fs::hard_link(&path, &cached).await;
-        }
         Ok(Content { bytes: made.bytes, content_type: Some(made.content_type.to_owned()), filename: None })
     }
 }

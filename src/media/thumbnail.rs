@@ -49,6 +49,9 @@ pub struct Made {
     pub extension: &'static str,
 }
 
+/// The file extensions thumbnails are stored under.
+pub const EXTENSIONS: [&str; 2] = ["png", "jpg"];
+
 pub fn content_type_of(path: &Path) -> &'static str {
     match path.extension().and_then(|e| e.to_str()) {
         Some("jpg") => "image/jpeg",

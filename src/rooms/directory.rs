@@ -109,6 +109,30 @@ impl Rooms {
         Ok(self.store.is_published(room_id)?)
     }
 
+    /// Rooms whose members anyone may find in the user directory: those with a `public`
+    /// join rule or `world_readable` history (spec: `/user_directory/search`), and those
+    /// published in the room directory.
+    pub fn rooms_open_to_everyone(&self) -> Result<Vec<OwnedRoomId>> {
+        let published: std::collections::BTreeSet<OwnedRoomId> =
+            self.store.published_rooms()?.into_iter().collect();
+        let mut open = Vec::new();
+        for room_id in self.store.room_ids()? {
+            let Some(room) = self.store.room(&room_id)? else { continue };
+            let state = |kind: &str, field: &str| -> Result<Option<String>> {
+                let Some(id) = self.store.current_state_event(&room, kind, "")? else { return Ok(None) };
+                Ok(self.pdu(&id)?.and_then(|pdu| pdu.content_json()[field].as_str().map(str::to_owned)))
+            };
+            if published.contains(&room_id)
+                || state("m.room.join_rules", "join_rule")?.as_deref() == Some("public")
+                || state("m.room.history_visibility", "history_visibility")?.as_deref()
+                    == Some("world_readable")
+            {
+                open.push(room_id);
+            }
+        }
+        Ok(open)
+    }
+
     /// Published rooms whose name, topic or alias contains `search` (case-insensitive),
     /// most joined members first.
     pub fn public_rooms(&self, search: Option<&str>) -> Result<Vec<RoomSummary>> {

@@ -15,6 +15,18 @@ pub struct BackupVersionRecord {
     pub auth_data: JsonValue,
     /// Changes whenever the version's keys change.
     pub etag: u64,
+    /// Deleted versions are kept as tombstones: deleting one again succeeds (spec), and a
+    /// client still writing to it learns which version is current.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// What deleting a backup version found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupDeletion {
+    Deleted,
+    AlreadyDeleted,
+    Unknown,
 }
 
 /// One backed-up session: room id, session id, key data.
@@ -38,23 +50,27 @@ impl Store {
         Ok(version)
     }
 
-    /// The user's newest backup version, if any.
+    /// The user's newest backup version that is not deleted, if any.
     pub fn latest_backup_version(&self, user: &UserId) -> Result<Option<(u64, BackupVersionRecord)>> {
         let prefix = prefix_of(user.as_bytes());
-        match self.backup_versions.scan_prefix(&prefix).next_back() {
-            Some(item) => {
-                let (key, value) = item?;
-                Ok(Some((parse_version(&key[prefix.len()..])?, decode("backup version", &value)?)))
+        for item in self.backup_versions.scan_prefix(&prefix).rev() {
+            let (key, value) = item?;
+            let record: BackupVersionRecord = decode("backup version", &value)?;
+            if !record.deleted {
+                return Ok(Some((parse_version(&key[prefix.len()..])?, record)));
             }
-            None => Ok(None),
         }
+        Ok(None)
     }
 
+    /// A version that exists and is not deleted.
     pub fn backup_version(&self, user: &UserId, version: u64) -> Result<Option<BackupVersionRecord>> {
-        self.backup_versions
+        let record: Option<BackupVersionRecord> = self
+            .backup_versions
             .get(version_key(user, version))?
             .map(|b| decode("backup version", &b))
-            .transpose()
+            .transpose()?;
+        Ok(record.filter(|r| !r.deleted))
     }
 
     pub async fn set_backup_version(
@@ -67,11 +83,24 @@ impl Store {
         self.durable().await
     }
 
-    /// Deletes a version and every key in it; `false` if there was no such version.
-    pub async fn delete_backup_version(&self, user: &UserId, version: u64) -> Result<bool> {
-        let existed = self.backup_versions.remove(version_key(user, version))?.is_some();
-        self.delete_backup_keys(user, version, None, None).await?;
-        Ok(existed)
+    /// Deletes every key of a version and leaves the version as a tombstone.
+    pub async fn delete_backup_version(&self, user: &UserId, version: u64) -> Result<BackupDeletion> {
+        let key = version_key(user, version);
+        let outcome = flatten::<_, StorageError>(self.backup_versions.transaction(|tree| {
+            let Some(bytes) = tree.get(&key)? else { return Ok(BackupDeletion::Unknown) };
+            let mut record: BackupVersionRecord = decode("backup version", &bytes).or_else(abort)?;
+            if record.deleted {
+                return Ok(BackupDeletion::AlreadyDeleted);
+            }
+            record.deleted = true;
+            record.auth_data = JsonValue::Null;
+            tree.insert(key.as_slice(), encode(&record))?;
+            Ok(BackupDeletion::Deleted)
+        }))?;
+        if outcome == BackupDeletion::Deleted {
+            self.delete_backup_keys(user, version, None, None).await?;
+        }
+        Ok(outcome)
     }
 
     /// Keys of a version, optionally of one room or one session.

@@ -5,13 +5,18 @@
 //! Trees:
 //! - `device_keys`: user, `0xff`, device → signed device keys JSON as uploaded
 //! - `one_time_keys`: user, `0xff`, device, `0xff`, algorithm, `0xff`, key id → key JSON
+//! - `one_time_key_order`: user, `0xff`, device, `0xff`, algorithm, `0xff`, upload (u64),
+//!   index (u32) → key id: the order of upload, which is the order claims follow (spec:
+//!   clients forget the private halves of their oldest keys first)
 //! - `fallback_keys`: user, `0xff`, device, `0xff`, algorithm → [`FallbackKey`]
 //! - `cross_signing_keys`: user, `0xff`, `master` | `self_signing` | `user_signing` → key JSON
 //! - `key_changes`: user → position of the latest change to their devices or keys
 //! - `to_device`: user, `0xff`, device, `0xff`, position → [`ToDeviceMessage`]
 //! - `to_device_txns`: sender, `0xff`, device, `0xff`, transaction id → ()
+//! - `to_device_deliveries`: user, `0xff`, device, `0xff`, sync token (u64) → position of
+//!   the last message the sync response with that `next_batch` carried
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
@@ -47,6 +52,13 @@ fn device_key(user: &UserId, device: &DeviceId) -> Vec<u8> {
     composite_key(&[user.as_bytes(), device.as_bytes()])
 }
 
+fn parse_position(bytes: &[u8]) -> Result<u64> {
+    bytes
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StorageError::Corrupt("to-device position".to_owned()))
+}
+
 fn split_last(bytes: &[u8]) -> Result<(&[u8], &[u8])> {
     let sep = bytes
         .iter()
@@ -68,36 +80,51 @@ impl Store {
         Ok(previous.is_none_or(|p| p.as_ref() != bytes.as_slice()))
     }
 
-    /// Adds one-time keys. A key id already stored with other content is refused.
+    /// Adds one-time keys, remembering the order of upload. A key id already stored with
+    /// other content refuses the whole upload.
     pub async fn add_one_time_keys(
         &self,
         user: &UserId,
         device: &DeviceId,
         keys: &[(String, String, JsonValue)],
     ) -> Result<Result<(), String>> {
-        let outcome = flatten::<_, StorageError>(self.one_time_keys.transaction(|tree| {
-            for (algorithm, key_id, key) in keys {
-                let id = composite_key(&[
-                    user.as_bytes(),
-                    device.as_bytes(),
-                    algorithm.as_bytes(),
-                    key_id.as_bytes(),
-                ]);
-                let bytes = encode(key);
-                match tree.get(&id)? {
-                    Some(existing) if existing.as_ref() != bytes.as_slice() => {
-                        return Ok(Err(format!(
-                            "one-time key {algorithm}:{key_id} already exists with other content"
-                        )));
-                    }
-                    Some(_) => {}
-                    None => {
-                        tree.insert(id, bytes)?;
+        // Ids from sled's generator only grow, so uploads sort in the order they happened.
+        let upload = self.db.generate_id()?.to_be_bytes();
+        let outcome = flatten::<_, StorageError>(
+            (&self.one_time_keys, &self.one_time_key_order).transaction(|(tree, order)| {
+                for (index, (algorithm, key_id, key)) in keys.iter().enumerate() {
+                    let id = composite_key(&[
+                        user.as_bytes(),
+                        device.as_bytes(),
+                        algorithm.as_bytes(),
+                        key_id.as_bytes(),
+                    ]);
+                    let bytes = encode(key);
+                    match tree.get(&id)? {
+                        Some(existing) if existing.as_ref() != bytes.as_slice() => {
+                            return Ok(Err(format!(
+                                "one-time key {algorithm}:{key_id} already exists with other content"
+                            )));
+                        }
+                        Some(_) => {}
+                        None => {
+                            tree.insert(id, bytes)?;
+                            let sequence = [upload.as_slice(), &(index as u32).to_be_bytes()].concat();
+                            order.insert(
+                                composite_key(&[
+                                    user.as_bytes(),
+                                    device.as_bytes(),
+                                    algorithm.as_bytes(),
+                                    &sequence,
+                                ]),
+                                key_id.as_bytes(),
+                            )?;
+                        }
                     }
                 }
-            }
-            Ok(Ok(()))
-        }))?;
+                Ok(Ok(()))
+            }),
+        )?;
         self.durable().await?;
         Ok(outcome)
     }
@@ -114,7 +141,8 @@ impl Store {
         Ok(counts)
     }
 
-    /// Replaces the device's fallback key for an algorithm (a new one is unused).
+    /// Replaces the device's fallback key for an algorithm (a new one is unused). The key
+    /// it already has, uploaded again (a client retrying), keeps whether it was used.
     pub async fn set_fallback_key(
         &self,
         user: &UserId,
@@ -122,10 +150,17 @@ impl Store {
         algorithm: &str,
         key: &FallbackKey,
     ) -> Result<()> {
-        self.fallback_keys.insert(
-            composite_key(&[user.as_bytes(), device.as_bytes(), algorithm.as_bytes()]),
-            encode(key),
-        )?;
+        let id = composite_key(&[user.as_bytes(), device.as_bytes(), algorithm.as_bytes()]);
+        flatten::<_, StorageError>(self.fallback_keys.transaction(|tree| {
+            if let Some(bytes) = tree.get(&id)? {
+                let existing: FallbackKey = decode("fallback key", &bytes).or_else(abort)?;
+                if existing.key_id == key.key_id && existing.key == key.key {
+                    return Ok(());
+                }
+            }
+            tree.insert(id.as_slice(), encode(key))?;
+            Ok(())
+        }))?;
         self.durable().await
     }
 
@@ -143,40 +178,91 @@ impl Store {
         Ok(algorithms)
     }
 
-    /// Takes one one-time key of `algorithm`, or else the fallback key (marking it used).
+    /// Takes the oldest one-time key of `algorithm`, or else the fallback key (marking it
+    /// used).
     pub async fn claim_key(
         &self,
         user: &UserId,
         device: &DeviceId,
         algorithm: &str,
     ) -> Result<Option<ClaimedKey>> {
-        let prefix = composite_key(&[user.as_bytes(), device.as_bytes(), algorithm.as_bytes(), b""]);
-        let fallback_id = composite_key(&[user.as_bytes(), device.as_bytes(), algorithm.as_bytes()]);
-        loop {
-            let candidate = self.one_time_keys.scan_prefix(&prefix).next().transpose()?;
-            let claimed = match candidate {
-                Some((id, value)) => {
-                    // Another claim may take the same key first: only the one that removes it wins.
-                    if self.one_time_keys.compare_and_swap(&id, Some(&value), None as Option<&[u8]>)?.is_err()
-                    {
-                        continue;
+        let claimed = match self.take_oldest_one_time_key(user, device, algorithm)? {
+            Some(claimed) => Some(claimed),
+            None => self.take_unordered_one_time_key(user, device, algorithm)?,
+        };
+        let claimed = match claimed {
+            Some(claimed) => Some(claimed),
+            None => {
+                let fallback_id = composite_key(&[user.as_bytes(), device.as_bytes(), algorithm.as_bytes()]);
+                flatten::<_, StorageError>(self.fallback_keys.transaction(|tree| {
+                    let Some(bytes) = tree.get(&fallback_id)? else { return Ok(None) };
+                    let mut fallback: FallbackKey = decode("fallback key", &bytes).or_else(abort)?;
+                    if !fallback.used {
+                        fallback.used = true;
+                        tree.insert(fallback_id.as_slice(), encode(&fallback))?;
                     }
-                    let (_, key_id) = split_last(&id)?;
-                    Some(ClaimedKey {
-                        key_id: String::from_utf8_lossy(key_id).into_owned(),
-                        key: decode("one-time key", &value)?,
-                    })
-                }
-                None => {
-                    let Some(bytes) = self.fallback_keys.get(&fallback_id)? else { return Ok(None) };
-                    let mut fallback: FallbackKey = decode("fallback key", &bytes)?;
-                    fallback.used = true;
-                    self.fallback_keys.insert(&fallback_id, encode(&fallback))?;
-                    Some(ClaimedKey { key_id: fallback.key_id, key: fallback.key })
-                }
+                    Ok(Some(ClaimedKey { key_id: fallback.key_id, key: fallback.key }))
+                }))?
+            }
+        };
+        self.durable().await?;
+        Ok(claimed)
+    }
+
+    /// Removes and returns the device's oldest one-time key of `algorithm` by upload order.
+    fn take_oldest_one_time_key(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        algorithm: &str,
+    ) -> Result<Option<ClaimedKey>> {
+        let prefix = composite_key(&[user.as_bytes(), device.as_bytes(), algorithm.as_bytes(), b""]);
+        loop {
+            let Some((order_key, key_id)) =
+                self.one_time_key_order.scan_prefix(&prefix).next().transpose()?
+            else {
+                return Ok(None);
             };
-            self.durable().await?;
-            return Ok(claimed);
+            let id = composite_key(&[user.as_bytes(), device.as_bytes(), algorithm.as_bytes(), &key_id]);
+            // Another claim may take the same key first: only the one that removes it wins.
+            let taken = flatten::<_, StorageError>(
+                (&self.one_time_key_order, &self.one_time_keys).transaction(|(order, keys)| {
+                    if order.remove(&order_key)?.is_none() {
+                        return Ok(None);
+                    }
+                    Ok(keys.remove(id.as_slice())?)
+                }),
+            )?;
+            if let Some(value) = taken {
+                return Ok(Some(ClaimedKey {
+                    key_id: String::from_utf8_lossy(&key_id).into_owned(),
+                    key: decode("one-time key", &value)?,
+                }));
+            }
+        }
+    }
+
+    /// Removes and returns any one-time key of `algorithm` that has no recorded upload order
+    /// (keys stored before the order was kept).
+    fn take_unordered_one_time_key(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        algorithm: &str,
+    ) -> Result<Option<ClaimedKey>> {
+        let prefix = composite_key(&[user.as_bytes(), device.as_bytes(), algorithm.as_bytes(), b""]);
+        loop {
+            let Some((id, value)) = self.one_time_keys.scan_prefix(&prefix).next().transpose()? else {
+                return Ok(None);
+            };
+            if self.one_time_keys.compare_and_swap(&id, Some(&value), None as Option<&[u8]>)?.is_err() {
+                continue;
+            }
+            let (_, key_id) = split_last(&id)?;
+            return Ok(Some(ClaimedKey {
+                key_id: String::from_utf8_lossy(key_id).into_owned(),
+                key: decode("one-time key", &value)?,
+            }));
         }
     }
 
@@ -203,6 +289,23 @@ impl Store {
         self.key_changes.insert(user.as_bytes(), &guard.position().to_be_bytes())?;
         self.durable().await?;
         Ok(guard.position())
+    }
+
+    /// Users who share a joined room with `user`, `user` included: those who track
+    /// `user`'s devices.
+    pub fn room_peers(&self, user: &UserId) -> Result<BTreeSet<OwnedUserId>> {
+        let mut peers = BTreeSet::from([user.to_owned()]);
+        for (room, entry) in self.user_rooms(user)? {
+            if entry.membership != "join" {
+                continue;
+            }
+            for (member, membership) in self.memberships(&room)? {
+                if membership == "join" {
+                    peers.insert(member);
+                }
+            }
+        }
+        Ok(peers)
     }
 
     pub fn last_key_change(&self, user: &UserId) -> Result<u64> {
@@ -246,37 +349,67 @@ impl Store {
         Ok(queued.then_some(guard.position()))
     }
 
-    /// Messages for a device with positions in `(after, upto]`, oldest first, at most `limit`.
-    pub fn to_device_messages(
+    /// Acknowledges what a device has received and returns what to deliver next: at most
+    /// `limit` of its oldest messages with positions up to `upto`, and whether more wait.
+    ///
+    /// A response that carries messages records the position of its last one under its
+    /// `next_batch` token. A sync from that token or a later one proves the client got the
+    /// response, and everything up to that position is deleted; a retry from an older token
+    /// gets the same messages again. So a message is neither lost when a response is cut
+    /// short or lost in transit, nor delivered again once acknowledged.
+    ///
+    /// Nothing is delivered when `since` is `upto`: a response with `next_batch` equal to
+    /// `since` could not be told apart from a retry. Callers make sure the position moves on
+    /// after a response that had to leave messages behind.
+    pub fn to_device_for_sync(
         &self,
         user: &UserId,
         device: &DeviceId,
-        after: u64,
+        since: Option<u64>,
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, ToDeviceMessage)>> {
+    ) -> Result<(Vec<(u64, ToDeviceMessage)>, bool)> {
         let prefix = prefix_of(&device_key(user, device));
-        let start = [prefix.as_slice(), &after.saturating_add(1).to_be_bytes()].concat();
-        let end = [prefix.as_slice(), &upto.saturating_add(1).to_be_bytes()].concat();
-        self.to_device
-            .range(start..end)
-            .take(limit)
-            .map(|item| positioned("to-device message", item))
-            .collect()
-    }
-
-    /// Deletes messages the device has acknowledged by syncing past them.
-    pub fn delete_to_device_upto(&self, user: &UserId, device: &DeviceId, upto: u64) -> Result<()> {
-        let prefix = prefix_of(&device_key(user, device));
-        let end = [prefix.as_slice(), &upto.saturating_add(1).to_be_bytes()].concat();
-        let doomed: Vec<sled::IVec> =
-            self.to_device.range(prefix.clone()..end).keys().collect::<Result<_, _>>()?;
-        let mut batch = sled::Batch::default();
-        for key in doomed {
-            batch.remove(key);
+        let through = |position: u64| [prefix.as_slice(), &position.saturating_add(1).to_be_bytes()].concat();
+        if let Some(since) = since {
+            let acknowledged: Vec<(sled::IVec, sled::IVec)> =
+                self.to_device_deliveries.range(prefix.clone()..through(since)).collect::<Result<_, _>>()?;
+            let mut delivered = None;
+            let mut batch = sled::Batch::default();
+            for (key, value) in acknowledged {
+                delivered = delivered.max(Some(parse_position(&value)?));
+                batch.remove(key);
+            }
+            if let Some(delivered) = delivered {
+                let doomed: Vec<sled::IVec> = self
+                    .to_device
+                    .range(prefix.clone()..through(delivered))
+                    .keys()
+                    .collect::<Result<_, _>>()?;
+                let mut messages = sled::Batch::default();
+                for key in doomed {
+                    messages.remove(key);
+                }
+                self.to_device.apply_batch(messages)?;
+            }
+            self.to_device_deliveries.apply_batch(batch)?;
+            if since >= upto {
+                return Ok((Vec::new(), false));
+            }
         }
-        self.to_device.apply_batch(batch)?;
-        Ok(())
+        let mut messages = self
+            .to_device
+            .range(prefix.clone()..through(upto))
+            .take(limit + 1)
+            .map(|item| positioned("to-device message", item))
+            .collect::<Result<Vec<(u64, ToDeviceMessage)>>>()?;
+        let more = messages.len() > limit;
+        messages.truncate(limit);
+        if let Some((last, _)) = messages.last() {
+            self.to_device_deliveries
+                .insert([prefix.as_slice(), &upto.to_be_bytes()].concat(), &last.to_be_bytes())?;
+        }
+        Ok((messages, more))
     }
 
     /// Merges `signatures` (user → key id → signature) into a stored device key or
@@ -317,7 +450,13 @@ impl Store {
         let key = device_key(user, device);
         self.device_keys.remove(&key)?;
         let prefix = prefix_of(&key);
-        for tree in [&self.one_time_keys, &self.fallback_keys, &self.to_device] {
+        for tree in [
+            &self.one_time_keys,
+            &self.one_time_key_order,
+            &self.fallback_keys,
+            &self.to_device,
+            &self.to_device_deliveries,
+        ] {
             let doomed: Vec<sled::IVec> = tree.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
             let mut batch = sled::Batch::default();
             for key in doomed {

@@ -29,7 +29,7 @@ pub use account_data::{AccountDataEntry, AccountDataRecord};
 pub use accounts::{
     CreateUserError, DeviceRecord, NewDevice, RegistrationTokenRecord, TokenOwner, UserRecord,
 };
-pub use backup::{BackedUpSession, BackupVersionRecord};
+pub use backup::{BackedUpSession, BackupDeletion, BackupVersionRecord};
 pub use directory::AliasRecord;
 use durability::GroupCommit;
 pub use e2ee::{ClaimedKey, FallbackKey, SignatureTarget, ToDeviceMessage};
@@ -80,11 +80,13 @@ pub struct Store {
     pushers: sled::Tree,
     device_keys: sled::Tree,
     one_time_keys: sled::Tree,
+    one_time_key_order: sled::Tree,
     fallback_keys: sled::Tree,
     cross_signing_keys: sled::Tree,
     key_changes: sled::Tree,
     to_device: sled::Tree,
     to_device_txns: sled::Tree,
+    to_device_deliveries: sled::Tree,
     backup_versions: sled::Tree,
     backup_keys: sled::Tree,
     media: sled::Tree,
@@ -196,11 +198,13 @@ impl Store {
             pushers: db.open_tree("pushers")?,
             device_keys: db.open_tree("device_keys")?,
             one_time_keys: db.open_tree("one_time_keys")?,
+            one_time_key_order: db.open_tree("one_time_key_order")?,
             fallback_keys: db.open_tree("fallback_keys")?,
             cross_signing_keys: db.open_tree("cross_signing_keys")?,
             key_changes: db.open_tree("key_changes")?,
             to_device: db.open_tree("to_device")?,
             to_device_txns: db.open_tree("to_device_txns")?,
+            to_device_deliveries: db.open_tree("to_device_deliveries")?,
             backup_versions: db.open_tree("backup_versions")?,
             backup_keys: db.open_tree("backup_keys")?,
             media: db.open_tree("media")?,

@@ -131,6 +131,21 @@ impl Store {
         })
     }
 
+    /// Every room this server knows. Scans the room table: for occasional requests only.
+    pub fn room_ids(&self) -> Result<Vec<OwnedRoomId>> {
+        self.rooms
+            .iter()
+            .keys()
+            .map(|key| {
+                let key = key?;
+                std::str::from_utf8(&key)
+                    .ok()
+                    .and_then(|s| OwnedRoomId::try_from(s).ok())
+                    .ok_or_else(|| StorageError::Corrupt("room id".to_owned()))
+            })
+            .collect()
+    }
+
     pub fn room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
         self.rooms.get(room_id.as_bytes())?.map(|b| decode("room", &b)).transpose()
     }
