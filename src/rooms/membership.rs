@@ -80,13 +80,19 @@ impl Rooms {
         self.set_membership(room_id, sender, target, content).await
     }
 
+    /// Fails unless `user` is joined to, invited to or knocking on the room: the states a
+    /// leave (own or a kick) can end.
+    fn require_present(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
+        match self.membership(room_id, user)?.as_deref() {
+            Some("join" | "invite" | "knock") => Ok(()),
+            _ => Err(Error::Forbidden(format!("{user} is not in room {room_id}"))),
+        }
+    }
+
     /// Leaves a room, or rejects an invite.
     pub async fn leave(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
         self.room(room_id)?;
-        match self.membership(room_id, user)?.as_deref() {
-            Some("join" | "invite" | "knock") => {}
-            _ => return Err(Error::Forbidden(format!("{user} is not in room {room_id}"))),
-        }
+        self.require_present(room_id, user)?;
         self.set_membership(room_id, user, user, reason_content("leave", reason)).await
     }
 
@@ -97,10 +103,7 @@ impl Rooms {
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
-        match self.membership(room_id, target)?.as_deref() {
-            Some("join" | "invite" | "knock") => {}
-            _ => return Err(Error::Forbidden(format!("{target} is not in the room"))),
-        }
+        self.require_present(room_id, target)?;
         self.set_membership(room_id, sender, target, reason_content("leave", reason)).await
     }
 
