@@ -166,7 +166,8 @@ async fn lazy_loaded_members_include_every_timeline_senders_member_event() {
     let bob = server.client().register("bob", "password-b").await;
     let carol = server.client().register("carol", "password-c").await;
     let dave = server.client().register("dave", "password-d").await;
-    let room = public_room(&alice).await;
+    // Named, so no heroes (whose member events would have to be sent) are needed.
+    let room = create_room(&alice, json!({"preset": "public_chat", "name": "Lazy"})).await;
     for member in [&bob, &carol, &dave] {
         join(member, &room).await;
     }
@@ -198,6 +199,36 @@ async fn lazy_loaded_members_include_every_timeline_senders_member_event() {
     for sender in events(&section["timeline"]).iter().map(|e| e["sender"].as_str().unwrap()) {
         assert!(keys.iter().any(|k| k == sender), "{sender} missing: {section}");
     }
+}
+
+#[tokio::test]
+async fn lazy_loaded_members_include_the_heroes_of_a_room_without_a_name() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "password-a").await;
+    let bob = server.client().register("bob", "password-b").await;
+    let room = public_room(&alice).await;
+    join(&bob, &room).await;
+    for _ in 0..3 {
+        send_text(&alice, &room, "bob listens").await;
+    }
+
+    // Bob is a hero (the room has no name) but sent nothing in the timeline: the spec says
+    // his member event MUST be in `state` all the same, or the client cannot name the room.
+    let body = sync(&alice, None, 0, Some(LAZY)).await;
+    let section = joined(&body, &room);
+    assert_eq!(section["summary"]["m.heroes"], json!([bob.user_id()]), "{section}");
+    assert!(member_keys(section).contains(&bob.user_id().to_owned()), "{section}");
+
+    // With a name the heroes are not needed, and neither is Bob's member event.
+    let name = format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room));
+    alice.put(&name, &json!({"name": "Named"})).await.expect(200);
+    for _ in 0..3 {
+        send_text(&alice, &room, "still listening").await;
+    }
+    let body = sync(&alice, None, 0, Some(LAZY)).await;
+    let section = joined(&body, &room);
+    assert!(section["summary"]["m.heroes"].as_array().is_none_or(Vec::is_empty), "{section}");
+    assert!(!member_keys(section).contains(&bob.user_id().to_owned()), "{section}");
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use ruma::{
             },
         },
     },
-    events::{AnyGlobalAccountDataEvent, AnyRoomAccountDataEvent, TimelineEventType},
+    events::{AnyGlobalAccountDataEvent, AnyRoomAccountDataEvent, StateEventType, TimelineEventType},
     presence::PresenceState,
     serde::Raw,
 };
@@ -207,11 +207,14 @@ impl Builder<'_> {
     }
 
     /// State events from `state` (minus those in the timeline) that pass the state filter,
-    /// keeping only the members the client needs when it lazy-loads them.
+    /// keeping only the members the client needs when it lazy-loads them: the timeline's
+    /// senders, the user, and the summary's `heroes` (the spec says their member events MUST
+    /// be sent, or clients cannot name the room).
     fn state_events<T>(
         &self,
         state: BTreeMap<StateKey, OwnedEventId>,
         timeline: &Events,
+        heroes: &[OwnedUserId],
     ) -> Result<Vec<Raw<T>>> {
         let lazy = self.lazy_members();
         let in_timeline: BTreeSet<&OwnedEventId> = timeline.iter().map(|(pdu, _)| &pdu.event_id).collect();
@@ -219,6 +222,7 @@ impl Builder<'_> {
             .iter()
             .map(|(pdu, _)| pdu.sender.as_str())
             .chain(std::iter::once(self.session.user_id.as_str()))
+            .chain(heroes.iter().map(|hero| hero.as_str()))
             .collect();
         let ids = state.into_iter().filter(|((kind, state_key), id)| {
             !in_timeline.contains(id)
@@ -272,8 +276,9 @@ impl Builder<'_> {
             Some((_, first)) => self.rooms.state_before(first)?,
             None => self.rooms.state_at_position(room_id, upto)?,
         };
+        let summary = self.summary(room_id)?;
         let state = if initial {
-            self.state_events(state_at_start, &timeline)?
+            self.state_events(state_at_start, &timeline, &summary.heroes)?
         } else {
             let mut wanted = BTreeMap::new();
             if limited {
@@ -292,7 +297,9 @@ impl Builder<'_> {
                 }
             }
             let wanted = wanted.into_iter().map(|(key, id)| (key.clone(), id.clone())).collect();
-            self.state_events(wanted, &timeline)?
+            // Heroes' member events went with the initial sync, or arrive in the timeline or
+            // the gap's state above when they change.
+            self.state_events(wanted, &timeline, &summary.heroes)?
         };
 
         let mut joined = JoinedRoom::new();
@@ -301,7 +308,7 @@ impl Builder<'_> {
         joined.timeline.prev_batch = prev_batch(&timeline, upto);
         joined.timeline.events = self.client_events(&timeline);
         joined.state = State::Before(StateEvents::with_events(state));
-        joined.summary = self.summary(room_id)?;
+        joined.summary = summary;
         let counts = self.push.unread_counts(&self.session.user_id, room_id, entry.position, upto)?;
         let mut unread = UnreadNotificationsCount::new();
         unread.highlight_count = Some(UInt::new_saturating(counts.highlights));
@@ -314,16 +321,28 @@ impl Builder<'_> {
         Ok(Some(joined))
     }
 
-    /// Heroes and member counts, as the spec's room summary defines them.
+    /// Heroes and member counts, as the spec's room summary defines them. Heroes are only
+    /// for naming a room without a name or canonical alias (as Synapse does): lazy-loading
+    /// clients must then be sent their member events, which a named room can spare.
     fn summary(&self, room_id: &RoomId) -> Result<RoomSummary> {
         let members = self.rooms.members(room_id)?;
         let count = |m: &str| members.iter().filter(|(_, membership)| membership == m).count() as u64;
-        let mut heroes: Vec<OwnedUserId> = members
-            .iter()
-            .filter(|(user, m)| (m == "join" || m == "invite") && *user != self.session.user_id)
-            .map(|(user, _)| user.clone())
-            .collect();
-        heroes.truncate(5);
+        let is_set = |kind: StateEventType, field: &str| -> Result<bool> {
+            Ok(self
+                .rooms
+                .state_content(room_id, &kind, "")?
+                .is_some_and(|content| content[field].as_str().is_some_and(|v| !v.is_empty())))
+        };
+        let mut heroes: Vec<OwnedUserId> = Vec::new();
+        if !is_set(StateEventType::RoomName, "name")? && !is_set(StateEventType::RoomCanonicalAlias, "alias")?
+        {
+            heroes = members
+                .iter()
+                .filter(|(user, m)| (m == "join" || m == "invite") && *user != self.session.user_id)
+                .map(|(user, _)| user.clone())
+                .collect();
+            heroes.truncate(5);
+        }
         let mut summary = RoomSummary::new();
         summary.heroes = heroes;
         summary.joined_member_count = Some(UInt::new_saturating(count("join")));
@@ -371,7 +390,8 @@ impl Builder<'_> {
         left.timeline = Timeline::new();
         left.timeline.limited = limited;
         left.timeline.prev_batch = prev_batch(&timeline, entry.position);
-        left.state = State::Before(StateEvents::with_events(self.state_events(state_at_start, &timeline)?));
+        left.state =
+            State::Before(StateEvents::with_events(self.state_events(state_at_start, &timeline, &[])?));
         left.timeline.events = self.client_events(&timeline);
         Ok(left)
     }
