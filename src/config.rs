@@ -34,6 +34,7 @@ pub struct Config {
     pub presence: PresenceConfig,
     pub voip: VoipConfig,
     pub metrics: MetricsConfig,
+    pub federation: FederationConfig,
     pub log: LogConfig,
 }
 
@@ -151,6 +152,52 @@ impl Default for MediaConfig {
     }
 }
 
+/// Talking to other homeservers (the server-server API).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    pub enabled: bool,
+    /// A listener of its own for the federation API (usually port 8448). Without it the
+    /// federation API is served on the client listener, behind the reverse proxy.
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain and private key: the federation listener then speaks TLS itself.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Accept any certificate from other servers. Only for testing on one machine.
+    pub trust_self_signed: bool,
+    /// Served as `/.well-known/matrix/server` (`m.server`), e.g. `matrix.example.org:443`,
+    /// when other servers should reach this one somewhere other than `server_name:8448`.
+    pub well_known_server: Option<String>,
+    /// When not empty, the only servers this one talks to.
+    pub allow: Vec<OwnedServerName>,
+    /// Servers this one never talks to, in either direction.
+    pub deny: Vec<OwnedServerName>,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: None,
+            tls_cert: None,
+            tls_key: None,
+            trust_self_signed: false,
+            well_known_server: None,
+            allow: vec![],
+            deny: vec![],
+        }
+    }
+}
+
+impl FederationConfig {
+    /// Whether this server may exchange anything with `server`.
+    pub fn allows(&self, server: &ruma::ServerName) -> bool {
+        self.enabled
+            && !self.deny.iter().any(|s| s == server)
+            && (self.allow.is_empty() || self.allow.iter().any(|s| s == server))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -181,6 +228,7 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             voip: VoipConfig::default(),
             metrics: MetricsConfig::default(),
+            federation: FederationConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -323,6 +371,24 @@ impl Config {
                     "{key}: per_second must be a positive number and burst at least 1"
                 )));
             }
+        }
+        if self.federation.tls_cert.is_some() != self.federation.tls_key.is_some() {
+            return Err(ConfigError(
+                "federation.tls_cert, federation.tls_key: give both or neither".to_owned(),
+            ));
+        }
+        if let Some(delegated) = &self.federation.well_known_server
+            && ruma::ServerName::parse(delegated).is_err()
+        {
+            return Err(ConfigError(format!(
+                "federation.well_known_server: {delegated:?} is not a host name with an optional port"
+            )));
+        }
+        if self.federation.tls_cert.is_some() && self.federation.listen.is_none() {
+            return Err(ConfigError(
+                "federation.tls_cert: TLS is for the federation listener; set federation.listen too"
+                    .to_owned(),
+            ));
         }
         if let Some(url) = &self.public_baseurl
             && !(url.starts_with("https://") || url.starts_with("http://"))

@@ -28,6 +28,8 @@ pub enum Error {
     InvalidRoomState(String),
     /// A request the spec refuses with 400 `M_UNKNOWN` (such as forgetting a joined room).
     BadRequest(String),
+    /// Another server could not be reached or refused what this one asked.
+    Federation(String),
     Internal(String),
     Storage(StorageError),
 }
@@ -45,6 +47,7 @@ impl std::fmt::Display for Error {
             | Self::BadAlias(m)
             | Self::InvalidRoomState(m)
             | Self::BadRequest(m)
+            | Self::Federation(m)
             | Self::ServerManaged(m)
             | Self::WrongRoomKeysVersion(m)
             | Self::Internal(m) => f.write_str(m),
@@ -52,6 +55,12 @@ impl std::fmt::Display for Error {
             Self::CannotOverwriteMedia => f.write_str("this media id already has content"),
             Self::Storage(e) => e.fmt(f),
         }
+    }
+}
+
+impl From<crate::federation::client::FederationError> for Error {
+    fn from(e: crate::federation::client::FederationError) -> Self {
+        Self::Federation(e.to_string())
     }
 }
 

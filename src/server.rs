@@ -1,7 +1,11 @@
 //! `myelin serve`: open the store, bind the listeners, serve until SIGINT/SIGTERM, then
 //! finish in-flight requests, flush and exit.
 
-use std::{os::unix::fs::PermissionsExt, path::PathBuf, sync::Arc};
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use tokio::{net::UnixListener, sync::watch};
 
@@ -62,11 +66,45 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         mode => tracing::info!(?mode, "registration"),
     }
 
+    let federation_listener = match config.federation.listen.filter(|_| config.federation.enabled) {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen for federation on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let federation_tls = match (&config.federation.tls_cert, &config.federation.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
+
     let services = Arc::new(Services::new(config, store.clone())?);
-    // There is no federation listener yet; the public key endpoint rides on the client one.
     let mut router = client_api::router(&services.config);
     federation_api::public_routes(&mut router);
     ops_api::health_routes(&mut router);
+    let federation = match federation_listener {
+        Some(listener) => {
+            let mut router = crate::http::router::Router::default();
+            federation_api::public_routes(&mut router);
+            federation_api::routes(&mut router);
+            let scheme = if federation_tls.is_some() { "https" } else { "http" };
+            tracing::info!("federation on {scheme}://{}", http::local_addr(&listener));
+            Some((listener, Arc::new(Pipeline::new(services.clone(), router, false))))
+        }
+        None => {
+            // Behind a reverse proxy, federation shares the client listener.
+            if services.config.federation.enabled {
+                federation_api::routes(&mut router);
+            }
+            None
+        }
+    };
+    if services.config.federation.enabled
+        && let Some(woken) = services.outbound_wakeups.lock().expect("never poisoned").take()
+    {
+        tokio::spawn(services.federation.sender.clone().run(woken));
+    }
     let client = Arc::new(Pipeline::new(services.clone(), router, true));
     let metrics_listener = match services.config.metrics.enabled {
         true => {
@@ -92,19 +130,44 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     tracing::info!(socket = %socket_path.display(), "admin socket ready");
     let metrics = async {
         if let Some((listener, pipeline)) = metrics_listener {
-            http::serve(listener, pipeline, stop_rx.clone()).await;
+            http::serve(listener, pipeline, None, stop_rx.clone()).await;
+        }
+    };
+    let federation = async {
+        if let Some((listener, pipeline)) = federation {
+            http::serve(listener, pipeline, federation_tls, stop_rx.clone()).await;
         }
     };
     tokio::join!(
-        http::serve(listener, client, stop_rx.clone()),
-        http::serve(admin_listener, admin, stop_rx.clone()),
+        http::serve(listener, client, None, stop_rx.clone()),
+        http::serve(admin_listener, admin, None, stop_rx.clone()),
         metrics,
+        federation,
     );
 
     let _ = std::fs::remove_file(&socket_path);
     store.flush().map_err(|e| format!("final flush failed: {e}"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The federation listener's TLS set-up from PEM files (rustls on ring; HTTP/2 and 1.1).
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("federation.tls_cert {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("federation.tls_key {}: {e}", key.display()))?;
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("federation.tls_cert and tls_key do not make a usable pair: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// SIGTERM and SIGINT, with their handlers already in place.

@@ -1,14 +1,17 @@
 //! The domains of one running server (or of one CLI invocation on a stopped server),
 //! wired together. Handlers receive an `Arc<Services>`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use ruma::OwnedServerName;
+use tokio::sync::mpsc;
 
 use crate::{
     account_data::AccountData,
     accounts::Accounts,
     config::Config,
     e2ee::E2ee,
-    federation::signing_key::SigningKey,
+    federation::{Federation, outbox::Outbox, signing_key::SigningKey},
     media::Media,
     presence::Presence,
     push::Push,
@@ -30,6 +33,10 @@ pub struct Services {
     pub presence: Arc<Presence>,
     /// The server's ed25519 key: signs every PDU and the published key list.
     pub signing_key: Arc<SigningKey>,
+    pub federation: Federation,
+    /// Wake-ups of the outbound queue, for the sender a running server starts (the CLI
+    /// starts none: what it queues waits in the store for the server).
+    pub outbound_wakeups: Mutex<Option<mpsc::UnboundedReceiver<OwnedServerName>>>,
 }
 
 impl Services {
@@ -45,12 +52,21 @@ impl Services {
         );
         let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
         let push = Arc::new(Push::new(store.clone(), account_data.clone()));
+        let (outbox, outbound_wakeups) =
+            Outbox::new(store.clone(), config.server_name.clone(), config.federation.clone());
         let rooms = Rooms::new(
             store.clone(),
             config.server_name.clone(),
             key.clone(),
             notifier.clone(),
             push.clone(),
+            Arc::new(outbox),
+        );
+        let federation = Federation::new(
+            store.clone(),
+            config.server_name.clone(),
+            key.clone(),
+            config.federation.clone(),
         );
         let e2ee = Arc::new(E2ee::new(store.clone(), notifier.clone(), config.server_name.clone()));
         let presence = Arc::new(Presence::new(config.presence.enabled, store.clone(), notifier.clone()));
@@ -80,6 +96,8 @@ impl Services {
             media,
             presence,
             signing_key: key,
+            federation,
+            outbound_wakeups: Mutex::new(Some(outbound_wakeups)),
         })
     }
 }

@@ -58,10 +58,16 @@ async fn get_alias_target(
     services: Arc<Services>,
     req: Req<get_alias::v3::Request>,
 ) -> Result<get_alias::v3::Response, ApiError> {
+    let alias = &req.body.room_alias;
+    if alias.server_name() != services.config.server_name {
+        let (room_id, servers) =
+            crate::federation::membership::resolve_remote_alias(&services, alias).await?;
+        return Ok(get_alias::v3::Response::new(room_id, servers));
+    }
     let room_id = services
         .rooms
-        .resolve_alias(&req.body.room_alias)?
-        .ok_or_else(|| ApiError::not_found(format!("no room has the alias {}", req.body.room_alias)))?;
+        .resolve_alias(alias)?
+        .ok_or_else(|| ApiError::not_found(format!("no room has the alias {alias}")))?;
     Ok(get_alias::v3::Response::new(room_id, vec![services.config.server_name.clone()]))
 }
 

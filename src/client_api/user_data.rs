@@ -200,6 +200,6 @@ async fn typing(
         Typing::Yes(info) => Some(info.timeout),
         Typing::No => None,
     };
-    services.rooms.set_typing(&req.body.room_id, &req.auth.user_id, timeout)?;
+    services.rooms.set_typing(&req.body.room_id, &req.auth.user_id, timeout).await?;
     Ok(create_typing_event::v3::Response::new())
 }

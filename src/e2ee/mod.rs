@@ -71,6 +71,12 @@ impl E2ee {
         Ok(self.store.room_peers(user)?)
     }
 
+    /// Another server says one of its users changed devices or keys: our users who share a
+    /// room with them see it in `device_lists.changed` and query the keys again.
+    pub async fn remote_keys_changed(&self, user: &UserId) -> Result<()> {
+        self.key_changed(user).await
+    }
+
     /// Records a change to `user`'s devices or keys and wakes everyone who tracks them.
     async fn key_changed(&self, user: &UserId) -> Result<()> {
         let position = self.store.mark_key_change(user).await?;

@@ -1,4 +1,54 @@
-//! Federation. For now only the server's signing key, which every local PDU is signed with
-//! from day one (DESIGN.md decision 2); the server-server API comes with its own issue.
+//! Federation: talking to other homeservers over the server-server API.
+//!
+//! - [`signing_key`]: our ed25519 key, which signs every PDU and every outbound request.
+//! - [`client`]: outbound requests (discovery, X-Matrix signatures, ruma types).
+//! - [`keys`]: other servers' keys, fetched and cached, to verify what they signed.
+//! - [`outbox`] and [`sender`]: the durable outbound queue and its delivery.
+//! - [`inbound`]: checking what other servers send (signatures, hashes, auth) and applying
+//!   it: PDUs through `rooms`, EDUs to typing, receipts, to-device and device lists.
+//! - [`membership`]: joins and invites that cross servers.
 
+pub mod client;
+pub mod inbound;
+pub mod keys;
+pub mod membership;
+pub mod outbox;
+pub mod sender;
 pub mod signing_key;
+
+use std::sync::Arc;
+
+use ruma::ServerName;
+
+use self::{client::FederationClient, keys::KeyRing, sender::Sender};
+use crate::{config::FederationConfig, storage::Store};
+
+/// The federation parts of a running server.
+pub struct Federation {
+    pub client: Arc<FederationClient>,
+    pub keys: KeyRing,
+    pub sender: Arc<Sender>,
+    pub config: FederationConfig,
+}
+
+impl Federation {
+    pub fn new(
+        store: Arc<Store>,
+        server_name: ruma::OwnedServerName,
+        key: Arc<signing_key::SigningKey>,
+        config: FederationConfig,
+    ) -> Self {
+        let client = Arc::new(FederationClient::new(server_name, key.clone(), config.clone()));
+        Self {
+            keys: KeyRing::new(store.clone(), key),
+            sender: Sender::new(store, client.clone()),
+            client,
+            config,
+        }
+    }
+
+    /// Whether requests from `server` are accepted at all.
+    pub fn accepts(&self, server: &ServerName) -> bool {
+        self.config.allows(server)
+    }
+}

@@ -1,14 +1,16 @@
-//! Server-server API handlers. For now only what is public by the spec and needs no
-//! X-Matrix authentication: the server's published signing keys.
+//! Server-server API handlers: thin, like the client API's. Every route but the key list
+//! and the version is authenticated by the X-Matrix signature of the calling server (see
+//! `http::router`), whose name the handlers receive as `req.auth`.
+
+mod keys;
+mod query;
+mod rooms;
 
 use std::sync::Arc;
 
 use ruma::{
-    MilliSecondsSinceUnixEpoch, ServerSigningKeyId,
-    api::federation::discovery::{ServerSigningKeys, VerifyKey, get_server_keys},
-    canonical_json::to_canonical_value,
-    serde::{Base64, Raw},
-    signatures::sign_json,
+    OwnedServerName, RoomId, ServerName,
+    api::federation::discovery::{discover_homeserver, get_server_version},
 };
 
 use crate::{
@@ -19,44 +21,54 @@ use crate::{
     services::Services,
 };
 
-/// How long other servers may cache our key list. The spec asks for at least an hour;
-/// Synapse publishes a day.
-const KEY_VALIDITY_MS: u64 = 24 * 60 * 60 * 1000;
-
-/// Endpoints that any server or client may call.
+/// What any server or client may call: the key list, and the delegation of federation to
+/// another host (`/.well-known/matrix/server`), which is looked up on port 443 of the
+/// server name, where the client listener sits behind the reverse proxy.
 pub fn public_routes(router: &mut Router) {
-    router.ruma(server_keys);
+    router.ruma(keys::server_keys);
+    router.ruma(well_known_server);
 }
 
-/// `GET /_matrix/key/v2/server`: our verify key, signed by itself.
-async fn server_keys(
+/// `GET /.well-known/matrix/server`: `federation.well_known_server`, when set.
+async fn well_known_server(
     services: Arc<Services>,
-    _: Req<get_server_keys::v2::Request>,
-) -> Result<get_server_keys::v2::Response, ApiError> {
-    let key = &services.signing_key;
-    let server_name = &services.config.server_name;
-    let now: u64 = MilliSecondsSinceUnixEpoch::now().get().into();
-    let valid_until = MilliSecondsSinceUnixEpoch::from_system_time(
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(now + KEY_VALIDITY_MS),
-    )
-    .ok_or_else(ApiError::internal)?;
-    let mut keys = ServerSigningKeys::new(server_name.clone(), valid_until);
-    let key_id = ServerSigningKeyId::parse(key.key_id()).map_err(|e| {
-        tracing::error!(error = %e, "the signing key id is invalid");
-        ApiError::internal()
-    })?;
-    keys.verify_keys.insert(key_id, VerifyKey::new(Base64::new(key.pair().public_key().to_vec())));
-    let ruma::CanonicalJsonValue::Object(mut object) = to_canonical_value(&keys).map_err(|e| {
-        tracing::error!(error = %e, "server keys are not canonical JSON");
-        ApiError::internal()
-    })?
-    else {
-        return Err(ApiError::internal());
-    };
-    sign_json(server_name.as_str(), key.as_ref(), &mut object).map_err(|e| {
-        tracing::error!(error = %e, "could not sign the server keys");
-        ApiError::internal()
-    })?;
-    let raw = serde_json::value::to_raw_value(&object).map_err(|_| ApiError::internal())?;
-    Ok(get_server_keys::v2::Response::new(Raw::from_json(raw)))
+    _: Req<discover_homeserver::Request>,
+) -> Result<discover_homeserver::Response, ApiError> {
+    let delegated = services
+        .config
+        .federation
+        .well_known_server
+        .as_deref()
+        .ok_or_else(|| ApiError::not_found("This server does not delegate federation"))?;
+    let server = OwnedServerName::try_from(delegated).map_err(|_| ApiError::internal())?;
+    Ok(discover_homeserver::Response::new(server))
+}
+
+/// The federation API proper.
+pub fn routes(router: &mut Router) {
+    router.ruma(version);
+    rooms::routes(router);
+    query::routes(router);
+}
+
+/// `GET /_matrix/federation/v1/version`.
+async fn version(
+    _: Arc<Services>,
+    _: Req<get_server_version::v1::Request>,
+) -> Result<get_server_version::v1::Response, ApiError> {
+    let mut server = get_server_version::v1::Server::new();
+    server.name = Some("Myelin".to_owned());
+    server.version = Some(env!("CARGO_PKG_VERSION").to_owned());
+    let mut response = get_server_version::v1::Response::new();
+    response.server = Some(server);
+    Ok(response)
+}
+
+/// Fails unless `origin` has a joined member in the room: servers see what their users may.
+fn require_in_room(services: &Services, origin: &ServerName, room_id: &RoomId) -> Result<(), ApiError> {
+    let servers: std::collections::BTreeSet<OwnedServerName> = services.rooms.servers_in_room(room_id)?;
+    if !servers.iter().any(|s| s == origin) {
+        return Err(ApiError::forbidden(format!("{origin} has no member in {room_id}")));
+    }
+    Ok(())
 }

@@ -246,8 +246,14 @@ impl Acceptor for tokio::net::UnixListener {
 }
 
 /// Serves connections from `listener` until `shutdown` turns true, then lets in-flight
-/// requests finish (up to [`SHUTDOWN_GRACE`]).
-pub async fn serve<A: Acceptor>(listener: A, pipeline: Arc<Pipeline>, mut shutdown: watch::Receiver<bool>) {
+/// requests finish (up to [`SHUTDOWN_GRACE`]). With `tls`, each connection first completes
+/// a TLS handshake (in its own task, so a slow client holds up nobody else).
+pub async fn serve<A: Acceptor>(
+    listener: A,
+    pipeline: Arc<Pipeline>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, client_ip) = tokio::select! {
@@ -263,23 +269,41 @@ pub async fn serve<A: Acceptor>(listener: A, pipeline: Arc<Pipeline>, mut shutdo
             _ = shutdown.wait_for(|stop| *stop) => break,
         };
         let pipeline = pipeline.clone();
-        let service = service_fn(move |request| {
-            let pipeline = pipeline.clone();
-            async move { Ok::<_, Infallible>(pipeline.handle(request, client_ip).await) }
-        });
-        let connection = auto::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            match tls {
+                None => serve_connection(stream, pipeline, client_ip, watcher).await,
+                Some(tls) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, pipeline, client_ip, watcher).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, %client_ip, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%client_ip, "TLS handshake timed out"),
+                },
             }
         });
     }
     drop(listener);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         tracing::warn!("some requests were still running after the shutdown grace period");
+    }
+}
+
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    pipeline: Arc<Pipeline>,
+    client_ip: IpAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let service = service_fn(move |request| {
+        let pipeline = pipeline.clone();
+        async move { Ok::<_, Infallible>(pipeline.handle(request, client_ip).await) }
+    });
+    let connection =
+        auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).into_owned();
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 

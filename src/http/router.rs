@@ -9,6 +9,8 @@ use std::{collections::HashMap, future::Future, net::IpAddr, pin::Pin, sync::Arc
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use ruma::OwnedServerName;
+use ruma::api::federation::authentication::{ServerSignatures, XMatrix};
 use ruma::api::{
     IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt,
     auth_scheme::{
@@ -201,7 +203,7 @@ where
 {
     let (parts, body) = call.request.into_parts();
     let request = http::Request::from_parts(parts, &body[..]);
-    let auth = <R::Authentication as Authenticate>::authenticate(&services, &request)?;
+    let auth = <R::Authentication as Authenticate>::authenticate(&services, &request).await?;
     if let Some(user) = <R::Authentication as Authenticate>::user_of(&auth) {
         call.span.record("user", user);
     }
@@ -269,7 +271,10 @@ where
 pub trait Authenticate: AuthScheme {
     type Identity: Send + 'static;
 
-    fn authenticate<T>(services: &Services, request: &http::Request<T>) -> Result<Self::Identity, ApiError>;
+    fn authenticate(
+        services: &Services,
+        request: &http::Request<&[u8]>,
+    ) -> impl Future<Output = Result<Self::Identity, ApiError>> + Send;
 
     /// The user to record in the request's log line.
     fn user_of(identity: &Self::Identity) -> Option<&str>;
@@ -288,7 +293,7 @@ fn session_for_token(services: &Services, token: &str) -> Result<Session, ApiErr
 impl Authenticate for AccessToken {
     type Identity = Session;
 
-    fn authenticate<T>(services: &Services, request: &http::Request<T>) -> Result<Session, ApiError> {
+    async fn authenticate(services: &Services, request: &http::Request<&[u8]>) -> Result<Session, ApiError> {
         let token = AccessToken::extract_authentication(request).map_err(|_| ApiError::missing_token())?;
         session_for_token(services, &token)
     }
@@ -301,7 +306,10 @@ impl Authenticate for AccessToken {
 impl Authenticate for AccessTokenOptional {
     type Identity = Option<Session>;
 
-    fn authenticate<T>(services: &Services, request: &http::Request<T>) -> Result<Option<Session>, ApiError> {
+    async fn authenticate(
+        services: &Services,
+        request: &http::Request<&[u8]>,
+    ) -> Result<Option<Session>, ApiError> {
         match AccessTokenOptional::extract_authentication(request) {
             Ok(Some(token)) => session_for_token(services, &token).map(Some),
             _ => Ok(None),
@@ -319,7 +327,7 @@ macro_rules! unauthenticated {
         impl Authenticate for $scheme {
             type Identity = ();
 
-            fn authenticate<T>(_: &Services, _: &http::Request<T>) -> Result<(), ApiError> {
+            async fn authenticate(_: &Services, _: &http::Request<&[u8]>) -> Result<(), ApiError> {
                 Ok(())
             }
 
@@ -332,3 +340,41 @@ macro_rules! unauthenticated {
 
 // Application services are not supported yet, so their optional token means nothing here.
 unauthenticated!(NoAuthentication, NoAccessToken, AppserviceTokenOptional);
+
+/// Another server, identified by the X-Matrix signature on its request: the signature must
+/// verify with the origin's published key and name this server as the destination.
+impl Authenticate for ServerSignatures {
+    type Identity = OwnedServerName;
+
+    async fn authenticate(
+        services: &Services,
+        request: &http::Request<&[u8]>,
+    ) -> Result<OwnedServerName, ApiError> {
+        let unauthorized = |why: String| {
+            ApiError::new(StatusCode::UNAUTHORIZED, ruma::api::error::ErrorKind::Unauthorized, why)
+        };
+        let header = XMatrix::extract_from_http_headers(request.headers())
+            .map_err(|e| unauthorized(format!("This endpoint needs an X-Matrix signature: {e}")))?;
+        let federation = &services.federation;
+        if !federation.accepts(&header.origin) {
+            return Err(ApiError::forbidden(format!(
+                "Federation with {} is not allowed here",
+                header.origin
+            )));
+        }
+        let keys =
+            federation.keys.keys_of(&federation.client, &header.origin).await.map_err(|e| {
+                unauthorized(format!("Cannot get the signing keys of {}: {e}", header.origin))
+            })?;
+        let map = ruma::signatures::PublicKeyMap::from([(header.origin.to_string(), keys)]);
+        header
+            .verify_http_request(request, &services.config.server_name, &map)
+            .map_err(|e| unauthorized(format!("The request's X-Matrix signature does not verify: {e}")))?;
+        federation.sender.heard_from(&header.origin);
+        Ok(header.origin)
+    }
+
+    fn user_of(origin: &OwnedServerName) -> Option<&str> {
+        Some(origin.as_str())
+    }
+}

@@ -88,6 +88,12 @@ fn notify_room(store: &Store, notifier: &Notifier, room: &RoomId, position: u64)
 }
 
 impl Rooms {
+    /// The other servers with a joined member in the room, that federation may reach.
+    fn remote_servers(&self, room_id: &RoomId) -> Result<std::collections::BTreeSet<ruma::OwnedServerName>> {
+        let servers = self.servers_in_room(room_id)?;
+        Ok(self.outbox.remote(servers.iter().map(|s| &**s)))
+    }
+
     fn require_joined(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
         if self.membership(room_id, user)?.as_deref() != Some("join") {
             return Err(Error::Forbidden(format!("{user} is not in room {room_id}")));
@@ -95,9 +101,16 @@ impl Rooms {
         Ok(())
     }
 
-    /// Starts (for `timeout`) or stops a user's typing notification.
-    pub fn set_typing(&self, room_id: &RoomId, user: &UserId, timeout: Option<Duration>) -> Result<()> {
+    /// Starts (for `timeout`) or stops a user's typing notification. A local user's goes to
+    /// the other servers in the room too.
+    pub async fn set_typing(&self, room_id: &RoomId, user: &UserId, timeout: Option<Duration>) -> Result<()> {
         self.require_joined(room_id, user)?;
+        if user.server_name() == self.server_name {
+            let edu = json!({"edu_type": "m.typing", "content": {
+                "room_id": room_id, "user_id": user, "typing": timeout.is_some(),
+            }});
+            self.outbox.send_edu(self.remote_servers(room_id)?, edu).await?;
+        }
         let until = timeout.map(|t| Instant::now() + t.min(MAX_TYPING));
         if let Some(position) = self.typing.set(&self.store, room_id, user, until)? {
             notify_room(&self.store, &self.notifier, room_id, position)?;
@@ -147,7 +160,18 @@ impl Rooms {
             ts: MilliSecondsSinceUnixEpoch::now().get().into(),
             position: 0,
         };
+        let ts = record.ts;
         let position = self.store.set_receipt(room_id, record, stored.position).await?;
+        if receipt_type == "m.read" && user.server_name() == self.server_name {
+            let mut data = json!({"ts": ts});
+            if let Some(thread) = thread_id {
+                data["thread_id"] = json!(thread);
+            }
+            let edu = json!({"edu_type": "m.receipt", "content": {
+                room_id.as_str(): {"m.read": {user.as_str(): {"event_ids": [event_id], "data": data}}},
+            }});
+            self.outbox.send_edu(self.remote_servers(room_id)?, edu).await?;
+        }
         if receipt_type == "m.read.private" {
             self.notifier.notify([user], position);
         } else {

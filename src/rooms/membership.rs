@@ -60,6 +60,7 @@ impl Rooms {
         self.set_membership(room_id, user, user, profile.member_content("join", reason)).await
     }
 
+    /// Invites a local user.
     pub async fn invite(
         &self,
         room_id: &RoomId,
@@ -68,6 +69,18 @@ impl Rooms {
         reason: Option<&str>,
         is_direct: bool,
     ) -> Result<()> {
+        let content = self.invite_content(room_id, target, reason, is_direct)?;
+        self.set_membership(room_id, sender, target, content).await
+    }
+
+    /// The content of an invite, refused early when the target is already in or banned.
+    pub fn invite_content(
+        &self,
+        room_id: &RoomId,
+        target: &UserId,
+        reason: Option<&str>,
+        is_direct: bool,
+    ) -> Result<JsonValue> {
         match self.membership(room_id, target)?.as_deref() {
             Some("join") => return Err(Error::Forbidden(format!("{target} is already in the room"))),
             Some("ban") => return Err(Error::Forbidden(format!("{target} is banned from the room"))),
@@ -77,7 +90,7 @@ impl Rooms {
         if is_direct {
             content["is_direct"] = json!(true);
         }
-        self.set_membership(room_id, sender, target, content).await
+        Ok(content)
     }
 
     /// Fails unless `user` is joined to, invited to or knocking on the room: the states a

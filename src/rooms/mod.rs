@@ -11,6 +11,7 @@ mod builder;
 mod create;
 mod directory;
 mod ephemeral;
+mod federated;
 mod membership;
 mod pdu;
 mod power;
@@ -31,13 +32,14 @@ use serde_json::{Value as JsonValue, json};
 
 pub use create::{CreateRoom, DEFAULT_VERSION, Preset, SUPPORTED_VERSIONS};
 pub use directory::RoomSummary;
+pub use federated::{Added, INVITE_STATE_TYPES, stripped};
 pub use membership::MemberProfile;
 pub use pdu::Pdu;
 
 use crate::{
-    federation::signing_key::SigningKey,
+    federation::{outbox::Outbox, signing_key::SigningKey},
     push::{Push, RoomContext},
-    storage::{NewEvent, PositionGuard, RoomRecord, StateKey, Store, StoredEvent},
+    storage::{NewEvent, Outgoing, Placement, PositionGuard, RoomRecord, StateKey, Store, StoredEvent},
     sync::notifier::Notifier,
 };
 
@@ -109,6 +111,8 @@ pub struct Rooms {
     notifier: Arc<Notifier>,
     push: Arc<Push>,
     typing: Arc<ephemeral::Typing>,
+    /// Where local users' events go to the other servers in their rooms.
+    outbox: Arc<Outbox>,
     /// One async lock per room, held while an event is built and stored.
     append_locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -126,6 +130,7 @@ impl Rooms {
         key: Arc<SigningKey>,
         notifier: Arc<Notifier>,
         push: Arc<Push>,
+        outbox: Arc<Outbox>,
     ) -> Self {
         Self {
             store,
@@ -133,6 +138,7 @@ impl Rooms {
             key,
             notifier,
             push,
+            outbox,
             typing: Arc::default(),
             append_locks: Mutex::new(HashMap::new()),
         }
@@ -210,7 +216,7 @@ impl Rooms {
             |id| self.pdu(id).ok().flatten(),
             |kind, key| self.current_state_pdu(room, kind, key),
         )?;
-        let staged = self.stage(room, &pdu, pdu_json, txn.map(|t| (sender, t)))?;
+        let staged = self.stage(room, &pdu, pdu_json, txn.map(|t| (sender, t)), Placement::Tip)?;
         Ok((pdu, staged))
     }
 
@@ -277,7 +283,7 @@ impl Rooms {
         pdu_json: JsonValue,
         txn: Option<(&UserId, Txn<'_>)>,
     ) -> Result<RoomRecord> {
-        let staged = self.stage(room, pdu, pdu_json, txn)?;
+        let staged = self.stage(room, pdu, pdu_json, txn, Placement::Tip)?;
         let updated = staged.room.clone();
         self.finish_append(room, pdu, staged).await?;
         Ok(updated)
@@ -290,6 +296,7 @@ impl Rooms {
         pdu: &Pdu,
         pdu_json: JsonValue,
         txn: Option<(&UserId, Txn<'_>)>,
+        placement: Placement<'_>,
     ) -> Result<Staged> {
         let kind = pdu.kind.to_string();
         let member = match (&pdu.kind, &pdu.state_key) {
@@ -317,7 +324,7 @@ impl Rooms {
             membership: member.as_ref().map(|(user, membership)| (&**user, membership.as_str())),
             txn: txn.map(|(user, t)| (user, t.device_id, t.txn_id)),
         };
-        let (updated, guard) = self.store.stage_event(room, event)?;
+        let (updated, guard) = self.store.stage_event(room, event, placement)?;
         Ok(Staged { room: updated, guard, member })
     }
 
@@ -325,13 +332,32 @@ impl Rooms {
     /// see it and wakes them. `room` is the room as it was before the event.
     async fn finish_append(&self, room: &RoomRecord, pdu: &Pdu, staged: Staged) -> Result<()> {
         let Staged { guard, member, .. } = staged;
+        let destinations = self.destinations_of(pdu, member.as_ref().map(|(user, _)| &**user))?;
+        self.outbox.queue(&destinations, Outgoing::Pdu(pdu.event_id.clone()))?;
         self.store.durable().await?;
+        self.outbox.wake(destinations);
         let position = guard.position();
         self.push_event(room, pdu, position, member.as_ref().map(|(user, m)| (&**user, m.as_str()))).await?;
         // Only now may syncs see the event: its unread counts are recorded with it.
         drop(guard);
         self.notify_members(&room.room_id, member.as_ref().map(|(user, _)| &**user), position)?;
         Ok(())
+    }
+
+    /// The other servers a local user's event goes to: those with a member in the room (after
+    /// the event), and the server of a member the event concerns. Events from elsewhere are
+    /// their origin's to send.
+    fn destinations_of(
+        &self,
+        pdu: &Pdu,
+        member: Option<&UserId>,
+    ) -> Result<std::collections::BTreeSet<OwnedServerName>> {
+        if pdu.sender.server_name() != self.server_name {
+            return Ok(Default::default());
+        }
+        let members = self.store.memberships(&pdu.room_id)?;
+        let joined = members.iter().filter(|(_, m)| m == "join").map(|(user, _)| user.server_name());
+        Ok(self.outbox.remote(joined.chain(member.map(UserId::server_name))))
     }
 
     /// Evaluates push rules for the room's local members (and a local invitee) and records

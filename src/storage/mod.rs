@@ -13,6 +13,7 @@ mod backup;
 mod directory;
 mod durability;
 mod e2ee;
+mod federation;
 mod filters;
 mod media;
 mod misc;
@@ -33,12 +34,13 @@ pub use backup::{BackedUpSession, BackupDeletion, BackupVersionRecord};
 pub use directory::AliasRecord;
 use durability::GroupCommit;
 pub use e2ee::{ClaimedKey, FallbackKey, SignatureTarget, ToDeviceMessage};
+pub use federation::{CachedServerKeys, Outgoing, RemoteInvite};
 pub use media::MediaRecord;
 pub use misc::{OpenIdToken, Report};
 pub use positions::PositionGuard;
 use positions::Positions;
 pub use push::{NotificationRecord, ReceiptRecord, UnreadCounts};
-pub use rooms::{NewEvent, Relation, RoomRecord, StateKey, StoredEvent, UserRoom};
+pub use rooms::{NewEvent, Placement, Relation, RoomRecord, StateKey, StoredEvent, UserRoom};
 use ruma::{OwnedServerName, ServerName};
 
 const SERVER_NAME_KEY: &[u8] = b"server_name";
@@ -92,6 +94,10 @@ pub struct Store {
     media: sled::Tree,
     reports: sled::Tree,
     openid_tokens: sled::Tree,
+    outbound_queue: sled::Tree,
+    server_keys: sled::Tree,
+    inbound_txns: sled::Tree,
+    remote_invites: sled::Tree,
 }
 
 /// Why the store could not be used.
@@ -210,6 +216,10 @@ impl Store {
             media: db.open_tree("media")?,
             reports: db.open_tree("reports")?,
             openid_tokens: db.open_tree("openid_tokens")?,
+            outbound_queue: db.open_tree("outbound_queue")?,
+            server_keys: db.open_tree("server_keys")?,
+            inbound_txns: db.open_tree("inbound_txns")?,
+            remote_invites: db.open_tree("remote_invites")?,
             db,
         })
     }

@@ -58,6 +58,18 @@ pub struct StoredEvent {
     pub redacted_because: Option<OwnedEventId>,
 }
 
+/// How one event changes the stored state: see [`Placement`].
+struct StatePlan {
+    /// The snapshot of the state before the event.
+    state_before: Option<u64>,
+    /// New snapshots to write.
+    snapshots: Vec<(u64, Snapshot)>,
+    /// Current-state entries to set and to remove.
+    set: Vec<(u64, OwnedEventId)>,
+    unset: Vec<u64>,
+    memberships: Vec<(OwnedUserId, String)>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Snapshot {
     parent: Option<u64>,
@@ -84,6 +96,24 @@ pub struct UserRoom {
 
 /// A state key as (event type, state key).
 pub type StateKey = (String, String);
+
+/// Where a new event sits in the room's graph, which decides the state before it and the
+/// room's state after it.
+pub enum Placement<'a> {
+    /// On top of all the room's forward extremities (every local event): the state before
+    /// it is the room's current state, which it then updates.
+    Tip,
+    /// Anywhere else (an event from another server on a branch, or the first event this
+    /// server has of a room it joins over federation): the state before it and the room's
+    /// state and forward extremities afterwards, resolved by the caller.
+    Resolved {
+        before: &'a BTreeMap<StateKey, OwnedEventId>,
+        after: &'a BTreeMap<StateKey, OwnedEventId>,
+        extremities: Vec<OwnedEventId>,
+        /// Memberships the new state changes besides the event's own.
+        memberships: Vec<(OwnedUserId, String)>,
+    },
+}
 
 /// What to store for one new event.
 pub struct NewEvent<'a> {
@@ -261,13 +291,37 @@ impl Store {
     ///
     /// The write is *not yet durable*: the caller releases the room's lock and then awaits
     /// [`Store::durable`] before acknowledging, so concurrent sends to one room share a flush.
-    pub fn stage_event(&self, room: &RoomRecord, event: NewEvent<'_>) -> Result<(RoomRecord, PositionGuard)> {
+    pub fn stage_event(
+        &self,
+        room: &RoomRecord,
+        event: NewEvent<'_>,
+        placement: Placement<'_>,
+    ) -> Result<(RoomRecord, PositionGuard)> {
         let guard = self.begin_position()?;
         let position = guard.position();
         let mut updated = room.clone();
-        updated.extremities = vec![event.event_id.to_owned()];
         updated.depth = room.depth.max(event.depth);
+        let plan = match placement {
+            Placement::Tip => {
+                updated.extremities = vec![event.event_id.to_owned()];
+                self.tip_state_plan(room, &event, &mut updated)?
+            }
+            Placement::Resolved { before, after, extremities, memberships } => {
+                updated.extremities = extremities;
+                self.resolved_state_plan(room, before, after, memberships, &mut updated)?
+            }
+        };
+        self.write_event(room, &updated, event, plan, position)?;
+        Ok((updated, guard))
+    }
 
+    /// State changes of an event on top of the room's current state.
+    fn tip_state_plan(
+        &self,
+        room: &RoomRecord,
+        event: &NewEvent<'_>,
+        updated: &mut RoomRecord,
+    ) -> Result<StatePlan> {
         let mut new_snapshot = None;
         let state_short = match event.state {
             Some((kind, state_key)) => {
@@ -312,18 +366,81 @@ impl Store {
             }
             None => None,
         };
+        Ok(StatePlan {
+            state_before: room.snapshot,
+            snapshots: new_snapshot.into_iter().collect(),
+            set: state_short.map(|short| (short, event.event_id.to_owned())).into_iter().collect(),
+            unset: vec![],
+            memberships: vec![],
+        })
+    }
 
+    /// State changes given as whole maps: full snapshots of the state before the event and
+    /// after it, and the room's current state rewritten to the latter.
+    fn resolved_state_plan(
+        &self,
+        room: &RoomRecord,
+        before: &BTreeMap<StateKey, OwnedEventId>,
+        after: &BTreeMap<StateKey, OwnedEventId>,
+        memberships: Vec<(OwnedUserId, String)>,
+        updated: &mut RoomRecord,
+    ) -> Result<StatePlan> {
+        let full = |state: &BTreeMap<StateKey, OwnedEventId>| -> Result<(u64, Snapshot)> {
+            let changes = state
+                .iter()
+                .map(|((kind, key), id)| Ok((self.state_key_short_or_new(kind, key)?, id.clone())))
+                .collect::<Result<BTreeMap<u64, OwnedEventId>>>()?;
+            Ok((
+                self.db.generate_id()?,
+                Snapshot { parent: None, changes: changes.into_iter().collect(), chain_len: 0 },
+            ))
+        };
+        let before = full(before)?;
+        let after = full(after)?;
+        let current: Vec<u64> = self
+            .room_state
+            .scan_prefix(room.short.to_be_bytes())
+            .keys()
+            .map(|key| u64_from(&key?[8..]))
+            .collect::<Result<_>>()?;
+        let set: Vec<(u64, OwnedEventId)> = after.1.changes.clone();
+        let unset = current.into_iter().filter(|short| !set.iter().any(|(s, _)| s == short)).collect();
+        updated.snapshot = Some(after.0);
+        Ok(StatePlan {
+            state_before: Some(before.0),
+            snapshots: vec![before, after],
+            set,
+            unset,
+            memberships,
+        })
+    }
+
+    /// Writes an event and its state plan in one transaction.
+    fn write_event(
+        &self,
+        room: &RoomRecord,
+        updated: &RoomRecord,
+        event: NewEvent<'_>,
+        plan: StatePlan,
+        position: u64,
+    ) -> Result<()> {
         let stored = StoredEvent {
             pdu: event.pdu,
             room_id: room.room_id.clone(),
             position,
-            state_before: room.snapshot,
+            state_before: plan.state_before,
             txn: event.txn.map(|(_, device, txn)| (device.to_string(), txn.to_owned())),
             redacted_because: None,
         };
         let event_bytes = encode(&stored);
-        let room_bytes = encode(&updated);
-        let snapshot_bytes = new_snapshot.as_ref().map(|(id, s)| (id.to_be_bytes(), encode(s)));
+        let room_bytes = encode(updated);
+        let snapshot_bytes: Vec<([u8; 8], Vec<u8>)> =
+            plan.snapshots.iter().map(|(id, s)| (id.to_be_bytes(), encode(s))).collect();
+        let memberships_changed: Vec<(OwnedUserId, String)> = plan
+            .memberships
+            .into_iter()
+            .chain(event.membership.map(|(user, m)| (user.to_owned(), m.to_owned())))
+            .collect();
 
         let outcome = (
             &self.rooms,
@@ -351,14 +468,17 @@ impl Store {
                     rooms.insert(room.room_id.as_bytes(), room_bytes.as_slice())?;
                     events.insert(event.event_id.as_bytes(), event_bytes.as_slice())?;
                     timeline.insert(&room_key(room.short, position), event.event_id.as_bytes())?;
-                    if let Some(short) = state_short {
-                        room_state.insert(&room_key(room.short, short), event.event_id.as_bytes())?;
+                    for short in &plan.unset {
+                        room_state.remove(&room_key(room.short, *short))?;
                     }
-                    if let Some((id, bytes)) = &snapshot_bytes {
+                    for (short, id) in &plan.set {
+                        room_state.insert(&room_key(room.short, *short), id.as_bytes())?;
+                    }
+                    for (id, bytes) in &snapshot_bytes {
                         snapshots.insert(id, bytes.as_slice())?;
                     }
-                    if let Some((user, membership)) = event.membership {
-                        let entry = encode(&UserRoom { membership: membership.to_owned(), position });
+                    for (user, membership) in &memberships_changed {
+                        let entry = encode(&UserRoom { membership: membership.clone(), position });
                         memberships.insert(
                             composite_key(&[room.room_id.as_bytes(), user.as_bytes()]),
                             entry.as_slice(),
@@ -389,7 +509,22 @@ impl Store {
             );
         flatten(outcome)?;
         crate::metrics::metrics().events_persisted.inc();
-        Ok((updated, guard))
+        Ok(())
+    }
+
+    /// Stores an event that is not part of the timeline (an "outlier"): the state and auth
+    /// events another server sent when this one joined a room. Keeps an existing record.
+    pub fn store_outlier(&self, room_id: &RoomId, event_id: &EventId, pdu: JsonValue) -> Result<()> {
+        let stored = StoredEvent {
+            pdu,
+            room_id: room_id.to_owned(),
+            position: 0,
+            state_before: None,
+            txn: None,
+            redacted_because: None,
+        };
+        self.events.compare_and_swap(event_id.as_bytes(), None as Option<&[u8]>, Some(encode(&stored)))?.ok();
+        Ok(())
     }
 
     /// Event ids of a room's timeline after (forwards) or before (backwards) `from`, which
@@ -502,6 +637,20 @@ impl Store {
                 Ok((room, decode("user room", &value)?))
             })
             .collect()
+    }
+
+    /// Sets a user's membership in their own room list only, for a room this server has no
+    /// events of (an invite from another server, and its rejection).
+    pub(super) fn set_user_room(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        membership: &str,
+        position: u64,
+    ) -> Result<()> {
+        let entry = encode(&UserRoom { membership: membership.to_owned(), position });
+        self.user_rooms.insert(composite_key(&[user.as_bytes(), room_id.as_bytes()]), entry)?;
+        Ok(())
     }
 
     /// Forgets a room for a user: it no longer lists it. Only for rooms the user has left.

@@ -85,6 +85,12 @@ impl Sync {
         response
     }
 
+    /// Wakes a user's syncs for something stored at `position` outside the domains that
+    /// notify for themselves (an invite from another server).
+    pub fn notify_user(&self, user: &UserId, position: u64) {
+        self.notifier.notify([user], position);
+    }
+
     /// Stores a filter; returns its id.
     pub async fn create_filter(&self, user: &UserId, filter: &FilterDefinition) -> Result<String> {
         let json = serde_json::to_vec(filter).map_err(|e| Error::BadJson(e.to_string()))?;

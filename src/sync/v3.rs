@@ -27,7 +27,7 @@ use crate::{
     e2ee::E2ee,
     presence::Presence,
     push::Push,
-    rooms::{Events, Pdu, Result, Rooms},
+    rooms::{self, Events, Pdu, Result, Rooms},
     storage::{StateKey, Store, UserRoom},
 };
 
@@ -42,17 +42,6 @@ pub struct SyncParams {
 
 /// Timeline events when the filter sets no limit (Synapse uses the same).
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
-
-/// State types shown for a room one is invited to (spec: "stripped state").
-const INVITE_STATE_TYPES: &[&str] = &[
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-    "m.room.topic",
-];
 
 fn raw<T>(value: JsonValue) -> Raw<T> {
     Raw::from_json(serde_json::value::to_raw_value(&value).expect("JSON values serialise"))
@@ -352,16 +341,21 @@ impl Builder<'_> {
 
     fn invited(&self, room_id: &RoomId) -> Result<InvitedRoom> {
         let user = &self.session.user_id;
+        // An invite from another server: the room exists here only as what it sent.
+        if let Some(invite) = self.store.remote_invite(user, room_id)? {
+            let events = invite.invite_state.into_iter().map(raw).collect::<Vec<_>>();
+            return Ok(InvitedRoom::from(InviteState::from(events)));
+        }
         let mut events = Vec::new();
         for pdu in self.rooms.current_state(room_id)? {
             let kind = pdu.kind.to_string();
             let is_my_invite =
                 pdu.kind == TimelineEventType::RoomMember && pdu.state_key.as_deref() == Some(user.as_str());
-            if INVITE_STATE_TYPES.contains(&kind.as_str())
+            if rooms::INVITE_STATE_TYPES.contains(&kind.as_str())
                 || is_my_invite
                 || self.is_inviter_member(&pdu, room_id, user)?
             {
-                events.push(raw(stripped(&pdu)));
+                events.push(raw(rooms::stripped(&pdu)));
             }
         }
         Ok(InvitedRoom::from(InviteState::from(events)))
@@ -407,16 +401,6 @@ fn prev_batch(timeline: &Events, upto: u64) -> Option<String> {
         Some((_, stored)) => Some(stored.position.saturating_sub(1).to_string()),
         None => Some(upto.to_string()),
     }
-}
-
-/// The stripped form of a state event: type, state key, content and sender only.
-fn stripped(pdu: &Pdu) -> JsonValue {
-    json!({
-        "type": pdu.kind.to_string(),
-        "state_key": pdu.state_key,
-        "content": pdu.content_json(),
-        "sender": pdu.sender,
-    })
 }
 
 /// Whether a response carries nothing for the client, so a long-poll should keep waiting.

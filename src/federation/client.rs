@@ -1,0 +1,215 @@
+//! Outbound federation requests: where another server is reached (server discovery), the
+//! X-Matrix signature on every request, and ruma doing the (de)serialisation.
+//!
+//! Discovery follows the spec's order, without the SRV step: an IP literal or an explicit
+//! port is used as given; otherwise `https://<name>/.well-known/matrix/server` may delegate
+//! to another host (and port); otherwise port 8448. Answers are cached for an hour.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use ruma::{
+    OwnedServerName, ServerName,
+    api::{
+        IncomingResponseExt, OutgoingRequest, OutgoingRequestExt, auth_scheme::AuthScheme,
+        federation::authentication::XMatrixSigningInput,
+    },
+};
+use serde::Deserialize;
+
+use super::signing_key::SigningKey;
+use crate::config::FederationConfig;
+
+const DEFAULT_PORT: u16 = 8448;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+
+/// Why a request to another server failed.
+#[derive(Debug)]
+pub enum FederationError {
+    /// Federation with this server is off or denied by the config.
+    NotAllowed(OwnedServerName),
+    /// The server could not be reached, or did not answer in time.
+    Unreachable(String),
+    /// The server answered with an error or something that does not parse.
+    Refused(String),
+}
+
+impl std::fmt::Display for FederationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotAllowed(server) => write!(f, "federation with {server} is not allowed here"),
+            Self::Unreachable(why) => write!(f, "unreachable: {why}"),
+            Self::Refused(why) => write!(f, "refused: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FederationError {}
+
+pub struct FederationClient {
+    http: reqwest::Client,
+    server_name: OwnedServerName,
+    key: Arc<SigningKey>,
+    config: FederationConfig,
+    /// Server name → base URL, with when it was found.
+    resolved: Mutex<HashMap<OwnedServerName, (String, Instant)>>,
+}
+
+#[derive(Deserialize)]
+struct WellKnown {
+    #[serde(rename = "m.server")]
+    server: String,
+}
+
+impl FederationClient {
+    pub fn new(server_name: OwnedServerName, key: Arc<SigningKey>, config: FederationConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .danger_accept_invalid_certs(config.trust_self_signed)
+            // Redirects would move a signed request to a destination it was not signed for.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Myelin/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the TLS stack initialises");
+        Self { http, server_name, key, config, resolved: Mutex::default() }
+    }
+
+    pub fn server_name(&self) -> &ServerName {
+        &self.server_name
+    }
+
+    /// Sends a request signed with our key (X-Matrix) and parses the answer.
+    pub async fn send<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+    ) -> Result<R::IncomingResponse, FederationError>
+    where
+        R: OutgoingRequest<PathBuilder = ruma::api::path_builder::SinglePath>,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = XMatrixSigningInput<'a>>,
+    {
+        let base = self.base_url(destination).await?;
+        let input =
+            XMatrixSigningInput::new(self.server_name.clone(), destination.to_owned(), self.key.pair());
+        let request = request
+            .try_into_http_request::<Vec<u8>>(&base, input, ())
+            .map_err(|e| FederationError::Refused(format!("cannot build the request: {e}")))?;
+        self.execute::<R>(request).await
+    }
+
+    /// Sends a request that needs no signature (fetching a server's keys).
+    pub async fn send_unsigned<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+    ) -> Result<R::IncomingResponse, FederationError>
+    where
+        R: OutgoingRequest<PathBuilder = ruma::api::path_builder::SinglePath>,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = ()>,
+    {
+        let base = self.base_url(destination).await?;
+        let request = request
+            .try_into_http_request::<Vec<u8>>(&base, (), ())
+            .map_err(|e| FederationError::Refused(format!("cannot build the request: {e}")))?;
+        self.execute::<R>(request).await
+    }
+
+    async fn execute<R: OutgoingRequest>(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<R::IncomingResponse, FederationError> {
+        let what = format!("{} {}", request.method(), request.uri());
+        let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
+            .map_err(|e| FederationError::Refused(format!("{what}: {e}")))?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| FederationError::Unreachable(format!("{what}: {e}")))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body: Bytes =
+            response.bytes().await.map_err(|e| FederationError::Unreachable(format!("{what}: {e}")))?;
+        let mut http_response = http::Response::new(&body[..]);
+        *http_response.status_mut() = status;
+        *http_response.headers_mut() = headers;
+        R::IncomingResponse::try_from_http_response(http_response).map_err(|e| {
+            let body = String::from_utf8_lossy(&body);
+            FederationError::Refused(format!(
+                "{what}: {status}: {e}: {}",
+                body.chars().take(300).collect::<String>()
+            ))
+        })
+    }
+
+    /// `https://host:port` for a server name, by the discovery rules above.
+    async fn base_url(&self, destination: &ServerName) -> Result<String, FederationError> {
+        if !self.config.allows(destination) {
+            return Err(FederationError::NotAllowed(destination.to_owned()));
+        }
+        if let Some((url, found)) = self.resolved.lock().expect("never poisoned").get(destination)
+            && found.elapsed() < DISCOVERY_TTL
+        {
+            return Ok(url.clone());
+        }
+        let url = match Self::explicit(destination.as_str()) {
+            Some(url) => url,
+            None => match self.well_known(destination).await {
+                Some(delegated) => Self::explicit(&delegated)
+                    .unwrap_or_else(|| format!("https://{delegated}:{DEFAULT_PORT}")),
+                None => format!("https://{destination}:{DEFAULT_PORT}"),
+            },
+        };
+        self.resolved
+            .lock()
+            .expect("never poisoned")
+            .insert(destination.to_owned(), (url.clone(), Instant::now()));
+        Ok(url)
+    }
+
+    /// The URL for a name that needs no lookup: an IP literal, or any name with a port.
+    fn explicit(name: &str) -> Option<String> {
+        let (host, port) = match name.rsplit_once(':') {
+            // `[::1]` has colons inside the brackets but no port.
+            Some((host, port)) if !port.ends_with(']') && port.parse::<u16>().is_ok() => (host, Some(port)),
+            _ => (name, None),
+        };
+        let is_ip = host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok();
+        match (is_ip, port) {
+            (_, Some(port)) => Some(format!("https://{host}:{port}")),
+            (true, None) => Some(format!("https://{host}:{DEFAULT_PORT}")),
+            (false, None) => None,
+        }
+    }
+
+    async fn well_known(&self, destination: &ServerName) -> Option<String> {
+        let url = format!("https://{destination}/.well-known/matrix/server");
+        let response = self.http.get(&url).timeout(Duration::from_secs(10)).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let body: WellKnown = response.json().await.ok()?;
+        ServerName::parse(&body.server).is_ok().then_some(body.server)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FederationClient;
+
+    #[test]
+    fn ip_literals_and_explicit_ports_need_no_lookup() {
+        assert_eq!(FederationClient::explicit("127.0.0.1:8449").as_deref(), Some("https://127.0.0.1:8449"));
+        assert_eq!(FederationClient::explicit("10.0.0.1").as_deref(), Some("https://10.0.0.1:8448"));
+        assert_eq!(FederationClient::explicit("[::1]").as_deref(), Some("https://[::1]:8448"));
+        assert_eq!(FederationClient::explicit("[::1]:443").as_deref(), Some("https://[::1]:443"));
+        assert_eq!(FederationClient::explicit("example.org:443").as_deref(), Some("https://example.org:443"));
+        assert_eq!(FederationClient::explicit("example.org"), None);
+    }
+}

@@ -1,0 +1,122 @@
+//! Other servers' signing keys: fetched from `/_matrix/key/v2/server`, checked to be signed
+//! by themselves, cached in the store until their `valid_until_ts`, and turned into the
+//! key maps `ruma::signatures` verifies with. Our own key is answered without a request.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use ruma::{
+    CanonicalJsonObject, MilliSecondsSinceUnixEpoch, OwnedServerName, ServerName,
+    api::federation::discovery::{ServerSigningKeys, get_server_keys},
+    serde::Base64,
+    signatures::{PublicKeyMap, PublicKeySet, verify_json},
+};
+
+use super::{
+    client::{FederationClient, FederationError},
+    signing_key::SigningKey,
+};
+use crate::storage::{CachedServerKeys, Store};
+
+pub struct KeyRing {
+    store: Arc<Store>,
+    own: Arc<SigningKey>,
+}
+
+fn now_ms() -> u64 {
+    MilliSecondsSinceUnixEpoch::now().get().into()
+}
+
+impl KeyRing {
+    pub fn new(store: Arc<Store>, own: Arc<SigningKey>) -> Self {
+        Self { store, own }
+    }
+
+    /// The key map for verifying what `servers` signed, fetching keys that are missing or
+    /// expired. A server whose keys cannot be had is left out, so its signatures fail.
+    pub async fn key_map(
+        &self,
+        client: &FederationClient,
+        servers: &BTreeSet<OwnedServerName>,
+    ) -> PublicKeyMap {
+        let mut map = PublicKeyMap::new();
+        for server in servers {
+            match self.keys_of(client, server).await {
+                Ok(keys) => {
+                    map.insert(server.to_string(), keys);
+                }
+                Err(e) => tracing::warn!(%server, error = %e, "cannot get the server's signing keys"),
+            }
+        }
+        map
+    }
+
+    /// A server's current and old verify keys.
+    pub async fn keys_of(
+        &self,
+        client: &FederationClient,
+        server: &ServerName,
+    ) -> Result<PublicKeySet, FederationError> {
+        if server == client.server_name() {
+            let mut own = PublicKeySet::new();
+            own.insert(self.own.key_id(), Base64::new(self.own.pair().public_key().to_vec()));
+            return Ok(own);
+        }
+        let cached = self.store.server_keys(server).ok().flatten();
+        let fresh = match cached {
+            Some(cached) if cached.valid_until_ts > now_ms() => cached,
+            stale => match self.fetch(client, server).await {
+                Ok(fresh) => fresh,
+                // Keys past their validity still verify what was signed while they were valid.
+                Err(e) => stale.ok_or(e)?,
+            },
+        };
+        key_set(&fresh.keys)
+            .ok_or_else(|| FederationError::Refused(format!("{server}: unreadable cached keys")))
+    }
+
+    async fn fetch(
+        &self,
+        client: &FederationClient,
+        server: &ServerName,
+    ) -> Result<CachedServerKeys, FederationError> {
+        let response = client.send_unsigned(server, get_server_keys::v2::Request::new()).await?;
+        let keys: ServerSigningKeys = response
+            .server_key
+            .deserialize()
+            .map_err(|e| FederationError::Refused(format!("{server}: malformed key list: {e}")))?;
+        if keys.server_name != server {
+            return Err(FederationError::Refused(format!(
+                "{server} published keys for {}",
+                keys.server_name
+            )));
+        }
+        let json: serde_json::Value = serde_json::from_str(response.server_key.json().get())
+            .map_err(|e| FederationError::Refused(e.to_string()))?;
+        let object: CanonicalJsonObject = serde_json::from_value(json.clone()).map_err(|e| {
+            FederationError::Refused(format!("{server}: key list is not canonical JSON: {e}"))
+        })?;
+        let own_keys = key_set(&json).unwrap_or_default();
+        let map = PublicKeyMap::from([(server.to_string(), own_keys)]);
+        verify_json(&map, &object)
+            .map_err(|e| FederationError::Refused(format!("{server}: key list not signed by itself: {e}")))?;
+        let cached = CachedServerKeys { keys: json, valid_until_ts: keys.valid_until_ts.get().into() };
+        if let Err(e) = self.store.store_server_keys(server, &cached) {
+            tracing::warn!(%server, error = %e, "cannot cache the server's keys");
+        }
+        Ok(cached)
+    }
+}
+
+/// Key id → public key, from a key list's `verify_keys` and `old_verify_keys`.
+fn key_set(keys: &serde_json::Value) -> Option<PublicKeySet> {
+    let mut set = PublicKeySet::new();
+    for field in ["verify_keys", "old_verify_keys"] {
+        if let Some(entries) = keys[field].as_object() {
+            for (id, entry) in entries {
+                let key = Base64::parse(entry["key"].as_str()?).ok()?;
+                set.insert(id.clone(), key);
+            }
+        }
+    }
+    Some(set)
+}

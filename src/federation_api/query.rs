@@ -1,0 +1,48 @@
+//! Queries about this server's users and aliases: profiles and room directory lookups.
+
+use std::sync::Arc;
+
+use ruma::api::federation::query::{get_profile_information, get_room_information};
+
+use crate::{
+    http::{
+        ApiError,
+        router::{Req, Router},
+    },
+    services::Services,
+};
+
+pub fn routes(router: &mut Router) {
+    router.ruma(profile);
+    router.ruma(directory);
+}
+
+/// `GET /query/profile`: a local user's display name and avatar.
+async fn profile(
+    services: Arc<Services>,
+    req: Req<get_profile_information::v1::Request>,
+) -> Result<get_profile_information::v1::Response, ApiError> {
+    let user = &req.body.user_id;
+    if user.server_name() != services.config.server_name {
+        return Err(ApiError::invalid_param(format!("{user} is not a user of this server")));
+    }
+    let profile = services.accounts.profile(user)?;
+    let field = req.body.field.as_ref().map(|f| f.as_str().to_owned());
+    Ok(profile.into_iter().filter(|(name, _)| field.as_ref().is_none_or(|f| f == name)).collect())
+}
+
+/// `GET /query/directory`: the room a local alias points to, and servers to join through.
+async fn directory(
+    services: Arc<Services>,
+    req: Req<get_room_information::v1::Request>,
+) -> Result<get_room_information::v1::Response, ApiError> {
+    let alias = &req.body.room_alias;
+    let room_id = services
+        .rooms
+        .resolve_alias(alias)?
+        .ok_or_else(|| ApiError::not_found(format!("no room has the alias {alias}")))?;
+    let mut servers: Vec<_> = services.rooms.servers_in_room(&room_id)?.into_iter().collect();
+    // This server first: it certainly knows the room.
+    servers.sort_by_key(|s| *s != services.config.server_name);
+    Ok(get_room_information::v1::Response::new(room_id, servers))
+}

@@ -1,0 +1,260 @@
+//! Rooms over federation: transactions, joins, invites, and reading events and state.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use ruma::{
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomVersionId,
+    api::federation::{
+        backfill::get_backfill,
+        event::{get_event, get_missing_events, get_room_state_ids},
+        membership::{RawStrippedState, create_invite, create_join_event, prepare_join_event},
+        transactions::send_transaction_message,
+    },
+};
+use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
+
+use super::require_in_room;
+use crate::{
+    error::Error,
+    federation::{inbound, membership},
+    http::{
+        ApiError,
+        router::{Req, RouteOptions, Router},
+    },
+    rooms::SUPPORTED_VERSIONS,
+    services::Services,
+};
+
+pub fn routes(router: &mut Router) {
+    // Up to 50 PDUs of up to 64 KiB each and 100 EDUs: more than a client request needs.
+    router.ruma_with(
+        RouteOptions { max_body: Some(TRANSACTION_MAX_BYTES), ..RouteOptions::default() },
+        send_transaction,
+    );
+    router.ruma(make_join);
+    router.ruma(send_join);
+    router.ruma(invite);
+    router.ruma(event);
+    router.ruma(state_ids);
+    router.ruma(missing_events);
+    router.ruma(backfill);
+}
+
+const TRANSACTION_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+fn raw(value: &JsonValue) -> Result<Box<RawJsonValue>, ApiError> {
+    serde_json::value::to_raw_value(value).map_err(|_| ApiError::internal())
+}
+
+/// `PUT /send/{txnId}`: PDUs and EDUs from another server. A transaction id seen before
+/// is answered without processing it again.
+async fn send_transaction(
+    services: Arc<Services>,
+    req: Req<send_transaction_message::v1::Request>,
+) -> Result<send_transaction_message::v1::Response, ApiError> {
+    let origin = &req.auth;
+    let body = req.body;
+    if body.origin != *origin {
+        return Err(ApiError::forbidden("The transaction's origin is not the server that signed it"));
+    }
+    if services.store.inbound_txn_seen(origin, body.transaction_id.as_str()).map_err(Error::from)? {
+        return Ok(send_transaction_message::v1::Response::new(Default::default()));
+    }
+    let edus: Vec<JsonValue> =
+        body.edus.iter().filter_map(|edu| serde_json::from_str(edu.json().get()).ok()).collect();
+    let outcomes = inbound::transaction(&services, origin, &body.pdus, &edus).await;
+    services.store.mark_inbound_txn(origin, body.transaction_id.as_str()).await.map_err(Error::from)?;
+    Ok(send_transaction_message::v1::Response::new(outcomes))
+}
+
+/// `GET /make_join`: a join event template for a user of the calling server.
+async fn make_join(
+    services: Arc<Services>,
+    req: Req<prepare_join_event::v1::Request>,
+) -> Result<prepare_join_event::v1::Response, ApiError> {
+    let body = req.body;
+    if body.user_id.server_name() != req.auth {
+        return Err(ApiError::forbidden("A server can only join its own users"));
+    }
+    let room = services.rooms.room(&body.room_id)?;
+    if !body.ver.contains(&room.version) {
+        return Err(ApiError::new(
+            http::StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::IncompatibleRoomVersion(
+                ruma::api::error::IncompatibleRoomVersionErrorData::new(room.version.clone()),
+            ),
+            format!("The room has version {}, which the joining server does not support", room.version),
+        ));
+    }
+    let (version, template) = services.rooms.join_template(&body.room_id, &body.user_id).await?;
+    let mut response = prepare_join_event::v1::Response::new(raw(&template)?);
+    response.room_version = Some(version);
+    Ok(response)
+}
+
+/// `PUT /v2/send_join`: the signed join of a user of the calling server; answered with the
+/// state before it and its auth chain.
+async fn send_join(
+    services: Arc<Services>,
+    req: Req<create_join_event::v2::Request>,
+) -> Result<create_join_event::v2::Response, ApiError> {
+    let body = req.body;
+    let room = services.rooms.room(&body.room_id)?;
+    let rules = room.version.rules().ok_or_else(ApiError::internal)?;
+    let checked = inbound::check_pdu(&services, &body.pdu, &rules).await.map_err(ApiError::bad_json)?;
+    let pdu = &checked.json;
+    let sender = pdu["sender"].as_str().unwrap_or_default();
+    let is_join = pdu["type"] == "m.room.member"
+        && pdu["content"]["membership"] == "join"
+        && pdu["state_key"] == sender
+        && ruma::UserId::parse(sender).is_ok_and(|user| user.server_name() == req.auth);
+    if !is_join || checked.event_id != body.event_id {
+        return Err(ApiError::bad_json("Not a join of a user of the calling server, or not the named event"));
+    }
+    services.rooms.add_event(&body.room_id, &checked.event_id, checked.json).await?;
+    let (state, auth_chain) = services.rooms.join_state(&checked.event_id)?;
+    let mut room_state = create_join_event::v2::RoomState::new();
+    room_state.state = state.iter().map(raw).collect::<Result<_, _>>()?;
+    room_state.auth_chain = auth_chain.iter().map(raw).collect::<Result<_, _>>()?;
+    room_state.servers_in_room =
+        Some(services.rooms.servers_in_room(&body.room_id)?.into_iter().map(|s| s.to_string()).collect());
+    Ok(create_join_event::v2::Response::new(room_state))
+}
+
+/// `PUT /v2/invite`: another server invites one of our users.
+async fn invite(
+    services: Arc<Services>,
+    req: Req<create_invite::v2::Request>,
+) -> Result<create_invite::v2::Response, ApiError> {
+    let body = req.body;
+    if !SUPPORTED_VERSIONS.contains(&body.room_version) {
+        return Err(ApiError::new(
+            http::StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::IncompatibleRoomVersion(
+                ruma::api::error::IncompatibleRoomVersionErrorData::new(body.room_version.clone()),
+            ),
+            format!("Room version {} is not supported here", body.room_version),
+        ));
+    }
+    let invite_state: Vec<JsonValue> = body
+        .invite_room_state
+        .iter()
+        .filter_map(|state| {
+            #[allow(deprecated, reason = "servers before Matrix 1.16 still send stripped events")]
+            let json = match state {
+                RawStrippedState::Pdu(pdu) => pdu.get(),
+                RawStrippedState::Stripped(event) => event.json().get(),
+                _ => return None,
+            };
+            serde_json::from_str(json).ok()
+        })
+        .collect();
+    let signed = membership::receive_invite(
+        &services,
+        &req.auth,
+        &body.room_id,
+        &body.room_version,
+        &body.event,
+        invite_state,
+    )
+    .await?;
+    Ok(create_invite::v2::Response::new(raw(&signed)?))
+}
+
+/// `GET /event/{eventId}`: one event, to a server in its room.
+async fn event(
+    services: Arc<Services>,
+    req: Req<get_event::v1::Request>,
+) -> Result<get_event::v1::Response, ApiError> {
+    let stored =
+        services.rooms.stored_pdu(&req.body.event_id)?.ok_or_else(|| ApiError::not_found("No such event"))?;
+    require_in_room(&services, &req.auth, &stored.room_id)?;
+    Ok(get_event::v1::Response::new(
+        services.config.server_name.clone(),
+        MilliSecondsSinceUnixEpoch::now(),
+        raw(&stored.pdu)?,
+    ))
+}
+
+/// `GET /state_ids/{roomId}`: the state before an event, and its auth chain, by id.
+async fn state_ids(
+    services: Arc<Services>,
+    req: Req<get_room_state_ids::v1::Request>,
+) -> Result<get_room_state_ids::v1::Response, ApiError> {
+    require_in_room(&services, &req.auth, &req.body.room_id)?;
+    let (state, auth_chain) = services.rooms.join_state(&req.body.event_id)?;
+    let ids = |pdus: Vec<JsonValue>, version: &RoomVersionId| -> Vec<OwnedEventId> {
+        let Some(rules) = version.rules() else { return vec![] };
+        pdus.into_iter()
+            .filter_map(|pdu| serde_json::from_value(pdu).ok())
+            .filter_map(|object| inbound::event_id_of(&object, &rules).ok())
+            .collect()
+    };
+    let room = services.rooms.room(&req.body.room_id)?;
+    Ok(get_room_state_ids::v1::Response::new(ids(auth_chain, &room.version), ids(state, &room.version)))
+}
+
+/// `POST /get_missing_events`: events between the caller's latest and earliest ones,
+/// walking `prev_events` back from the latest.
+async fn missing_events(
+    services: Arc<Services>,
+    req: Req<get_missing_events::v1::Request>,
+) -> Result<get_missing_events::v1::Response, ApiError> {
+    let body = req.body;
+    require_in_room(&services, &req.auth, &body.room_id)?;
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX).min(100);
+    let stop: BTreeSet<&EventId> = body.earliest_events.iter().map(|e| &**e).collect();
+    let events = walk_back(&services, &body.room_id, body.latest_events.clone(), &stop, limit, false)?;
+    Ok(get_missing_events::v1::Response::new(events))
+}
+
+/// `GET /backfill/{roomId}`: history before (and including) the given events.
+async fn backfill(
+    services: Arc<Services>,
+    req: Req<get_backfill::v1::Request>,
+) -> Result<get_backfill::v1::Response, ApiError> {
+    let body = req.body;
+    require_in_room(&services, &req.auth, &body.room_id)?;
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX).min(100);
+    let pdus = walk_back(&services, &body.room_id, body.v.clone(), &BTreeSet::new(), limit, true)?;
+    Ok(get_backfill::v1::Response::new(
+        services.config.server_name.clone(),
+        MilliSecondsSinceUnixEpoch::now(),
+        pdus,
+    ))
+}
+
+/// Up to `limit` events of the room reached from `from` through `prev_events`, never past
+/// `stop`; `from` itself is included when `include_from`. Oldest first.
+fn walk_back(
+    services: &Services,
+    room_id: &ruma::RoomId,
+    from: Vec<OwnedEventId>,
+    stop: &BTreeSet<&EventId>,
+    limit: usize,
+    include_from: bool,
+) -> Result<Vec<Box<RawJsonValue>>, ApiError> {
+    let mut seen: BTreeSet<OwnedEventId> = BTreeSet::new();
+    let mut found: Vec<(u64, JsonValue)> = Vec::new();
+    let mut todo: std::collections::VecDeque<OwnedEventId> = if include_from {
+        from.into_iter().collect()
+    } else {
+        from.iter()
+            .filter_map(|id| services.rooms.pdu(id).ok().flatten())
+            .flat_map(|pdu| pdu.prev_events)
+            .collect()
+    };
+    while let Some(id) = todo.pop_front() {
+        if found.len() >= limit || stop.contains(&*id) || !seen.insert(id.clone()) {
+            continue;
+        }
+        let Some((pdu, stored)) = services.rooms.event(&id)? else { continue };
+        if pdu.room_id != room_id || stored.position == 0 {
+            continue;
+        }
+        todo.extend(pdu.prev_events.iter().cloned());
+        found.push((pdu.depth.into(), stored.pdu));
+    }
+    found.sort_by_key(|(depth, _)| *depth);
+    found.iter().map(|(_, pdu)| raw(pdu)).collect()
+}
