@@ -15,7 +15,9 @@ use std::{
 
 pub use serde_json::{Value, json};
 
+pub mod federation;
 pub mod rooms;
+pub mod synapse;
 
 /// Config used unless a test gives its own: everything default except rate limits, which
 /// would otherwise throttle a test suite that logs in hundreds of times from one address.
@@ -47,6 +49,8 @@ pub struct Server {
     /// server keeps its URL).
     pub addr: SocketAddr,
     extra_args: Vec<String>,
+    /// The federation listener, for servers started with [`Server::start_federating`].
+    federation: Option<federation::FederationListener>,
 }
 
 impl Server {
@@ -65,21 +69,37 @@ impl Server {
     /// With a config file, Myelin's registration defaults to disabled. Tests register users
     /// freely, so a config without a `[registration]` table gets open registration added.
     pub async fn start_with(config: &str, extra_args: &[&str]) -> Server {
+        let mut server = Self::unstarted(config, extra_args, None);
+        server.spawn().await;
+        server
+    }
+
+    /// A server with its data directory and config written, not yet running.
+    fn unstarted(
+        config: &str,
+        extra_args: &[&str],
+        federation: Option<federation::FederationListener>,
+    ) -> Server {
         let dir = tempfile::Builder::new().prefix("myelin-spec-").tempdir().expect("temp dir");
+        let server = Server {
+            child: None,
+            dir,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            federation,
+        };
+        server.write_config(config);
+        server
+    }
+
+    /// Writes the config file, adding open registration unless it has a `[registration]`.
+    fn write_config(&self, config: &str) {
         let config = if config.contains("[registration]") {
             config.to_owned()
         } else {
             format!("{config}\n[registration]\nmode = \"open\"\n")
         };
-        std::fs::write(dir.path().join("myelin.toml"), config).expect("write config");
-        let mut server = Server {
-            child: None,
-            dir,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-        };
-        server.spawn().await;
-        server
+        std::fs::write(self.config_path(), config).expect("write config");
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -104,6 +124,14 @@ impl Server {
     }
 
     async fn spawn(&mut self) {
+        if let Err(why) = self.try_spawn().await {
+            panic!("{why}; log:\n{}", self.log_tail());
+        }
+    }
+
+    /// Starts the process and waits until the client listener (and the federation
+    /// listener, if any) accepts connections. On failure the process is left to `Drop`.
+    async fn try_spawn(&mut self) -> Result<(), String> {
         let mut command = Command::new(myelin_bin());
         command
             .arg("serve")
@@ -121,6 +149,8 @@ impl Server {
         let mut child = command.spawn().expect("start myelin");
         let stderr = child.stderr.take().expect("piped stderr");
         let log_path = self.log_path();
+        // The federation listener may announce itself the same way; it is not the client API.
+        let federation_addr = self.federation.as_ref().map(|f| f.addr.to_string());
         let (ready_tx, ready_rx) = mpsc::channel();
         // Copies the log to a file and reports the listening address once it appears.
         std::thread::spawn(move || {
@@ -129,11 +159,13 @@ impl Server {
             let mut ready_tx = Some(ready_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = writeln!(log, "{line}");
-                if let Some(rest) = line.split("listening on http://").nth(1)
-                    && let Some(tx) = ready_tx.take()
-                {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                    let _ = tx.send(addr);
+                    if Some(&addr) != federation_addr.as_ref()
+                        && let Some(tx) = ready_tx.take()
+                    {
+                        let _ = tx.send(addr);
+                    }
                 }
             }
         });
@@ -143,8 +175,13 @@ impl Server {
             .unwrap();
         match addr {
             Ok(addr) => self.addr = addr.parse().expect("listening address"),
-            Err(_) => panic!("myelin did not start; log:\n{}", self.log_tail()),
+            Err(_) => return Err("myelin did not start".to_owned()),
         }
+        if let Some(listener) = &self.federation {
+            let addr = listener.addr;
+            federation::wait_for_listener(addr, self.child.as_mut().expect("spawned")).await?;
+        }
+        Ok(())
     }
 
     /// The last lines of the server's log, for failure messages.
@@ -202,7 +239,8 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- myelin log ({}) ---\n{}", self.log_path().display(), self.log_tail());
+            let name = self.federation.as_ref().map(|f| format!("{} ", f.server_name())).unwrap_or_default();
+            eprintln!("--- myelin log {name}({}) ---\n{}", self.log_path().display(), self.log_tail());
         }
         self.kill9();
     }
@@ -317,9 +355,24 @@ impl Client {
 
     /// Sends `method path` with extra headers (such as a CORS preflight's `Origin`).
     pub async fn request_with_headers(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+        self.request_with(method, path, headers, None).await
+    }
+
+    /// Sends `method path` with extra headers (such as a federation `Authorization`) and
+    /// an optional JSON body.
+    pub async fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Resp {
         let mut builder = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base));
         for (name, value) in headers {
             builder = builder.header(*name, *value);
+        }
+        if let Some(body) = body {
+            builder = builder.json(body);
         }
         self.send(builder).await
     }
