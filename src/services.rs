@@ -54,21 +54,24 @@ impl Services {
         let push = Arc::new(Push::new(store.clone(), account_data.clone()));
         let (outbox, outbound_wakeups) =
             Outbox::new(store.clone(), config.server_name.clone(), config.federation.clone());
+        let outbox = Arc::new(outbox);
         let rooms = Rooms::new(
             store.clone(),
             config.server_name.clone(),
             key.clone(),
             notifier.clone(),
             push.clone(),
-            Arc::new(outbox),
+            outbox.clone(),
         );
+        let e2ee =
+            Arc::new(E2ee::new(store.clone(), notifier.clone(), config.server_name.clone(), outbox.clone()));
         let federation = Federation::new(
             store.clone(),
             config.server_name.clone(),
             key.clone(),
             config.federation.clone(),
+            outbox,
         );
-        let e2ee = Arc::new(E2ee::new(store.clone(), notifier.clone(), config.server_name.clone()));
         let presence = Arc::new(Presence::new(config.presence.enabled, store.clone(), notifier.clone()));
         let sync = Sync::new(
             store.clone(),

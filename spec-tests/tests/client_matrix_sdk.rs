@@ -735,3 +735,29 @@ async fn a_second_device_reads_earlier_encrypted_messages_through_recovery_and_k
         .expect("own device");
     assert!(own.is_cross_signed_by_owner(), "the second device is cross-signed after recovery");
 }
+
+/// End-to-end encryption across two federating Myelins: device keys and one-time keys are
+/// fetched from the other server (`/user/keys/query`, `/user/keys/claim`), the Olm
+/// messages that carry the room keys cross as to-device EDUs, and each side decrypts.
+#[tokio::test]
+async fn sdk_clients_on_two_servers_exchange_end_to_end_encrypted_messages() {
+    let a = Server::start_federating().await;
+    let b = Server::start_federating().await;
+    register(&a, "alice").await;
+    register(&b, "bob").await;
+    let alice = login(&a, "alice").await;
+    let bob = login(&b, "bob").await;
+
+    let room = create_room(&alice, &[&bob], true).await;
+    let room_id: OwnedRoomId = room.room_id().to_owned();
+    let bob_room = join(&bob, &alice, &room).await;
+
+    let secret = send_text(&alice, &room, "a secret across servers").await;
+    let seen = wait_for_decrypted(&bob, &room_id, &alice, "a secret across servers").await;
+    assert_eq!(seen["event_id"], secret.as_str());
+    let stored = stored_event(&b, &bob, &room_id, &secret).await;
+    assert_eq!(stored["type"], "m.room.encrypted", "B holds ciphertext: {stored}");
+
+    send_text(&bob, &bob_room, "and one back").await;
+    wait_for_decrypted(&alice, &room_id, &bob, "and one back").await;
+}

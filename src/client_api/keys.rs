@@ -16,6 +16,7 @@ use serde_json::Value as JsonValue;
 use super::rooms::raw;
 use crate::{
     e2ee::{E2ee, MASTER, SELF_SIGNING, USER_SIGNING, UploadedKey},
+    federation,
     http::{
         ApiError,
         router::{Req, Router},
@@ -84,8 +85,10 @@ async fn query(
     services: Arc<Services>,
     req: Req<get_keys::v3::Request>,
 ) -> Result<get_keys::v3::Response, ApiError> {
-    let keys =
-        services.e2ee.query(&req.auth.user_id, req.body.device_keys, |user| device_names(&services, user))?;
+    let wanted = req.body.device_keys;
+    let mut keys =
+        services.e2ee.query(Some(&req.auth.user_id), wanted.clone(), |user| device_names(&services, user))?;
+    federation::e2ee::query_remote(&services, &wanted, &mut keys).await;
     let mut response = get_keys::v3::Response::new();
     response.failures = keys.failures;
     response.device_keys = keys
@@ -103,13 +106,15 @@ async fn claim(
     services: Arc<Services>,
     req: Req<claim_keys::v3::Request>,
 ) -> Result<claim_keys::v3::Response, ApiError> {
-    let wanted = req
+    let wanted: BTreeMap<_, BTreeMap<_, String>> = req
         .body
         .one_time_keys
         .into_iter()
         .map(|(user, devices)| (user, devices.into_iter().map(|(d, a)| (d, a.to_string())).collect()))
         .collect();
-    let (claimed, failures) = services.e2ee.claim(wanted).await?;
+    let mut claimed = services.e2ee.claim(wanted.clone()).await?;
+    let mut failures = BTreeMap::new();
+    federation::e2ee::claim_remote(&services, &wanted, &mut claimed, &mut failures).await;
     let one_time_keys = claimed
         .into_iter()
         .map(|(user, devices)| {
@@ -214,6 +219,15 @@ async fn to_device(
         }
         targets.insert(user, by_device);
     }
+    let kind = body.event_type.to_string();
+    federation::e2ee::send_to_device_remote(
+        &services,
+        &req.auth.user_id,
+        body.txn_id.as_str(),
+        &kind,
+        &targets,
+    )
+    .await?;
     let devices_of = |user: &UserId| {
         services.accounts.devices(user).unwrap_or_default().into_iter().map(|(id, _)| id).collect()
     };
@@ -222,7 +236,7 @@ async fn to_device(
         .send_to_device(
             (&req.auth.user_id, &req.auth.device_id),
             body.txn_id.as_str(),
-            &body.event_type.to_string(),
+            &kind,
             targets,
             devices_of,
         )

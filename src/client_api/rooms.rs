@@ -18,6 +18,7 @@ use ruma::{
 use serde_json::{Map, Value as JsonValue};
 
 use crate::{
+    federation,
     http::{
         ApiError,
         router::{Req, Router},
@@ -69,12 +70,7 @@ async fn create(
         Some(RoomPreset::PublicChat) => Some(Preset::PublicChat),
         Some(other) => return Err(ApiError::bad_json(format!("unknown preset {}", other.as_str()))),
     };
-    for invitee in &body.invite {
-        if invitee.server_name() != services.config.server_name {
-            return Err(ApiError::forbidden(
-                "inviting users of other servers needs federation, which is not enabled yet",
-            ));
-        }
+    for invitee in body.invite.iter().filter(|user| user.server_name() == services.config.server_name) {
         if services.accounts.user(invitee)?.is_none() {
             return Err(ApiError::not_found(format!("unknown user {invitee}")));
         }
@@ -110,20 +106,29 @@ async fn create(
         .rooms
         .create_room(CreateRoom {
             creator_profile: member_profile(&services, &creator),
-            creator,
+            creator: creator.clone(),
             version: body.room_version,
             preset,
             public: body.visibility == Visibility::Public,
             name: body.name,
             topic: body.topic,
             canonical_alias,
-            invite: body.invite,
+            invite: body.invite.clone(),
             is_direct: body.is_direct,
             initial_state,
             creation_content,
             power_level_content_override,
         })
         .await?;
+    for invitee in body.invite.iter().filter(|user| user.server_name() != services.config.server_name) {
+        let content = services.rooms.invite_content(&room_id, invitee, None, body.is_direct)?;
+        if let Err(e) =
+            federation::membership::invite_remote(&services, &room_id, &creator, invitee, content).await
+        {
+            // The room exists now; the invite can be sent again.
+            tracing::warn!(%invitee, error = %e, "could not invite a user of another server");
+        }
+    }
     Ok(create_room::v3::Response::new(room_id))
 }
 

@@ -17,6 +17,7 @@ pub use backup::BackupVersion;
 
 use crate::{
     error::{Error, Result},
+    federation::outbox::Outbox,
     storage::{ClaimedKey, FallbackKey, SignatureTarget, Store, ToDeviceMessage},
     sync::notifier::Notifier,
 };
@@ -42,6 +43,16 @@ pub struct QueriedKeys {
     pub failures: BTreeMap<String, JsonValue>,
 }
 
+/// A device as another server sees it.
+pub struct DeviceForServer {
+    pub device_id: OwnedDeviceId,
+    pub keys: JsonValue,
+    pub display_name: Option<String>,
+}
+
+/// Claimed one-time keys: user → device → `algorithm:key_id` → key.
+pub type ClaimedKeys = BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<String, JsonValue>>>;
+
 /// Users whose devices a client should re-fetch, and users it no longer shares a room with.
 #[derive(Default, Debug)]
 pub struct DeviceListChanges {
@@ -53,6 +64,8 @@ pub struct E2ee {
     store: Arc<Store>,
     notifier: Arc<Notifier>,
     server_name: OwnedServerName,
+    /// Tells other servers in our users' rooms when their devices or keys change.
+    outbox: Arc<Outbox>,
 }
 
 fn split_key_id(full: &str) -> Result<(String, String)> {
@@ -62,8 +75,13 @@ fn split_key_id(full: &str) -> Result<(String, String)> {
 }
 
 impl E2ee {
-    pub fn new(store: Arc<Store>, notifier: Arc<Notifier>, server_name: OwnedServerName) -> Self {
-        Self { store, notifier, server_name }
+    pub fn new(
+        store: Arc<Store>,
+        notifier: Arc<Notifier>,
+        server_name: OwnedServerName,
+        outbox: Arc<Outbox>,
+    ) -> Self {
+        Self { store, notifier, server_name, outbox }
     }
 
     /// Users who share a joined room with `user`, `user` included.
@@ -82,6 +100,17 @@ impl E2ee {
         let position = self.store.mark_key_change(user).await?;
         let peers = self.room_peers(user)?;
         self.notifier.notify(peers.iter().map(|u| &**u), position);
+        if user.server_name() == self.server_name {
+            // Other servers re-fetch the whole list (`/user/devices`) on an update whose
+            // `prev_id` they do not know, which an empty one never is: simple and always right.
+            let servers = self.outbox.remote(peers.iter().map(|peer| peer.server_name()));
+            let device = self.store.devices(user)?.into_iter().next().map(|(id, _)| id);
+            let edu = json!({"edu_type": "m.device_list_update", "content": {
+                "user_id": user, "device_id": device.as_ref().map_or("", |d| d.as_str()),
+                "stream_id": position, "prev_id": [],
+            }});
+            self.outbox.send_edu(servers, edu).await?;
+        }
         Ok(())
     }
 
@@ -123,20 +152,18 @@ impl E2ee {
         Ok(self.store.unused_fallback_algorithms(user, device)?)
     }
 
-    /// `/keys/query`. `device_names` gives each device's display name for `unsigned`.
+    /// `/keys/query` for local users (others are skipped: `federation::e2ee` asks their
+    /// servers). `device_names` gives each device's display name for `unsigned`; the
+    /// requester (`None`: another server) alone sees their own user-signing key.
     pub fn query(
         &self,
-        requester: &UserId,
+        requester: Option<&UserId>,
         wanted: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
         device_names: impl Fn(&UserId) -> Vec<(OwnedDeviceId, Option<String>)>,
     ) -> Result<QueriedKeys> {
         let mut result = QueriedKeys::default();
         for (user, devices) in wanted {
             if user.server_name() != self.server_name {
-                result.failures.insert(
-                    user.server_name().to_string(),
-                    json!({"errcode": "M_UNAVAILABLE", "error": "federation is not enabled yet"}),
-                );
                 continue;
             }
             let known = device_names(&user);
@@ -160,7 +187,7 @@ impl E2ee {
                 result.self_signing_keys.insert(user.clone(), key);
             }
             // A user-signing key is private to its owner.
-            if user == requester
+            if requester == Some(&*user)
                 && let Some(key) = self.store.cross_signing_key(&user, USER_SIGNING)?
             {
                 result.user_signing_keys.insert(user.clone(), key);
@@ -169,22 +196,15 @@ impl E2ee {
         Ok(result)
     }
 
-    /// `/keys/claim`: one key per requested device and algorithm, where there is one.
+    /// `/keys/claim` for local users (others are skipped: `federation::e2ee` asks their
+    /// servers): one key per requested device and algorithm, where there is one.
     pub async fn claim(
         &self,
         wanted: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
-    ) -> Result<(
-        BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<String, JsonValue>>>,
-        BTreeMap<String, JsonValue>,
-    )> {
+    ) -> Result<ClaimedKeys> {
         let mut claimed = BTreeMap::new();
-        let mut failures = BTreeMap::new();
         for (user, devices) in wanted {
             if user.server_name() != self.server_name {
-                failures.insert(
-                    user.server_name().to_string(),
-                    json!({"errcode": "M_UNAVAILABLE", "error": "federation is not enabled yet"}),
-                );
                 continue;
             }
             let mut by_device = BTreeMap::new();
@@ -199,7 +219,24 @@ impl E2ee {
                 claimed.insert(user, by_device);
             }
         }
-        Ok((claimed, failures))
+        Ok(claimed)
+    }
+
+    /// A local user's devices with their keys, and the position of the latest change, for
+    /// another server (`/user/devices`).
+    pub fn devices_for_server(&self, user: &UserId) -> Result<(u64, Vec<DeviceForServer>)> {
+        let mut devices = Vec::new();
+        for (device, record) in self.store.devices(user)? {
+            if let Some(keys) = self.store.device_keys(user, &device)? {
+                devices.push(DeviceForServer { device_id: device, keys, display_name: record.display_name });
+            }
+        }
+        Ok((self.store.last_key_change(user)?, devices))
+    }
+
+    /// A user's master and self-signing keys, as others may see them.
+    pub fn public_cross_signing_keys(&self, user: &UserId) -> Result<(Option<JsonValue>, Option<JsonValue>)> {
+        Ok((self.store.cross_signing_key(user, MASTER)?, self.store.cross_signing_key(user, SELF_SIGNING)?))
     }
 
     /// Whether replacing the user's cross-signing keys with these needs user-interactive auth:

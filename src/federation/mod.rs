@@ -7,8 +7,10 @@
 //! - [`inbound`]: checking what other servers send (signatures, hashes, auth) and applying
 //!   it: PDUs through `rooms`, EDUs to typing, receipts, to-device and device lists.
 //! - [`membership`]: joins and invites that cross servers.
+//! - [`e2ee`]: other servers' users' keys, and to-device messages for them.
 
 pub mod client;
+pub mod e2ee;
 pub mod inbound;
 pub mod keys;
 pub mod membership;
@@ -26,6 +28,8 @@ use crate::{config::FederationConfig, storage::Store};
 /// The federation parts of a running server.
 pub struct Federation {
     pub client: Arc<FederationClient>,
+    /// The outbound queue, shared with the domains that queue PDUs and EDUs.
+    pub outbox: Arc<outbox::Outbox>,
     pub keys: KeyRing,
     pub sender: Arc<Sender>,
     pub config: FederationConfig,
@@ -37,9 +41,11 @@ impl Federation {
         server_name: ruma::OwnedServerName,
         key: Arc<signing_key::SigningKey>,
         config: FederationConfig,
+        outbox: Arc<outbox::Outbox>,
     ) -> Self {
         let client = Arc::new(FederationClient::new(server_name, key.clone(), config.clone()));
         Self {
+            outbox,
             keys: KeyRing::new(store.clone(), key),
             sender: Sender::new(store, client.clone()),
             client,

@@ -2,6 +2,7 @@
 //! and the version is authenticated by the X-Matrix signature of the calling server (see
 //! `http::router`), whose name the handlers receive as `req.auth`.
 
+mod devices;
 mod keys;
 mod query;
 mod rooms;
@@ -49,6 +50,7 @@ pub fn routes(router: &mut Router) {
     router.ruma(version);
     rooms::routes(router);
     query::routes(router);
+    devices::routes(router);
 }
 
 /// `GET /_matrix/federation/v1/version`.

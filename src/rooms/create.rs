@@ -140,7 +140,8 @@ impl Rooms {
         if let Some(topic) = &request.topic {
             events.push(EventSpec::state(TimelineEventType::RoomTopic, "", json!({"topic": topic})));
         }
-        for invitee in &request.invite {
+        // Another server's users are invited once the room exists: their server co-signs.
+        for invitee in request.invite.iter().filter(|user| user.server_name() == self.server_name) {
             let mut content = json!({"membership": "invite"});
             if request.is_direct {
                 content["is_direct"] = json!(true);
