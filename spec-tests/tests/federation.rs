@@ -18,7 +18,7 @@ use federation_support::{CROSSING, Feed, RETRY};
 use ruma::{
     CanonicalJsonObject,
     serde::Base64,
-    signatures::{Ed25519KeyPair, PublicKeyMap, sign_json, verify_json},
+    signatures::{Ed25519KeyPair, PublicKeyMap, hash_and_sign_event, reference_hash, sign_json, verify_json},
 };
 use spec_tests::{rooms::*, *};
 use sync_support::{joined, of_type, sync};
@@ -564,4 +564,92 @@ async fn concurrent_state_changes_on_both_servers_resolve_to_the_same_state() {
     // The next event joins the branches, and the servers still agree afterwards.
     alice.send_text(&room, "after the merge").await;
     assert_eq!(until_both_agree(&alice, &bob, &room, "m.room.topic").await, topic);
+}
+
+/// A server's own signing key, read from its data directory, so the test can speak as B
+/// itself: B's real key, and requests A can verify.
+fn signing_key_of(server: &Server) -> Ed25519KeyPair {
+    let text = std::fs::read_to_string(server.data_dir().join("signing.key")).expect("signing.key");
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [_, version, document] = parts[..] else { panic!("signing.key: {text}") };
+    let der = Base64::<ruma::serde::base64::Standard>::parse(document).expect("base64 key");
+    Ed25519KeyPair::from_der(der.as_bytes(), version.to_owned()).expect("ed25519 key")
+}
+
+/// Events arriving in a transaction that B really signed are still checked one by one: an
+/// event whose signature is not B's, and one the room's rules refuse, are rejected and
+/// never stored, while a genuine one next to them is accepted.
+#[tokio::test]
+async fn events_with_a_bad_signature_or_that_break_the_rules_are_rejected() {
+    let (a, b) = two_servers().await;
+    let (alice, bob, room) = shared_room(&a, &b).await;
+    let b_key = signing_key_of(&b);
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+
+    // A genuine event of Bob's, as A stored it, to build the others on.
+    let mut alice_feed = Feed::new(&alice, &a.server_name()).await;
+    let template_id = bob.send_text(&room, "a template").await;
+    alice_feed.messages(&room, 1, CROSSING).await;
+    let uri = format!("/_matrix/federation/v1/event/{}", enc(&template_id));
+    let header = x_matrix(&b_key, &b.server_name(), &a.server_name(), "GET", &uri, None);
+    let reply = a.federation_client().request_with("GET", &uri, &[("authorization", &header)], None).await;
+    assert_eq!(reply.status, 200, "GET {uri} from A as B: {}", reply.body);
+    let template = reply.body["pdus"][0].clone();
+
+    let rules = ruma::RoomVersionId::V12.rules().expect("v12 rules");
+    let make =
+        |kind: &str, state_key: Option<&str>, content: Value, key: &Ed25519KeyPair| -> (String, Value) {
+            let mut pdu = json!({
+                "room_id": room,
+                "sender": bob.user_id(),
+                "type": kind,
+                "content": content,
+                "prev_events": [template_id],
+                "auth_events": template["auth_events"],
+                "depth": template["depth"].as_u64().expect("depth") + 1,
+                "origin_server_ts": now_ms,
+            });
+            if let Some(state_key) = state_key {
+                pdu["state_key"] = json!(state_key);
+            }
+            let mut object: CanonicalJsonObject = serde_json::from_value(pdu).expect("canonical JSON");
+            hash_and_sign_event(&b.server_name(), key, &mut object, &rules.redaction).expect("sign");
+            let event_id = format!("${}", reference_hash(&object, &rules).expect("hash"));
+            (event_id, serde_json::to_value(&object).unwrap())
+        };
+    // Signed under B's key id with a key that is not B's.
+    let impostor = Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), b_key.version().to_owned()).unwrap();
+    let text = |body: &str| json!({"msgtype": "m.text", "body": body});
+    let (forged_id, forged) = make("m.room.message", None, text("forged by an impostor"), &impostor);
+    // Really from B, but Bob (power 0) may not give himself power 100.
+    let mut levels = alice.get_state(&room, "m.room.power_levels", "").await.body;
+    levels["users"][bob.user_id()] = json!(100);
+    let (grab_id, grab) = make("m.room.power_levels", Some(""), levels, &b_key);
+    // Really from B, and allowed.
+    let (genuine_id, genuine) = make("m.room.message", None, text("a genuine message"), &b_key);
+
+    let transaction = json!({
+        "origin": b.server_name(),
+        "origin_server_ts": now_ms,
+        "pdus": [forged, grab, genuine],
+        "edus": [],
+    });
+    let uri = format!("/_matrix/federation/v1/send/checked-{now_ms}");
+    let header = x_matrix(&b_key, &b.server_name(), &a.server_name(), "PUT", &uri, Some(&transaction));
+    let reply = a
+        .federation_client()
+        .request_with("PUT", &uri, &[("authorization", &header)], Some(&transaction))
+        .await;
+    assert_eq!(reply.status, 200, "PUT {uri} signed by B's real key: {}", reply.body);
+    let outcomes = &reply.body["pdus"];
+    assert!(outcomes[&forged_id]["error"].is_string(), "the forged event is rejected: {outcomes}");
+    assert!(outcomes[&grab_id]["error"].is_string(), "the power grab is rejected: {outcomes}");
+    assert_eq!(outcomes[&genuine_id], json!({}), "the genuine event is accepted: {outcomes}");
+
+    let history = alice.messages(&room, "dir=b&limit=50").await.expect(200).to_string();
+    assert!(history.contains("a genuine message"), "{history}");
+    assert!(!history.contains("forged by an impostor"), "{history}");
+    let levels = alice.get_state(&room, "m.room.power_levels", "").await.body;
+    assert_ne!(levels["users"][bob.user_id()], json!(100), "Bob's power on A: {levels}");
 }
