@@ -653,3 +653,159 @@ async fn events_with_a_bad_signature_or_that_break_the_rules_are_rejected() {
     let levels = alice.get_state(&room, "m.room.power_levels", "").await.body;
     assert_ne!(levels["users"][bob.user_id()], json!(100), "Bob's power on A: {levels}");
 }
+
+/// Rejecting an invite from another server goes through that server (`make_leave`,
+/// `send_leave`): the inviter sees the rejection, and the invitee's sync moves the room to
+/// `leave`.
+#[tokio::test]
+async fn a_rejected_invite_from_another_server_reaches_the_inviter() {
+    let (a, b) = two_servers().await;
+    let alice = a.client().register("alice", PASSWORD).await;
+    let bob = b.client().register("bob", PASSWORD).await;
+    let room = alice.create_room(&json!({"preset": "private_chat"})).await;
+    let mut bob_feed = Feed::new(&bob, &b.server_name()).await;
+    let invite = alice.membership_action(&room, "invite", bob.user_id()).await;
+    assert_eq!(invite.status, 200, "POST /invite on A: {}", invite.body);
+    bob_feed
+        .until(CROSSING, "the invite", |body| body["rooms"]["invite"].get(room.as_str()).map(|_| ()))
+        .await;
+
+    let mut alice_feed = Feed::new(&alice, &a.server_name()).await;
+    let reject = bob.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), &json!({})).await;
+    assert_eq!(reject.status, 200, "POST /leave on B for a remote invite: {}", reject.body);
+    alice_feed.membership(&room, bob.user_id(), "leave").await;
+    bob_feed
+        .until(CROSSING, "the room under leave", |body| body["rooms"]["leave"].get(room.as_str()).map(|_| ()))
+        .await;
+    let view = sync(&bob, None, 0, None).await;
+    assert!(view["rooms"]["invite"].get(room.as_str()).is_none(), "the invite is gone: {view}");
+}
+
+/// `/publicRooms?server=` lists another server's directory, asked over federation.
+#[tokio::test]
+async fn the_room_directory_of_another_server_is_listed() {
+    let (a, b) = two_servers().await;
+    let alice = a.client().register("alice", PASSWORD).await;
+    let bob = b.client().register("bob", PASSWORD).await;
+    let room = alice
+        .create_room(&json!({"preset": "public_chat", "visibility": "public", "name": "Open on A"}))
+        .await;
+    let path = format!("/_matrix/client/v3/publicRooms?server={}", enc(&a.server_name()));
+    let listed = bob.get(&path).await;
+    assert_eq!(listed.status, 200, "GET {path} on B: {}", listed.body);
+    let chunk = listed.body["chunk"].as_array().expect("chunk");
+    assert!(
+        chunk.iter().any(|r| r["room_id"] == room.as_str() && r["name"] == "Open on A"),
+        "{}",
+        listed.body
+    );
+
+    let searched = bob
+        .post(
+            &format!("/_matrix/client/v3/publicRooms?server={}", enc(&a.server_name())),
+            &json!({"filter": {"generic_search_term": "nothing like it"}}),
+        )
+        .await;
+    assert_eq!(searched.status, 200, "POST publicRooms on B: {}", searched.body);
+    assert_eq!(searched.body["chunk"], json!([]), "{}", searched.body);
+}
+
+/// As a notary, A hands out B's keys as B signed them, countersigned by A (`GET` for one
+/// server, `POST` for several).
+#[tokio::test]
+async fn a_server_vouches_for_another_servers_keys_as_a_notary() {
+    let (a, b) = two_servers().await;
+    let (_, a_keys) = verified_server_keys(&a).await;
+    let (b_list, b_keys) = verified_server_keys(&b).await;
+    let both: PublicKeyMap = a_keys.into_iter().chain(b_keys).collect();
+
+    let path = format!("/_matrix/key/v2/query/{}", enc(&b.server_name()));
+    let one = a.federation_client().get(&path).await;
+    assert_eq!(one.status, 200, "GET {path} on A: {}", one.body);
+    let batch = a
+        .federation_client()
+        .post("/_matrix/key/v2/query", &json!({"server_keys": {b.server_name(): {}}}))
+        .await;
+    assert_eq!(batch.status, 200, "POST /_matrix/key/v2/query on A: {}", batch.body);
+    for reply in [&one, &batch] {
+        let keys = &reply.body["server_keys"][0];
+        assert_eq!(keys["server_name"], b.server_name(), "{}", reply.body);
+        assert_eq!(keys["verify_keys"], b_list["verify_keys"], "{}", reply.body);
+        let object: CanonicalJsonObject = serde_json::from_value(keys.clone()).expect("canonical JSON");
+        verify_json(&both, &object).unwrap_or_else(|e| panic!("signed by B and by A: {e}: {keys}"));
+        assert!(keys["signatures"][a.server_name()].is_object(), "A's countersignature: {keys}");
+    }
+}
+
+/// GETs `path` and returns the status, the content type and the body bytes.
+async fn get_bytes(client: &Client, path: &str) -> (u16, String, Vec<u8>) {
+    let http = reqwest::Client::new();
+    let response = http
+        .get(format!("{}{path}", client.base))
+        .bearer_auth(client.access_token.as_deref().unwrap_or_default())
+        .send()
+        .await
+        .expect("HTTP request");
+    let status = response.status().as_u16();
+    let content_type =
+        response.headers().get("content-type").map_or("", |v| v.to_str().unwrap_or_default()).to_owned();
+    (status, content_type, response.bytes().await.unwrap().to_vec())
+}
+
+/// A file uploaded on A is fetched by B over federation the first time Bob asks, served
+/// byte-identical with its type, thumbnailed on B, and unknown ids are 404 on B too.
+#[tokio::test]
+async fn a_file_uploaded_on_one_server_downloads_and_thumbnails_on_the_other() {
+    let (a, b) = two_servers().await;
+    let alice = a.client().register("alice", PASSWORD).await;
+    let bob = b.client().register("bob", PASSWORD).await;
+
+    let mut picture = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([x as u8 * 4, y as u8 * 5, 90])
+    }))
+    .write_to(&mut std::io::Cursor::new(&mut picture), image::ImageFormat::Png)
+    .unwrap();
+    let uploaded: Value = reqwest::Client::new()
+        .post(format!("{}/_matrix/media/v3/upload?filename=dots.png", alice.base))
+        .bearer_auth(alice.access_token.as_deref().unwrap_or_default())
+        .header("content-type", "image/png")
+        .body(picture.clone())
+        .send()
+        .await
+        .expect("POST upload on A")
+        .json()
+        .await
+        .expect("JSON");
+    let mxc = uploaded["content_uri"].as_str().unwrap_or_else(|| panic!("POST upload on A: {uploaded}"));
+    let (server, id) = mxc.strip_prefix("mxc://").and_then(|r| r.split_once('/')).expect("mxc URI");
+    assert_eq!(server, a.server_name());
+
+    let path = format!("/_matrix/client/v1/media/download/{}/{}", enc(server), enc(id));
+    let (status, content_type, bytes) = get_bytes(&bob, &path).await;
+    assert_eq!(status, 200, "GET {path} on B: {}", String::from_utf8_lossy(&bytes));
+    assert_eq!(content_type, "image/png");
+    assert_eq!(bytes, picture, "the file arrives byte-identical on B");
+    // Served from B's cache from now on, on the legacy path too.
+    let legacy = format!("/_matrix/media/v3/download/{}/{}", enc(server), enc(id));
+    assert_eq!(get_bytes(&bob, &legacy).await.2, picture);
+
+    let thumb = format!(
+        "/_matrix/client/v1/media/thumbnail/{}/{}?width=32&height=32&method=scale",
+        enc(server),
+        enc(id)
+    );
+    let (status, _, bytes) = get_bytes(&bob, &thumb).await;
+    assert_eq!(status, 200, "GET {thumb} on B");
+    let small = image::load_from_memory(&bytes).expect("the thumbnail is an image");
+    assert!(
+        small.width() <= 64 && small.height() <= 48 && small.width() < 64,
+        "{}x{}",
+        small.width(),
+        small.height()
+    );
+
+    let missing = format!("/_matrix/client/v1/media/download/{}/nosuchmedia", enc(server));
+    let (status, _, body) = get_bytes(&bob, &missing).await;
+    assert_eq!(status, 404, "GET {missing} on B: {}", String::from_utf8_lossy(&body));
+}

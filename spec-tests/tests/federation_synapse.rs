@@ -118,3 +118,51 @@ async fn a_myelin_user_invites_a_synapse_user_who_accepts() {
 
     talk_both_ways(&room, (&mia, &myelin.server_name()), (&sam, &synapse.server_name())).await;
 }
+
+/// Uploads `bytes` as `content_type` and returns the `mxc://` URI.
+async fn upload(client: &Client, content_type: &str, bytes: &[u8]) -> String {
+    let reply: Value = reqwest::Client::new()
+        .post(format!("{}/_matrix/media/v3/upload", client.base))
+        .bearer_auth(client.access_token.as_deref().unwrap_or_default())
+        .header("content-type", content_type)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("POST upload")
+        .json()
+        .await
+        .expect("JSON");
+    reply["content_uri"].as_str().unwrap_or_else(|| panic!("POST upload: {reply}")).to_owned()
+}
+
+/// Downloads an `mxc://` URI through `client`'s server (authenticated media).
+async fn download(client: &Client, mxc: &str) -> (u16, Vec<u8>) {
+    let rest = mxc.strip_prefix("mxc://").expect("mxc URI");
+    let response = reqwest::Client::new()
+        .get(format!("{}/_matrix/client/v1/media/download/{rest}", client.base))
+        .bearer_auth(client.access_token.as_deref().unwrap_or_default())
+        .send()
+        .await
+        .expect("GET download");
+    (response.status().as_u16(), response.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn files_uploaded_on_either_server_download_byte_identical_on_the_other() {
+    let synapse = Synapse::start().await;
+    let myelin = Server::start_federating().await;
+    let sam = register_on_synapse(&synapse, "sam").await;
+    let mia = myelin.client().register("mia", PASSWORD).await;
+
+    let from_sam: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mxc = upload(&sam, "application/octet-stream", &from_sam).await;
+    let (status, bytes) = download(&mia, &mxc).await;
+    assert_eq!(status, 200, "GET {mxc} on Myelin: {}", String::from_utf8_lossy(&bytes));
+    assert_eq!(bytes, from_sam, "Synapse's file on Myelin");
+
+    let from_mia: Vec<u8> = (0..5000u32).map(|i| (i * 13 % 241) as u8).collect();
+    let mxc = upload(&mia, "application/octet-stream", &from_mia).await;
+    let (status, bytes) = download(&sam, &mxc).await;
+    assert_eq!(status, 200, "GET {mxc} on Synapse: {}", String::from_utf8_lossy(&bytes));
+    assert_eq!(bytes, from_mia, "Myelin's file on Synapse");
+}

@@ -15,16 +15,15 @@ use ruma::{
         },
         error::ErrorKind,
     },
-    directory::{PublicRoomsChunk, PublicRoomsChunkInit},
-    room::{JoinRuleKind, RoomType},
 };
 
 use crate::{
+    federation,
     http::{
         ApiError,
         router::{Req, Router},
     },
-    rooms::{self, RoomSummary},
+    rooms::{self, PublicRoomsPage},
     services::Services,
 };
 
@@ -112,62 +111,19 @@ async fn set_visibility(
     Ok(set_room_visibility::v3::Response::new())
 }
 
-fn chunk(summary: RoomSummary) -> PublicRoomsChunk {
-    let mut chunk: PublicRoomsChunk = PublicRoomsChunkInit {
-        num_joined_members: UInt::new_saturating(summary.joined_members),
-        room_id: summary.room_id,
-        world_readable: summary.world_readable,
-        guest_can_join: summary.guest_can_join,
-    }
-    .into();
-    chunk.name = summary.name;
-    chunk.topic = summary.topic;
-    chunk.canonical_alias = summary.canonical_alias.and_then(|a| a.try_into().ok());
-    chunk.avatar_url = summary.avatar_url.map(Into::into);
-    chunk.join_rule = summary.join_rule.as_deref().map_or(JoinRuleKind::Public, JoinRuleKind::from);
-    chunk.room_type = summary.room_type.as_deref().map(RoomType::from);
-    chunk
-}
-
-/// One page of the directory; `since` is an offset this server handed out.
-struct Page {
-    chunk: Vec<PublicRoomsChunk>,
-    next_batch: Option<String>,
-    prev_batch: Option<String>,
-    total: UInt,
-}
-
-fn page(
+/// The directory of this server, or of another one (asked over federation).
+async fn directory_page(
     services: &Services,
+    server: Option<&ruma::ServerName>,
     search: Option<&str>,
     limit: Option<UInt>,
     since: Option<&str>,
-) -> Result<Page, ApiError> {
-    let rooms = services.rooms.public_rooms(search)?;
-    let count = rooms.len();
-    let offset = match since {
-        Some(token) => token
-            .parse::<usize>()
-            .map_err(|_| ApiError::invalid_param("since is not a token from this server"))?,
-        None => 0,
-    };
-    let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)).max(1);
-    let end = offset.saturating_add(limit).min(count);
-    let chunk = rooms.into_iter().skip(offset).take(limit).map(chunk).collect();
-    Ok(Page {
-        chunk,
-        next_batch: (end < count && end > offset).then(|| end.to_string()),
-        prev_batch: (offset > 0).then(|| offset.saturating_sub(limit).to_string()),
-        total: UInt::new_saturating(count as u64),
-    })
-}
-
-fn check_server(services: &Services, server: Option<&ruma::ServerName>) -> Result<(), ApiError> {
+) -> Result<PublicRoomsPage, ApiError> {
     match server {
         Some(server) if server != services.config.server_name => {
-            Err(ApiError::forbidden("other servers' directories need federation, which is not enabled yet"))
+            Ok(federation::directory::public_rooms(services, server, search, limit, since).await?)
         }
-        _ => Ok(()),
+        _ => Ok(services.rooms.public_rooms_page(search, limit, since)?),
     }
 }
 
@@ -175,8 +131,9 @@ async fn public_rooms(
     services: Arc<Services>,
     req: Req<get_public_rooms::v3::Request>,
 ) -> Result<get_public_rooms::v3::Response, ApiError> {
-    check_server(&services, req.body.server.as_deref())?;
-    let page = page(&services, None, req.body.limit, req.body.since.as_deref())?;
+    let body = req.body;
+    let page =
+        directory_page(&services, body.server.as_deref(), None, body.limit, body.since.as_deref()).await?;
     let mut response = get_public_rooms::v3::Response::new(page.chunk);
     response.next_batch = page.next_batch;
     response.prev_batch = page.prev_batch;
@@ -188,9 +145,10 @@ async fn public_rooms_filtered(
     services: Arc<Services>,
     req: Req<get_public_rooms_filtered::v3::Request>,
 ) -> Result<get_public_rooms_filtered::v3::Response, ApiError> {
-    check_server(&services, req.body.server.as_deref())?;
-    let search = req.body.filter.generic_search_term.as_deref();
-    let page = page(&services, search, req.body.limit, req.body.since.as_deref())?;
+    let body = req.body;
+    let search = body.filter.generic_search_term.as_deref();
+    let page =
+        directory_page(&services, body.server.as_deref(), search, body.limit, body.since.as_deref()).await?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
     response.chunk = page.chunk;
     response.next_batch = page.next_batch;

@@ -12,12 +12,12 @@ use ruma::{
         authenticated_media,
         media::{self, create_content, create_content_async, create_mxc_uri},
     },
-    http_headers::{ContentDisposition, ContentDispositionType},
     media::Method as RumaMethod,
 };
 
 use crate::{
     config::Config,
+    federation,
     http::{
         ApiError,
         router::{EmptyObject, Req, RouteOptions, Router},
@@ -42,25 +42,27 @@ pub fn routes(router: &mut Router, config: &Config) {
     router.ruma_with(content, thumbnail);
 }
 
-/// Types browsers may show inline; everything else is offered as a download.
-fn inline_safe(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    (essence.starts_with("image/") && essence != "image/svg+xml")
-        || essence.starts_with("video/")
-        || essence.starts_with("audio/")
-        || essence == "text/plain"
+/// A file of this server, or of another one (fetched over federation the first time).
+async fn fetch(
+    services: &Services,
+    server: &ruma::ServerName,
+    media_id: &str,
+    wait: std::time::Duration,
+) -> Result<Content, ApiError> {
+    federation::media::ensure_cached(services, server, media_id).await?;
+    Ok(services.media.download(server, media_id, wait).await?)
 }
 
-/// The body, content type and disposition to serve `content` with.
-fn serve(content: Content, requested_name: Option<String>) -> (Vec<u8>, String, ContentDisposition) {
-    let content_type = content.content_type.unwrap_or_else(|| "application/octet-stream".to_owned());
-    let kind = if inline_safe(&content_type) {
-        ContentDispositionType::Inline
-    } else {
-        ContentDispositionType::Attachment
-    };
-    let disposition = ContentDisposition::new(kind).with_filename(requested_name.or(content.filename));
-    (content.bytes, content_type, disposition)
+/// A thumbnail, made here from the file, which may be another server's.
+async fn fetch_thumbnail(
+    services: &Services,
+    server: &ruma::ServerName,
+    media_id: &str,
+    request: Thumbnail,
+    wait: std::time::Duration,
+) -> Result<Content, ApiError> {
+    federation::media::ensure_cached(services, server, media_id).await?;
+    Ok(services.media.thumbnail(server, media_id, request, wait).await?)
 }
 
 fn thumbnail_request(width: UInt, height: UInt, method: Option<RumaMethod>) -> Result<Thumbnail, ApiError> {
@@ -127,8 +129,8 @@ async fn download_legacy(
     req: Req<media::get_content::v3::Request>,
 ) -> Result<media::get_content::v3::Response, ApiError> {
     let b = req.body;
-    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
-    let (file, content_type, disposition) = serve(content, None);
+    let content = fetch(&services, &b.server_name, &b.media_id, b.timeout_ms).await?;
+    let (file, content_type, disposition) = content.served(None);
     Ok(media::get_content::v3::Response::new(file, content_type, disposition))
 }
 
@@ -137,8 +139,8 @@ async fn download_legacy_named(
     req: Req<media::get_content_as_filename::v3::Request>,
 ) -> Result<media::get_content_as_filename::v3::Response, ApiError> {
     let b = req.body;
-    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
-    let (file, content_type, disposition) = serve(content, Some(b.filename));
+    let content = fetch(&services, &b.server_name, &b.media_id, b.timeout_ms).await?;
+    let (file, content_type, disposition) = content.served(Some(b.filename));
     Ok(media::get_content_as_filename::v3::Response::new(file, content_type, disposition))
 }
 
@@ -148,8 +150,8 @@ async fn thumbnail_legacy(
 ) -> Result<media::get_content_thumbnail::v3::Response, ApiError> {
     let b = req.body;
     let request = thumbnail_request(b.width, b.height, b.method)?;
-    let content = services.media.thumbnail(&b.server_name, &b.media_id, request, b.timeout_ms).await?;
-    let (file, content_type, disposition) = serve(content, None);
+    let content = fetch_thumbnail(&services, &b.server_name, &b.media_id, request, b.timeout_ms).await?;
+    let (file, content_type, disposition) = content.served(None);
     Ok(media::get_content_thumbnail::v3::Response::new(file, content_type, disposition))
 }
 
@@ -158,8 +160,8 @@ async fn download(
     req: Req<authenticated_media::get_content::v1::Request>,
 ) -> Result<authenticated_media::get_content::v1::Response, ApiError> {
     let b = req.body;
-    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
-    let (file, content_type, disposition) = serve(content, None);
+    let content = fetch(&services, &b.server_name, &b.media_id, b.timeout_ms).await?;
+    let (file, content_type, disposition) = content.served(None);
     Ok(authenticated_media::get_content::v1::Response::new(file, content_type, disposition))
 }
 
@@ -168,8 +170,8 @@ async fn download_named(
     req: Req<authenticated_media::get_content_as_filename::v1::Request>,
 ) -> Result<authenticated_media::get_content_as_filename::v1::Response, ApiError> {
     let b = req.body;
-    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
-    let (file, content_type, disposition) = serve(content, Some(b.filename));
+    let content = fetch(&services, &b.server_name, &b.media_id, b.timeout_ms).await?;
+    let (file, content_type, disposition) = content.served(Some(b.filename));
     Ok(authenticated_media::get_content_as_filename::v1::Response::new(file, content_type, disposition))
 }
 
@@ -179,7 +181,7 @@ async fn thumbnail(
 ) -> Result<authenticated_media::get_content_thumbnail::v1::Response, ApiError> {
     let b = req.body;
     let request = thumbnail_request(b.width, b.height, b.method)?;
-    let content = services.media.thumbnail(&b.server_name, &b.media_id, request, b.timeout_ms).await?;
-    let (file, content_type, disposition) = serve(content, None);
+    let content = fetch_thumbnail(&services, &b.server_name, &b.media_id, request, b.timeout_ms).await?;
+    let (file, content_type, disposition) = content.served(None);
     Ok(authenticated_media::get_content_thumbnail::v1::Response::new(file, content_type, disposition))
 }

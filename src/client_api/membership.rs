@@ -126,12 +126,11 @@ async fn leave(
     req: Req<leave_room::v3::Request>,
 ) -> Result<leave_room::v3::Response, ApiError> {
     let user = &req.auth.user_id;
-    // Rejecting an invite to a room only the inviting server has: the invite is dropped
-    // here (the inviting server is not told yet).
+    // Rejecting an invite to a room only the inviting server has: through that server.
     if services.rooms.room(&req.body.room_id).is_err()
-        && services.store.remote_invite(user, &req.body.room_id).map_err(Error::from)?.is_some()
+        && let Some(invite) = services.store.remote_invite(user, &req.body.room_id).map_err(Error::from)?
     {
-        services.store.reject_remote_invite(user, &req.body.room_id).await.map_err(Error::from)?;
+        federation::membership::reject_remote_invite(&services, &req.body.room_id, user, &invite.via).await?;
         return Ok(leave_room::v3::Response::new());
     }
     services.rooms.leave(&req.body.room_id, &req.auth.user_id, req.body.reason.as_deref()).await?;

@@ -61,17 +61,25 @@ impl KeyRing {
             own.insert(self.own.key_id(), Base64::new(self.own.pair().public_key().to_vec()));
             return Ok(own);
         }
-        let cached = self.store.server_keys(server).ok().flatten();
-        let fresh = match cached {
-            Some(cached) if cached.valid_until_ts > now_ms() => cached,
+        let keys = self.key_list(client, server).await?;
+        key_set(&keys).ok_or_else(|| FederationError::Refused(format!("{server}: unreadable cached keys")))
+    }
+
+    /// A server's key list as it signed it: cached while valid, else fetched again, else
+    /// (the server unreachable) the expired copy, whose keys still verify what was signed
+    /// while they were valid. Also what a notary query is answered with.
+    pub async fn key_list(
+        &self,
+        client: &FederationClient,
+        server: &ServerName,
+    ) -> Result<serde_json::Value, FederationError> {
+        match self.store.server_keys(server).ok().flatten() {
+            Some(cached) if cached.valid_until_ts > now_ms() => Ok(cached.keys),
             stale => match self.fetch(client, server).await {
-                Ok(fresh) => fresh,
-                // Keys past their validity still verify what was signed while they were valid.
-                Err(e) => stale.ok_or(e)?,
+                Ok(fresh) => Ok(fresh.keys),
+                Err(e) => stale.map(|cached| cached.keys).ok_or(e),
             },
-        };
-        key_set(&fresh.keys)
-            .ok_or_else(|| FederationError::Refused(format!("{server}: unreadable cached keys")))
+        }
     }
 
     async fn fetch(

@@ -14,10 +14,14 @@ use ruma::{
     CanonicalJsonObject, OwnedEventId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId,
     UserId,
     api::federation::{
-        membership::{RawStrippedState, create_invite, create_join_event, prepare_join_event},
+        membership::{
+            RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
+            prepare_leave_event,
+        },
         query::{get_profile_information, get_room_information},
     },
     events::TimelineEventType,
+    room_version_rules::RoomVersionRules,
     signatures::{hash_and_sign_event, sign_json},
 };
 use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
@@ -70,32 +74,9 @@ async fn join_through(
     let mut request = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
     request.ver = SUPPORTED_VERSIONS.to_vec();
     let template = client.send(server, request).await?;
-    let version = template.room_version.unwrap_or(RoomVersionId::V1);
-    let rules = version
-        .rules()
-        .filter(|_| SUPPORTED_VERSIONS.contains(&version))
-        .ok_or_else(|| Error::UnsupportedRoomVersion(format!("room version {version} is not supported")))?;
-
-    let mut event: CanonicalJsonObject = serde_json::from_str(template.event.get())
-        .map_err(|e| Error::Federation(format!("{server} sent a bad join template: {e}")))?;
-    let is_our_join = event.get("type").and_then(|t| t.as_str()) == Some("m.room.member")
-        && event.get("state_key").and_then(|k| k.as_str()) == Some(user.as_str())
-        && event.get("sender").and_then(|k| k.as_str()) == Some(user.as_str());
-    if !is_our_join {
-        return Err(Error::Federation(format!("{server} sent a join template for something else")));
-    }
     let content = profile.member_content("join", None);
-    event.insert(
-        "content".to_owned(),
-        serde_json::from_value(content).map_err(|e| Error::Internal(e.to_string()))?,
-    );
-    event.insert(
-        "origin_server_ts".to_owned(),
-        ruma::CanonicalJsonValue::Integer(ruma::Int::try_from(now_ms()).unwrap_or_default()),
-    );
-    hash_and_sign_event(own_name(services), &*services.signing_key, &mut event, &rules.redaction)
-        .map_err(|e| Error::Internal(format!("cannot sign the join: {e}")))?;
-    let event_id = event_id_of(&event, &rules).map_err(Error::Internal)?;
+    let (version, rules, event_id, event) =
+        sign_template(services, server, user, template.room_version, &template.event, content)?;
 
     let response = client
         .send(
@@ -107,6 +88,73 @@ async fn join_through(
     let auth_chain = check_all(services, &response.room_state.auth_chain, &rules).await;
     let join = serde_json::to_value(&event).map_err(|e| Error::Internal(e.to_string()))?;
     services.rooms.adopt_joined_room(room_id, version, (&event_id, join), state, auth_chain).await
+}
+
+/// Fills in and signs a membership event template another server made (`make_join`,
+/// `make_leave`) for `user`, after checking it is one.
+fn sign_template(
+    services: &Services,
+    server: &OwnedServerName,
+    user: &UserId,
+    version: Option<RoomVersionId>,
+    template: &RawJsonValue,
+    content: JsonValue,
+) -> Result<(RoomVersionId, RoomVersionRules, OwnedEventId, CanonicalJsonObject)> {
+    let version = version.unwrap_or(RoomVersionId::V1);
+    let rules = version
+        .rules()
+        .filter(|_| SUPPORTED_VERSIONS.contains(&version))
+        .ok_or_else(|| Error::UnsupportedRoomVersion(format!("room version {version} is not supported")))?;
+    let mut event: CanonicalJsonObject = serde_json::from_str(template.get())
+        .map_err(|e| Error::Federation(format!("{server} sent a bad membership template: {e}")))?;
+    let is_users = event.get("type").and_then(|t| t.as_str()) == Some("m.room.member")
+        && event.get("state_key").and_then(|k| k.as_str()) == Some(user.as_str())
+        && event.get("sender").and_then(|k| k.as_str()) == Some(user.as_str());
+    if !is_users {
+        return Err(Error::Federation(format!("{server} sent a membership template for something else")));
+    }
+    event.insert(
+        "content".to_owned(),
+        serde_json::from_value(content).map_err(|e| Error::Internal(e.to_string()))?,
+    );
+    event.insert(
+        "origin_server_ts".to_owned(),
+        ruma::CanonicalJsonValue::Integer(ruma::Int::try_from(now_ms()).unwrap_or_default()),
+    );
+    hash_and_sign_event(own_name(services), &*services.signing_key, &mut event, &rules.redaction)
+        .map_err(|e| Error::Internal(format!("cannot sign the membership event: {e}")))?;
+    let event_id = event_id_of(&event, &rules).map_err(Error::Internal)?;
+    Ok((version, rules, event_id, event))
+}
+
+/// Rejects an invite to a room this server does not have, through the server that sent it
+/// (`make_leave`, `send_leave`), and forgets it here either way.
+pub async fn reject_remote_invite(
+    services: &Services,
+    room_id: &RoomId,
+    user: &UserId,
+    via: &OwnedServerName,
+) -> Result<()> {
+    let client = &services.federation.client;
+    let rejected = async {
+        let template = client
+            .send(via, prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned()))
+            .await?;
+        let content = serde_json::json!({"membership": "leave"});
+        let (_, _, event_id, event) =
+            sign_template(services, via, user, template.room_version, &template.event, content)?;
+        client
+            .send(via, create_leave_event::v2::Request::new(room_id.to_owned(), event_id, raw_json(&event)?))
+            .await?;
+        Ok::<(), Error>(())
+    };
+    if let Err(e) = rejected.await {
+        // The invite is still dropped here: the user asked to be rid of it.
+        tracing::info!(%via, %room_id, error = %e, "could not tell the inviting server of the rejection");
+    }
+    let position = services.store.reject_remote_invite(user, room_id).await?;
+    services.sync.notify_user(user, position);
+    Ok(())
 }
 
 /// The PDUs among `raw` whose signatures check out, with their ids.

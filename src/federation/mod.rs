@@ -7,12 +7,16 @@
 //! - [`inbound`]: checking what other servers send (signatures, hashes, auth) and applying
 //!   it: PDUs through `rooms`, EDUs to typing, receipts, to-device and device lists.
 //! - [`membership`]: joins and invites that cross servers.
+//! - [`media`]: other servers' files, fetched once and cached.
+//! - [`directory`]: other servers' public room directories.
 //! - [`e2ee`]: other servers' users' keys, and to-device messages for them.
 
 pub mod client;
+pub mod directory;
 pub mod e2ee;
 pub mod inbound;
 pub mod keys;
+pub mod media;
 pub mod membership;
 pub mod outbox;
 pub mod sender;

@@ -4,6 +4,7 @@
 
 mod devices;
 mod keys;
+mod media;
 mod query;
 mod rooms;
 
@@ -22,11 +23,13 @@ use crate::{
     services::Services,
 };
 
-/// What any server or client may call: the key list, and the delegation of federation to
+/// What any server or client may call: our key list, other servers' (as a notary), and the delegation of federation to
 /// another host (`/.well-known/matrix/server`), which is looked up on port 443 of the
 /// server name, where the client listener sits behind the reverse proxy.
 pub fn public_routes(router: &mut Router) {
     router.ruma(keys::server_keys);
+    router.ruma(keys::query_one);
+    router.ruma(keys::query_batch);
     router.ruma(well_known_server);
 }
 
@@ -51,6 +54,7 @@ pub fn routes(router: &mut Router) {
     rooms::routes(router);
     query::routes(router);
     devices::routes(router);
+    media::routes(router);
 }
 
 /// `GET /_matrix/federation/v1/version`.

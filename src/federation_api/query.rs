@@ -1,8 +1,11 @@
-//! Queries about this server's users and aliases: profiles and room directory lookups.
+//! Queries about this server's users, aliases and public rooms.
 
 use std::sync::Arc;
 
-use ruma::api::federation::query::{get_profile_information, get_room_information};
+use ruma::api::federation::{
+    directory::{get_public_rooms, get_public_rooms_filtered},
+    query::{get_profile_information, get_room_information},
+};
 
 use crate::{
     http::{
@@ -15,6 +18,38 @@ use crate::{
 pub fn routes(router: &mut Router) {
     router.ruma(profile);
     router.ruma(directory);
+    router.ruma(public_rooms);
+    router.ruma(public_rooms_filtered);
+}
+
+/// `GET /publicRooms`: this server's room directory.
+async fn public_rooms(
+    services: Arc<Services>,
+    req: Req<get_public_rooms::v1::Request>,
+) -> Result<get_public_rooms::v1::Response, ApiError> {
+    let page = services.rooms.public_rooms_page(None, req.body.limit, req.body.since.as_deref())?;
+    let mut response = get_public_rooms::v1::Response::new();
+    response.chunk = page.chunk;
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.total_room_count_estimate = Some(page.total);
+    Ok(response)
+}
+
+/// `POST /publicRooms`: this server's room directory, searched.
+async fn public_rooms_filtered(
+    services: Arc<Services>,
+    req: Req<get_public_rooms_filtered::v1::Request>,
+) -> Result<get_public_rooms_filtered::v1::Response, ApiError> {
+    let body = req.body;
+    let search = body.filter.generic_search_term.as_deref();
+    let page = services.rooms.public_rooms_page(search, body.limit, body.since.as_deref())?;
+    let mut response = get_public_rooms_filtered::v1::Response::new();
+    response.chunk = page.chunk;
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.total_room_count_estimate = Some(page.total);
+    Ok(response)
 }
 
 /// `GET /query/profile`: a local user's display name and avatar.

@@ -5,9 +5,13 @@ use std::{collections::BTreeSet, sync::Arc};
 use ruma::{
     EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomVersionId,
     api::federation::{
+        authorization::get_event_authorization,
         backfill::get_backfill,
-        event::{get_event, get_missing_events, get_room_state_ids},
-        membership::{RawStrippedState, create_invite, create_join_event, prepare_join_event},
+        event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
+        membership::{
+            RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
+            prepare_leave_event,
+        },
         transactions::send_transaction_message,
     },
 };
@@ -34,7 +38,11 @@ pub fn routes(router: &mut Router) {
     router.ruma(make_join);
     router.ruma(send_join);
     router.ruma(invite);
+    router.ruma(make_leave);
+    router.ruma(send_leave);
     router.ruma(event);
+    router.ruma(state);
+    router.ruma(event_auth);
     router.ruma(state_ids);
     router.ruma(missing_events);
     router.ruma(backfill);
@@ -86,7 +94,8 @@ async fn make_join(
             format!("The room has version {}, which the joining server does not support", room.version),
         ));
     }
-    let (version, template) = services.rooms.join_template(&body.room_id, &body.user_id).await?;
+    let (version, template) =
+        services.rooms.membership_template(&body.room_id, &body.user_id, "join").await?;
     let mut response = prepare_join_event::v1::Response::new(raw(&template)?);
     response.room_version = Some(version);
     Ok(response)
@@ -112,13 +121,52 @@ async fn send_join(
         return Err(ApiError::bad_json("Not a join of a user of the calling server, or not the named event"));
     }
     services.rooms.add_event(&body.room_id, &checked.event_id, checked.json).await?;
-    let (state, auth_chain) = services.rooms.join_state(&checked.event_id)?;
+    let (state, auth_chain) = services.rooms.state_with_auth_chain(&checked.event_id)?;
     let mut room_state = create_join_event::v2::RoomState::new();
     room_state.state = state.iter().map(raw).collect::<Result<_, _>>()?;
     room_state.auth_chain = auth_chain.iter().map(raw).collect::<Result<_, _>>()?;
     room_state.servers_in_room =
         Some(services.rooms.servers_in_room(&body.room_id)?.into_iter().map(|s| s.to_string()).collect());
     Ok(create_join_event::v2::Response::new(room_state))
+}
+
+/// `GET /make_leave`: a leave event template for a user of the calling server (to leave a
+/// room, or reject an invite, through us).
+async fn make_leave(
+    services: Arc<Services>,
+    req: Req<prepare_leave_event::v1::Request>,
+) -> Result<prepare_leave_event::v1::Response, ApiError> {
+    let body = req.body;
+    if body.user_id.server_name() != req.auth {
+        return Err(ApiError::forbidden("A server can only make its own users leave"));
+    }
+    let (version, template) =
+        services.rooms.membership_template(&body.room_id, &body.user_id, "leave").await?;
+    Ok(prepare_leave_event::v1::Response::new(Some(version), raw(&template)?))
+}
+
+/// `PUT /v2/send_leave`: the signed leave of a user of the calling server.
+async fn send_leave(
+    services: Arc<Services>,
+    req: Req<create_leave_event::v2::Request>,
+) -> Result<create_leave_event::v2::Response, ApiError> {
+    let body = req.body;
+    let room = services.rooms.room(&body.room_id)?;
+    let rules = room.version.rules().ok_or_else(ApiError::internal)?;
+    let checked = inbound::check_pdu(&services, &body.pdu, &rules).await.map_err(ApiError::bad_json)?;
+    let pdu = &checked.json;
+    let sender = pdu["sender"].as_str().unwrap_or_default();
+    let is_leave = pdu["type"] == "m.room.member"
+        && pdu["content"]["membership"] == "leave"
+        && pdu["state_key"] == sender
+        && ruma::UserId::parse(sender).is_ok_and(|user| user.server_name() == req.auth);
+    if !is_leave || checked.event_id != body.event_id {
+        return Err(ApiError::bad_json(
+            "Not a leave of a user of the calling server, or not the named event",
+        ));
+    }
+    services.rooms.add_event(&body.room_id, &checked.event_id, checked.json).await?;
+    Ok(create_leave_event::v2::Response::new())
 }
 
 /// `PUT /v2/invite`: another server invites one of our users.
@@ -176,13 +224,36 @@ async fn event(
     ))
 }
 
+/// `GET /state/{roomId}`: the state before an event, and its auth chain, as PDUs.
+async fn state(
+    services: Arc<Services>,
+    req: Req<get_room_state::v1::Request>,
+) -> Result<get_room_state::v1::Response, ApiError> {
+    require_in_room(&services, &req.auth, &req.body.room_id)?;
+    let (state, auth_chain) = services.rooms.state_with_auth_chain(&req.body.event_id)?;
+    Ok(get_room_state::v1::Response::new(
+        auth_chain.iter().map(raw).collect::<Result<_, _>>()?,
+        state.iter().map(raw).collect::<Result<_, _>>()?,
+    ))
+}
+
+/// `GET /event_auth/{roomId}/{eventId}`: an event's auth chain.
+async fn event_auth(
+    services: Arc<Services>,
+    req: Req<get_event_authorization::v1::Request>,
+) -> Result<get_event_authorization::v1::Response, ApiError> {
+    require_in_room(&services, &req.auth, &req.body.room_id)?;
+    let chain = services.rooms.auth_chain_of(&req.body.event_id)?;
+    Ok(get_event_authorization::v1::Response::new(chain.iter().map(raw).collect::<Result<_, _>>()?))
+}
+
 /// `GET /state_ids/{roomId}`: the state before an event, and its auth chain, by id.
 async fn state_ids(
     services: Arc<Services>,
     req: Req<get_room_state_ids::v1::Request>,
 ) -> Result<get_room_state_ids::v1::Response, ApiError> {
     require_in_room(&services, &req.auth, &req.body.room_id)?;
-    let (state, auth_chain) = services.rooms.join_state(&req.body.event_id)?;
+    let (state, auth_chain) = services.rooms.state_with_auth_chain(&req.body.event_id)?;
     let ids = |pdus: Vec<JsonValue>, version: &RoomVersionId| -> Vec<OwnedEventId> {
         let Some(rules) = version.rules() else { return vec![] };
         pdus.into_iter()

@@ -14,7 +14,10 @@ use std::{
 };
 
 use rand::{Rng, distributions::Alphanumeric};
-use ruma::{MilliSecondsSinceUnixEpoch, OwnedMxcUri, OwnedServerName, ServerName, UserId};
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedMxcUri, OwnedServerName, ServerName, UserId,
+    http_headers::{ContentDisposition, ContentDispositionType},
+};
 
 pub use thumbnail::{Method, Thumbnail};
 
@@ -44,6 +47,30 @@ pub struct Content {
     pub bytes: Vec<u8>,
     pub content_type: Option<String>,
     pub filename: Option<String>,
+}
+
+/// Types browsers may show inline; everything else is offered as a download.
+fn inline_safe(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    (essence.starts_with("image/") && essence != "image/svg+xml")
+        || essence.starts_with("video/")
+        || essence.starts_with("audio/")
+        || essence == "text/plain"
+}
+
+impl Content {
+    /// The body, content type and disposition to serve the file with (to clients, or to
+    /// other servers), named `requested_name` when the client asked for a name.
+    pub fn served(self, requested_name: Option<String>) -> (Vec<u8>, String, ContentDisposition) {
+        let content_type = self.content_type.unwrap_or_else(|| "application/octet-stream".to_owned());
+        let kind = if inline_safe(&content_type) {
+            ContentDispositionType::Inline
+        } else {
+            ContentDispositionType::Attachment
+        };
+        let disposition = ContentDisposition::new(kind).with_filename(requested_name.or(self.filename));
+        (self.bytes, content_type, disposition)
+    }
 }
 
 fn now_ms() -> u64 {
@@ -94,8 +121,24 @@ impl Media {
         self.max_upload
     }
 
-    fn file_path(&self, media_id: &str) -> PathBuf {
-        self.dir.join(media_id)
+    /// Where a file's record and bytes are kept: ours by media id, other servers' (a cache)
+    /// under `remote/<server>/`, which no local media id can start with.
+    fn key(&self, server: &ServerName, media_id: &str) -> Result<String> {
+        if !valid_media_id(media_id) {
+            return Err(Error::NotFound(format!("no media {media_id}")));
+        }
+        if server == self.server_name {
+            return Ok(media_id.to_owned());
+        }
+        // Server names cannot hold a `/`; a name of dots would still walk up the tree.
+        if server.as_str().starts_with('.') {
+            return Err(Error::NotFound(format!("no media from {server}")));
+        }
+        Ok(format!("remote/{server}/{media_id}"))
+    }
+
+    fn file_path(&self, key: &str) -> PathBuf {
+        self.dir.join(key)
     }
 
     fn mxc(&self, media_id: &str) -> OwnedMxcUri {
@@ -131,7 +174,7 @@ impl Media {
             .await
             .map_err(|e| Error::Internal(format!("writing media: {e}")))?;
         let record = MediaRecord {
-            uploader: uploader.to_owned(),
+            uploader: Some(uploader.to_owned()),
             content_type,
             filename,
             size,
@@ -146,7 +189,7 @@ impl Media {
         let media_id = new_media_id();
         let now = now_ms();
         let record = MediaRecord {
-            uploader: uploader.to_owned(),
+            uploader: Some(uploader.to_owned()),
             content_type: None,
             filename: None,
             size: 0,
@@ -167,8 +210,11 @@ impl Media {
         filename: Option<String>,
         bytes: Vec<u8>,
     ) -> Result<()> {
-        let record = self.local_record(server, media_id)?;
-        if record.uploader != uploader {
+        if server != self.server_name {
+            return Err(Error::Forbidden("media ids of other servers cannot be uploaded to".to_owned()));
+        }
+        let record = self.record(server, media_id)?;
+        if record.uploader.as_deref() != Some(uploader) {
             return Err(Error::Forbidden(
                 "only the user who created this media id may upload to it".to_owned(),
             ));
@@ -184,15 +230,36 @@ impl Media {
         Ok(())
     }
 
-    fn local_record(&self, server: &ServerName, media_id: &str) -> Result<MediaRecord> {
-        if server != self.server_name {
-            // Remote media arrives with federation.
-            return Err(Error::NotFound(format!("remote media from {server} is not available yet")));
+    /// The record of an uploaded file, or of another server's file cached here.
+    fn record(&self, server: &ServerName, media_id: &str) -> Result<MediaRecord> {
+        let key = self.key(server, media_id)?;
+        self.store.media(&key)?.ok_or_else(|| Error::NotFound(format!("no media {media_id}")))
+    }
+
+    /// Whether another server's file is cached here.
+    pub fn is_cached(&self, server: &ServerName, media_id: &str) -> Result<bool> {
+        Ok(self.store.media(&self.key(server, media_id)?)?.is_some())
+    }
+
+    /// Keeps a file fetched from another server, to serve (and thumbnail) it from here on.
+    pub async fn cache_remote(&self, server: &ServerName, media_id: &str, content: Content) -> Result<()> {
+        let key = self.key(server, media_id)?;
+        if content.bytes.len() > self.max_upload {
+            return Err(Error::TooLarge(format!("{server}'s file is larger than this server accepts")));
         }
-        if !valid_media_id(media_id) {
-            return Err(Error::NotFound(format!("no media {media_id}")));
-        }
-        self.store.media(media_id)?.ok_or_else(|| Error::NotFound(format!("no media {media_id}")))
+        let size = content.bytes.len() as u64;
+        write_durably(&self.file_path(&key), content.bytes)
+            .await
+            .map_err(|e| Error::Internal(format!("writing media: {e}")))?;
+        let record = MediaRecord {
+            uploader: None,
+            content_type: content.content_type,
+            filename: content.filename,
+            size,
+            created_ts: now_ms(),
+            pending: false,
+        };
+        Ok(self.store.set_media(&key, &record).await?)
     }
 
     /// The record of an uploaded file, waiting up to `wait` for a reserved id's upload.
@@ -208,7 +275,7 @@ impl Media {
             let uploaded = self.uploaded.notified();
             tokio::pin!(uploaded);
             uploaded.as_mut().enable();
-            let record = self.local_record(server, media_id)?;
+            let record = self.record(server, media_id)?;
             if !record.pending {
                 return Ok(record);
             }
@@ -221,7 +288,7 @@ impl Media {
     /// A stored file; a reserved id is waited for up to `wait`.
     pub async fn download(&self, server: &ServerName, media_id: &str, wait: Duration) -> Result<Content> {
         let record = self.uploaded_record(server, media_id, wait).await?;
-        let bytes = tokio::fs::read(self.file_path(media_id))
+        let bytes = tokio::fs::read(self.file_path(&self.key(server, media_id)?))
             .await
             .map_err(|e| Error::Internal(format!("reading media {media_id}: {e}")))?;
         Ok(Content { bytes, content_type: record.content_type, filename: record.filename })
@@ -236,8 +303,11 @@ impl Media {
         wait: Duration,
     ) -> Result<Content> {
         self.uploaded_record(server, media_id, wait).await?;
-        // Cached under the extension of the format it was made in, which gives its type.
-        let cached = self.dir.join("thumbnails").join(request.file_name(media_id));
+        // Cached under the extension of the format it was made in, which gives its type;
+        // other servers' files' thumbnails under `remote/<server>/` like the files.
+        let key = PathBuf::from(self.key(server, media_id)?);
+        let folder = self.dir.join("thumbnails").join(key.parent().unwrap_or(Path::new("")));
+        let cached = folder.join(request.file_name(media_id));
         for extension in thumbnail::EXTENSIONS {
             let path = cached.with_extension(extension);
             if let Ok(bytes) = tokio::fs::read(&path).await {

@@ -1,7 +1,12 @@
 //! Room aliases (`#name:server` names that point at a room id) and the public room
 //! directory.
 
-use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId, events::StateEventType};
+use ruma::{
+    OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UInt, UserId,
+    directory::{PublicRoomsChunk, PublicRoomsChunkInit},
+    events::StateEventType,
+    room::{JoinRuleKind, RoomType},
+};
 use serde_json::Value as JsonValue;
 
 use super::{Error, Result, Rooms};
@@ -154,6 +159,33 @@ impl Rooms {
         Ok(rooms)
     }
 
+    /// One page of [`Rooms::public_rooms`] in the wire format; `since` is an offset this
+    /// server handed out as `next_batch` or `prev_batch`.
+    pub fn public_rooms_page(
+        &self,
+        search: Option<&str>,
+        limit: Option<UInt>,
+        since: Option<&str>,
+    ) -> Result<PublicRoomsPage> {
+        let rooms = self.public_rooms(search)?;
+        let count = rooms.len();
+        let offset = match since {
+            Some(token) => token
+                .parse::<usize>()
+                .map_err(|_| Error::InvalidParam("since is not a token from this server".to_owned()))?,
+            None => 0,
+        };
+        let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)).max(1);
+        let end = offset.saturating_add(limit).min(count);
+        let chunk = rooms.into_iter().skip(offset).take(limit).map(RoomSummary::into_chunk).collect();
+        Ok(PublicRoomsPage {
+            chunk,
+            next_batch: (end < count && end > offset).then(|| end.to_string()),
+            prev_batch: (offset > 0).then(|| offset.saturating_sub(limit).to_string()),
+            total: UInt::new_saturating(count as u64),
+        })
+    }
+
     /// What the directory shows about a room, read from its current state.
     pub fn summary(&self, room_id: &RoomId) -> Result<RoomSummary> {
         let mut summary = RoomSummary {
@@ -203,4 +235,31 @@ pub struct RoomSummary {
     pub world_readable: bool,
     pub guest_can_join: bool,
     pub joined_members: u64,
+}
+
+impl RoomSummary {
+    fn into_chunk(self) -> PublicRoomsChunk {
+        let mut chunk: PublicRoomsChunk = PublicRoomsChunkInit {
+            num_joined_members: UInt::new_saturating(self.joined_members),
+            room_id: self.room_id,
+            world_readable: self.world_readable,
+            guest_can_join: self.guest_can_join,
+        }
+        .into();
+        chunk.name = self.name;
+        chunk.topic = self.topic;
+        chunk.canonical_alias = self.canonical_alias.and_then(|a| a.try_into().ok());
+        chunk.avatar_url = self.avatar_url.map(Into::into);
+        chunk.join_rule = self.join_rule.as_deref().map_or(JoinRuleKind::Public, JoinRuleKind::from);
+        chunk.room_type = self.room_type.as_deref().map(RoomType::from);
+        chunk
+    }
+}
+
+/// One page of a room directory, as the client and federation APIs return it.
+pub struct PublicRoomsPage {
+    pub chunk: Vec<PublicRoomsChunk>,
+    pub next_batch: Option<String>,
+    pub prev_batch: Option<String>,
+    pub total: UInt,
 }

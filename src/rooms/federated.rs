@@ -216,22 +216,27 @@ impl Rooms {
         Ok(resolved.into_iter().map(|((kind, key), id)| ((kind.to_string(), key), id)).collect())
     }
 
-    /// The template of a join event another server's user asks to sign (`make_join`),
-    /// refused here already when the room's rules would refuse the join.
-    pub async fn join_template(&self, room_id: &RoomId, user: &UserId) -> Result<(RoomVersionId, JsonValue)> {
+    /// The template of a join or leave event another server's user asks to sign
+    /// (`make_join`, `make_leave`), refused here already when the room's rules would refuse it.
+    pub async fn membership_template(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        membership: &str,
+    ) -> Result<(RoomVersionId, JsonValue)> {
         let lock = self.append_lock(room_id);
         let _guard = lock.lock().await;
         let room = self.room(room_id)?;
         let rules = rules_of(&room)?;
         let spec =
-            EventSpec::state(TimelineEventType::RoomMember, user.as_str(), json!({"membership": "join"}));
+            EventSpec::state(TimelineEventType::RoomMember, user.as_str(), json!({"membership": membership}));
         let position = Position {
             room_id: &room.room_id,
             rules: &rules,
             prev_events: &room.extremities,
             depth: room.depth + 1,
         };
-        // Built and checked like a local event; the joining server signs its own copy.
+        // Built and checked like a local event; the user's server signs its own copy.
         let (pdu, mut template) = self.prepare(
             position,
             user,
@@ -247,9 +252,9 @@ impl Rooms {
         Ok((room.version, template))
     }
 
-    /// What a resident server hands a server that joined: the state before the join event
-    /// and the auth chain of that state and the event, as PDUs.
-    pub fn join_state(&self, event_id: &EventId) -> Result<(Vec<JsonValue>, Vec<JsonValue>)> {
+    /// The state before an event and the auth chain of that state and the event, as PDUs:
+    /// what a resident server hands a server that joined, and answers `/state` with.
+    pub fn state_with_auth_chain(&self, event_id: &EventId) -> Result<(Vec<JsonValue>, Vec<JsonValue>)> {
         let (pdu, stored) =
             self.event(event_id)?.ok_or_else(|| Error::NotFound(format!("unknown event {event_id}")))?;
         let state = self.state_before(&stored)?;
@@ -266,6 +271,20 @@ impl Rooms {
             .collect()
         };
         Ok((pdus(&mut state.values())?, pdus(&mut chain.iter())?))
+    }
+
+    /// An event's auth chain, as PDUs (`/event_auth`).
+    pub fn auth_chain_of(&self, event_id: &EventId) -> Result<Vec<JsonValue>> {
+        let chain = auth_chain(&|id: &EventId| self.pdu(id).ok().flatten(), [event_id.to_owned()]);
+        chain
+            .iter()
+            .map(|id| {
+                self.store
+                    .event(id)?
+                    .map(|stored| stored.pdu)
+                    .ok_or_else(|| Error::Internal(format!("event {id} missing")))
+            })
+            .collect()
     }
 
     /// Builds, signs and authorizes a local user's event without storing it (an invite to

@@ -31,7 +31,7 @@ use ruma::{
 use serde_json::{Value as JsonValue, json};
 
 pub use create::{CreateRoom, DEFAULT_VERSION, Preset, SUPPORTED_VERSIONS};
-pub use directory::RoomSummary;
+pub use directory::{PublicRoomsPage, RoomSummary};
 pub use federated::{Added, INVITE_STATE_TYPES, stripped};
 pub use membership::MemberProfile;
 pub use pdu::Pdu;

@@ -7,7 +7,7 @@
 //! - `inbound_txns`: origin, `0xff`, transaction id → `[]` once processed
 //! - `remote_invites`: user, `0xff`, room id → [`RemoteInvite`]
 
-use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
+use ruma::{OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
@@ -140,27 +140,12 @@ impl Store {
     }
 
     /// Rejects an invite that only this server knows of: the user's membership becomes
-    /// `leave` at a new position.
-    pub async fn reject_remote_invite(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
+    /// `leave` at a new position, which is returned.
+    pub async fn reject_remote_invite(&self, user: &UserId, room_id: &RoomId) -> Result<u64> {
         let guard = self.begin_position()?;
         self.remote_invites.remove(composite_key(&[user.as_bytes(), room_id.as_bytes()]))?;
         self.set_user_room(user, room_id, "leave", guard.position())?;
-        self.durable().await
-    }
-
-    /// Every room with an invite from another server for `user`.
-    pub fn remote_invite_rooms(&self, user: &UserId) -> Result<Vec<OwnedRoomId>> {
-        let prefix = prefix_of(user.as_bytes());
-        self.remote_invites
-            .scan_prefix(&prefix)
-            .keys()
-            .map(|key| {
-                let key = key?;
-                std::str::from_utf8(&key[prefix.len()..])
-                    .ok()
-                    .and_then(|s| RoomId::parse(s).ok())
-                    .ok_or_else(|| StorageError::Corrupt("remote invite key".to_owned()))
-            })
-            .collect()
+        self.durable().await?;
+        Ok(guard.position())
     }
 }

@@ -1,6 +1,7 @@
 //! Media metadata; the files themselves live on disk, owned by the `media` domain.
 //!
-//! Tree `media`: media id → [`MediaRecord`].
+//! Tree `media`: media id (or `remote/<server>/<media id>` for another server's file
+//! cached here) → [`MediaRecord`].
 
 use ruma::OwnedUserId;
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,8 @@ use super::{Result, Store, decode, encode};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MediaRecord {
-    pub uploader: OwnedUserId,
+    /// Who uploaded it; `None` for another server's file cached here.
+    pub uploader: Option<OwnedUserId>,
     pub content_type: Option<String>,
     pub filename: Option<String>,
     pub size: u64,

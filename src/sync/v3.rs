@@ -115,7 +115,12 @@ impl Builder<'_> {
                 "leave" | "ban"
                     if since.is_some() && changed_since || since.is_none() && room_filter.include_leave =>
                 {
-                    rooms.leave.insert(room_id.clone(), self.left(&room_id, since, &entry)?);
+                    // A rejected invite from another server: nothing of the room is here.
+                    let left = match self.rooms.room(&room_id) {
+                        Ok(_) => self.left(&room_id, since, &entry)?,
+                        Err(_) => LeftRoom::new(),
+                    };
+                    rooms.leave.insert(room_id.clone(), left);
                 }
                 _ => {}
             }
