@@ -1,9 +1,6 @@
-//! Outbound federation requests: where another server is reached (server discovery), the
-//! X-Matrix signature on every request, and ruma doing the (de)serialisation.
-//!
-//! Discovery follows the spec's order, without the SRV step: an IP literal or an explicit
-//! port is used as given; otherwise `https://<name>/.well-known/matrix/server` may delegate
-//! to another host (and port); otherwise port 8448. Answers are cached for an hour.
+//! Outbound federation requests: the X-Matrix signature on every request, ruma doing the
+//! (de)serialisation, reqwest on rustls the transport, and [`super::discovery`] where to
+//! send them (cached for an hour).
 
 use std::{
     collections::HashMap,
@@ -19,12 +16,10 @@ use ruma::{
         federation::authentication::XMatrixSigningInput,
     },
 };
-use serde::Deserialize;
 
-use super::signing_key::SigningKey;
+use super::{discovery, signing_key::SigningKey};
 use crate::config::FederationConfig;
 
-const DEFAULT_PORT: u16 = 8448;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 
@@ -58,17 +53,18 @@ pub struct FederationClient {
     config: FederationConfig,
     /// Server name → base URL, with when it was found.
     resolved: Mutex<HashMap<OwnedServerName, (String, Instant)>>,
-}
-
-#[derive(Deserialize)]
-struct WellKnown {
-    #[serde(rename = "m.server")]
-    server: String,
+    /// DNS with SRV targets; `None` without a system DNS configuration.
+    resolver: Option<Arc<discovery::Resolver>>,
 }
 
 impl FederationClient {
     pub fn new(server_name: OwnedServerName, key: Arc<SigningKey>, config: FederationConfig) -> Self {
-        let http = reqwest::Client::builder()
+        let resolver = discovery::Resolver::from_system();
+        let mut http = reqwest::Client::builder();
+        if let Some(resolver) = &resolver {
+            http = http.dns_resolver(resolver.clone());
+        }
+        let http = http
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(10))
             .danger_accept_invalid_certs(config.trust_self_signed)
@@ -77,7 +73,7 @@ impl FederationClient {
             .user_agent(concat!("Myelin/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the TLS stack initialises");
-        Self { http, server_name, key, config, resolved: Mutex::default() }
+        Self { http, server_name, key, config, resolved: Mutex::default(), resolver }
     }
 
     pub fn server_name(&self) -> &ServerName {
@@ -148,7 +144,7 @@ impl FederationClient {
         })
     }
 
-    /// `https://host:port` for a server name, by the discovery rules above.
+    /// `https://host:port` for a server name (see [`super::discovery`]).
     async fn base_url(&self, destination: &ServerName) -> Result<String, FederationError> {
         if !self.config.allows(destination) {
             return Err(FederationError::NotAllowed(destination.to_owned()));
@@ -158,58 +154,11 @@ impl FederationClient {
         {
             return Ok(url.clone());
         }
-        let url = match Self::explicit(destination.as_str()) {
-            Some(url) => url,
-            None => match self.well_known(destination).await {
-                Some(delegated) => Self::explicit(&delegated)
-                    .unwrap_or_else(|| format!("https://{delegated}:{DEFAULT_PORT}")),
-                None => format!("https://{destination}:{DEFAULT_PORT}"),
-            },
-        };
+        let url = discovery::base_url(&self.http, self.resolver.as_deref(), destination).await;
         self.resolved
             .lock()
             .expect("never poisoned")
             .insert(destination.to_owned(), (url.clone(), Instant::now()));
         Ok(url)
-    }
-
-    /// The URL for a name that needs no lookup: an IP literal, or any name with a port.
-    fn explicit(name: &str) -> Option<String> {
-        let (host, port) = match name.rsplit_once(':') {
-            // `[::1]` has colons inside the brackets but no port.
-            Some((host, port)) if !port.ends_with(']') && port.parse::<u16>().is_ok() => (host, Some(port)),
-            _ => (name, None),
-        };
-        let is_ip = host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok();
-        match (is_ip, port) {
-            (_, Some(port)) => Some(format!("https://{host}:{port}")),
-            (true, None) => Some(format!("https://{host}:{DEFAULT_PORT}")),
-            (false, None) => None,
-        }
-    }
-
-    async fn well_known(&self, destination: &ServerName) -> Option<String> {
-        let url = format!("https://{destination}/.well-known/matrix/server");
-        let response = self.http.get(&url).timeout(Duration::from_secs(10)).send().await.ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        let body: WellKnown = response.json().await.ok()?;
-        ServerName::parse(&body.server).is_ok().then_some(body.server)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::FederationClient;
-
-    #[test]
-    fn ip_literals_and_explicit_ports_need_no_lookup() {
-        assert_eq!(FederationClient::explicit("127.0.0.1:8449").as_deref(), Some("https://127.0.0.1:8449"));
-        assert_eq!(FederationClient::explicit("10.0.0.1").as_deref(), Some("https://10.0.0.1:8448"));
-        assert_eq!(FederationClient::explicit("[::1]").as_deref(), Some("https://[::1]:8448"));
-        assert_eq!(FederationClient::explicit("[::1]:443").as_deref(), Some("https://[::1]:443"));
-        assert_eq!(FederationClient::explicit("example.org:443").as_deref(), Some("https://example.org:443"));
-        assert_eq!(FederationClient::explicit("example.org"), None);
     }
 }

@@ -1,7 +1,8 @@
 //! Federation: talking to other homeservers over the server-server API.
 //!
 //! - [`signing_key`]: our ed25519 key, which signs every PDU and every outbound request.
-//! - [`client`]: outbound requests (discovery, X-Matrix signatures, ruma types).
+//! - [`client`]: outbound requests (X-Matrix signatures, ruma types), sent where
+//!   [`discovery`] finds each server (`.well-known`, SRV, port 8448).
 //! - [`keys`]: other servers' keys, fetched and cached, to verify what they signed.
 //! - [`outbox`] and [`sender`]: the durable outbound queue and its delivery.
 //! - [`inbound`]: checking what other servers send (signatures, hashes, auth) and applying
@@ -13,6 +14,7 @@
 
 pub mod client;
 pub mod directory;
+pub mod discovery;
 pub mod e2ee;
 pub mod inbound;
 pub mod keys;
