@@ -5,7 +5,10 @@
 //! evaluated against the rules of each local member it could notify; notifying events are
 //! recorded, and the unread counts are the recorded events after the member's read receipt.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
@@ -36,11 +39,15 @@ pub struct RoomContext {
 pub struct Push {
     store: Arc<Store>,
     account_data: Arc<AccountData>,
+    /// Parsed rulesets of users events were evaluated for: parsing (or building the
+    /// server default) for every member at every event dominated the send path. Rules only
+    /// change through [`Push::update_ruleset`], which replaces the entry.
+    rulesets: Mutex<HashMap<OwnedUserId, Arc<Ruleset>>>,
 }
 
 impl Push {
     pub fn new(store: Arc<Store>, account_data: Arc<AccountData>) -> Self {
-        Self { store, account_data }
+        Self { store, account_data, rulesets: Mutex::default() }
     }
 
     /// The user's rules: what they stored, or the server defaults.
@@ -50,6 +57,16 @@ impl Push {
                 .map_err(|e| Error::Internal(format!("stored push rules of {user}: {e}"))),
             None => Ok(Ruleset::server_default(user)),
         }
+    }
+
+    /// The user's rules, parsed once and then kept.
+    fn cached_ruleset(&self, user: &UserId) -> Result<Arc<Ruleset>> {
+        if let Some(ruleset) = self.rulesets.lock().expect("never poisoned").get(user) {
+            return Ok(ruleset.clone());
+        }
+        let ruleset = Arc::new(self.ruleset(user)?);
+        self.rulesets.lock().expect("never poisoned").insert(user.to_owned(), ruleset.clone());
+        Ok(ruleset)
     }
 
     /// The `m.push_rules` account data event content for the user.
@@ -66,10 +83,12 @@ impl Push {
         let mut ruleset = self.ruleset(user)?;
         let result = change(&mut ruleset)?;
         self.account_data.set_managed(user, None, RULES_TYPE, &json!({"global": ruleset})).await?;
+        self.rulesets.lock().expect("never poisoned").insert(user.to_owned(), Arc::new(ruleset));
         Ok(result)
     }
 
-    /// Evaluates a new event for its recipients and records the notifications it causes.
+    /// Evaluates a new event for its recipients and records the notifications it causes,
+    /// durable with the event's own flush.
     pub async fn process(
         &self,
         pdu: &Pdu,
@@ -93,7 +112,7 @@ impl Push {
                 display_name,
             );
             room_ctx.power_levels = Some(context.power_levels.clone().into());
-            let ruleset = self.ruleset(&user)?;
+            let ruleset = self.cached_ruleset(&user)?;
             let actions = ruleset.get_actions(&raw, &room_ctx).await;
             if actions.iter().any(Action::should_notify) {
                 let record = NotificationRecord {
@@ -106,7 +125,7 @@ impl Push {
                 notified.push((user, record));
             }
         }
-        Ok(self.store.add_notifications(position, &notified).await?)
+        Ok(self.store.stage_notifications(position, &notified)?)
     }
 
     /// The user's unread counts in the room, counting events at or before `upto` (the

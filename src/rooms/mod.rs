@@ -12,6 +12,7 @@ mod create;
 mod directory;
 mod ephemeral;
 mod federated;
+mod member_view;
 mod membership;
 mod pdu;
 mod power;
@@ -113,6 +114,7 @@ pub struct Rooms {
     typing: Arc<ephemeral::Typing>,
     /// Where local users' events go to the other servers in their rooms.
     outbox: Arc<Outbox>,
+    member_views: member_view::MemberViews,
     /// One async lock per room, held while an event is built and stored.
     append_locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -139,6 +141,7 @@ impl Rooms {
             notifier,
             push,
             outbox,
+            member_views: Default::default(),
             typing: Arc::default(),
             append_locks: Mutex::new(HashMap::new()),
         }
@@ -331,16 +334,21 @@ impl Rooms {
     /// Makes a staged event durable, records its notifications, and only then lets syncs
     /// see it and wakes them. `room` is the room as it was before the event.
     async fn finish_append(&self, room: &RoomRecord, pdu: &Pdu, staged: Staged) -> Result<()> {
-        let Staged { guard, member, .. } = staged;
-        let destinations = self.destinations_of(pdu, member.as_ref().map(|(user, _)| &**user))?;
+        let Staged { room: after, guard, member } = staged;
+        // The room's members as the event leaves them.
+        let members = self.member_view(&after)?;
+        let destinations = self.destinations_of(pdu, &members, member.as_ref().map(|(user, _)| &**user));
         self.outbox.queue(&destinations, Outgoing::Pdu(pdu.event_id.clone()))?;
+        let position = guard.position();
+        let member = member.as_ref().map(|(user, m)| (&**user, m.as_str()));
+        self.push_event(room, pdu, position, &members, member).await?;
+        // One flush makes the event, its queue entries and its notifications durable.
         self.store.durable().await?;
         self.outbox.wake(destinations);
-        let position = guard.position();
-        self.push_event(room, pdu, position, member.as_ref().map(|(user, m)| (&**user, m.as_str()))).await?;
         // Only now may syncs see the event: its unread counts are recorded with it.
         drop(guard);
-        self.notify_members(&room.room_id, member.as_ref().map(|(user, _)| &**user), position)?;
+        let present = members.members.iter().filter(|(_, m)| m == "join" || m == "invite").map(|(u, _)| &**u);
+        self.notifier.notify(present.chain(member.map(|(user, _)| user)), position);
         Ok(())
     }
 
@@ -350,14 +358,14 @@ impl Rooms {
     fn destinations_of(
         &self,
         pdu: &Pdu,
+        members: &member_view::MemberView,
         member: Option<&UserId>,
-    ) -> Result<std::collections::BTreeSet<OwnedServerName>> {
+    ) -> std::collections::BTreeSet<OwnedServerName> {
         if pdu.sender.server_name() != self.server_name {
-            return Ok(Default::default());
+            return Default::default();
         }
-        let members = self.store.memberships(&pdu.room_id)?;
-        let joined = members.iter().filter(|(_, m)| m == "join").map(|(user, _)| user.server_name());
-        Ok(self.outbox.remote(joined.chain(member.map(UserId::server_name))))
+        let joined = members.joined().map(|user| user.server_name());
+        self.outbox.remote(joined.chain(member.map(UserId::server_name)))
     }
 
     /// Evaluates push rules for the room's local members (and a local invitee) and records
@@ -367,20 +375,17 @@ impl Rooms {
         room: &RoomRecord,
         pdu: &Pdu,
         position: u64,
+        members: &member_view::MemberView,
         member: Option<(&UserId, &str)>,
     ) -> Result<()> {
-        let members = self.store.memberships(&room.room_id)?;
-        let joined: Vec<&OwnedUserId> = members.iter().filter(|(_, m)| m == "join").map(|(u, _)| u).collect();
+        let joined: Vec<&OwnedUserId> = members.joined().collect();
         let invitee = member.filter(|(_, m)| *m == "invite").map(|(u, _)| u.to_owned());
         let mut recipients = Vec::new();
         for user in joined.iter().map(|u| (*u).clone()).chain(invitee) {
             if user.server_name() != self.server_name {
                 continue;
             }
-            let display_name = self
-                .current_state_pdu(room, &StateEventType::RoomMember, user.as_str())
-                .and_then(|p| p.content_json()["displayname"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| user.localpart().to_owned());
+            let display_name = members.display_name(&user);
             recipients.push((user, display_name));
         }
         if recipients.is_empty() {
@@ -394,15 +399,6 @@ impl Rooms {
         };
         let client_event = JsonValue::Object(pdu.to_client_json());
         self.push.process(pdu, &client_event, position, context).await
-    }
-
-    /// Wakes the syncs of everyone in the room (and of the target of a membership change,
-    /// who may just have left or been invited).
-    fn notify_members(&self, room_id: &RoomId, also: Option<&UserId>, position: u64) -> Result<()> {
-        let members = self.store.memberships(room_id)?;
-        let present = members.iter().filter(|(_, m)| m == "join" || m == "invite").map(|(u, _)| &**u);
-        self.notifier.notify(present.chain(also), position);
-        Ok(())
     }
 
     /// Rewrites the target of a redaction with the room version's redaction algorithm, so

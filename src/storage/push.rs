@@ -10,9 +10,8 @@
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
-use sled::Transactional;
 
-use super::{Result, StorageError, Store, composite_key, decode, encode, flatten, positioned, prefix_of};
+use super::{Result, StorageError, Store, composite_key, decode, encode, positioned, prefix_of};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NotificationRecord {
@@ -47,7 +46,9 @@ fn be(position: u64) -> [u8; 8] {
 
 impl Store {
     /// Records that `event` (at `position`) notifies each of `users`, with its actions.
-    pub async fn add_notifications(
+    /// Records the notifications an event causes. Not awaited durable: the event's own
+    /// flush, which the caller awaits next, covers them.
+    pub fn stage_notifications(
         &self,
         position: u64,
         users: &[(OwnedUserId, NotificationRecord)],
@@ -55,17 +56,22 @@ impl Store {
         if users.is_empty() {
             return Ok(());
         }
-        flatten((&self.notifications, &self.room_notifications).transaction(|(all, by_room)| {
-            for (user, record) in users {
-                all.insert(composite_key(&[user.as_bytes(), &be(position)]), encode(record))?;
-                by_room.insert(
-                    composite_key(&[user.as_bytes(), record.room_id.as_bytes(), &be(position)]),
-                    &[u8::from(record.highlight)],
-                )?;
-            }
-            Ok::<_, sled::transaction::ConflictableTransactionError<StorageError>>(())
-        }))?;
-        self.durable().await
+        // Batches, not a transaction: a transaction reads every key it writes, which for one
+        // entry per member per event was most of the cost of a send. The two trees need no
+        // atomicity between them: the same flush makes both durable, and the entries are only
+        // read once the event is visible, after that flush.
+        let mut all = sled::Batch::default();
+        let mut by_room = sled::Batch::default();
+        for (user, record) in users {
+            all.insert(composite_key(&[user.as_bytes(), &be(position)]), encode(record));
+            by_room.insert(
+                composite_key(&[user.as_bytes(), record.room_id.as_bytes(), &be(position)]),
+                &[u8::from(record.highlight)],
+            );
+        }
+        self.notifications.apply_batch(all)?;
+        self.room_notifications.apply_batch(by_room)?;
+        Ok(())
     }
 
     /// Notifying events after the user's read position in the room (and after `after`), up
