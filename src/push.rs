@@ -22,7 +22,7 @@ use crate::{
     account_data::AccountData,
     error::{Error, Result},
     rooms::Pdu,
-    storage::{NotificationRecord, Store, UnreadCounts},
+    storage::{EventNotifications, NotificationRecord, Recipient, Store, UnreadCounts},
 };
 
 const RULES_TYPE: &str = "m.push_rules";
@@ -43,11 +43,21 @@ pub struct Push {
     /// server default) for every member at every event dominated the send path. Rules only
     /// change through [`Push::update_ruleset`], which replaces the entry.
     rulesets: Mutex<HashMap<OwnedUserId, Arc<Ruleset>>>,
+    /// The unread counts each user's last sync computed per room, to continue from.
+    tallies: Mutex<HashMap<(OwnedUserId, OwnedRoomId), Tally>>,
+}
+
+/// Unread counts of one user in one room: the notifying events in `(after, upto]`.
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    after: u64,
+    upto: u64,
+    counts: UnreadCounts,
 }
 
 impl Push {
     pub fn new(store: Arc<Store>, account_data: Arc<AccountData>) -> Self {
-        Self { store, account_data, rulesets: Mutex::default() }
+        Self { store, account_data, rulesets: Mutex::default(), tallies: Mutex::default() }
     }
 
     /// The user's rules: what they stored, or the server defaults.
@@ -99,8 +109,7 @@ impl Push {
         let raw: Raw<JsonValue> = Raw::from_json(
             serde_json::value::to_raw_value(client_event).map_err(|e| Error::Internal(e.to_string()))?,
         );
-        let now: u64 = MilliSecondsSinceUnixEpoch::now().get().into();
-        let mut notified = Vec::new();
+        let mut recipients = Vec::new();
         for (user, display_name) in context.recipients {
             if user == pdu.sender {
                 continue;
@@ -115,16 +124,19 @@ impl Push {
             let ruleset = self.cached_ruleset(&user)?;
             let actions = ruleset.get_actions(&raw, &room_ctx).await;
             if actions.iter().any(Action::should_notify) {
-                let record = NotificationRecord {
-                    room_id: context.room_id.clone(),
-                    event_id: pdu.event_id.clone(),
-                    actions: serde_json::to_value(actions).unwrap_or_default(),
+                recipients.push(Recipient {
                     highlight: actions.iter().any(Action::is_highlight),
-                    ts: now,
-                };
-                notified.push((user, record));
+                    actions: serde_json::to_value(actions).unwrap_or_default(),
+                    user,
+                });
             }
         }
+        let notified = EventNotifications {
+            room_id: context.room_id,
+            event_id: pdu.event_id.clone(),
+            ts: MilliSecondsSinceUnixEpoch::now().get().into(),
+            recipients,
+        };
         Ok(self.store.stage_notifications(position, &notified)?)
     }
 
@@ -139,7 +151,22 @@ impl Push {
         joined_at: u64,
         upto: u64,
     ) -> Result<UnreadCounts> {
-        Ok(self.store.unread_counts(user, room, joined_at, upto)?)
+        let after = self.store.read_position(user, room)?.max(joined_at);
+        let key = (user.to_owned(), room.to_owned());
+        let cached = self.tallies.lock().expect("never poisoned").get(&key).copied();
+        // Each sync counts only what came since the last one, unless the read position moved.
+        let counts = match cached {
+            Some(tally) if tally.after == after && tally.upto <= upto => {
+                let new = self.store.count_notifications(user, room, tally.upto, upto)?;
+                UnreadCounts {
+                    notifications: tally.counts.notifications + new.notifications,
+                    highlights: tally.counts.highlights + new.highlights,
+                }
+            }
+            _ => self.store.count_notifications(user, room, after, upto)?,
+        };
+        self.tallies.lock().expect("never poisoned").insert(key, Tally { after, upto, counts });
+        Ok(counts)
     }
 
     /// The user's notifications, newest first, before the `from` token.
@@ -149,7 +176,9 @@ impl Push {
         from: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, NotificationRecord)>> {
-        Ok(self.store.notifications(user, from.unwrap_or(u64::MAX), limit)?)
+        let rooms: Vec<OwnedRoomId> =
+            self.store.user_rooms(user)?.into_iter().map(|(room, _)| room).collect();
+        Ok(self.store.notifications(user, &rooms, from.unwrap_or(u64::MAX), limit)?)
     }
 
     /// Whether the notification at `position` in `room` is before the user's read receipt.

@@ -39,7 +39,7 @@ pub use media::MediaRecord;
 pub use misc::{OpenIdToken, Report};
 pub use positions::PositionGuard;
 use positions::Positions;
-pub use push::{NotificationRecord, ReceiptRecord, UnreadCounts};
+pub use push::{EventNotifications, NotificationRecord, ReceiptRecord, Recipient, UnreadCounts};
 pub use rooms::{NewEvent, Placement, Relation, RoomRecord, StateKey, StoredEvent, UserRoom};
 use ruma::{OwnedServerName, ServerName};
 
@@ -75,8 +75,7 @@ pub struct Store {
     relations: sled::Tree,
     filters: sled::Tree,
     account_data: sled::Tree,
-    notifications: sled::Tree,
-    room_notifications: sled::Tree,
+    event_notifications: sled::Tree,
     read_positions: sled::Tree,
     receipts: sled::Tree,
     pushers: sled::Tree,
@@ -197,8 +196,7 @@ impl Store {
             relations: db.open_tree("relations")?,
             filters: db.open_tree("filters")?,
             account_data: db.open_tree("account_data")?,
-            notifications: db.open_tree("notifications")?,
-            room_notifications: db.open_tree("room_notifications")?,
+            event_notifications: db.open_tree("event_notifications")?,
             read_positions: db.open_tree("read_positions")?,
             receipts: db.open_tree("receipts")?,
             pushers: db.open_tree("pushers")?,

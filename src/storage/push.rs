@@ -1,8 +1,8 @@
 //! Notifications, read positions, receipts and pushers.
 //!
 //! Trees:
-//! - `notifications`: user, `0xff`, position → [`NotificationRecord`] (for `/notifications`)
-//! - `room_notifications`: user, `0xff`, room, `0xff`, position → highlight flag (for counts)
+//! - `event_notifications`: room, `0xff`, position → [`EventNotifications`]: whom an event
+//!   notifies (for unread counts and `/notifications`)
 //! - `read_positions`: user, `0xff`, room → position of the newest event the user has read
 //! - `receipts`: room, `0xff`, user, `0xff`, type, `0xff`, thread → [`ReceiptRecord`]
 //! - `pushers`: user, `0xff`, app id, `0xff`, push key → the pusher's JSON
@@ -20,6 +20,34 @@ pub struct NotificationRecord {
     pub actions: JsonValue,
     pub highlight: bool,
     pub ts: u64,
+}
+
+/// Whom one event notifies, with each recipient's push actions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventNotifications {
+    pub room_id: OwnedRoomId,
+    pub event_id: OwnedEventId,
+    pub ts: u64,
+    pub recipients: Vec<Recipient>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Recipient {
+    pub user: OwnedUserId,
+    pub highlight: bool,
+    pub actions: JsonValue,
+}
+
+/// [`EventNotifications`] read for counting: `actions` and the rest are skipped.
+#[derive(Deserialize)]
+struct Recipients {
+    recipients: Vec<CountedRecipient>,
+}
+
+#[derive(Deserialize)]
+struct CountedRecipient {
+    user: OwnedUserId,
+    highlight: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,49 +73,40 @@ fn be(position: u64) -> [u8; 8] {
 }
 
 impl Store {
-    /// Records that `event` (at `position`) notifies each of `users`, with its actions.
-    /// Records the notifications an event causes. Not awaited durable: the event's own
-    /// flush, which the caller awaits next, covers them.
-    pub fn stage_notifications(
-        &self,
-        position: u64,
-        users: &[(OwnedUserId, NotificationRecord)],
-    ) -> Result<()> {
-        if users.is_empty() {
+    /// Records whom the event at `position` notifies: one record per event, whatever the
+    /// number of members (one per member and event made sled copy a node per member at
+    /// every send). Not awaited durable: the event's own flush, awaited next, covers it.
+    pub fn stage_notifications(&self, position: u64, notified: &EventNotifications) -> Result<()> {
+        if notified.recipients.is_empty() {
             return Ok(());
         }
-        // Batches, not a transaction: a transaction reads every key it writes, which for one
-        // entry per member per event was most of the cost of a send. The two trees need no
-        // atomicity between them: the same flush makes both durable, and the entries are only
-        // read once the event is visible, after that flush.
-        let mut all = sled::Batch::default();
-        let mut by_room = sled::Batch::default();
-        for (user, record) in users {
-            all.insert(composite_key(&[user.as_bytes(), &be(position)]), encode(record));
-            by_room.insert(
-                composite_key(&[user.as_bytes(), record.room_id.as_bytes(), &be(position)]),
-                &[u8::from(record.highlight)],
-            );
-        }
-        self.notifications.apply_batch(all)?;
-        self.room_notifications.apply_batch(by_room)?;
+        let key = composite_key(&[notified.room_id.as_bytes(), &be(position)]);
+        self.event_notifications.insert(key, encode(notified))?;
         Ok(())
     }
 
-    /// Notifying events after the user's read position in the room (and after `after`), up
-    /// to `upto`.
-    pub fn unread_counts(&self, user: &UserId, room: &RoomId, after: u64, upto: u64) -> Result<UnreadCounts> {
-        let read = self.read_position(user, room)?.max(after);
-        let start = composite_key(&[user.as_bytes(), room.as_bytes(), &be(read.saturating_add(1))]);
-        let end = composite_key(&[user.as_bytes(), room.as_bytes(), &be(upto.saturating_add(1))]);
-        if start >= end {
-            return Ok(UnreadCounts::default());
-        }
+    /// Notifying events for `user` in the room at positions `after < p <= upto`.
+    pub fn count_notifications(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        after: u64,
+        upto: u64,
+    ) -> Result<UnreadCounts> {
+        let start = composite_key(&[room.as_bytes(), &be(after.saturating_add(1))]);
+        let end = composite_key(&[room.as_bytes(), &be(upto.saturating_add(1))]);
         let mut counts = UnreadCounts::default();
-        for item in self.room_notifications.range(start..end) {
-            let (_, highlight) = item?;
-            counts.notifications += 1;
-            counts.highlights += u64::from(highlight.first() == Some(&1));
+        if start >= end {
+            return Ok(counts);
+        }
+        for item in self.event_notifications.range(start..end) {
+            let (_, value) = item?;
+            // Only who and whether highlighted: the actions are skipped, not built.
+            let event: Recipients = decode("notifications", &value)?;
+            if let Some(recipient) = event.recipients.iter().find(|r| r.user == user) {
+                counts.notifications += 1;
+                counts.highlights += u64::from(recipient.highlight);
+            }
         }
         Ok(counts)
     }
@@ -103,21 +122,41 @@ impl Store {
         }
     }
 
-    /// The user's notifications, newest first, before position `before`.
+    /// The user's notifications in `rooms`, newest first, before position `before`.
     pub fn notifications(
         &self,
         user: &UserId,
+        rooms: &[OwnedRoomId],
         before: u64,
         limit: usize,
     ) -> Result<Vec<(u64, NotificationRecord)>> {
-        let start = composite_key(&[user.as_bytes(), &be(0)]);
-        let end = composite_key(&[user.as_bytes(), &be(before)]);
-        self.notifications
-            .range(start..end)
-            .rev()
-            .take(limit)
-            .map(|item| positioned("notification", item))
-            .collect()
+        let mut found = Vec::new();
+        for room in rooms {
+            let start = composite_key(&[room.as_bytes(), &be(0)]);
+            let end = composite_key(&[room.as_bytes(), &be(before)]);
+            let mut in_room = 0;
+            for item in self.event_notifications.range(start..end).rev() {
+                let (position, event): (u64, EventNotifications) = positioned("notifications", item)?;
+                let Some(recipient) = event.recipients.into_iter().find(|r| r.user == user) else { continue };
+                found.push((
+                    position,
+                    NotificationRecord {
+                        room_id: event.room_id,
+                        event_id: event.event_id,
+                        actions: recipient.actions,
+                        highlight: recipient.highlight,
+                        ts: event.ts,
+                    },
+                ));
+                in_room += 1;
+                if in_room == limit {
+                    break;
+                }
+            }
+        }
+        found.sort_by_key(|(position, _)| std::cmp::Reverse(*position));
+        found.truncate(limit);
+        Ok(found)
     }
 
     /// Stores a receipt; for read receipts also moves the user's read position forwards.

@@ -10,10 +10,19 @@ pub const META_TREE: &str = "meta";
 const VERSION_KEY: &[u8] = b"schema_version";
 
 /// The schema this build writes.
-pub const CURRENT: u32 = 1;
+pub const CURRENT: u32 = 2;
 
-/// `MIGRATIONS[n]` turns schema `n + 1` into `n + 2`. Empty while there is only one schema.
-const MIGRATIONS: &[fn(&sled::Db) -> Result<()>] = &[];
+/// `MIGRATIONS[n]` turns schema `n + 1` into `n + 2`.
+const MIGRATIONS: &[fn(&sled::Db) -> Result<()>] = &[drop_per_member_notifications];
+
+/// 1 → 2: notifications moved from one record per member and event to one per event. The
+/// old records only fed unread counts and `/notifications`, which start afresh.
+fn drop_per_member_notifications(db: &sled::Db) -> Result<()> {
+    for tree in ["notifications", "room_notifications"] {
+        db.drop_tree(tree)?;
+    }
+    Ok(())
+}
 
 pub fn check_and_migrate(db: &sled::Db) -> Result<()> {
     let meta = db.open_tree(META_TREE)?;
