@@ -441,6 +441,16 @@ impl Accounts {
             .ok_or_else(|| Error::NotFound(format!("no user {name} on {}", self.server_name)))
     }
 
+    /// A user's device ids with their display names (none for an unknown user), as key
+    /// queries show them in `unsigned.device_display_name`.
+    pub fn device_names(&self, user_id: &UserId) -> Vec<(OwnedDeviceId, Option<String>)> {
+        self.devices(user_id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, record)| (id, record.display_name))
+            .collect()
+    }
+
     pub fn devices(&self, user_id: &UserId) -> Result<Vec<(OwnedDeviceId, DeviceRecord)>> {
         Ok(self.store.devices(user_id)?)
     }

@@ -134,11 +134,7 @@ async fn public_rooms(
     let body = req.body;
     let page =
         directory_page(&services, body.server.as_deref(), None, body.limit, body.since.as_deref()).await?;
-    let mut response = get_public_rooms::v3::Response::new(page.chunk);
-    response.next_batch = page.next_batch;
-    response.prev_batch = page.prev_batch;
-    response.total_room_count_estimate = Some(page.total);
-    Ok(response)
+    Ok(crate::public_rooms_response!(get_public_rooms::v3::Response::new(Vec::new()), page))
 }
 
 async fn public_rooms_filtered(
@@ -149,10 +145,5 @@ async fn public_rooms_filtered(
     let search = body.filter.generic_search_term.as_deref();
     let page =
         directory_page(&services, body.server.as_deref(), search, body.limit, body.since.as_deref()).await?;
-    let mut response = get_public_rooms_filtered::v3::Response::new();
-    response.chunk = page.chunk;
-    response.next_batch = page.next_batch;
-    response.prev_batch = page.prev_batch;
-    response.total_room_count_estimate = Some(page.total);
-    Ok(response)
+    Ok(crate::public_rooms_response!(get_public_rooms_filtered::v3::Response::new(), page))
 }

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
-    OwnedDeviceId, UInt, UserId,
+    UInt, UserId,
     api::client::{
         keys::{claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys},
         to_device::send_event_to_device,
@@ -70,24 +70,14 @@ async fn upload(
     Ok(upload_keys::v3::Response::new(counts(counts_now)))
 }
 
-/// Device ids and display names of a local user, for `unsigned.device_display_name`.
-fn device_names(services: &Services, user: &UserId) -> Vec<(OwnedDeviceId, Option<String>)> {
-    services
-        .accounts
-        .devices(user)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(id, record)| (id, record.display_name))
-        .collect()
-}
-
 async fn query(
     services: Arc<Services>,
     req: Req<get_keys::v3::Request>,
 ) -> Result<get_keys::v3::Response, ApiError> {
     let wanted = req.body.device_keys;
-    let mut keys =
-        services.e2ee.query(Some(&req.auth.user_id), wanted.clone(), |user| device_names(&services, user))?;
+    let mut keys = services
+        .e2ee
+        .query(Some(&req.auth.user_id), wanted.clone(), |user| services.accounts.device_names(user))?;
     federation::e2ee::query_remote(&services, &wanted, &mut keys).await;
     let mut response = get_keys::v3::Response::new();
     response.failures = keys.failures;

@@ -63,16 +63,8 @@ async fn query_keys(
     services: Arc<Services>,
     req: Req<get_keys::v1::Request>,
 ) -> Result<get_keys::v1::Response, ApiError> {
-    let device_names = |user: &UserId| {
-        services
-            .accounts
-            .devices(user)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(id, record)| (id, record.display_name))
-            .collect()
-    };
-    let keys = services.e2ee.query(None, req.body.device_keys, device_names)?;
+    let keys =
+        services.e2ee.query(None, req.body.device_keys, |user| services.accounts.device_names(user))?;
     let mut response = get_keys::v1::Response::default();
     for (user, devices) in keys.device_keys {
         let devices =

@@ -28,12 +28,7 @@ async fn public_rooms(
     req: Req<get_public_rooms::v1::Request>,
 ) -> Result<get_public_rooms::v1::Response, ApiError> {
     let page = services.rooms.public_rooms_page(None, req.body.limit, req.body.since.as_deref())?;
-    let mut response = get_public_rooms::v1::Response::new();
-    response.chunk = page.chunk;
-    response.next_batch = page.next_batch;
-    response.prev_batch = page.prev_batch;
-    response.total_room_count_estimate = Some(page.total);
-    Ok(response)
+    Ok(crate::public_rooms_response!(get_public_rooms::v1::Response::new(), page))
 }
 
 /// `POST /publicRooms`: this server's room directory, searched.
@@ -44,12 +39,7 @@ async fn public_rooms_filtered(
     let body = req.body;
     let search = body.filter.generic_search_term.as_deref();
     let page = services.rooms.public_rooms_page(search, body.limit, body.since.as_deref())?;
-    let mut response = get_public_rooms_filtered::v1::Response::new();
-    response.chunk = page.chunk;
-    response.next_batch = page.next_batch;
-    response.prev_batch = page.prev_batch;
-    response.total_room_count_estimate = Some(page.total);
-    Ok(response)
+    Ok(crate::public_rooms_response!(get_public_rooms_filtered::v1::Response::new(), page))
 }
 
 /// `GET /query/profile`: a local user's display name and avatar.

@@ -3,7 +3,7 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use ruma::{
-    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomVersionId,
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, ServerName,
     api::federation::{
         authorization::get_event_authorization,
         backfill::get_backfill,
@@ -108,20 +108,8 @@ async fn send_join(
     req: Req<create_join_event::v2::Request>,
 ) -> Result<create_join_event::v2::Response, ApiError> {
     let body = req.body;
-    let room = services.rooms.room(&body.room_id)?;
-    let rules = room.version.rules().ok_or_else(ApiError::internal)?;
-    let checked = inbound::check_pdu(&services, &body.pdu, &rules).await.map_err(ApiError::bad_json)?;
-    let pdu = &checked.json;
-    let sender = pdu["sender"].as_str().unwrap_or_default();
-    let is_join = pdu["type"] == "m.room.member"
-        && pdu["content"]["membership"] == "join"
-        && pdu["state_key"] == sender
-        && ruma::UserId::parse(sender).is_ok_and(|user| user.server_name() == req.auth);
-    if !is_join || checked.event_id != body.event_id {
-        return Err(ApiError::bad_json("Not a join of a user of the calling server, or not the named event"));
-    }
-    services.rooms.add_event(&body.room_id, &checked.event_id, checked.json).await?;
-    let (state, auth_chain) = services.rooms.state_with_auth_chain(&checked.event_id)?;
+    add_membership(&services, &req.auth, &body.room_id, &body.event_id, &body.pdu, "join").await?;
+    let (state, auth_chain) = services.rooms.state_with_auth_chain(&body.event_id)?;
     let mut room_state = create_join_event::v2::RoomState::new();
     room_state.state = state.iter().map(raw).collect::<Result<_, _>>()?;
     room_state.auth_chain = auth_chain.iter().map(raw).collect::<Result<_, _>>()?;
@@ -151,22 +139,37 @@ async fn send_leave(
     req: Req<create_leave_event::v2::Request>,
 ) -> Result<create_leave_event::v2::Response, ApiError> {
     let body = req.body;
-    let room = services.rooms.room(&body.room_id)?;
-    let rules = room.version.rules().ok_or_else(ApiError::internal)?;
-    let checked = inbound::check_pdu(&services, &body.pdu, &rules).await.map_err(ApiError::bad_json)?;
-    let pdu = &checked.json;
-    let sender = pdu["sender"].as_str().unwrap_or_default();
-    let is_leave = pdu["type"] == "m.room.member"
-        && pdu["content"]["membership"] == "leave"
-        && pdu["state_key"] == sender
-        && ruma::UserId::parse(sender).is_ok_and(|user| user.server_name() == req.auth);
-    if !is_leave || checked.event_id != body.event_id {
-        return Err(ApiError::bad_json(
-            "Not a leave of a user of the calling server, or not the named event",
-        ));
-    }
-    services.rooms.add_event(&body.room_id, &checked.event_id, checked.json).await?;
+    add_membership(&services, &req.auth, &body.room_id, &body.event_id, &body.pdu, "leave").await?;
     Ok(create_leave_event::v2::Response::new())
+}
+
+/// Checks and stores a join or leave another server signed for one of its users
+/// (`send_join`, `send_leave`): it must be that user's own `membership` event, and the
+/// event the request names.
+async fn add_membership(
+    services: &Services,
+    origin: &ServerName,
+    room_id: &RoomId,
+    event_id: &EventId,
+    pdu: &RawJsonValue,
+    membership: &str,
+) -> Result<(), ApiError> {
+    let room = services.rooms.room(room_id)?;
+    let rules = room.version.rules().ok_or_else(ApiError::internal)?;
+    let checked = inbound::check_pdu(services, pdu, &rules).await.map_err(ApiError::bad_json)?;
+    let json = &checked.json;
+    let sender = json["sender"].as_str().unwrap_or_default();
+    let is_expected = json["type"] == "m.room.member"
+        && json["content"]["membership"] == membership
+        && json["state_key"] == sender
+        && ruma::UserId::parse(sender).is_ok_and(|user| user.server_name() == origin);
+    if !is_expected || checked.event_id != event_id {
+        return Err(ApiError::bad_json(format!(
+            "Not a {membership} of a user of the calling server, or not the named event"
+        )));
+    }
+    services.rooms.add_event(room_id, &checked.event_id, checked.json).await?;
+    Ok(())
 }
 
 /// `PUT /v2/invite`: another server invites one of our users.

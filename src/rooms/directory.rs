@@ -256,6 +256,21 @@ impl RoomSummary {
     }
 }
 
+/// Moves a [`PublicRoomsPage`] into any of the four `publicRooms` responses (client and
+/// federation, GET and POST): they have the same fields but no common type.
+#[macro_export]
+macro_rules! public_rooms_response {
+    ($response:expr, $page:expr) => {{
+        let mut response = $response;
+        let page: $crate::rooms::PublicRoomsPage = $page;
+        response.chunk = page.chunk;
+        response.next_batch = page.next_batch;
+        response.prev_batch = page.prev_batch;
+        response.total_room_count_estimate = Some(page.total);
+        response
+    }};
+}
+
 /// One page of a room directory, as the client and federation APIs return it.
 pub struct PublicRoomsPage {
     pub chunk: Vec<PublicRoomsChunk>,

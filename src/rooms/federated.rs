@@ -20,7 +20,7 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, json};
 
-use super::{Error, EventSpec, Pdu, Position, Result, Rooms, rules_of};
+use super::{Error, EventSpec, Pdu, Result, Rooms, rules_of};
 use crate::storage::{Placement, RoomRecord, StateKey};
 
 /// What became of an event handed to [`Rooms::add_event`].
@@ -230,21 +230,8 @@ impl Rooms {
         let rules = rules_of(&room)?;
         let spec =
             EventSpec::state(TimelineEventType::RoomMember, user.as_str(), json!({"membership": membership}));
-        let position = Position {
-            room_id: &room.room_id,
-            rules: &rules,
-            prev_events: &room.extremities,
-            depth: room.depth + 1,
-        };
         // Built and checked like a local event; the user's server signs its own copy.
-        let (pdu, mut template) = self.prepare(
-            position,
-            user,
-            spec,
-            |id| self.pdu(id).ok().flatten(),
-            |kind, key| self.current_state_pdu(&room, kind, key),
-        )?;
-        drop(pdu);
+        let (_, mut template) = self.prepare_at_tip(&room, &rules, user, spec)?;
         if let Some(object) = template.as_object_mut() {
             object.remove("signatures");
             object.remove("hashes");
@@ -299,19 +286,7 @@ impl Rooms {
         let _guard = lock.lock().await;
         let room = self.room(room_id)?;
         let rules = rules_of(&room)?;
-        let position = Position {
-            room_id: &room.room_id,
-            rules: &rules,
-            prev_events: &room.extremities,
-            depth: room.depth + 1,
-        };
-        let (pdu, json) = self.prepare(
-            position,
-            sender,
-            spec,
-            |id| self.pdu(id).ok().flatten(),
-            |kind, key| self.current_state_pdu(&room, kind, key),
-        )?;
+        let (pdu, json) = self.prepare_at_tip(&room, &rules, sender, spec)?;
         Ok((room.version, pdu.event_id, json))
     }
 

@@ -206,21 +206,28 @@ impl Rooms {
         if spec.kind == TimelineEventType::RoomRedaction {
             self.check_may_redact(room, sender, &spec.content)?;
         }
-        let position = Position {
-            room_id: &room.room_id,
-            rules: &rules,
-            prev_events: &room.extremities,
-            depth: room.depth + 1,
-        };
-        let (pdu, pdu_json) = self.prepare(
+        let (pdu, pdu_json) = self.prepare_at_tip(room, &rules, sender, spec)?;
+        let staged = self.stage(room, &pdu, pdu_json, txn.map(|t| (sender, t)), Placement::Tip)?;
+        Ok((pdu, staged))
+    }
+
+    /// [`Rooms::prepare`] on top of the room's forward extremities and current state.
+    fn prepare_at_tip(
+        &self,
+        room: &RoomRecord,
+        rules: &RoomVersionRules,
+        sender: &UserId,
+        spec: EventSpec,
+    ) -> Result<(Pdu, JsonValue)> {
+        let position =
+            Position { room_id: &room.room_id, rules, prev_events: &room.extremities, depth: room.depth + 1 };
+        self.prepare(
             position,
             sender,
             spec,
             |id| self.pdu(id).ok().flatten(),
             |kind, key| self.current_state_pdu(room, kind, key),
-        )?;
-        let staged = self.stage(room, &pdu, pdu_json, txn.map(|t| (sender, t)), Placement::Tip)?;
-        Ok((pdu, staged))
+        )
     }
 
     /// Builds, signs and authorizes an event at `position` without storing it. `fetch_event`
