@@ -809,3 +809,70 @@ async fn a_file_uploaded_on_one_server_downloads_and_thumbnails_on_the_other() {
     let (status, _, body) = get_bytes(&bob, &missing).await;
     assert_eq!(status, 404, "GET {missing} on B: {}", String::from_utf8_lossy(&body));
 }
+
+/// Federation endpoints answer bad input from a properly authenticated server with the
+/// spec's errors, and nothing changes.
+#[tokio::test]
+async fn federation_endpoints_answer_bad_input_with_matrix_errors() {
+    let (a, b) = two_servers().await;
+    let alice = a.client().register("alice", PASSWORD).await;
+    let room = alice.create_room(&json!({"preset": "private_chat"})).await;
+    let b_key = signing_key_of(&b);
+    let signed = |method: &str, uri: &str, body: Option<&Value>| {
+        x_matrix(&b_key, &b.server_name(), &a.server_name(), method, uri, body)
+    };
+    let federation = a.federation_client();
+
+    // A transaction without its required fields.
+    let uri = "/_matrix/federation/v1/send/bad-1";
+    let body = json!({"origin": b.server_name()});
+    let reply = federation
+        .request_with("PUT", uri, &[("authorization", &signed("PUT", uri, Some(&body)))], Some(&body))
+        .await;
+    assert_eq!(reply.status, 400, "PUT {uri} without pdus: {}", reply.body);
+    assert_eq!(reply.errcode(), "M_MISSING_PARAM", "{}", reply.body);
+
+    // A transaction claiming another origin than the server that signed it.
+    let uri = "/_matrix/federation/v1/send/bad-2";
+    let body = json!({"origin": "127.0.0.1:1", "origin_server_ts": 1, "pdus": []});
+    let reply = federation
+        .request_with("PUT", uri, &[("authorization", &signed("PUT", uri, Some(&body)))], Some(&body))
+        .await;
+    assert_eq!(reply.status, 403, "PUT {uri} for another origin: {}", reply.body);
+    assert_eq!(reply.errcode(), "M_FORBIDDEN", "{}", reply.body);
+
+    // make_join for a user of another server, and for a room A does not have.
+    let uri = format!("/_matrix/federation/v1/make_join/{}/{}?ver=12", enc(&room), enc(alice.user_id()));
+    let reply =
+        federation.request_with("GET", &uri, &[("authorization", &signed("GET", &uri, None))], None).await;
+    assert_eq!(reply.status, 403, "GET {uri} for A's own user: {}", reply.body);
+    assert_eq!(reply.errcode(), "M_FORBIDDEN", "{}", reply.body);
+    let nobody = format!("@nobody:{}", b.server_name());
+    let uri = format!("/_matrix/federation/v1/make_join/{}/{}?ver=12", enc("!nosuchroom"), enc(&nobody));
+    let reply =
+        federation.request_with("GET", &uri, &[("authorization", &signed("GET", &uri, None))], None).await;
+    assert_eq!(reply.status, 404, "GET {uri}: {}", reply.body);
+    assert_eq!(reply.errcode(), "M_NOT_FOUND", "{}", reply.body);
+
+    // B has no member in the room: its events and state are not B's to read.
+    let uri = format!("/_matrix/federation/v1/state_ids/{}?event_id={}", enc(&room), enc("$nothing"));
+    let reply =
+        federation.request_with("GET", &uri, &[("authorization", &signed("GET", &uri, None))], None).await;
+    assert_eq!(reply.status, 403, "GET {uri} from a server with no member: {}", reply.body);
+    assert_eq!(reply.errcode(), "M_FORBIDDEN", "{}", reply.body);
+
+    // A profile of a user A does not have.
+    let uri = format!(
+        "/_matrix/federation/v1/query/profile?user_id={}",
+        enc(&format!("@ghost:{}", a.server_name()))
+    );
+    let reply =
+        federation.request_with("GET", &uri, &[("authorization", &signed("GET", &uri, None))], None).await;
+    assert_eq!(reply.status, 404, "GET {uri}: {}", reply.body);
+    assert_eq!(reply.errcode(), "M_NOT_FOUND", "{}", reply.body);
+
+    // Nothing of it reached the room.
+    let members =
+        alice.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room))).await.expect(200);
+    assert_eq!(members["joined"].as_object().map(|m| m.len()), Some(1), "{members}");
+}
