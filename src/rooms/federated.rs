@@ -71,24 +71,25 @@ impl Rooms {
         let known_prevs: Vec<OwnedEventId> =
             pdu.prev_events.iter().filter(|id| self.has_timeline_event(id)).cloned().collect();
         let on_tip = !known_prevs.is_empty() && same_set(&known_prevs, &room.extremities);
-        let before = if on_tip {
-            self.store.current_state(&room)?
+        let staged = if on_tip {
+            // The usual case: the state before the event is the current state, looked up
+            // key by key as for a local event rather than read whole.
+            check_state_dependent_auth_rules(
+                &rules.authorization,
+                &pdu,
+                |kind: &StateEventType, key: &str| self.current_state_pdu(&room, kind, key),
+            )
+            .map_err(forbidden)?;
+            self.stage(&room, &pdu, pdu_json, None, Placement::Tip)?
         } else {
             let states = known_prevs.iter().map(|id| self.state_after(id)).collect::<Result<Vec<_>>>()?;
-            self.resolve(&rules, states, None)?
-        };
-        self.check_against(&rules, &pdu, &before).map_err(forbidden)?;
-        if !on_tip {
+            let before = self.resolve(&rules, states, None)?;
+            self.check_against(&rules, &pdu, &before).map_err(forbidden)?;
             let current = self.store.current_state(&room)?;
             if let Err(why) = self.check_against(&rules, &pdu, &current) {
                 tracing::info!(%event_id, %why, "soft-failed an event: the room's current state refuses it");
                 return Ok(Added::SoftFailed);
             }
-        }
-
-        let staged = if on_tip {
-            self.stage(&room, &pdu, pdu_json, None, Placement::Tip)?
-        } else {
             let mut extremities: Vec<OwnedEventId> =
                 room.extremities.iter().filter(|id| !pdu.prev_events.contains(id)).cloned().collect();
             extremities.push(event_id.to_owned());
