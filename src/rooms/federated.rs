@@ -112,7 +112,7 @@ impl Rooms {
             self.stage(&room, &pdu, pdu_json, None, placement)?
         };
         drop(guard);
-        self.finish_append(&room, &pdu, staged).await?;
+        self.finish_append(&room, &pdu, staged, None).await?;
         if pdu.kind == TimelineEventType::RoomRedaction
             && let Some(target) = &pdu.redacts
         {
@@ -353,7 +353,7 @@ impl Rooms {
         };
         let staged = self.stage(&room, &pdu, join_json, None, placement)?;
         drop(guard);
-        self.finish_append(&room, &pdu, staged).await
+        self.finish_append(&room, &pdu, staged, None).await
     }
 
     /// Servers with a joined member in the room.

@@ -40,7 +40,9 @@ pub use pdu::Pdu;
 use crate::{
     federation::{outbox::Outbox, signing_key::SigningKey},
     push::{Push, RoomContext},
-    storage::{NewEvent, Outgoing, Placement, PositionGuard, RoomRecord, StateKey, Store, StoredEvent},
+    storage::{
+        Announced, NewEvent, Outgoing, Placement, PositionGuard, RoomRecord, StateKey, Store, StoredEvent,
+    },
     sync::notifier::Notifier,
 };
 
@@ -169,12 +171,15 @@ impl Rooms {
         spec: EventSpec,
         txn: Option<Txn<'_>>,
     ) -> Result<OwnedEventId> {
+        // Announced before queueing for the room: sends to a busy room then share flushes.
+        let write = self.store.announce_write();
         let lock = self.append_lock(room_id);
         let room_guard = lock.lock().await;
         if let Some(txn) = txn
             && let Some(event_id) = self.store.txn_event(sender, txn.device_id, txn.txn_id)?
         {
             drop(room_guard);
+            drop(write);
             // The first send may still be flushing: answer the retry only once it is durable.
             self.store.durable().await?;
             return Ok(event_id);
@@ -184,7 +189,7 @@ impl Rooms {
         // The next event of this room may be built while this one is flushed: concurrent
         // sends share a flush instead of queueing for one each.
         drop(room_guard);
-        self.finish_append(&room, &pdu, staged).await?;
+        self.finish_append(&room, &pdu, staged, Some(write)).await?;
         if pdu.kind == TimelineEventType::RoomRedaction
             && let Some(target) = &pdu.redacts
         {
@@ -295,7 +300,7 @@ impl Rooms {
     ) -> Result<RoomRecord> {
         let staged = self.stage(room, pdu, pdu_json, txn, Placement::Tip)?;
         let updated = staged.room.clone();
-        self.finish_append(room, pdu, staged).await?;
+        self.finish_append(room, pdu, staged, None).await?;
         Ok(updated)
     }
 
@@ -339,8 +344,15 @@ impl Rooms {
     }
 
     /// Makes a staged event durable, records its notifications, and only then lets syncs
-    /// see it and wakes them. `room` is the room as it was before the event.
-    async fn finish_append(&self, room: &RoomRecord, pdu: &Pdu, staged: Staged) -> Result<()> {
+    /// see it and wakes them. `room` is the room as it was before the event; `write`, the
+    /// writer's announcement if it made one.
+    async fn finish_append(
+        &self,
+        room: &RoomRecord,
+        pdu: &Pdu,
+        staged: Staged,
+        write: Option<Announced>,
+    ) -> Result<()> {
         let Staged { room: after, guard, member } = staged;
         // The room's members as the event leaves them.
         let members = self.member_view(&after)?;
@@ -350,8 +362,12 @@ impl Rooms {
         let member = member.as_ref().map(|(user, m)| (&**user, m.as_str()));
         self.push_event(room, pdu, position, &members, member).await?;
         // One flush makes the event, its queue entries and its notifications durable.
-        self.store.durable().await?;
+        match write {
+            Some(write) => write.durable().await?,
+            None => self.store.durable().await?,
+        }
         self.outbox.wake(destinations);
+        self.store.settle_event(position)?;
         // Only now may syncs see the event: its unread counts are recorded with it.
         drop(guard);
         let present = members.members.iter().filter(|(_, m)| m == "join" || m == "invite").map(|(u, _)| &**u);

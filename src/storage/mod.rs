@@ -13,6 +13,7 @@ mod backup;
 mod directory;
 mod durability;
 mod e2ee;
+mod event_writes;
 mod federation;
 mod filters;
 mod media;
@@ -32,6 +33,7 @@ pub use accounts::{
 };
 pub use backup::{BackedUpSession, BackupDeletion, BackupVersionRecord};
 pub use directory::AliasRecord;
+pub use durability::Announced;
 use durability::GroupCommit;
 pub use e2ee::{ClaimedKey, FallbackKey, SignatureTarget, ToDeviceMessage};
 pub use federation::{CachedServerKeys, Outgoing, RemoteInvite};
@@ -61,6 +63,7 @@ pub struct Store {
     meta: sled::Tree,
     rooms: sled::Tree,
     events: sled::Tree,
+    event_writes: sled::Tree,
     timeline: sled::Tree,
     state_keys: sled::Tree,
     state_keys_rev: sled::Tree,
@@ -170,7 +173,7 @@ impl Store {
             .flush_every_ms(Some(1000))
             .open()?;
         schema::check_and_migrate(&db)?;
-        Ok(Self {
+        let store = Self {
             commit: GroupCommit::new(db.clone()),
             // Ids from sled's generator only grow, across restarts too.
             positions: Positions::new(db.generate_id()?),
@@ -182,6 +185,7 @@ impl Store {
             meta: db.open_tree(schema::META_TREE)?,
             rooms: db.open_tree("rooms")?,
             events: db.open_tree("events")?,
+            event_writes: db.open_tree("event_writes")?,
             timeline: db.open_tree("timeline")?,
             state_keys: db.open_tree("state_keys")?,
             state_keys_rev: db.open_tree("state_keys_rev")?,
@@ -219,7 +223,9 @@ impl Store {
             inbound_txns: db.open_tree("inbound_txns")?,
             remote_invites: db.open_tree("remote_invites")?,
             db,
-        })
+        };
+        store.recover_event_writes()?;
+        Ok(store)
     }
 
     /// A new stream position, held until the write that uses it is durable.
@@ -240,6 +246,13 @@ impl Store {
     /// Waits until every write made before this call is on disk.
     pub async fn durable(&self) -> Result<()> {
         self.commit.wait().await
+    }
+
+    /// Announces a write about to be made, to be awaited with [`Announced::durable`] instead
+    /// of [`Store::durable`]: a flush starting meanwhile waits (briefly) so that this write
+    /// can share it. For writers that often come many at once, such as sends to one room.
+    pub fn announce_write(&self) -> Announced {
+        self.commit.announce()
     }
 
     /// The server name this database was created for, if a server has run on it.

@@ -20,10 +20,12 @@ use std::collections::BTreeMap;
 use ruma::{DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
-use sled::{Transactional, transaction::ConflictableTransactionError};
+use sled::Transactional;
 
 use super::{
-    PositionGuard, Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of,
+    PositionGuard, Result, StorageError, Store, abort, composite_key, decode, encode,
+    event_writes::{Index, WriteSet},
+    flatten, prefix_of,
 };
 
 /// A delta chain longer than this is replaced by a full copy, bounding how many records a
@@ -41,6 +43,9 @@ pub struct RoomRecord {
     pub depth: u64,
     /// Snapshot of the current state; `None` before the create event is stored.
     pub snapshot: Option<u64>,
+    /// Position of the latest event stored (0 in records from before it was kept).
+    #[serde(default)]
+    pub last_position: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,6 +163,7 @@ impl Store {
             extremities: vec![],
             depth: 0,
             snapshot: None,
+            last_position: 0,
         })
     }
 
@@ -285,7 +291,7 @@ impl Store {
     }
 
     /// Writes a new event at the end of its room's timeline, updating state, memberships,
-    /// extremities and the transaction id index in one transaction. Returns the room as it
+    /// extremities and the transaction id index, atomically. Returns the room as it
     /// is afterwards, and the event's stream position, which readers cannot see until the
     /// caller drops it. The caller holds the room's append lock.
     ///
@@ -301,6 +307,7 @@ impl Store {
         let position = guard.position();
         let mut updated = room.clone();
         updated.depth = room.depth.max(event.depth);
+        updated.last_position = position;
         let plan = match placement {
             Placement::Tip => {
                 updated.extremities = vec![event.event_id.to_owned()];
@@ -415,7 +422,7 @@ impl Store {
         })
     }
 
-    /// Writes an event and its state plan in one transaction.
+    /// Writes an event and its state plan, atomically (see `event_writes`).
     fn write_event(
         &self,
         room: &RoomRecord,
@@ -442,72 +449,55 @@ impl Store {
             .chain(event.membership.map(|(user, m)| (user.to_owned(), m.to_owned())))
             .collect();
 
-        let outcome = (
-            &self.rooms,
-            &self.events,
-            &self.timeline,
-            &self.room_state,
-            &self.snapshots,
-            &self.memberships,
-            &self.user_rooms,
-            &self.txn_ids,
-            &self.relations,
-        )
-            .transaction(
-                |(
-                    rooms,
-                    events,
-                    timeline,
-                    room_state,
-                    snapshots,
-                    memberships,
-                    user_rooms,
-                    txn_ids,
-                    relations,
-                )| {
-                    rooms.insert(room.room_id.as_bytes(), room_bytes.as_slice())?;
-                    events.insert(event.event_id.as_bytes(), event_bytes.as_slice())?;
-                    timeline.insert(&room_key(room.short, position), event.event_id.as_bytes())?;
-                    for short in &plan.unset {
-                        room_state.remove(&room_key(room.short, *short))?;
-                    }
-                    for (short, id) in &plan.set {
-                        room_state.insert(&room_key(room.short, *short), id.as_bytes())?;
-                    }
-                    for (id, bytes) in &snapshot_bytes {
-                        snapshots.insert(id, bytes.as_slice())?;
-                    }
-                    for (user, membership) in &memberships_changed {
-                        let entry = encode(&UserRoom { membership: membership.clone(), position });
-                        memberships.insert(
-                            composite_key(&[room.room_id.as_bytes(), user.as_bytes()]),
-                            entry.as_slice(),
-                        )?;
-                        user_rooms
-                            .insert(composite_key(&[user.as_bytes(), room.room_id.as_bytes()]), entry)?;
-                    }
-                    if let Some((parent, rel_type, kind)) = event.relation {
-                        let relation = Relation {
-                            event_id: event.event_id.to_owned(),
-                            rel_type: rel_type.to_owned(),
-                            kind: kind.to_owned(),
-                            position,
-                        };
-                        relations.insert(
-                            composite_key(&[parent.as_bytes(), &position.to_be_bytes()]),
-                            encode(&relation),
-                        )?;
-                    }
-                    if let Some((user, device, txn)) = event.txn {
-                        txn_ids.insert(
-                            composite_key(&[user.as_bytes(), device.as_bytes(), txn.as_bytes()]),
-                            event.event_id.as_bytes(),
-                        )?;
-                    }
-                    Ok::<_, ConflictableTransactionError<StorageError>>(())
-                },
+        // Every index write goes into one write set, the room record last: see `event_writes`.
+        let mut writes = WriteSet::default();
+        writes.insert(Index::Timeline, room_key(room.short, position), event.event_id.as_bytes());
+        for short in &plan.unset {
+            writes.remove(Index::RoomState, room_key(room.short, *short));
+        }
+        for (short, id) in &plan.set {
+            writes.insert(Index::RoomState, room_key(room.short, *short), id.as_bytes());
+        }
+        for (id, bytes) in snapshot_bytes {
+            writes.insert(Index::Snapshots, id, bytes);
+        }
+        for (user, membership) in &memberships_changed {
+            let entry = encode(&UserRoom { membership: membership.clone(), position });
+            writes.insert(
+                Index::Memberships,
+                composite_key(&[room.room_id.as_bytes(), user.as_bytes()]),
+                entry.clone(),
             );
-        flatten(outcome)?;
+            writes.insert(
+                Index::UserRooms,
+                composite_key(&[user.as_bytes(), room.room_id.as_bytes()]),
+                entry,
+            );
+        }
+        if let Some((parent, rel_type, kind)) = event.relation {
+            let relation = Relation {
+                event_id: event.event_id.to_owned(),
+                rel_type: rel_type.to_owned(),
+                kind: kind.to_owned(),
+                position,
+            };
+            writes.insert(
+                Index::Relations,
+                composite_key(&[parent.as_bytes(), &position.to_be_bytes()]),
+                encode(&relation),
+            );
+        }
+        if let Some((user, device, txn)) = event.txn {
+            writes.insert(
+                Index::TxnIds,
+                composite_key(&[user.as_bytes(), device.as_bytes(), txn.as_bytes()]),
+                event.event_id.as_bytes(),
+            );
+        }
+        writes.insert(Index::Rooms, room.room_id.as_bytes(), room_bytes);
+        // The event itself first: without its write set it is an orphan nothing refers to.
+        self.events.insert(event.event_id.as_bytes(), event_bytes)?;
+        self.write_indexes(position, &writes)?;
         crate::metrics::metrics().events_persisted.inc();
         Ok(())
     }
