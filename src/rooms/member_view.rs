@@ -1,23 +1,25 @@
-//! Who is in a room and under which display names, kept in memory per room and rebuilt
-//! only when the room's state changes (a new state snapshot): every event needs it, to
-//! wake members' syncs, to evaluate their push rules and to pick the servers to send to.
+//! Who is in a room, under which display names and with which power levels, kept in memory
+//! per room and rebuilt only when the room's state changes (a new state snapshot): every
+//! event needs it, to wake members' syncs, to evaluate their push rules and to pick the
+//! servers to send to.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
 };
 
-use ruma::{OwnedRoomId, OwnedUserId, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, UserId, events::room::power_levels::RoomPowerLevels};
 
 use super::{Result, Rooms};
 use crate::storage::RoomRecord;
 
-/// A room's members at one state snapshot.
+/// A room's members and power levels at one state snapshot.
 pub struct MemberView {
     /// Every user with a membership, with it.
     pub members: Vec<(OwnedUserId, String)>,
     /// Display names set in members' `m.room.member` events.
     display_names: HashMap<OwnedUserId, String>,
+    pub power_levels: RoomPowerLevels,
 }
 
 impl MemberView {
@@ -54,7 +56,8 @@ impl Rooms {
                 display_names.insert(user.clone(), name.to_owned());
             }
         }
-        let view = Arc::new(MemberView { members, display_names });
+        let power_levels = self.power_levels_in(room)?;
+        let view = Arc::new(MemberView { members, display_names, power_levels });
         if let Some(snapshot) = room.snapshot {
             self.member_views
                 .0

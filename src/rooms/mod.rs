@@ -17,6 +17,7 @@ mod membership;
 mod pdu;
 mod power;
 mod redaction;
+mod state_cache;
 mod visibility;
 
 use std::{
@@ -117,6 +118,7 @@ pub struct Rooms {
     /// Where local users' events go to the other servers in their rooms.
     outbox: Arc<Outbox>,
     member_views: member_view::MemberViews,
+    state_pdus: state_cache::StatePdus,
     /// One async lock per room, held while an event is built and stored.
     append_locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -144,6 +146,7 @@ impl Rooms {
             push,
             outbox,
             member_views: Default::default(),
+            state_pdus: Default::default(),
             typing: Arc::default(),
             append_locks: Mutex::new(HashMap::new()),
         }
@@ -417,7 +420,7 @@ impl Rooms {
         let context = RoomContext {
             room_id: room.room_id.clone(),
             member_count: joined.len() as u64,
-            power_levels: self.power_levels(&room.room_id)?,
+            power_levels: members.power_levels.clone(),
             recipients,
         };
         let client_event = JsonValue::Object(pdu.to_client_json());
@@ -439,6 +442,8 @@ impl Rooms {
             .map_err(|e| Error::Internal(e.to_string()))?;
         let redacted = serde_json::to_value(&redacted).map_err(|e| Error::Internal(e.to_string()))?;
         self.store.store_redacted(target, redacted, because).await?;
+        // After the write: a reader that saw the old form meanwhile cannot cache it now.
+        self.state_pdus.forget(target);
         Ok(())
     }
 
@@ -456,8 +461,21 @@ impl Rooms {
 
     /// A stored event as a [`Pdu`].
     pub fn pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
+        Ok(self.shared_pdu(event_id)?.map(Arc::unwrap_or_clone))
+    }
+
+    /// A stored event, from the state cache when it is a state event read before.
+    fn shared_pdu(&self, event_id: &EventId) -> Result<Option<Arc<Pdu>>> {
+        let miss = match self.state_pdus.get(event_id) {
+            Ok(pdu) => return Ok(Some(pdu)),
+            Err(miss) => miss,
+        };
         let Some(stored) = self.store.event(event_id)? else { return Ok(None) };
-        Pdu::from_json(event_id.to_owned(), &stored.room_id, &stored.pdu).map(Some).map_err(Error::Internal)
+        let pdu =
+            Pdu::from_json(event_id.to_owned(), &stored.room_id, &stored.pdu).map_err(Error::Internal)?;
+        let pdu = Arc::new(pdu);
+        self.state_pdus.insert(miss, pdu.clone());
+        Ok(Some(pdu))
     }
 
     fn current_state_pdu(&self, room: &RoomRecord, kind: &StateEventType, state_key: &str) -> Option<Pdu> {

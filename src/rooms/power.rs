@@ -10,19 +10,24 @@ use ruma::{
 };
 
 use super::{Result, Rooms, rules_of};
+use crate::storage::RoomRecord;
 
 impl Rooms {
     /// The room's current power levels, with its creators privileged where the room version
     /// says so.
     pub fn power_levels(&self, room_id: &RoomId) -> Result<RoomPowerLevels> {
-        let room = self.room(room_id)?;
-        let rules = rules_of(&room)?;
+        self.power_levels_in(&self.room(room_id)?)
+    }
+
+    /// [`Rooms::power_levels`] at the state `room`'s record names.
+    pub(super) fn power_levels_in(&self, room: &RoomRecord) -> Result<RoomPowerLevels> {
+        let rules = rules_of(room)?;
         let content: Option<RoomPowerLevelsEventContent> = self
-            .state_content(room_id, &StateEventType::RoomPowerLevels, "")?
-            .and_then(|c| serde_json::from_value(c).ok());
+            .current_state_pdu(room, &StateEventType::RoomPowerLevels, "")
+            .and_then(|pdu| serde_json::from_str(pdu.content.get()).ok());
         let mut creators: Vec<OwnedUserId> = Vec::new();
         if rules.authorization.explicitly_privilege_room_creators
-            && let Some(create) = self.current_state_pdu(&room, &StateEventType::RoomCreate, "")
+            && let Some(create) = self.current_state_pdu(room, &StateEventType::RoomCreate, "")
         {
             creators.push(create.sender.clone());
             if let Some(additional) = create.content_json()["additional_creators"].as_array() {
