@@ -13,7 +13,7 @@ use std::{
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
     events::room::power_levels::RoomPowerLevels,
-    push::{Action, PushConditionRoomCtx, Ruleset},
+    push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset},
     serde::Raw,
 };
 use serde_json::{Value as JsonValue, json};
@@ -24,6 +24,10 @@ use crate::{
     rooms::Pdu,
     storage::{EventNotifications, NotificationRecord, Recipient, Store, UnreadCounts},
 };
+
+mod evaluation;
+
+use evaluation::{Evaluation, RuleIds, Rules};
 
 const RULES_TYPE: &str = "m.push_rules";
 
@@ -42,7 +46,8 @@ pub struct Push {
     /// Parsed rulesets of users events were evaluated for: parsing (or building the
     /// server default) for every member at every event dominated the send path. Rules only
     /// change through [`Push::update_ruleset`], which replaces the entry.
-    rulesets: Mutex<HashMap<OwnedUserId, Arc<Ruleset>>>,
+    rulesets: Mutex<HashMap<OwnedUserId, Arc<Rules>>>,
+    rule_ids: RuleIds,
     /// The unread counts each user's last sync computed per room, to continue from.
     tallies: Mutex<HashMap<(OwnedUserId, OwnedRoomId), Tally>>,
 }
@@ -57,7 +62,13 @@ struct Tally {
 
 impl Push {
     pub fn new(store: Arc<Store>, account_data: Arc<AccountData>) -> Self {
-        Self { store, account_data, rulesets: Mutex::default(), tallies: Mutex::default() }
+        Self {
+            store,
+            account_data,
+            rulesets: Mutex::default(),
+            rule_ids: RuleIds::default(),
+            tallies: Mutex::default(),
+        }
     }
 
     /// The user's rules: what they stored, or the server defaults.
@@ -70,13 +81,13 @@ impl Push {
     }
 
     /// The user's rules, parsed once and then kept.
-    fn cached_ruleset(&self, user: &UserId) -> Result<Arc<Ruleset>> {
-        if let Some(ruleset) = self.rulesets.lock().expect("never poisoned").get(user) {
-            return Ok(ruleset.clone());
+    fn cached_rules(&self, user: &UserId) -> Result<Arc<Rules>> {
+        if let Some(rules) = self.rulesets.lock().expect("never poisoned").get(user) {
+            return Ok(rules.clone());
         }
-        let ruleset = Arc::new(self.ruleset(user)?);
-        self.rulesets.lock().expect("never poisoned").insert(user.to_owned(), ruleset.clone());
-        Ok(ruleset)
+        let rules = self.rule_ids.rules(self.ruleset(user)?);
+        self.rulesets.lock().expect("never poisoned").insert(user.to_owned(), rules.clone());
+        Ok(rules)
     }
 
     /// The `m.push_rules` account data event content for the user.
@@ -93,7 +104,8 @@ impl Push {
         let mut ruleset = self.ruleset(user)?;
         let result = change(&mut ruleset)?;
         self.account_data.set_managed(user, None, RULES_TYPE, &json!({"global": ruleset})).await?;
-        self.rulesets.lock().expect("never poisoned").insert(user.to_owned(), Arc::new(ruleset));
+        let rules = self.rule_ids.rules(ruleset);
+        self.rulesets.lock().expect("never poisoned").insert(user.to_owned(), rules);
         Ok(result)
     }
 
@@ -109,6 +121,9 @@ impl Push {
         let raw: Raw<JsonValue> = Raw::from_json(
             serde_json::value::to_raw_value(client_event).map_err(|e| Error::Internal(e.to_string()))?,
         );
+        let event = FlattenedJson::from_raw(&raw);
+        let mut evaluation = Evaluation::new(&event);
+        let power_levels = PushConditionPowerLevelsCtx::from(context.power_levels);
         let mut recipients = Vec::new();
         for (user, display_name) in context.recipients {
             if user == pdu.sender {
@@ -120,9 +135,9 @@ impl Push {
                 user.clone(),
                 display_name,
             );
-            room_ctx.power_levels = Some(context.power_levels.clone().into());
-            let ruleset = self.cached_ruleset(&user)?;
-            let actions = ruleset.get_actions(&raw, &room_ctx).await;
+            room_ctx.power_levels = Some(power_levels.clone());
+            let rules = self.cached_rules(&user)?;
+            let actions = evaluation.actions(&rules, &room_ctx).await;
             if actions.iter().any(Action::should_notify) {
                 recipients.push(Recipient {
                     highlight: actions.iter().any(Action::is_highlight),
