@@ -104,6 +104,12 @@ async fn main() -> Result<(), String> {
             }
             other => return Err(format!("unknown scenario {other}")),
         };
+        let mut result = result;
+        // Which scenario drove the peak: the peak so far and the RSS left behind.
+        if let (Some(pid), Some(peak), Value::Object(fields)) = (args.pid, &peak, &mut result) {
+            fields.insert("rss_peak_so_far_mb".to_owned(), json!(mb(peak.peak())));
+            fields.insert("rss_after_mb".to_owned(), json!(process::rss_bytes(pid).map(mb)));
+        }
         eprintln!("  {result}");
         report.insert((*scenario).to_owned(), result);
     }
