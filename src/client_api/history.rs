@@ -237,7 +237,7 @@ async fn context(
         let state = services.rooms.state_before(newest)?;
         services
             .rooms
-            .pdus(state.into_values())?
+            .pdus(state.values().cloned())?
             .iter()
             .map(|p| raw(JsonValue::Object(p.to_client_json())))
             .collect()

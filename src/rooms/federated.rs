@@ -7,7 +7,10 @@
 //! spec lists: against their auth events, against the state before them, and against the
 //! room's current state (a failure there "soft-fails" the event: it is not stored).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    sync::Arc,
+};
 
 use ruma::{
     EventId, OwnedEventId, OwnedUserId, RoomId, RoomVersionId, UserId,
@@ -141,7 +144,7 @@ impl Rooms {
     pub(super) fn state_after(&self, event_id: &EventId) -> Result<BTreeMap<StateKey, OwnedEventId>> {
         let (pdu, stored) =
             self.event(event_id)?.ok_or_else(|| Error::Internal(format!("event {event_id} missing")))?;
-        let mut state = self.state_before(&stored)?;
+        let mut state = Arc::unwrap_or_clone(self.state_before(&stored)?);
         if let Some(state_key) = pdu.state_key {
             state.insert((pdu.kind.to_string(), state_key), pdu.event_id);
         }

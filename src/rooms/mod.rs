@@ -35,6 +35,7 @@ use serde_json::{Value as JsonValue, json};
 pub use create::{CreateRoom, DEFAULT_VERSION, Preset, SUPPORTED_VERSIONS};
 pub use directory::{PublicRoomsPage, RoomSummary};
 pub use federated::{Added, INVITE_STATE_TYPES, stripped};
+pub use member_view::MemberView;
 pub use membership::MemberProfile;
 pub use pdu::Pdu;
 
@@ -42,7 +43,8 @@ use crate::{
     federation::{outbox::Outbox, signing_key::SigningKey},
     push::{Push, RoomContext},
     storage::{
-        Announced, NewEvent, Outgoing, Placement, PositionGuard, RoomRecord, StateKey, Store, StoredEvent,
+        Announced, NewEvent, Outgoing, Placement, PositionGuard, RoomRecord, StateKey, StateMap, Store,
+        StoredEvent,
     },
     sync::notifier::Notifier,
 };
@@ -119,6 +121,7 @@ pub struct Rooms {
     outbox: Arc<Outbox>,
     member_views: member_view::MemberViews,
     state_pdus: state_cache::StatePdus,
+    state_snapshots: state_cache::StateSnapshots,
     /// One async lock per room, held while an event is built and stored.
     append_locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -147,6 +150,7 @@ impl Rooms {
             outbox,
             member_views: Default::default(),
             state_pdus: Default::default(),
+            state_snapshots: Default::default(),
             typing: Arc::default(),
             append_locks: Mutex::new(HashMap::new()),
         }
@@ -510,7 +514,7 @@ impl Rooms {
             && let Some(id) = self.store.current_state_event(&room, "m.room.member", user.as_str())?
             && let Some((_, stored)) = self.event(&id)?
         {
-            let mut state = self.state_before(&stored)?;
+            let mut state = Arc::unwrap_or_clone(self.state_before(&stored)?);
             state.insert(("m.room.member".to_owned(), user.to_string()), id);
             return self.pdus(state.into_values());
         }
@@ -519,11 +523,14 @@ impl Rooms {
     }
 
     /// The state before an event.
-    pub fn state_before(&self, stored: &StoredEvent) -> Result<BTreeMap<StateKey, OwnedEventId>> {
-        match stored.state_before {
-            Some(snapshot) => Ok(self.store.state_at(snapshot)?),
-            None => Ok(BTreeMap::new()),
+    pub fn state_before(&self, stored: &StoredEvent) -> Result<Arc<StateMap>> {
+        let Some(snapshot) = stored.state_before else { return Ok(Arc::default()) };
+        if let Some(state) = self.state_snapshots.get(snapshot) {
+            return Ok(state);
         }
+        let state = Arc::new(self.store.state_at(snapshot)?);
+        self.state_snapshots.insert(snapshot, state.clone());
+        Ok(state)
     }
 
     pub fn pdus(&self, ids: impl IntoIterator<Item = OwnedEventId>) -> Result<Vec<Pdu>> {
@@ -540,6 +547,12 @@ impl Rooms {
     /// Members of a room with their membership.
     pub fn members(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, String)>> {
         Ok(self.store.memberships(room_id)?)
+    }
+
+    /// The room's members, display names and power levels now, shared with every other
+    /// reader until the room's state changes.
+    pub fn current_members(&self, room_id: &RoomId) -> Result<Arc<MemberView>> {
+        self.member_view(&self.room(room_id)?)
     }
 
     /// Rooms the user is joined to.
@@ -646,7 +659,7 @@ impl Rooms {
             return Ok(BTreeMap::new());
         };
         let Some((pdu, stored)) = self.event(&last)? else { return Ok(BTreeMap::new()) };
-        let mut state = self.state_before(&stored)?;
+        let mut state = Arc::unwrap_or_clone(self.state_before(&stored)?);
         if let Some(state_key) = &pdu.state_key {
             state.insert((pdu.kind.to_string(), state_key.clone()), pdu.event_id.clone());
         }

@@ -1,10 +1,15 @@
-//! Parsed state events, kept in memory by event id.
+//! Room state kept in memory: parsed state events by event id, and whole states by
+//! snapshot id.
 //!
 //! Building and authorizing one event reads the room's create, power levels and the
 //! sender's member event several times over (to pick auth events, then to check them), and
 //! push evaluation reads the power levels again: about ten reads of a stored PDU and a
 //! parse of its JSON per message, for events that rarely change. State events are
 //! immutable but for redaction, which [`StatePdus::forget`] covers.
+//!
+//! A sync reads the state before the first event it sends in each room, which costs a read
+//! per state key; after a message, every member's sync asks for the same one. Snapshots
+//! never change, so [`StateSnapshots`] needs no invalidation.
 
 use std::{
     collections::HashMap,
@@ -14,6 +19,7 @@ use std::{
 use ruma::{EventId, OwnedEventId};
 
 use super::Pdu;
+use crate::storage::StateMap;
 
 /// Enough for the auth events of every active room on a small server; the cache starts
 /// over when full rather than tracking recency.
@@ -61,5 +67,25 @@ impl StatePdus {
         let mut inner = self.0.lock().expect("never poisoned");
         inner.generation += 1;
         inner.pdus.remove(event_id);
+    }
+}
+
+/// Enough for the snapshots current syncs ask for; a snapshot of a large room is large.
+const SNAPSHOTS: usize = 256;
+
+#[derive(Default)]
+pub struct StateSnapshots(Mutex<HashMap<u64, Arc<StateMap>>>);
+
+impl StateSnapshots {
+    pub fn get(&self, snapshot: u64) -> Option<Arc<StateMap>> {
+        self.0.lock().expect("never poisoned").get(&snapshot).cloned()
+    }
+
+    pub fn insert(&self, snapshot: u64, state: Arc<StateMap>) {
+        let mut snapshots = self.0.lock().expect("never poisoned");
+        if snapshots.len() >= SNAPSHOTS {
+            snapshots.clear();
+        }
+        snapshots.insert(snapshot, state);
     }
 }

@@ -53,7 +53,9 @@ impl Rooms {
         let mut current = self.store.current_state_event(&room, &member_key.0, &member_key.1)?;
         while let Some(id) = current {
             let Some((_, stored)) = self.event(&id)? else { return Ok(None) };
-            let Some(previous) = self.state_before(&stored)?.remove(&member_key) else { return Ok(None) };
+            let Some(previous) = self.state_before(&stored)?.get(&member_key).cloned() else {
+                return Ok(None);
+            };
             let Some(previous_pdu) = self.pdu(&previous)? else { return Ok(None) };
             if previous_pdu.content_json()["membership"] == "join" {
                 return Ok(Some(stored.position));

@@ -1,6 +1,9 @@
 //! Building one `/sync` (v3) response for a user, from `since` up to the visible position.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use ruma::{
     OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
@@ -28,7 +31,7 @@ use crate::{
     presence::Presence,
     push::Push,
     rooms::{self, Events, Pdu, Result, Rooms},
-    storage::{StateKey, Store, UserRoom},
+    storage::{StateMap, Store, UserRoom},
 };
 
 /// What the client asked for.
@@ -206,7 +209,7 @@ impl Builder<'_> {
     /// be sent, or clients cannot name the room).
     fn state_events<T>(
         &self,
-        state: BTreeMap<StateKey, OwnedEventId>,
+        state: &StateMap,
         timeline: &Events,
         heroes: &[OwnedUserId],
     ) -> Result<Vec<Raw<T>>> {
@@ -218,14 +221,14 @@ impl Builder<'_> {
             .chain(std::iter::once(self.session.user_id.as_str()))
             .chain(heroes.iter().map(|hero| hero.as_str()))
             .collect();
-        let ids = state.into_iter().filter(|((kind, state_key), id)| {
+        let ids = state.iter().filter(|((kind, state_key), id)| {
             !in_timeline.contains(id)
                 && (!lazy || kind != "m.room.member" || needed_members.contains(state_key.as_str()))
         });
         let state_filter = &self.params.filter.room.state;
         let mut events = Vec::new();
         for (_, id) in ids {
-            let Some((pdu, stored)) = self.rooms.event(&id)? else { continue };
+            let Some((pdu, stored)) = self.rooms.event(id)? else { continue };
             if filter::matches(state_filter, &pdu) {
                 let client = JsonValue::Object(pdu.to_client_json());
                 events.push(raw(filter::shape(&self.params.filter, client, &stored.pdu)));
@@ -268,11 +271,11 @@ impl Builder<'_> {
         }
         let state_at_start = match timeline.first() {
             Some((_, first)) => self.rooms.state_before(first)?,
-            None => self.rooms.state_at_position(room_id, upto)?,
+            None => Arc::new(self.rooms.state_at_position(room_id, upto)?),
         };
         let summary = self.summary(room_id)?;
         let state = if initial {
-            self.state_events(state_at_start, &timeline, &summary.heroes)?
+            self.state_events(&state_at_start, &timeline, &summary.heroes)?
         } else {
             let mut wanted = BTreeMap::new();
             if limited {
@@ -293,7 +296,7 @@ impl Builder<'_> {
             let wanted = wanted.into_iter().map(|(key, id)| (key.clone(), id.clone())).collect();
             // Heroes' member events went with the initial sync, or arrive in the timeline or
             // the gap's state above when they change.
-            self.state_events(wanted, &timeline, &summary.heroes)?
+            self.state_events(&wanted, &timeline, &summary.heroes)?
         };
 
         let mut joined = JoinedRoom::new();
@@ -319,7 +322,8 @@ impl Builder<'_> {
     /// for naming a room without a name or canonical alias (as Synapse does): lazy-loading
     /// clients must then be sent their member events, which a named room can spare.
     fn summary(&self, room_id: &RoomId) -> Result<RoomSummary> {
-        let members = self.rooms.members(room_id)?;
+        let view = self.rooms.current_members(room_id)?;
+        let members = &view.members;
         let count = |m: &str| members.iter().filter(|(_, membership)| membership == m).count() as u64;
         let is_set = |kind: StateEventType, field: &str| -> Result<bool> {
             Ok(self
@@ -383,14 +387,14 @@ impl Builder<'_> {
         let (timeline, limited) = self.timeline(room_id, entry.position, since.unwrap_or(0))?;
         let state_at_start = match timeline.first() {
             Some((_, first)) => self.rooms.state_before(first)?,
-            None => self.rooms.state_at_position(room_id, entry.position)?,
+            None => Arc::new(self.rooms.state_at_position(room_id, entry.position)?),
         };
         let mut left = LeftRoom::new();
         left.timeline = Timeline::new();
         left.timeline.limited = limited;
         left.timeline.prev_batch = prev_batch(&timeline, entry.position);
         left.state =
-            State::Before(StateEvents::with_events(self.state_events(state_at_start, &timeline, &[])?));
+            State::Before(StateEvents::with_events(self.state_events(&state_at_start, &timeline, &[])?));
         left.timeline.events = self.client_events(&timeline);
         Ok(left)
     }
