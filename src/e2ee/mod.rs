@@ -6,6 +6,7 @@
 mod backup;
 
 use std::{
+    cell::OnceCell,
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
 };
@@ -486,18 +487,36 @@ impl E2ee {
     /// Whose device lists changed for `user` between two positions: peers whose keys changed,
     /// users newly sharing a room, and users no longer sharing any.
     pub fn device_list_changes(&self, user: &UserId, after: u64, upto: u64) -> Result<DeviceListChanges> {
-        let peers = self.room_peers(user)?;
+        // Every sync asks, and usually nothing changed: each step below is skipped unless
+        // something it looks for happened after `after`.
+        let peers = OnceCell::new();
+        let peers = || -> Result<&BTreeSet<OwnedUserId>> {
+            if let Some(peers) = peers.get() {
+                return Ok(peers);
+            }
+            let found = self.room_peers(user)?;
+            Ok(peers.get_or_init(|| found))
+        };
         let in_range = |position: u64| position > after && position <= upto;
         let mut changes = DeviceListChanges::default();
-        for peer in &peers {
-            if in_range(self.store.last_key_change(peer)?) {
-                changes.changed.insert(peer.clone());
+        if self.store.latest_key_change() > after {
+            for peer in peers()? {
+                if in_range(self.store.last_key_change(peer)?) {
+                    changes.changed.insert(peer.clone());
+                }
             }
         }
         for (room, entry) in self.store.user_rooms(user)? {
             let i_joined_recently = entry.membership == "join" && in_range(entry.position);
             let i_left_recently =
                 matches!(entry.membership.as_str(), "leave" | "ban") && in_range(entry.position);
+            let memberships_unchanged = self
+                .store
+                .room(&room)?
+                .is_some_and(|record| (1..=after).contains(&record.last_membership_change));
+            if !in_range(entry.position) && memberships_unchanged {
+                continue;
+            }
             for (member, membership) in self.store.membership_entries(&room)? {
                 if member == user {
                     continue;
@@ -511,7 +530,7 @@ impl E2ee {
                 // Only someone who was joined can leave; an invite never shared keys.
                 let member_left = matches!(membership.membership.as_str(), "leave" | "ban");
                 let gone = i_left_recently || (member_left && in_range(membership.position));
-                if gone && !peers.contains(&member) {
+                if gone && !peers()?.contains(&member) {
                     changes.left.insert(member);
                 }
             }

@@ -287,6 +287,7 @@ impl Store {
     pub async fn mark_key_change(&self, user: &UserId) -> Result<u64> {
         let guard = self.begin_position()?;
         self.key_changes.insert(user.as_bytes(), &guard.position().to_be_bytes())?;
+        self.latest_key_change.fetch_max(guard.position(), std::sync::atomic::Ordering::SeqCst);
         self.durable().await?;
         Ok(guard.position())
     }
@@ -306,6 +307,24 @@ impl Store {
             }
         }
         Ok(peers)
+    }
+
+    /// The position of the latest key change of anyone: syncs skip looking for changes
+    /// among their peers when nothing changed since their token.
+    pub fn latest_key_change(&self) -> u64 {
+        self.latest_key_change.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The latest key change recorded in the database, to start [`Store::latest_key_change`].
+    pub(super) fn scan_latest_key_change(key_changes: &sled::Tree) -> Result<u64> {
+        key_changes.iter().values().try_fold(0, |latest, value| {
+            let position = value?
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| StorageError::Corrupt("key change".to_owned()))?;
+            Ok(latest.max(position))
+        })
     }
 
     pub fn last_key_change(&self, user: &UserId) -> Result<u64> {
@@ -374,6 +393,8 @@ impl Store {
         if let Some(since) = since {
             let acknowledged: Vec<(sled::IVec, sled::IVec)> =
                 self.to_device_deliveries.range(prefix.clone()..through(since)).collect::<Result<_, _>>()?;
+            // Most syncs acknowledge nothing; a sled batch, even an empty one, costs a write
+            // of sled's log buffer, which was most of the CPU of a room's syncs.
             let mut delivered = None;
             let mut batch = sled::Batch::default();
             for (key, value) in acknowledged {
@@ -391,8 +412,8 @@ impl Store {
                     messages.remove(key);
                 }
                 self.to_device.apply_batch(messages)?;
+                self.to_device_deliveries.apply_batch(batch)?;
             }
-            self.to_device_deliveries.apply_batch(batch)?;
             if since >= upto {
                 return Ok((Vec::new(), false));
             }

@@ -42,7 +42,7 @@ pub use misc::{OpenIdToken, Report};
 pub use positions::PositionGuard;
 use positions::Positions;
 pub use push::{EventNotifications, NotificationRecord, ReceiptRecord, Recipient, UnreadCounts};
-pub use rooms::{NewEvent, Placement, Relation, RoomRecord, StateKey, StoredEvent, UserRoom};
+pub use rooms::{NewEvent, Placement, Relation, RoomRecord, StateKey, StateMap, StoredEvent, UserRoom};
 use ruma::{OwnedServerName, ServerName};
 
 const SERVER_NAME_KEY: &[u8] = b"server_name";
@@ -55,6 +55,8 @@ pub struct Store {
     db: sled::Db,
     commit: GroupCommit,
     positions: Positions,
+    /// See [`Store::latest_key_change`].
+    latest_key_change: std::sync::atomic::AtomicU64,
     users: sled::Tree,
     devices: sled::Tree,
     access_tokens: sled::Tree,
@@ -177,6 +179,7 @@ impl Store {
             commit: GroupCommit::new(db.clone()),
             // Ids from sled's generator only grow, across restarts too.
             positions: Positions::new(db.generate_id()?),
+            latest_key_change: Self::scan_latest_key_change(&db.open_tree("key_changes")?)?.into(),
             users: db.open_tree("users")?,
             devices: db.open_tree("devices")?,
             access_tokens: db.open_tree("access_tokens")?,

@@ -46,6 +46,10 @@ pub struct RoomRecord {
     /// Position of the latest event stored (0 in records from before it was kept).
     #[serde(default)]
     pub last_position: u64,
+    /// Position of the latest event that changed a membership (0: not known, in records
+    /// from before it was kept).
+    #[serde(default)]
+    pub last_membership_change: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +105,9 @@ pub struct UserRoom {
 
 /// A state key as (event type, state key).
 pub type StateKey = (String, String);
+
+/// A room's state: which event holds each state key.
+pub type StateMap = BTreeMap<StateKey, OwnedEventId>;
 
 /// Where a new event sits in the room's graph, which decides the state before it and the
 /// room's state after it.
@@ -164,6 +171,7 @@ impl Store {
             depth: 0,
             snapshot: None,
             last_position: 0,
+            last_membership_change: 0,
         })
     }
 
@@ -318,6 +326,9 @@ impl Store {
                 self.resolved_state_plan(room, before, after, memberships, &mut updated)?
             }
         };
+        if event.membership.is_some() || !plan.memberships.is_empty() {
+            updated.last_membership_change = position;
+        }
         self.write_event(room, &updated, event, plan, position)?;
         Ok((updated, guard))
     }
