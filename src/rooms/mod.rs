@@ -678,6 +678,9 @@ impl Rooms {
         let mut cursor = upto.saturating_add(1);
         let mut page: std::vec::IntoIter<(u64, OwnedEventId)> = Vec::new().into_iter();
         let mut done = false;
+        // Most callers want a sync's worth (ten or so) and sled's reverse scans are slow per
+        // step: start with a small page, then read larger ones.
+        let mut page_size = 16;
         Ok(std::iter::from_fn(move || {
             loop {
                 if let Some((position, id)) = page.next() {
@@ -695,9 +698,12 @@ impl Rooms {
                 if done {
                     return None;
                 }
-                match self.store.timeline(&room, cursor, false, 64) {
+                match self.store.timeline(&room, cursor, false, page_size) {
                     Ok(next) if next.is_empty() => return None,
-                    Ok(next) => page = next.into_iter(),
+                    Ok(next) => {
+                        page = next.into_iter();
+                        page_size = 128;
+                    }
                     Err(e) => {
                         done = true;
                         return Some(Err(e.into()));
