@@ -22,7 +22,7 @@ use crate::{
     account_data::AccountData,
     error::{Error, Result},
     rooms::Pdu,
-    storage::{EventNotifications, NotificationRecord, Recipient, Store, UnreadCounts},
+    storage::{EventNotifications, NotificationRecord, Store, UnreadCounts},
 };
 
 mod evaluation;
@@ -124,7 +124,8 @@ impl Push {
         let event = FlattenedJson::from_raw(&raw);
         let mut evaluation = Evaluation::new(&event);
         let power_levels = PushConditionPowerLevelsCtx::from(context.power_levels);
-        let mut recipients = Vec::new();
+        let ts = MilliSecondsSinceUnixEpoch::now().get().into();
+        let mut notified = EventNotifications::new(context.room_id.clone(), pdu.event_id.clone(), ts);
         for (user, display_name) in context.recipients {
             if user == pdu.sender {
                 continue;
@@ -139,19 +140,10 @@ impl Push {
             let rules = self.cached_rules(&user)?;
             let actions = evaluation.actions(&rules, &room_ctx).await;
             if actions.iter().any(Action::should_notify) {
-                recipients.push(Recipient {
-                    highlight: actions.iter().any(Action::is_highlight),
-                    actions: serde_json::to_value(actions).unwrap_or_default(),
-                    user,
-                });
+                let highlight = actions.iter().any(Action::is_highlight);
+                notified.add(user, highlight, serde_json::to_value(actions).unwrap_or_default());
             }
         }
-        let notified = EventNotifications {
-            room_id: context.room_id,
-            event_id: pdu.event_id.clone(),
-            ts: MilliSecondsSinceUnixEpoch::now().get().into(),
-            recipients,
-        };
         Ok(self.store.stage_notifications(position, &notified)?)
     }
 

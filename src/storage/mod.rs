@@ -41,7 +41,7 @@ pub use media::MediaRecord;
 pub use misc::{OpenIdToken, Report};
 pub use positions::PositionGuard;
 use positions::Positions;
-pub use push::{EventNotifications, NotificationRecord, ReceiptRecord, Recipient, UnreadCounts};
+pub use push::{EventNotifications, NotificationRecord, ReceiptRecord, UnreadCounts};
 pub use rooms::{NewEvent, Placement, Relation, RoomRecord, StateKey, StateMap, StoredEvent, UserRoom};
 use ruma::{OwnedServerName, ServerName};
 
