@@ -52,6 +52,10 @@ class HttpRecorder {
         this.name = name;
         this.failures = [];
         this.requests = [];
+        // Requests other than /sync long-polls in flight, and when the last one ended: what
+        // the client is still doing on its own (key queries after a device-list change).
+        this.busy = 0;
+        this.lastBusy = Date.now();
         this.fetch = this.fetch.bind(this);
     }
 
@@ -59,7 +63,17 @@ class HttpRecorder {
         const url = new URL(typeof input === "string" ? input : input.url ?? String(input));
         const method = (init.method ?? "GET").toUpperCase();
         const path = url.pathname;
-        const response = await fetch(input, init);
+        const counted = !path.endsWith("/sync");
+        if (counted) this.busy += 1;
+        let response;
+        try {
+            response = await fetch(input, init);
+        } finally {
+            if (counted) {
+                this.busy -= 1;
+                this.lastBusy = Date.now();
+            }
+        }
         this.requests.push(`${method} ${path}${url.search} → ${response.status}`);
         if (process.env.LOG_BODIES && new RegExp(process.env.LOG_BODIES).test(path)) {
             const text = await response.clone().text().catch(() => "");
@@ -187,6 +201,19 @@ export class Scenario {
             await prepared;
         });
         return client;
+    }
+
+    /**
+     * Waits until `client` has synced past everything that happened so far (an account-data
+     * marker comes back) and then made no request but /sync for `quietMs`: whatever the
+     * sync told it to do (such as re-querying keys) is done.
+     */
+    async settled(client, quietMs = 300) {
+        const recorder = this.clients.find((c) => c.client === client).recorder;
+        const marker = `${Date.now()}-${Math.random()}`;
+        await client.setAccountData("org.myelin.test.settled", { marker });
+        await waitUntil("the client to sync its account-data marker", () => client.getAccountData("org.myelin.test.settled")?.getContent().marker === marker);
+        await waitUntil(`${recorder.name}'s requests to stop for ${quietMs} ms`, () => recorder.busy === 0 && Date.now() - recorder.lastBusy >= quietMs);
     }
 
     /** Fails if any client got an error answer that a correct server would not give. */

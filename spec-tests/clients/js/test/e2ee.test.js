@@ -155,6 +155,7 @@ test("cross-signing bootstrap through user-interactive auth, and a key backup", 
         });
     await crossSigningReady("first keys");
     const firstMaster = (await bob.downloadKeysForUsers([alice.getUserId()])).master_keys?.[alice.getUserId()];
+    await s.step("alice: her client has settled (synced past the first keys, no request in flight)", () => s.settled(alice));
     // Replacing them does: Element's "reset cross-signing". (Done once the client has settled:
     // a /keys/query answered with the old keys while the reset waits for UIA makes the Rust
     // crypto drop its new private keys, whatever the server.)
