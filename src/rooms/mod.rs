@@ -681,6 +681,17 @@ impl Rooms {
         // Most callers want a sync's worth (ten or so) and sled's reverse scans are slow per
         // step: start with a small page, then read larger ones.
         let mut page_size = 16;
+        // An incremental sync's window usually holds a few events: when it fits in one page,
+        // read it forwards, which sled does far more cheaply than backwards.
+        if after > 0 {
+            let window = self.store.timeline(&room, after, true, page_size)?;
+            if window.len() < page_size || window.last().is_some_and(|(position, _)| *position > upto) {
+                let newest_first: Vec<_> =
+                    window.into_iter().filter(|(position, _)| *position <= upto).rev().collect();
+                page = newest_first.into_iter();
+                done = true;
+            }
+        }
         Ok(std::iter::from_fn(move || {
             loop {
                 if let Some((position, id)) = page.next() {
