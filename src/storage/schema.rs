@@ -10,10 +10,11 @@ pub const META_TREE: &str = "meta";
 const VERSION_KEY: &[u8] = b"schema_version";
 
 /// The schema this build writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 
 /// `MIGRATIONS[n]` turns schema `n + 1` into `n + 2`.
-const MIGRATIONS: &[fn(&sled::Db) -> Result<()>] = &[drop_per_member_notifications];
+const MIGRATIONS: &[fn(&sled::Db) -> Result<()>] =
+    &[drop_per_member_notifications, mark_grouped_notifications];
 
 /// 1 → 2: notifications moved from one record per member and event to one per event. The
 /// old records only fed unread counts and `/notifications`, which start afresh.
@@ -21,6 +22,14 @@ fn drop_per_member_notifications(db: &sled::Db) -> Result<()> {
     for tree in ["notifications", "room_notifications"] {
         db.drop_tree(tree)?;
     }
+    Ok(())
+}
+
+/// 2 → 3: notification records group their recipients by push actions, and events are
+/// written through write sets (`event_writes`). This version reads the older records as
+/// they are, so nothing is rewritten; the new version number keeps an older Myelin, which
+/// cannot read the new records, from opening the database.
+fn mark_grouped_notifications(_db: &sled::Db) -> Result<()> {
     Ok(())
 }
 
