@@ -126,10 +126,8 @@ impl Sender {
             match item {
                 Outgoing::Pdu(event_id) if pdus.len() < MAX_PDUS => {
                     // An event that is gone (never, today) has nothing left to send.
-                    if let Ok(Some(stored)) = self.store.event(event_id)
-                        && let Ok(raw) = serde_json::value::to_raw_value(&stored.pdu)
-                    {
-                        pdus.push(raw);
+                    if let Ok(Some(stored)) = self.store.event(event_id) {
+                        pdus.push(stored.pdu);
                     }
                 }
                 Outgoing::Edu(edu) if edus.len() < MAX_EDUS => {

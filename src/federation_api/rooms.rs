@@ -327,7 +327,7 @@ fn walk_back(
             continue;
         }
         todo.extend(pdu.prev_events.iter().cloned());
-        found.push((pdu.depth.into(), stored.pdu));
+        found.push((pdu.depth.into(), stored.pdu_json()));
     }
     found.sort_by_key(|(depth, _)| *depth);
     found.iter().map(|(_, pdu)| raw(pdu)).collect()

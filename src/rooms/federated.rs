@@ -256,7 +256,7 @@ impl Rooms {
             ids.map(|id| {
                 self.store
                     .event(id)?
-                    .map(|stored| stored.pdu)
+                    .map(|stored| stored.pdu_json())
                     .ok_or_else(|| Error::Internal(format!("event {id} missing")))
             })
             .collect()
@@ -272,7 +272,7 @@ impl Rooms {
             .map(|id| {
                 self.store
                     .event(id)?
-                    .map(|stored| stored.pdu)
+                    .map(|stored| stored.pdu_json())
                     .ok_or_else(|| Error::Internal(format!("event {id} missing")))
             })
             .collect()
@@ -302,7 +302,7 @@ impl Rooms {
             if INVITE_STATE_TYPES.contains(&pdu.kind.to_string().as_str())
                 && let Some(stored) = self.store.event(&pdu.event_id)?
             {
-                events.push(stored.pdu);
+                events.push(stored.pdu_json());
             }
         }
         Ok(events)

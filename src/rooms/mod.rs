@@ -439,7 +439,7 @@ impl Rooms {
             return Ok(());
         }
         let rules = rules_of(room)?;
-        let JsonValue::Object(map) = stored.pdu else { return Ok(()) };
+        let JsonValue::Object(map) = stored.pdu_json() else { return Ok(()) };
         let object =
             ruma::canonical_json::try_from_json_map(map).map_err(|e| Error::Internal(e.to_string()))?;
         let redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
@@ -456,9 +456,9 @@ impl Rooms {
         let Some(stored) = self.store.event(event_id)? else { return Ok(None) };
         let room = self.room(&stored.room_id)?;
         Ok(Some(StoredPdu {
+            pdu: stored.pdu_json(),
             room_id: stored.room_id,
             room_version: room.version,
-            pdu: stored.pdu,
             redacted_because: stored.redacted_because,
         }))
     }
@@ -476,7 +476,7 @@ impl Rooms {
         };
         let Some(stored) = self.store.event(event_id)? else { return Ok(None) };
         let pdu =
-            Pdu::from_json(event_id.to_owned(), &stored.room_id, &stored.pdu).map_err(Error::Internal)?;
+            Pdu::from_raw(event_id.to_owned(), &stored.room_id, &stored.pdu).map_err(Error::Internal)?;
         let pdu = Arc::new(pdu);
         self.state_pdus.insert(miss, pdu.clone());
         Ok(Some(pdu))
@@ -610,7 +610,7 @@ impl Rooms {
     pub fn event(&self, event_id: &EventId) -> Result<Option<(Pdu, StoredEvent)>> {
         let Some(stored) = self.store.event(event_id)? else { return Ok(None) };
         let pdu =
-            Pdu::from_json(event_id.to_owned(), &stored.room_id, &stored.pdu).map_err(Error::Internal)?;
+            Pdu::from_raw(event_id.to_owned(), &stored.room_id, &stored.pdu).map_err(Error::Internal)?;
         Ok(Some((pdu, stored)))
     }
 

@@ -55,10 +55,21 @@ impl Pdu {
     /// the PDU itself does not say).
     pub fn from_json(event_id: OwnedEventId, room_id: &RoomId, pdu: &JsonValue) -> Result<Self, String> {
         let wire = Wire::deserialize(pdu).map_err(|e| format!("malformed PDU {event_id}: {e}"))?;
+        Ok(Self::from_wire(event_id, room_id, wire))
+    }
+
+    /// [`Pdu::from_json`] from the raw JSON, as stored.
+    pub fn from_raw(event_id: OwnedEventId, room_id: &RoomId, pdu: &RawJsonValue) -> Result<Self, String> {
+        let wire: Wire =
+            serde_json::from_str(pdu.get()).map_err(|e| format!("malformed PDU {event_id}: {e}"))?;
+        Ok(Self::from_wire(event_id, room_id, wire))
+    }
+
+    fn from_wire(event_id: OwnedEventId, room_id: &RoomId, wire: Wire) -> Self {
         let redacts = wire.redacts.or_else(|| {
             serde_json::from_str::<ContentRedacts>(wire.content.get()).ok().and_then(|c| c.redacts)
         });
-        Ok(Self {
+        Self {
             event_id,
             room_id_in_pdu: wire.room_id.is_some(),
             room_id: wire.room_id.unwrap_or_else(|| room_id.to_owned()),
@@ -71,7 +82,7 @@ impl Pdu {
             auth_events: wire.auth_events,
             redacts,
             depth: wire.depth,
-        })
+        }
     }
 
     pub fn content_json(&self) -> JsonValue {

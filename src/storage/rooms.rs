@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use ruma::{DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::Value as JsonValue;
+use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 use sled::Transactional;
 
 use super::{
@@ -54,8 +54,10 @@ pub struct RoomRecord {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredEvent {
-    /// The PDU as signed (or, after a redaction, as redacted).
-    pub pdu: JsonValue,
+    /// The PDU as signed (or, after a redaction, as redacted), as raw JSON: most readers
+    /// want a few fields or the JSON as it is, and building a tree of every PDU read was
+    /// the largest cost of an initial sync.
+    pub pdu: Box<RawJsonValue>,
     pub room_id: OwnedRoomId,
     pub position: u64,
     /// The state before this event.
@@ -65,6 +67,17 @@ pub struct StoredEvent {
     /// The redaction event that redacted this one.
     #[serde(default)]
     pub redacted_because: Option<OwnedEventId>,
+}
+
+impl StoredEvent {
+    /// The PDU as a JSON tree, for readers that edit or walk it.
+    pub fn pdu_json(&self) -> JsonValue {
+        serde_json::from_str(self.pdu.get()).expect("a stored PDU is valid JSON")
+    }
+}
+
+fn raw_pdu(pdu: &JsonValue) -> Box<RawJsonValue> {
+    serde_json::value::to_raw_value(pdu).expect("JSON values serialise")
 }
 
 /// How one event changes the stored state: see [`Placement`].
@@ -201,7 +214,7 @@ impl Store {
     /// Replaces an event's PDU with its redacted form.
     pub async fn store_redacted(&self, event_id: &EventId, pdu: JsonValue, because: &EventId) -> Result<()> {
         let Some(mut stored) = self.event(event_id)? else { return Ok(()) };
-        stored.pdu = pdu;
+        stored.pdu = raw_pdu(&pdu);
         stored.redacted_because = Some(because.to_owned());
         self.events.insert(event_id.as_bytes(), encode(&stored))?;
         self.durable().await
@@ -443,7 +456,7 @@ impl Store {
         position: u64,
     ) -> Result<()> {
         let stored = StoredEvent {
-            pdu: event.pdu,
+            pdu: raw_pdu(&event.pdu),
             room_id: room.room_id.clone(),
             position,
             state_before: plan.state_before,
@@ -517,7 +530,7 @@ impl Store {
     /// events another server sent when this one joined a room. Keeps an existing record.
     pub fn store_outlier(&self, room_id: &RoomId, event_id: &EventId, pdu: JsonValue) -> Result<()> {
         let stored = StoredEvent {
-            pdu,
+            pdu: raw_pdu(&pdu),
             room_id: room_id.to_owned(),
             position: 0,
             state_before: None,

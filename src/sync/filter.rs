@@ -4,7 +4,7 @@ use ruma::{
     RoomId,
     api::client::filter::{EventFormat, Filter, FilterDefinition, RoomEventFilter},
 };
-use serde_json::Value as JsonValue;
+use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 
 use crate::rooms::Pdu;
 
@@ -70,9 +70,9 @@ mod tests {
 
 /// Applies a filter's `event_format` and `event_fields` to one event. `client` is the event
 /// in client format, `pdu` as it travels over federation.
-pub fn shape(definition: &FilterDefinition, client: JsonValue, pdu: &JsonValue) -> JsonValue {
+pub fn shape(definition: &FilterDefinition, client: JsonValue, pdu: &RawJsonValue) -> JsonValue {
     let event = match definition.event_format {
-        EventFormat::Federation => pdu.clone(),
+        EventFormat::Federation => serde_json::from_str(pdu.get()).expect("a stored PDU is valid JSON"),
         _ => client,
     };
     match &definition.event_fields {
