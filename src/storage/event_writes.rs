@@ -66,9 +66,9 @@ impl WriteSet {
         self.ops.push((index, key.into(), None));
     }
 
-    /// Binary form: per op, the index byte, then the key and the value (if any) each
-    /// prefixed by its length as a big-endian u32; a value's length has its top bit set
-    /// for a removal. JSON would spell every byte of the keys as a number.
+    /// Binary form: per op, the index byte, then the key and the value each prefixed by its
+    /// length as a big-endian u32; a removal has no value and [`REMOVED`] for its length.
+    /// JSON would spell every byte of the keys as a number.
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             self.ops.iter().map(|(_, k, v)| 9 + k.len() + v.as_ref().map_or(0, Vec::len)).sum(),
@@ -109,6 +109,7 @@ impl WriteSet {
     }
 }
 
+/// The value length that marks a removal.
 const REMOVED: u32 = u32::MAX;
 
 impl Store {
