@@ -52,11 +52,9 @@ fn device_key(user: &UserId, device: &DeviceId) -> Vec<u8> {
     composite_key(&[user.as_bytes(), device.as_bytes()])
 }
 
-fn parse_position(bytes: &[u8]) -> Result<u64> {
-    bytes
-        .try_into()
-        .map(u64::from_be_bytes)
-        .map_err(|_| StorageError::Corrupt("to-device position".to_owned()))
+/// A big-endian stream position stored as a value; `what` names it in the error.
+fn parse_position(what: &str, bytes: &[u8]) -> Result<u64> {
+    bytes.try_into().map(u64::from_be_bytes).map_err(|_| StorageError::Corrupt(what.to_owned()))
 }
 
 fn split_last(bytes: &[u8]) -> Result<(&[u8], &[u8])> {
@@ -317,23 +315,15 @@ impl Store {
 
     /// The latest key change recorded in the database, to start [`Store::latest_key_change`].
     pub(super) fn scan_latest_key_change(key_changes: &sled::Tree) -> Result<u64> {
-        key_changes.iter().values().try_fold(0, |latest, value| {
-            let position = value?
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .map_err(|_| StorageError::Corrupt("key change".to_owned()))?;
-            Ok(latest.max(position))
-        })
+        key_changes
+            .iter()
+            .values()
+            .try_fold(0, |latest, value| Ok(latest.max(parse_position("key change", &value?)?)))
     }
 
     pub fn last_key_change(&self, user: &UserId) -> Result<u64> {
         match self.key_changes.get(user.as_bytes())? {
-            Some(bytes) => bytes
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .map_err(|_| StorageError::Corrupt("key change".to_owned())),
+            Some(bytes) => parse_position("key change", &bytes),
             None => Ok(0),
         }
     }
@@ -398,7 +388,7 @@ impl Store {
             let mut delivered = None;
             let mut batch = sled::Batch::default();
             for (key, value) in acknowledged {
-                delivered = delivered.max(Some(parse_position(&value)?));
+                delivered = delivered.max(Some(parse_position("to-device position", &value)?));
                 batch.remove(key);
             }
             if let Some(delivered) = delivered {
