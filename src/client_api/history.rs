@@ -21,18 +21,15 @@ use ruma::{
     events::TimelineEventType,
     serde::Raw,
 };
-use serde_json::Value as JsonValue;
 
-use super::rooms::raw;
 use crate::{
     accounts::Session,
     http::{
         ApiError,
         router::{Req, Router},
     },
-    rooms::{Events, Pdu},
+    rooms::{Event, Events},
     services::Services,
-    storage::StoredEvent,
     sync::filter,
 };
 
@@ -46,8 +43,8 @@ pub fn routes(router: &mut Router) {
     router.ruma(timestamp_to_event);
 }
 
-fn client_event<T>(services: &Services, session: &Session, pdu: &Pdu, stored: &StoredEvent) -> Raw<T> {
-    raw(services.rooms.client_event(pdu, stored, Some((&session.user_id, &session.device_id))))
+fn client_event<T>(services: &Services, session: &Session, event: &Event) -> Raw<T> {
+    Raw::from_json(services.rooms.client_event(event, Some((&session.user_id, &session.device_id))))
 }
 
 fn parse_token(token: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
@@ -66,12 +63,12 @@ fn limit_of(limit: Option<UInt>, default: usize) -> usize {
 
 /// Member events of the senders of `events`, from the state at the newest of them, for
 /// lazy-loading clients.
-fn members_for(services: &Services, events: &[(Pdu, StoredEvent)]) -> Result<Vec<JsonValue>, ApiError> {
-    let Some((_, newest)) = events.iter().max_by_key(|(_, stored)| stored.position) else {
+fn members_for<T>(services: &Services, events: &[Arc<Event>]) -> Result<Vec<Raw<T>>, ApiError> {
+    let Some(newest) = events.iter().max_by_key(|event| event.stored.position) else {
         return Ok(vec![]);
     };
-    let state = services.rooms.state_before(newest)?;
-    let mut senders: Vec<&UserId> = events.iter().map(|(pdu, _)| &*pdu.sender).collect();
+    let state = services.rooms.state_before(&newest.stored)?;
+    let mut senders: Vec<&UserId> = events.iter().map(|event| &*event.pdu.sender).collect();
     senders.sort();
     senders.dedup();
     let mut members = Vec::new();
@@ -82,28 +79,24 @@ fn members_for(services: &Services, events: &[(Pdu, StoredEvent)]) -> Result<Vec
             // The sender's own join can be on the page itself, after the state we read.
             None => events
                 .iter()
-                .map(|(p, _)| p)
+                .map(|event| &event.pdu)
                 .find(|p| {
                     p.kind == TimelineEventType::RoomMember && p.state_key.as_deref() == Some(sender.as_str())
                 })
                 .cloned(),
         };
         if let Some(pdu) = member {
-            members.push(JsonValue::Object(pdu.to_client_json()));
+            members.push(pdu.client_event().to_raw());
         }
     }
     Ok(members)
 }
 
-fn event_in_room(
-    services: &Services,
-    room_id: &RoomId,
-    event_id: &EventId,
-) -> Result<(Pdu, StoredEvent), ApiError> {
+fn event_in_room(services: &Services, room_id: &RoomId, event_id: &EventId) -> Result<Arc<Event>, ApiError> {
     services
         .rooms
         .event(event_id)?
-        .filter(|(pdu, _)| pdu.room_id == room_id)
+        .filter(|event| event.pdu.room_id == room_id)
         .ok_or_else(|| ApiError::not_found(format!("no event {event_id} in this room")))
 }
 
@@ -113,9 +106,9 @@ async fn event(
 ) -> Result<get_room_event::v3::Response, ApiError> {
     let body = req.body;
     services.rooms.check_can_read_history(&body.room_id, &req.auth.user_id)?;
-    let (pdu, stored) = event_in_room(&services, &body.room_id, &body.event_id)?;
-    services.rooms.visibility(&body.room_id, &req.auth.user_id)?.require(&pdu, &stored)?;
-    Ok(get_room_event::v3::Response::new(client_event(&services, &req.auth, &pdu, &stored)))
+    let event = event_in_room(&services, &body.room_id, &body.event_id)?;
+    services.rooms.visibility(&body.room_id, &req.auth.user_id)?.require(&event)?;
+    Ok(get_room_event::v3::Response::new(client_event(&services, &req.auth, &event)))
 }
 
 /// Where a walk over the timeline starts, which way it goes and when it stops.
@@ -141,15 +134,15 @@ fn walk(
     while let Some(position) = cursor {
         let (page, next) = services.rooms.paginate(room_id, Some(position), forwards, limit)?;
         cursor = next;
-        for (pdu, stored) in page {
-            let past_to =
-                to.is_some_and(|to| if forwards { stored.position > to } else { stored.position <= to });
+        for event in page {
+            let position = event.stored.position;
+            let past_to = to.is_some_and(|to| if forwards { position > to } else { position <= to });
             if past_to {
                 return Ok((found, None));
             }
-            let token = if forwards { stored.position } else { stored.position - 1 };
-            if filter::matches(filter, &pdu) && visibility.can_see(&pdu, &stored)? {
-                found.push((pdu, stored));
+            let token = if forwards { position } else { position - 1 };
+            if filter::matches(filter, &event.pdu) && visibility.can_see(&event)? {
+                found.push(event);
                 if found.len() == limit {
                     return Ok((found, Some(token)));
                 }
@@ -178,12 +171,11 @@ async fn messages(
         walk(&services, &req.auth, room_id, Walk { from: start, to, forwards, limit }, &body.filter)?;
     let mut response = get_message_events::v3::Response::new();
     if !body.filter.lazy_load_options.is_disabled() {
-        response.state = members_for(&services, &chunk)?.into_iter().map(raw).collect();
+        response.state = members_for(&services, &chunk)?;
     }
     response.start = start.to_string();
     response.end = end.map(|e| e.to_string());
-    response.chunk =
-        chunk.iter().map(|(pdu, stored)| client_event(&services, &req.auth, pdu, stored)).collect();
+    response.chunk = chunk.iter().map(|event| client_event(&services, &req.auth, event)).collect();
     Ok(response)
 }
 
@@ -194,8 +186,9 @@ async fn context(
     let body = req.body;
     let room_id = &body.room_id;
     services.rooms.check_can_read_history(room_id, &req.auth.user_id)?;
-    let (pdu, stored) = event_in_room(&services, room_id, &body.event_id)?;
-    services.rooms.visibility(room_id, &req.auth.user_id)?.require(&pdu, &stored)?;
+    let event = event_in_room(&services, room_id, &body.event_id)?;
+    services.rooms.visibility(room_id, &req.auth.user_id)?.require(&event)?;
+    let stored = &event.stored;
     let limit = limit_of(Some(body.limit), 10);
     let before_limit = limit / 2;
     let after_limit = limit - before_limit;
@@ -225,28 +218,23 @@ async fn context(
     // Without a further page the tokens still point at the edges, so clients can resume.
     response.start = Some(
         start
-            .unwrap_or_else(|| before.last().map_or(stored.position - 1, |(_, s)| s.position - 1))
+            .unwrap_or_else(|| before.last().map_or(stored.position - 1, |e| e.stored.position - 1))
             .to_string(),
     );
     response.end =
-        Some(end.unwrap_or_else(|| after.last().map_or(stored.position, |(_, s)| s.position)).to_string());
+        Some(end.unwrap_or_else(|| after.last().map_or(stored.position, |e| e.stored.position)).to_string());
     let mut shown: Events = before.iter().chain(after.iter()).cloned().collect();
-    shown.push((pdu.clone(), stored.clone()));
+    shown.push(event.clone());
     response.state = if body.filter.lazy_load_options.is_disabled() {
-        let newest = after.last().map_or(&stored, |(_, s)| s);
+        let newest = after.last().map_or(stored, |e| &e.stored);
         let state = services.rooms.state_before(newest)?;
-        services
-            .rooms
-            .pdus(state.values().cloned())?
-            .iter()
-            .map(|p| raw(JsonValue::Object(p.to_client_json())))
-            .collect()
+        services.rooms.pdus(state.values().cloned())?.iter().map(|p| p.client_event().to_raw()).collect()
     } else {
-        members_for(&services, &shown)?.into_iter().map(raw).collect()
+        members_for(&services, &shown)?
     };
-    response.event = Some(client_event(&services, &req.auth, &pdu, &stored));
-    response.events_before = before.iter().map(|(p, s)| client_event(&services, &req.auth, p, s)).collect();
-    response.events_after = after.iter().map(|(p, s)| client_event(&services, &req.auth, p, s)).collect();
+    response.event = Some(client_event(&services, &req.auth, &event));
+    response.events_before = before.iter().map(|e| client_event(&services, &req.auth, e)).collect();
+    response.events_after = after.iter().map(|e| client_event(&services, &req.auth, e)).collect();
     Ok(response)
 }
 
@@ -265,27 +253,28 @@ fn relations(
     limit: Option<UInt>,
 ) -> Result<(Vec<Raw<ruma::events::AnyMessageLikeEvent>>, Option<String>), ApiError> {
     services.rooms.check_can_read_history(room_id, &session.user_id)?;
-    let (parent_pdu, parent_stored) = event_in_room(services, room_id, parent)?;
+    let parent_event = event_in_room(services, room_id, parent)?;
     let mut visibility = services.rooms.visibility(room_id, &session.user_id)?;
-    visibility.require(&parent_pdu, &parent_stored)?;
+    visibility.require(&parent_event)?;
     let forwards = dir == Direction::Forward;
     let from = parse_token(from, "from")?;
     let to = parse_token(to, "to")?;
     let limit = limit_of(limit, 50);
     let mut chunk = Vec::new();
     let mut next = None;
-    for (pdu, stored) in services.rooms.relations(parent, rel_type, kind, from, forwards)? {
+    for event in services.rooms.relations(parent, rel_type, kind, from, forwards)? {
+        let stored = &event.stored;
         if to.is_some_and(|to| if forwards { stored.position > to } else { stored.position <= to }) {
             break;
         }
-        if !visibility.can_see(&pdu, &stored)? {
+        if !visibility.can_see(&event)? {
             continue;
         }
         if chunk.len() == limit {
             next = Some(if forwards { stored.position - 1 } else { stored.position + 1 }.to_string());
             break;
         }
-        chunk.push(client_event(services, session, &pdu, &stored));
+        chunk.push(client_event(services, session, &event));
     }
     Ok((chunk, next))
 }
@@ -366,11 +355,11 @@ async fn timestamp_to_event(
     let b = req.body;
     services.rooms.check_can_read_history(&b.room_id, &req.auth.user_id)?;
     let mut visibility = services.rooms.visibility(&b.room_id, &req.auth.user_id)?;
-    let pdu = services
+    let event = services
         .rooms
-        .event_at_timestamp(&b.room_id, b.ts.get().into(), b.dir == Direction::Forward, |pdu, stored| {
-            visibility.can_see(pdu, stored)
+        .event_at_timestamp(&b.room_id, b.ts.get().into(), b.dir == Direction::Forward, |event| {
+            visibility.can_see(event)
         })?
         .ok_or_else(|| ApiError::not_found("no event in that direction from the timestamp"))?;
-    Ok(get_event_by_timestamp::v1::Response::new(pdu.event_id, pdu.origin_server_ts))
+    Ok(get_event_by_timestamp::v1::Response::new(event.pdu.event_id.clone(), event.pdu.origin_server_ts))
 }

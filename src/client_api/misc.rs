@@ -138,7 +138,11 @@ async fn report_event(
     if services.rooms.membership(&b.room_id, &req.auth.user_id).ok().flatten().as_deref() != Some("join") {
         return Err(not_found());
     }
-    services.rooms.event(&b.event_id)?.filter(|(pdu, _)| pdu.room_id == b.room_id).ok_or_else(not_found)?;
+    services
+        .rooms
+        .event(&b.event_id)?
+        .filter(|event| event.pdu.room_id == b.room_id)
+        .ok_or_else(not_found)?;
     let report = Report {
         reporter: req.auth.user_id.clone(),
         room_id: b.room_id,

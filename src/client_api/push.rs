@@ -11,9 +11,9 @@ use ruma::{
         set_pushrule, set_pushrule_actions, set_pushrule_enabled,
     },
     push::{InsertPushRuleError, RemovePushRuleError, RuleKind, Ruleset},
+    serde::Raw,
 };
 
-use super::rooms::raw;
 use crate::{
     error::Error,
     http::{
@@ -212,10 +212,11 @@ async fn notifications(
         if only_highlight && !record.highlight {
             continue;
         }
-        let Some((pdu, stored)) = services.rooms.event(&record.event_id)? else { continue };
+        let Some(stored_event) = services.rooms.event(&record.event_id)? else { continue };
         let actions = serde_json::from_value(record.actions.clone()).unwrap_or_default();
-        let event = raw(services.rooms.client_event(&pdu, &stored, Some((user, &req.auth.device_id))));
-        let read = services.push.is_read(user, &record.room_id, stored.position)?;
+        let event =
+            Raw::from_json(services.rooms.client_event(&stored_event, Some((user, &req.auth.device_id))));
+        let read = services.push.is_read(user, &record.room_id, stored_event.stored.position)?;
         let ts = MilliSecondsSinceUnixEpoch(UInt::new_saturating(record.ts));
         notifications.push(get_notifications::v3::Notification::new(
             actions,

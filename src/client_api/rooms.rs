@@ -188,7 +188,7 @@ async fn state_all(
     req: Req<get_state_events::v3::Request>,
 ) -> Result<get_state_events::v3::Response, ApiError> {
     let state = services.rooms.readable_state(&req.body.room_id, &req.auth.user_id)?;
-    let events = state.iter().map(|pdu| raw(JsonValue::Object(pdu.to_client_json()))).collect();
+    let events = state.iter().map(|pdu| pdu.client_event().to_raw()).collect();
     Ok(get_state_events::v3::Response::new(events))
 }
 
@@ -205,7 +205,7 @@ async fn state_one(
         .find(|pdu| pdu.kind.to_string() == kind && pdu.state_key.as_deref() == Some(body.state_key.as_str()))
         .ok_or_else(|| ApiError::not_found(format!("no {kind} state with key {:?}", body.state_key)))?;
     let value = match body.format {
-        get_state_event_for_key::v3::StateEventFormat::Event => JsonValue::Object(pdu.to_client_json()),
+        get_state_event_for_key::v3::StateEventFormat::Event => pdu.client_event().to_json(),
         _ => pdu.content_json(),
     };
     Ok(get_state_event_for_key::v3::Response::new(
@@ -233,7 +233,7 @@ async fn members(
                 (is, is_not) => is.unwrap_or(true) && is_not.unwrap_or(true),
             }
         })
-        .map(|pdu| raw(JsonValue::Object(pdu.to_client_json())))
+        .map(|pdu| pdu.client_event().to_raw())
         .collect();
     Ok(get_member_events::v3::Response::new(chunk))
 }

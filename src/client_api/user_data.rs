@@ -144,7 +144,7 @@ async fn set_fully_read(
     services
         .rooms
         .event(event_id)?
-        .filter(|(pdu, _)| pdu.room_id == room_id)
+        .filter(|event| event.pdu.room_id == room_id)
         .ok_or_else(|| ApiError::not_found(format!("no event {event_id} in this room")))?;
     services
         .account_data

@@ -322,12 +322,12 @@ fn walk_back(
         if found.len() >= limit || stop.contains(&*id) || !seen.insert(id.clone()) {
             continue;
         }
-        let Some((pdu, stored)) = services.rooms.event(&id)? else { continue };
-        if pdu.room_id != room_id || stored.position == 0 {
+        let Some(event) = services.rooms.event(&id)? else { continue };
+        if event.pdu.room_id != room_id || event.stored.position == 0 {
             continue;
         }
-        todo.extend(pdu.prev_events.iter().cloned());
-        found.push((pdu.depth.into(), stored.pdu_json()));
+        todo.extend(event.pdu.prev_events.iter().cloned());
+        found.push((event.pdu.depth.into(), event.stored.pdu_json()));
     }
     found.sort_by_key(|(depth, _)| *depth);
     found.iter().map(|(_, pdu)| raw(pdu)).collect()

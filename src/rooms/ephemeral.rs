@@ -148,20 +148,20 @@ impl Rooms {
         thread_id: Option<&str>,
     ) -> Result<()> {
         self.require_joined(room_id, user)?;
-        let (pdu, stored) = self
+        let event = self
             .event(event_id)?
-            .filter(|(pdu, _)| pdu.room_id == room_id)
+            .filter(|event| event.pdu.room_id == room_id)
             .ok_or_else(|| Error::NotFound(format!("no event {event_id} in {room_id}")))?;
         let record = ReceiptRecord {
             user_id: user.to_owned(),
             receipt_type: receipt_type.to_owned(),
             thread_id: thread_id.unwrap_or_default().to_owned(),
-            event_id: pdu.event_id,
+            event_id: event.pdu.event_id.clone(),
             ts: MilliSecondsSinceUnixEpoch::now().get().into(),
             position: 0,
         };
         let ts = record.ts;
-        let position = self.store.set_receipt(room_id, record, stored.position).await?;
+        let position = self.store.set_receipt(room_id, record, event.stored.position).await?;
         if receipt_type == "m.read" && user.server_name() == self.server_name {
             let mut data = json!({"ts": ts});
             if let Some(thread) = thread_id {

@@ -7,10 +7,7 @@
 //! spec lists: against their auth events, against the state before them, and against the
 //! room's current state (a failure there "soft-fails" the event: it is not stored).
 
-use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
-    sync::Arc,
-};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ruma::{
     EventId, OwnedEventId, OwnedUserId, RoomId, RoomVersionId, UserId,
@@ -140,17 +137,6 @@ impl Rooms {
         })
     }
 
-    /// The room's state after an event: the state before it plus the event itself.
-    pub(super) fn state_after(&self, event_id: &EventId) -> Result<BTreeMap<StateKey, OwnedEventId>> {
-        let (pdu, stored) =
-            self.event(event_id)?.ok_or_else(|| Error::Internal(format!("event {event_id} missing")))?;
-        let mut state = Arc::unwrap_or_clone(self.state_before(&stored)?);
-        if let Some(state_key) = pdu.state_key {
-            state.insert((pdu.kind.to_string(), state_key), pdu.event_id);
-        }
-        Ok(state)
-    }
-
     /// Members whose membership in `state` differs from what the store says.
     fn membership_changes(
         &self,
@@ -246,11 +232,11 @@ impl Rooms {
     /// The state before an event and the auth chain of that state and the event, as PDUs:
     /// what a resident server hands a server that joined, and answers `/state` with.
     pub fn state_with_auth_chain(&self, event_id: &EventId) -> Result<(Vec<JsonValue>, Vec<JsonValue>)> {
-        let (pdu, stored) =
+        let event =
             self.event(event_id)?.ok_or_else(|| Error::NotFound(format!("unknown event {event_id}")))?;
-        let state = self.state_before(&stored)?;
+        let state = self.state_before(&event.stored)?;
         let mut wanted: Vec<OwnedEventId> = state.values().cloned().collect();
-        wanted.push(pdu.event_id.clone());
+        wanted.push(event_id.to_owned());
         let chain = auth_chain(&|id: &EventId| self.pdu(id).ok().flatten(), wanted);
         let pdus = |ids: &mut dyn Iterator<Item = &OwnedEventId>| -> Result<Vec<JsonValue>> {
             ids.map(|id| {

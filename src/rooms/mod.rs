@@ -11,17 +11,18 @@ mod builder;
 mod create;
 mod directory;
 mod ephemeral;
+mod event_cache;
 mod federated;
 mod member_view;
 mod membership;
 mod pdu;
 mod power;
 mod redaction;
-mod state_cache;
+mod state_snapshots;
 mod visibility;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{Arc, Mutex},
 };
 
@@ -30,21 +31,22 @@ use ruma::{
     events::{StateEventType, TimelineEventType},
     room_version_rules::RoomVersionRules,
 };
-use serde_json::{Value as JsonValue, json};
+use serde_json::Value as JsonValue;
 
 pub use create::{CreateRoom, DEFAULT_VERSION, Preset, SUPPORTED_VERSIONS};
 pub use directory::{PublicRoomsPage, RoomSummary};
+pub use event_cache::Event;
 pub use federated::{Added, INVITE_STATE_TYPES, stripped};
 pub use member_view::MemberView;
 pub use membership::MemberProfile;
 pub use pdu::Pdu;
+use pdu::Unsigned;
 
 use crate::{
     federation::{outbox::Outbox, signing_key::SigningKey},
     push::{Push, RoomContext},
     storage::{
-        Announced, NewEvent, Outgoing, Placement, PositionGuard, RoomRecord, StateKey, StateMap, Store,
-        StoredEvent,
+        Announced, NewEvent, Outgoing, Placement, PositionGuard, RoomRecord, StateMap, Store, StoredEvent,
     },
     sync::notifier::Notifier,
 };
@@ -52,7 +54,7 @@ use crate::{
 pub use crate::error::{Error, Result};
 
 /// Events with their storage records, in timeline order.
-pub type Events = Vec<(Pdu, StoredEvent)>;
+pub type Events = Vec<Arc<Event>>;
 
 /// A new event as a client or the server asks for it.
 #[derive(Debug, Clone)]
@@ -120,8 +122,8 @@ pub struct Rooms {
     /// Where local users' events go to the other servers in their rooms.
     outbox: Arc<Outbox>,
     member_views: member_view::MemberViews,
-    state_pdus: state_cache::StatePdus,
-    state_snapshots: state_cache::StateSnapshots,
+    events: event_cache::EventCache,
+    state_snapshots: state_snapshots::StateSnapshots,
     /// One async lock per room, held while an event is built and stored.
     append_locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -149,7 +151,7 @@ impl Rooms {
             push,
             outbox,
             member_views: Default::default(),
-            state_pdus: Default::default(),
+            events: Default::default(),
             state_snapshots: Default::default(),
             typing: Arc::default(),
             append_locks: Mutex::new(HashMap::new()),
@@ -346,7 +348,9 @@ impl Rooms {
             membership: member.as_ref().map(|(user, membership)| (&**user, membership.as_str())),
             txn: txn.map(|(user, t)| (user, t.device_id, t.txn_id)),
         };
-        let (updated, guard) = self.store.stage_event(room, event, placement)?;
+        let (updated, stored, guard) = self.store.stage_event(room, event, placement)?;
+        // An outlier joining the timeline is replaced, so this is a `put` even for new events.
+        self.events.put(Arc::new(Event { pdu: pdu.clone(), stored }));
         Ok(Staged { room: updated, guard, member })
     }
 
@@ -427,7 +431,7 @@ impl Rooms {
             power_levels: members.power_levels.clone(),
             recipients,
         };
-        let client_event = JsonValue::Object(pdu.to_client_json());
+        let client_event = pdu.client_event().to_json();
         self.push.process(pdu, &client_event, position, context).await
     }
 
@@ -445,9 +449,12 @@ impl Rooms {
         let redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
             .map_err(|e| Error::Internal(e.to_string()))?;
         let redacted = serde_json::to_value(&redacted).map_err(|e| Error::Internal(e.to_string()))?;
-        self.store.store_redacted(target, redacted, because).await?;
         // After the write: a reader that saw the old form meanwhile cannot cache it now.
-        self.state_pdus.forget(target);
+        if let Some(stored) = self.store.store_redacted(target, redacted, because).await? {
+            let pdu =
+                Pdu::from_raw(target.to_owned(), &stored.room_id, &stored.pdu).map_err(Error::Internal)?;
+            self.events.put(Arc::new(Event { pdu, stored }));
+        }
         Ok(())
     }
 
@@ -465,21 +472,7 @@ impl Rooms {
 
     /// A stored event as a [`Pdu`].
     pub fn pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
-        Ok(self.shared_pdu(event_id)?.map(Arc::unwrap_or_clone))
-    }
-
-    /// A stored event, from the state cache when it is a state event read before.
-    fn shared_pdu(&self, event_id: &EventId) -> Result<Option<Arc<Pdu>>> {
-        let miss = match self.state_pdus.get(event_id) {
-            Ok(pdu) => return Ok(Some(pdu)),
-            Err(miss) => miss,
-        };
-        let Some(stored) = self.store.event(event_id)? else { return Ok(None) };
-        let pdu =
-            Pdu::from_raw(event_id.to_owned(), &stored.room_id, &stored.pdu).map_err(Error::Internal)?;
-        let pdu = Arc::new(pdu);
-        self.state_pdus.insert(miss, pdu.clone());
-        Ok(Some(pdu))
+        Ok(self.event(event_id)?.map(|event| event.pdu.clone()))
     }
 
     fn current_state_pdu(&self, room: &RoomRecord, kind: &StateEventType, state_key: &str) -> Option<Pdu> {
@@ -512,9 +505,9 @@ impl Rooms {
         let membership = self.store.remembered_membership(user, room_id)?;
         if matches!(membership.as_deref(), Some("leave" | "ban"))
             && let Some(id) = self.store.current_state_event(&room, "m.room.member", user.as_str())?
-            && let Some((_, stored)) = self.event(&id)?
+            && let Some(event) = self.event(&id)?
         {
-            let mut state = Arc::unwrap_or_clone(self.state_before(&stored)?);
+            let mut state = Arc::unwrap_or_clone(self.state_before(&event.stored)?);
             state.insert(("m.room.member".to_owned(), user.to_string()), id);
             return self.pdus(state.into_values());
         }
@@ -583,35 +576,42 @@ impl Rooms {
     /// `transaction_id` only for the device that sent it.
     pub fn client_event(
         &self,
-        pdu: &Pdu,
-        stored: &StoredEvent,
+        event: &Event,
         viewer_device: Option<(&UserId, &DeviceId)>,
-    ) -> JsonValue {
-        let mut event = pdu.to_client_json();
+    ) -> Box<serde_json::value::RawValue> {
+        let (pdu, stored) = (&event.pdu, &event.stored);
         let now: u64 = ruma::MilliSecondsSinceUnixEpoch::now().get().into();
-        let mut unsigned = serde_json::Map::new();
-        unsigned.insert("age".to_owned(), json!(now.saturating_sub(pdu.origin_server_ts.get().into())));
-        if let (Some((device, txn_id)), Some((user, viewer))) = (&stored.txn, viewer_device)
-            && *user == *pdu.sender
-            && viewer.as_str() == device
-        {
-            unsigned.insert("transaction_id".to_owned(), json!(txn_id));
-        }
-        if let Some(because) = &stored.redacted_because
-            && let Ok(Some(redaction)) = self.pdu(because)
-        {
-            unsigned.insert("redacted_because".to_owned(), JsonValue::Object(redaction.to_client_json()));
-        }
-        event.insert("unsigned".to_owned(), JsonValue::Object(unsigned));
-        JsonValue::Object(event)
+        let transaction_id = match (&stored.txn, viewer_device) {
+            (Some((device, txn_id)), Some((user, viewer)))
+                if *user == *pdu.sender && viewer.as_str() == device =>
+            {
+                Some(txn_id.as_str())
+            }
+            _ => None,
+        };
+        let redaction =
+            stored.redacted_because.as_ref().and_then(|because| self.event(because).ok().flatten());
+        let mut client = pdu.client_event();
+        client.unsigned = Some(Unsigned {
+            age: now.saturating_sub(pdu.origin_server_ts.get().into()),
+            transaction_id,
+            redacted_because: redaction.as_ref().map(|redaction| Box::new(redaction.pdu.client_event())),
+        });
+        client.to_raw_json()
     }
 
-    /// Loads an event with its storage record, if it exists.
-    pub fn event(&self, event_id: &EventId) -> Result<Option<(Pdu, StoredEvent)>> {
+    /// An event with its storage record, if it exists: from the cache, or loaded into it.
+    pub fn event(&self, event_id: &EventId) -> Result<Option<Arc<Event>>> {
+        let miss = match self.events.get(event_id) {
+            Ok(event) => return Ok(Some(event)),
+            Err(miss) => miss,
+        };
         let Some(stored) = self.store.event(event_id)? else { return Ok(None) };
         let pdu =
             Pdu::from_raw(event_id.to_owned(), &stored.room_id, &stored.pdu).map_err(Error::Internal)?;
-        Ok(Some((pdu, stored)))
+        let event = Arc::new(Event { pdu, stored });
+        self.events.keep(miss, event.clone());
+        Ok(Some(event))
     }
 
     /// A page of the room's timeline. `from` is a pagination token (a position boundary);
@@ -649,19 +649,21 @@ impl Rooms {
 
     /// The room's state after every event at or before `position` (empty before the room
     /// existed).
-    pub fn state_at_position(
-        &self,
-        room_id: &RoomId,
-        position: u64,
-    ) -> Result<BTreeMap<StateKey, OwnedEventId>> {
+    pub fn state_at_position(&self, room_id: &RoomId, position: u64) -> Result<StateMap> {
         let room = self.room(room_id)?;
         let Some((_, last)) = self.store.timeline(&room, position.saturating_add(1), false, 1)?.pop() else {
-            return Ok(BTreeMap::new());
+            return Ok(StateMap::new());
         };
-        let Some((pdu, stored)) = self.event(&last)? else { return Ok(BTreeMap::new()) };
-        let mut state = Arc::unwrap_or_clone(self.state_before(&stored)?);
-        if let Some(state_key) = &pdu.state_key {
-            state.insert((pdu.kind.to_string(), state_key.clone()), pdu.event_id.clone());
+        self.state_after(&last)
+    }
+
+    /// The room's state after an event: the state before it plus the event itself.
+    fn state_after(&self, event_id: &EventId) -> Result<StateMap> {
+        let event =
+            self.event(event_id)?.ok_or_else(|| Error::Internal(format!("event {event_id} missing")))?;
+        let mut state = Arc::unwrap_or_clone(self.state_before(&event.stored)?);
+        if let Some(state_key) = &event.pdu.state_key {
+            state.insert((event.pdu.kind.to_string(), state_key.clone()), event.pdu.event_id.clone());
         }
         Ok(state)
     }
@@ -673,7 +675,7 @@ impl Rooms {
         room_id: &RoomId,
         upto: u64,
         after: u64,
-    ) -> Result<impl Iterator<Item = Result<(Pdu, StoredEvent)>> + '_> {
+    ) -> Result<impl Iterator<Item = Result<Arc<Event>>> + '_> {
         let room = self.room(room_id)?;
         let mut cursor = upto.saturating_add(1);
         let mut page: std::vec::IntoIter<(u64, OwnedEventId)> = Vec::new().into_iter();
@@ -764,26 +766,26 @@ impl Rooms {
         room_id: &RoomId,
         ts: u64,
         forwards: bool,
-        mut accept: impl FnMut(&Pdu, &StoredEvent) -> Result<bool>,
-    ) -> Result<Option<Pdu>> {
+        mut accept: impl FnMut(&Event) -> Result<bool>,
+    ) -> Result<Option<Arc<Event>>> {
         let room = self.room(room_id)?;
-        let mut best: Option<Pdu> = None;
+        let mut best = None;
         let mut cursor = u64::MAX;
         loop {
             let page = self.store.timeline(&room, cursor, false, 256)?;
             let Some((last, _)) = page.last() else { break };
             cursor = *last;
             for (_, id) in &page {
-                let Some((pdu, stored)) = self.event(id)? else { continue };
-                let event_ts: u64 = pdu.origin_server_ts.get().into();
+                let Some(event) = self.event(id)? else { continue };
+                let event_ts: u64 = event.pdu.origin_server_ts.get().into();
                 if forwards && event_ts < ts {
                     return Ok(best);
                 }
-                if (forwards || event_ts <= ts) && accept(&pdu, &stored)? {
+                if (forwards || event_ts <= ts) && accept(&event)? {
                     if !forwards {
-                        return Ok(Some(pdu));
+                        return Ok(Some(event));
                     }
-                    best = Some(pdu);
+                    best = Some(event);
                 }
             }
         }

@@ -1,10 +1,10 @@
 //! A PDU read back from storage, in the shape `ruma::state_res` checks and clients receive.
 
 use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
-    events::TimelineEventType,
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
+    events::TimelineEventType, serde::Raw,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 
 /// The fields of a PDU that authorization and clients need. The signed JSON it came from
@@ -89,23 +89,65 @@ impl Pdu {
         serde_json::from_str(self.content.get()).unwrap_or(JsonValue::Null)
     }
 
-    /// The event in the client-server API's format (without `unsigned`, which depends on
+    /// The event in the client-server API's format, without `unsigned` (which depends on
     /// who asks and when).
-    pub fn to_client_json(&self) -> serde_json::Map<String, JsonValue> {
-        let mut event = serde_json::Map::new();
-        event.insert("type".to_owned(), self.kind.to_string().into());
-        event.insert("content".to_owned(), self.content_json());
-        event.insert("event_id".to_owned(), self.event_id.to_string().into());
-        event.insert("sender".to_owned(), self.sender.to_string().into());
-        event.insert("origin_server_ts".to_owned(), u64::from(self.origin_server_ts.get()).into());
-        event.insert("room_id".to_owned(), self.room_id.to_string().into());
-        if let Some(state_key) = &self.state_key {
-            event.insert("state_key".to_owned(), state_key.clone().into());
+    pub fn client_event(&self) -> ClientEvent<'_> {
+        ClientEvent {
+            kind: &self.kind,
+            content: &self.content,
+            event_id: &self.event_id,
+            sender: &self.sender,
+            origin_server_ts: self.origin_server_ts,
+            room_id: &self.room_id,
+            state_key: self.state_key.as_deref(),
+            redacts: self.redacts.as_deref(),
+            unsigned: None,
         }
-        if let Some(redacts) = &self.redacts {
-            event.insert("redacts".to_owned(), redacts.to_string().into());
-        }
-        event
+    }
+}
+
+/// A PDU in the client-server API's format, serialised straight from the parsed fields and
+/// the content's raw JSON: responses carry many events, and building each as a JSON tree
+/// first was a large part of a sync's cost.
+#[derive(Serialize)]
+pub struct ClientEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a TimelineEventType,
+    content: &'a RawJsonValue,
+    event_id: &'a EventId,
+    sender: &'a UserId,
+    origin_server_ts: MilliSecondsSinceUnixEpoch,
+    room_id: &'a RoomId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redacts: Option<&'a EventId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsigned: Option<Unsigned<'a>>,
+}
+
+/// What the server adds to an event for one reader.
+#[derive(Serialize)]
+pub struct Unsigned<'a> {
+    pub age: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redacted_because: Option<Box<ClientEvent<'a>>>,
+}
+
+impl ClientEvent<'_> {
+    pub fn to_raw_json(&self) -> Box<RawJsonValue> {
+        serde_json::value::to_raw_value(self).expect("client events serialise")
+    }
+
+    pub fn to_raw<T>(&self) -> Raw<T> {
+        Raw::from_json(self.to_raw_json())
+    }
+
+    /// As a JSON tree, for readers that look inside (push rules).
+    pub fn to_json(&self) -> JsonValue {
+        serde_json::to_value(self).expect("client events serialise")
     }
 }
 

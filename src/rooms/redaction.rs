@@ -18,7 +18,7 @@ impl Rooms {
         txn: Txn<'_>,
     ) -> Result<OwnedEventId> {
         self.event(target)?
-            .filter(|(pdu, _)| pdu.room_id == room_id)
+            .filter(|event| event.pdu.room_id == room_id)
             .ok_or_else(|| Error::NotFound(format!("no event {target} in {room_id}")))?;
         let mut content = json!({"redacts": target});
         if let Some(reason) = reason {
@@ -40,8 +40,8 @@ impl Rooms {
         let Some(target) = content["redacts"].as_str().and_then(|id| EventId::parse(id).ok()) else {
             return Ok(());
         };
-        let Some((target, _)) = self.event(&target)? else { return Ok(()) };
-        if target.room_id != room.room_id || target.sender == sender {
+        let Some(target) = self.event(&target)? else { return Ok(()) };
+        if target.pdu.room_id != room.room_id || target.pdu.sender == sender {
             return Ok(());
         }
         if self.power_levels(&room.room_id)?.user_can_redact_event_of_other(sender) {

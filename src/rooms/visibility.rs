@@ -5,8 +5,7 @@ use std::collections::HashMap;
 
 use ruma::{RoomId, UserId, events::StateEventType};
 
-use super::{Error, Pdu, Result, Rooms};
-use crate::storage::StoredEvent;
+use super::{Error, Event, Result, Rooms};
 
 /// What decides visibility of the events that share one state snapshot.
 #[derive(Clone)]
@@ -52,13 +51,13 @@ impl Rooms {
         let member_key = ("m.room.member".to_owned(), user.to_string());
         let mut current = self.store.current_state_event(&room, &member_key.0, &member_key.1)?;
         while let Some(id) = current {
-            let Some((_, stored)) = self.event(&id)? else { return Ok(None) };
-            let Some(previous) = self.state_before(&stored)?.get(&member_key).cloned() else {
+            let Some(event) = self.event(&id)? else { return Ok(None) };
+            let Some(previous) = self.state_before(&event.stored)?.get(&member_key).cloned() else {
                 return Ok(None);
             };
             let Some(previous_pdu) = self.pdu(&previous)? else { return Ok(None) };
             if previous_pdu.content_json()["membership"] == "join" {
-                return Ok(Some(stored.position));
+                return Ok(Some(event.stored.position));
             }
             current = Some(previous);
         }
@@ -67,7 +66,8 @@ impl Rooms {
 }
 
 impl Visibility<'_> {
-    pub fn can_see(&mut self, pdu: &Pdu, stored: &StoredEvent) -> Result<bool> {
+    pub fn can_see(&mut self, event: &Event) -> Result<bool> {
+        let (pdu, stored) = (&event.pdu, &event.stored);
         let context = match self.by_snapshot.get(&stored.state_before) {
             Some(context) => context.clone(),
             None => {
@@ -125,11 +125,11 @@ impl Visibility<'_> {
     }
 
     /// Fails with "not found" unless the event is visible (hiding whether it exists).
-    pub fn require(&mut self, pdu: &Pdu, stored: &StoredEvent) -> Result<()> {
-        if self.can_see(pdu, stored)? {
+    pub fn require(&mut self, event: &Event) -> Result<()> {
+        if self.can_see(event)? {
             Ok(())
         } else {
-            Err(Error::NotFound(format!("no visible event {}", pdu.event_id)))
+            Err(Error::NotFound(format!("no visible event {}", event.pdu.event_id)))
         }
     }
 }

@@ -211,13 +211,19 @@ impl Store {
         self.events.get(event_id.as_bytes())?.map(|b| decode("event", &b)).transpose()
     }
 
-    /// Replaces an event's PDU with its redacted form.
-    pub async fn store_redacted(&self, event_id: &EventId, pdu: JsonValue, because: &EventId) -> Result<()> {
-        let Some(mut stored) = self.event(event_id)? else { return Ok(()) };
+    /// Replaces an event's PDU with its redacted form; returns the new record.
+    pub async fn store_redacted(
+        &self,
+        event_id: &EventId,
+        pdu: JsonValue,
+        because: &EventId,
+    ) -> Result<Option<StoredEvent>> {
+        let Some(mut stored) = self.event(event_id)? else { return Ok(None) };
         stored.pdu = raw_pdu(&pdu);
         stored.redacted_because = Some(because.to_owned());
         self.events.insert(event_id.as_bytes(), encode(&stored))?;
-        self.durable().await
+        self.durable().await?;
+        Ok(Some(stored))
     }
 
     /// The event a client's earlier send with this transaction id produced.
@@ -313,8 +319,8 @@ impl Store {
 
     /// Writes a new event at the end of its room's timeline, updating state, memberships,
     /// extremities and the transaction id index, atomically. Returns the room as it
-    /// is afterwards, and the event's stream position, which readers cannot see until the
-    /// caller drops it. The caller holds the room's append lock.
+    /// is afterwards, the event's record, and its stream position, which readers cannot see
+    /// until the caller drops it. The caller holds the room's append lock.
     ///
     /// The write is *not yet durable*: the caller releases the room's lock and then awaits
     /// [`Store::durable`] before acknowledging, so concurrent sends to one room share a flush.
@@ -323,7 +329,7 @@ impl Store {
         room: &RoomRecord,
         event: NewEvent<'_>,
         placement: Placement<'_>,
-    ) -> Result<(RoomRecord, PositionGuard)> {
+    ) -> Result<(RoomRecord, StoredEvent, PositionGuard)> {
         let guard = self.begin_position()?;
         let position = guard.position();
         let mut updated = room.clone();
@@ -342,8 +348,8 @@ impl Store {
         if event.membership.is_some() || !plan.memberships.is_empty() {
             updated.last_membership_change = position;
         }
-        self.write_event(room, &updated, event, plan, position)?;
-        Ok((updated, guard))
+        let stored = self.write_event(room, &updated, event, plan, position)?;
+        Ok((updated, stored, guard))
     }
 
     /// State changes of an event on top of the room's current state.
@@ -446,7 +452,8 @@ impl Store {
         })
     }
 
-    /// Writes an event and its state plan, atomically (see `event_writes`).
+    /// Writes an event and its state plan, atomically (see `event_writes`); returns the
+    /// event's record.
     fn write_event(
         &self,
         room: &RoomRecord,
@@ -454,7 +461,7 @@ impl Store {
         event: NewEvent<'_>,
         plan: StatePlan,
         position: u64,
-    ) -> Result<()> {
+    ) -> Result<StoredEvent> {
         let stored = StoredEvent {
             pdu: raw_pdu(&event.pdu),
             room_id: room.room_id.clone(),
@@ -523,7 +530,7 @@ impl Store {
         self.events.insert(event.event_id.as_bytes(), event_bytes)?;
         self.write_indexes(position, &writes)?;
         crate::metrics::metrics().events_persisted.inc();
-        Ok(())
+        Ok(stored)
     }
 
     /// Stores an event that is not part of the timeline (an "outlier"): the state and auth

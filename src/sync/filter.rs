@@ -70,14 +70,22 @@ mod tests {
 
 /// Applies a filter's `event_format` and `event_fields` to one event. `client` is the event
 /// in client format, `pdu` as it travels over federation.
-pub fn shape(definition: &FilterDefinition, client: JsonValue, pdu: &RawJsonValue) -> JsonValue {
+pub fn shape(
+    definition: &FilterDefinition,
+    client: Box<RawJsonValue>,
+    pdu: &RawJsonValue,
+) -> Box<RawJsonValue> {
     let event = match definition.event_format {
-        EventFormat::Federation => serde_json::from_str(pdu.get()).expect("a stored PDU is valid JSON"),
-        _ => client,
+        EventFormat::Federation => pdu,
+        _ => &*client,
     };
     match &definition.event_fields {
-        Some(fields) => keep_fields(&event, fields),
-        None => event,
+        Some(fields) => {
+            let event: JsonValue = serde_json::from_str(event.get()).expect("events are valid JSON");
+            serde_json::value::to_raw_value(&keep_fields(&event, fields)).expect("JSON values serialise")
+        }
+        None if definition.event_format == EventFormat::Federation => pdu.to_owned(),
+        None => client,
     }
 }
 

@@ -171,15 +171,15 @@ impl Builder<'_> {
         let mut events = Vec::new();
         let mut limited = false;
         for event in self.rooms.events_before(room_id, upto, after)? {
-            let (pdu, stored) = event?;
-            if !filter::matches(timeline_filter, &pdu) || !visibility.can_see(&pdu, &stored)? {
+            let event = event?;
+            if !filter::matches(timeline_filter, &event.pdu) || !visibility.can_see(&event)? {
                 continue;
             }
             if events.len() == limit {
                 limited = true;
                 break;
             }
-            events.push((pdu, stored));
+            events.push(event);
         }
         events.reverse();
         Ok((events, limited))
@@ -188,13 +188,10 @@ impl Builder<'_> {
     fn client_events<T>(&self, events: &Events) -> Vec<Raw<T>> {
         events
             .iter()
-            .map(|(pdu, stored)| {
-                let client = self.rooms.client_event(
-                    pdu,
-                    stored,
-                    Some((&self.session.user_id, &self.session.device_id)),
-                );
-                raw(filter::shape(&self.params.filter, client, &stored.pdu))
+            .map(|event| {
+                let client =
+                    self.rooms.client_event(event, Some((&self.session.user_id, &self.session.device_id)));
+                Raw::from_json(filter::shape(&self.params.filter, client, &event.stored.pdu))
             })
             .collect()
     }
@@ -214,10 +211,10 @@ impl Builder<'_> {
         heroes: &[OwnedUserId],
     ) -> Result<Vec<Raw<T>>> {
         let lazy = self.lazy_members();
-        let in_timeline: BTreeSet<&OwnedEventId> = timeline.iter().map(|(pdu, _)| &pdu.event_id).collect();
+        let in_timeline: BTreeSet<&OwnedEventId> = timeline.iter().map(|event| &event.pdu.event_id).collect();
         let needed_members: BTreeSet<&str> = timeline
             .iter()
-            .map(|(pdu, _)| pdu.sender.as_str())
+            .map(|event| event.pdu.sender.as_str())
             .chain(std::iter::once(self.session.user_id.as_str()))
             .chain(heroes.iter().map(|hero| hero.as_str()))
             .collect();
@@ -228,10 +225,10 @@ impl Builder<'_> {
         let state_filter = &self.params.filter.room.state;
         let mut events = Vec::new();
         for (_, id) in ids {
-            let Some((pdu, stored)) = self.rooms.event(id)? else { continue };
-            if filter::matches(state_filter, &pdu) {
-                let client = JsonValue::Object(pdu.to_client_json());
-                events.push(raw(filter::shape(&self.params.filter, client, &stored.pdu)));
+            let Some(event) = self.rooms.event(id)? else { continue };
+            if filter::matches(state_filter, &event.pdu) {
+                let client = event.pdu.client_event().to_raw_json();
+                events.push(Raw::from_json(filter::shape(&self.params.filter, client, &event.stored.pdu)));
             }
         }
         Ok(events)
@@ -270,7 +267,7 @@ impl Builder<'_> {
             return Ok(None);
         }
         let state_at_start = match timeline.first() {
-            Some((_, first)) => self.rooms.state_before(first)?,
+            Some(first) => self.rooms.state_before(&first.stored)?,
             None => Arc::new(self.rooms.state_at_position(room_id, upto)?),
         };
         let summary = self.summary(room_id)?;
@@ -286,8 +283,8 @@ impl Builder<'_> {
             if self.lazy_members() {
                 // A lazy-loading client may never have been sent a sender's member event, and
                 // which ones it has is not tracked: send them all (the spec allows redundancy).
-                for (pdu, _) in &timeline {
-                    let key = ("m.room.member".to_owned(), pdu.sender.to_string());
+                for event in &timeline {
+                    let key = ("m.room.member".to_owned(), event.pdu.sender.to_string());
                     if let Some((key, id)) = state_at_start.get_key_value(&key) {
                         wanted.insert(key, id);
                     }
@@ -386,7 +383,7 @@ impl Builder<'_> {
     fn left(&self, room_id: &RoomId, since: Option<u64>, entry: &UserRoom) -> Result<LeftRoom> {
         let (timeline, limited) = self.timeline(room_id, entry.position, since.unwrap_or(0))?;
         let state_at_start = match timeline.first() {
-            Some((_, first)) => self.rooms.state_before(first)?,
+            Some(first) => self.rooms.state_before(&first.stored)?,
             None => Arc::new(self.rooms.state_at_position(room_id, entry.position)?),
         };
         let mut left = LeftRoom::new();
@@ -406,8 +403,8 @@ impl Builder<'_> {
 /// to fill above the start of every new room.
 fn prev_batch(timeline: &Events, upto: u64) -> Option<String> {
     match timeline.first() {
-        Some((pdu, _)) if pdu.kind == TimelineEventType::RoomCreate => None,
-        Some((_, stored)) => Some(stored.position.saturating_sub(1).to_string()),
+        Some(first) if first.pdu.kind == TimelineEventType::RoomCreate => None,
+        Some(first) => Some(first.stored.position.saturating_sub(1).to_string()),
         None => Some(upto.to_string()),
     }
 }
