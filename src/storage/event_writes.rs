@@ -195,6 +195,18 @@ mod tests {
         dir
     }
 
+    /// Opens the store again after dropping it. sled's I/O threads can hold the database's
+    /// file, and so its lock, for a moment after the last handle is dropped.
+    fn reopen(dir: &std::path::Path) -> Store {
+        for _ in 0..100 {
+            match Store::open(dir, 8) {
+                Err(StorageError::Locked) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                opened => return opened.unwrap(),
+            }
+        }
+        panic!("the database stayed locked after the store was dropped");
+    }
+
     /// A write set for an event at `position` in a fresh room, and the room as it leaves it.
     fn event_at(store: &Store, position: u64) -> (WriteSet, RoomRecord) {
         let mut room =
@@ -217,7 +229,7 @@ mod tests {
             store.flush().unwrap();
             room.room_id
         };
-        let store = Store::open(&dir, 8).unwrap();
+        let store = reopen(&dir);
         assert_eq!(store.room(&room_id).unwrap().unwrap().last_position, 7);
         assert_eq!(store.timeline.get(7u64.to_be_bytes()).unwrap().unwrap().as_ref(), b"$event7");
         assert!(store.event_writes.is_empty());
@@ -239,7 +251,7 @@ mod tests {
             store.flush().unwrap();
             room.room_id
         };
-        let store = Store::open(&dir, 8).unwrap();
+        let store = reopen(&dir);
         assert_eq!(store.room(&room_id).unwrap().unwrap().last_position, 9, "the room went back to event 7");
         assert!(store.event_writes.is_empty());
         drop(store);
