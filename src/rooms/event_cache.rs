@@ -27,6 +27,14 @@ pub struct Event {
     pub stored: StoredEvent,
 }
 
+impl Event {
+    /// Parses a record read from storage.
+    pub fn parse(event_id: &EventId, stored: StoredEvent) -> Result<Self, String> {
+        let pdu = Pdu::from_raw(event_id.to_owned(), &stored.room_id, &stored.pdu)?;
+        Ok(Self { pdu, stored })
+    }
+}
+
 /// Events per generation. Two generations are kept, so the cache holds between this many
 /// and twice as many events, about 1.5 KB each: enough for a small server's active rooms.
 const GENERATION: usize = 2048;

@@ -451,9 +451,7 @@ impl Rooms {
         let redacted = serde_json::to_value(&redacted).map_err(|e| Error::Internal(e.to_string()))?;
         // After the write: a reader that saw the old form meanwhile cannot cache it now.
         if let Some(stored) = self.store.store_redacted(target, redacted, because).await? {
-            let pdu =
-                Pdu::from_raw(target.to_owned(), &stored.room_id, &stored.pdu).map_err(Error::Internal)?;
-            self.events.put(Arc::new(Event { pdu, stored }));
+            self.events.put(Arc::new(Event::parse(target, stored).map_err(Error::Internal)?));
         }
         Ok(())
     }
@@ -607,9 +605,7 @@ impl Rooms {
             Err(miss) => miss,
         };
         let Some(stored) = self.store.event(event_id)? else { return Ok(None) };
-        let pdu =
-            Pdu::from_raw(event_id.to_owned(), &stored.room_id, &stored.pdu).map_err(Error::Internal)?;
-        let event = Arc::new(Event { pdu, stored });
+        let event = Arc::new(Event::parse(event_id, stored).map_err(Error::Internal)?);
         self.events.keep(miss, event.clone());
         Ok(Some(event))
     }
