@@ -187,13 +187,7 @@ mod tests {
     use ruma::{RoomVersionId, room_id};
 
     use super::*;
-    use crate::storage::encode;
-
-    fn scratch_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("myelin-event-writes-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
+    use crate::storage::{encode, scratch_dir};
 
     /// Opens the store again after dropping it. sled's I/O threads can hold the database's
     /// file, and so its lock, for a moment after the last handle is dropped.
@@ -220,7 +214,7 @@ mod tests {
 
     #[test]
     fn reopening_completes_an_interrupted_event_write() {
-        let dir = scratch_dir("interrupted");
+        let dir = scratch_dir("event-writes-interrupted");
         let room_id = {
             let store = Store::open(&dir, 8).unwrap();
             let (writes, room) = event_at(&store, 7);
@@ -239,7 +233,7 @@ mod tests {
 
     #[test]
     fn reopening_does_not_replay_a_write_set_a_later_event_overtook() {
-        let dir = scratch_dir("overtaken");
+        let dir = scratch_dir("event-writes-overtaken");
         let room_id = {
             let store = Store::open(&dir, 8).unwrap();
             let (earlier, _) = event_at(&store, 7);

@@ -64,7 +64,8 @@ pub struct Store {
     profiles: sled::Tree,
     meta: sled::Tree,
     rooms: sled::Tree,
-    events: sled::Tree,
+    event_records: sled::Tree,
+    event_keys: sled::Tree,
     event_writes: sled::Tree,
     timeline: sled::Tree,
     state_keys: sled::Tree,
@@ -187,7 +188,8 @@ impl Store {
             profiles: db.open_tree("profiles")?,
             meta: db.open_tree(schema::META_TREE)?,
             rooms: db.open_tree("rooms")?,
-            events: db.open_tree("events")?,
+            event_records: db.open_tree("event_records")?,
+            event_keys: db.open_tree("event_keys")?,
             event_writes: db.open_tree("event_writes")?,
             timeline: db.open_tree("timeline")?,
             state_keys: db.open_tree("state_keys")?,
@@ -352,6 +354,14 @@ fn prefix_of(first: &[u8]) -> Vec<u8> {
     let mut key = first.to_vec();
     key.push(SEP);
     key
+}
+
+/// An empty directory for a test's database, unique to the test process and `name`.
+#[cfg(test)]
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("myelin-store-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 #[cfg(test)]

@@ -2,7 +2,11 @@
 //!
 //! Trees and keys (`S(x)` is a short id: a u64 from sled's id generator, big-endian):
 //! - `rooms`: room id → [`RoomRecord`]
-//! - `events`: event id → [`StoredEvent`] (the signed PDU plus where it sits)
+//! - `event_records`: record key → [`StoredEvent`] (the signed PDU plus where it sits).
+//!   A timeline event's record key is its position, so new records go to the end of the
+//!   tree and a write touches only its last leaves; an outlier's is a generated id.
+//! - `event_keys`: event id → record key. Event ids are hashes, so these inserts land
+//!   anywhere in the tree; keeping the large records out of it keeps that tree small.
 //! - `timeline`: S(room), position → event id; positions come from one global counter,
 //!   so a range scan returns a room's events in the order they were stored
 //! - `state_keys`: type, `0xff`, state key → S(key); `state_keys_rev`: the reverse
@@ -208,7 +212,17 @@ impl Store {
     }
 
     pub fn event(&self, event_id: &EventId) -> Result<Option<StoredEvent>> {
-        self.events.get(event_id.as_bytes())?.map(|b| decode("event", &b)).transpose()
+        Ok(self.event_record(event_id)?.map(|(_, stored)| stored))
+    }
+
+    /// An event's record with its key in `event_records`.
+    fn event_record(&self, event_id: &EventId) -> Result<Option<(sled::IVec, StoredEvent)>> {
+        let Some(key) = self.event_keys.get(event_id.as_bytes())? else { return Ok(None) };
+        let bytes = self
+            .event_records
+            .get(&key)?
+            .ok_or_else(|| StorageError::Corrupt(format!("no record for event {event_id}")))?;
+        Ok(Some((key, decode("event", &bytes)?)))
     }
 
     /// Replaces an event's PDU with its redacted form; returns the new record.
@@ -218,10 +232,10 @@ impl Store {
         pdu: JsonValue,
         because: &EventId,
     ) -> Result<Option<StoredEvent>> {
-        let Some(mut stored) = self.event(event_id)? else { return Ok(None) };
+        let Some((key, mut stored)) = self.event_record(event_id)? else { return Ok(None) };
         stored.pdu = raw_pdu(&pdu);
         stored.redacted_because = Some(because.to_owned());
-        self.events.insert(event_id.as_bytes(), encode(&stored))?;
+        self.event_records.insert(key, encode(&stored))?;
         self.durable().await?;
         Ok(Some(stored))
     }
@@ -527,7 +541,14 @@ impl Store {
         }
         writes.insert(Index::Rooms, room.room_id.as_bytes(), room_bytes);
         // The event itself first: without its write set it is an orphan nothing refers to.
-        self.events.insert(event.event_id.as_bytes(), event_bytes)?;
+        let key = position.to_be_bytes();
+        self.event_records.insert(key, event_bytes)?;
+        if let Some(earlier) = self.event_keys.insert(event.event_id.as_bytes(), &key)?
+            && earlier != key
+        {
+            // The event was stored as an outlier and now joins the timeline.
+            self.event_records.remove(earlier)?;
+        }
         self.write_indexes(position, &writes)?;
         crate::metrics::metrics().events_persisted.inc();
         Ok(stored)
@@ -544,7 +565,17 @@ impl Store {
             txn: None,
             redacted_because: None,
         };
-        self.events.compare_and_swap(event_id.as_bytes(), None as Option<&[u8]>, Some(encode(&stored)))?.ok();
+        if self.event_keys.contains_key(event_id.as_bytes())? {
+            return Ok(());
+        }
+        let key = self.db.generate_id()?.to_be_bytes();
+        self.event_records.insert(key, encode(&stored))?;
+        let claimed =
+            self.event_keys.compare_and_swap(event_id.as_bytes(), None as Option<&[u8]>, Some(&key))?;
+        if claimed.is_err() {
+            // Stored meanwhile by another writer; this copy is not needed.
+            self.event_records.remove(key)?;
+        }
         Ok(())
     }
 
@@ -678,5 +709,53 @@ impl Store {
     pub async fn forget_room(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
         self.user_rooms.remove(composite_key(&[user_id.as_bytes(), room_id.as_bytes()]))?;
         self.durable().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{event_id, room_id};
+    use serde_json::json;
+
+    use super::*;
+    use crate::storage::scratch_dir;
+
+    fn create_event(event_id: &EventId) -> NewEvent<'_> {
+        NewEvent {
+            event_id,
+            pdu: json!({ "type": "m.room.create", "state_key": "", "content": {} }),
+            depth: 1,
+            state: Some(("m.room.create", "")),
+            membership: None,
+            txn: None,
+            relation: None,
+        }
+    }
+
+    #[test]
+    fn an_outlier_that_joins_the_timeline_keeps_one_record() {
+        let dir = scratch_dir("rooms-outlier");
+        let store = Store::open(&dir, 8).unwrap();
+        let room_id = room_id!("!room:example.org");
+        let event_id = event_id!("$create");
+        store.store_outlier(room_id, event_id, json!({ "outlier": true })).unwrap();
+        store.store_outlier(room_id, event_id, json!({ "outlier": "again" })).unwrap();
+        assert_eq!(store.event(event_id).unwrap().unwrap().position, 0);
+        assert_eq!(store.event_records.len(), 1, "a second outlier copy was kept");
+
+        let room = store.new_room_record(room_id.to_owned(), RoomVersionId::V11).unwrap();
+        let (_, stored, guard) = store.stage_event(&room, create_event(event_id), Placement::Tip).unwrap();
+        drop(guard);
+        let read = store.event(event_id).unwrap().unwrap();
+        assert_eq!(read.position, stored.position);
+        assert_eq!(read.pdu.get(), stored.pdu.get());
+        assert_eq!(store.event_records.len(), 1, "the outlier record was left behind");
+        assert_eq!(
+            store.event_records.first().unwrap().unwrap().0.as_ref(),
+            stored.position.to_be_bytes(),
+            "a timeline event's record is keyed by its position"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
