@@ -7,6 +7,11 @@
 //! recipient, since the sender is never evaluated for). So identical rules are evaluated
 //! once per event and their outcome shared; per-member evaluation of the full default
 //! ruleset had become the largest cost of a send to a 50-member room.
+//!
+//! The same holds for single conditions. A rule that names the user (`.m.rule.invite_for_me`
+//! matches `state_key` against the user's id) is unique to each user, but it fails with
+//! its first condition (`type` is `m.room.member`) for almost every event; that condition
+//! is shared, so most per-user rules are settled without evaluating them.
 
 use std::{
     collections::HashMap,
@@ -15,40 +20,61 @@ use std::{
 
 use ruma::push::{Action, AnyPushRuleRef, FlattenedJson, PushCondition, PushConditionRoomCtx, Ruleset};
 
-/// A user's ruleset, with what identifies each rule across users.
+/// A user's ruleset, with what identifies each rule and condition across users.
 pub struct Rules {
     pub ruleset: Ruleset,
-    /// For each rule in evaluation order, the id it shares with every identical rule, or
-    /// `None` when its outcome depends on the user.
-    shared: Vec<Option<u32>>,
+    /// For each rule in evaluation order, how to find its outcome.
+    checks: Vec<Check>,
 }
 
-/// Interns rules by their serialised form: equal ids mean equal rules.
+/// How one rule's outcome is found for a recipient.
+struct Check {
+    /// The id the rule shares with every identical rule, or `None` when its outcome depends
+    /// on the user.
+    shared: Option<u32>,
+    /// Conditions of the rule whose outcome is the same for every user, with their ids: if
+    /// one fails, so does the rule.
+    conditions: Vec<(u32, PushCondition)>,
+}
+
+/// Interns rules and conditions by their serialised form: equal ids mean equal rules.
 #[derive(Default)]
 pub struct RuleIds(Mutex<HashMap<String, u32>>);
 
 impl RuleIds {
     pub fn rules(&self, ruleset: Ruleset) -> Arc<Rules> {
         let mut ids = self.0.lock().expect("never poisoned");
-        let shared = ruleset
+        let mut intern = |form: String| {
+            let next = ids.len() as u32;
+            *ids.entry(form).or_insert(next)
+        };
+        let checks = ruleset
             .iter()
-            .map(|rule| {
-                let form = shareable_form(rule)?;
-                let next = ids.len() as u32;
-                Some(*ids.entry(form).or_insert(next))
+            .map(|rule| Check {
+                shared: shareable_form(rule).map(&mut intern),
+                conditions: shareable_conditions(rule)
+                    .map(|condition| {
+                        let form = serde_json::to_string(&condition).expect("push conditions serialise");
+                        (intern(format!("condition:{form}")), condition)
+                    })
+                    .collect(),
             })
             .collect();
-        Arc::new(Rules { ruleset, shared })
+        Arc::new(Rules { ruleset, checks })
     }
+}
+
+/// Whether a condition's outcome depends on the user evaluated for.
+#[allow(deprecated)]
+fn per_user(condition: &PushCondition) -> bool {
+    matches!(condition, PushCondition::ContainsDisplayName)
 }
 
 /// The rule's kind and JSON, unless its outcome depends on the user evaluated for.
 fn shareable_form(rule: AnyPushRuleRef<'_>) -> Option<String> {
     let json = match rule {
         AnyPushRuleRef::Override(rule) | AnyPushRuleRef::Underride(rule) => {
-            #[allow(deprecated)]
-            let per_user = rule.conditions.iter().any(|c| matches!(c, PushCondition::ContainsDisplayName));
-            if per_user {
+            if rule.conditions.iter().any(per_user) {
                 return None;
             }
             serde_json::to_string(rule)
@@ -68,26 +94,52 @@ fn shareable_form(rule: AnyPushRuleRef<'_>) -> Option<String> {
     Some(format!("{kind}:{}", json.ok()?))
 }
 
+/// The conditions of an enabled override or underride rule that are the same for every
+/// user. A rule applies only if all its conditions do (and ruma's own checks pass).
+fn shareable_conditions(rule: AnyPushRuleRef<'_>) -> impl Iterator<Item = PushCondition> + '_ {
+    let conditions = match rule {
+        AnyPushRuleRef::Override(rule) | AnyPushRuleRef::Underride(rule) if rule.enabled => {
+            rule.conditions.as_slice()
+        }
+        _ => &[],
+    };
+    conditions.iter().filter(|c| !per_user(c)).cloned()
+}
+
 /// One event's evaluation, shared across its recipients.
 pub struct Evaluation<'e> {
     event: &'e FlattenedJson,
-    outcomes: HashMap<u32, bool>,
+    /// Outcomes by rule or condition id, as they are found.
+    outcomes: Vec<Option<bool>>,
 }
 
 impl<'e> Evaluation<'e> {
     pub fn new(event: &'e FlattenedJson) -> Self {
-        Self { event, outcomes: HashMap::new() }
+        Self { event, outcomes: Vec::new() }
+    }
+
+    fn outcome(&self, id: u32) -> Option<bool> {
+        self.outcomes.get(id as usize).copied().flatten()
+    }
+
+    fn record(&mut self, id: u32, outcome: bool) {
+        let index = id as usize;
+        if index >= self.outcomes.len() {
+            self.outcomes.resize(index + 1, None);
+        }
+        self.outcomes[index] = Some(outcome);
     }
 
     /// The actions of the first rule that applies for the recipient `context` describes.
     pub async fn actions<'r>(&mut self, rules: &'r Rules, context: &PushConditionRoomCtx) -> &'r [Action] {
-        for (rule, shared) in rules.ruleset.iter().zip(&rules.shared) {
-            let applies = match shared.and_then(|id| self.outcomes.get(&id).map(|o| (id, *o))) {
-                Some((_, outcome)) => outcome,
+        for (rule, check) in rules.ruleset.iter().zip(&rules.checks) {
+            let applies = match check.shared.and_then(|id| self.outcome(id)) {
+                Some(outcome) => outcome,
                 None => {
-                    let outcome = rule.applies(self.event, context).await;
-                    if let Some(id) = shared {
-                        self.outcomes.insert(*id, outcome);
+                    let outcome =
+                        self.conditions_hold(check, context).await && rule.applies(self.event, context).await;
+                    if let Some(id) = check.shared {
+                        self.record(id, outcome);
                     }
                     outcome
                 }
@@ -97,6 +149,24 @@ impl<'e> Evaluation<'e> {
             }
         }
         &[]
+    }
+
+    /// False when one of the rule's shared conditions fails for this event.
+    async fn conditions_hold(&mut self, check: &Check, context: &PushConditionRoomCtx) -> bool {
+        for (id, condition) in &check.conditions {
+            let holds = match self.outcome(*id) {
+                Some(holds) => holds,
+                None => {
+                    let holds = condition.applies(self.event, context).await;
+                    self.record(*id, holds);
+                    holds
+                }
+            };
+            if !holds {
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -138,22 +208,41 @@ mod tests {
         let ids = RuleIds::default();
         let users =
             [("@alice:example.org", "Alice"), ("@bob:example.org", "Bobby"), ("@carol:example.org", "carol")];
-        let contents = [
-            json!({"msgtype": "m.text", "body": "hello everyone"}),
-            json!({"msgtype": "m.text", "body": "hi Alice, and bob"}),
-            json!({"msgtype": "m.text", "body": "Bobby?"}),
-            json!({"msgtype": "m.text", "body": "thanks Alice"}),
-            json!({"msgtype": "m.text", "body": "@room look"}),
-            json!({"msgtype": "m.notice", "body": "carol"}),
-            json!({"msgtype": "m.text", "body": "hey", "m.mentions": {"user_ids": ["@carol:example.org"]}}),
-        ];
-        for content in contents {
-            let event = json!({
+        let message = |content: serde_json::Value| {
+            json!({
                 "type": "m.room.message",
                 "sender": SENDER,
                 "room_id": "!room:example.org",
                 "content": content,
-            });
+            })
+        };
+        let events = [
+            message(json!({"msgtype": "m.text", "body": "hello everyone"})),
+            message(json!({"msgtype": "m.text", "body": "hi Alice, and bob"})),
+            message(json!({"msgtype": "m.text", "body": "Bobby?"})),
+            message(json!({"msgtype": "m.text", "body": "thanks Alice"})),
+            message(json!({"msgtype": "m.text", "body": "@room look"})),
+            message(json!({"msgtype": "m.notice", "body": "carol"})),
+            message(
+                json!({"msgtype": "m.text", "body": "hey", "m.mentions": {"user_ids": ["@carol:example.org"]}}),
+            ),
+            // Per-user rules with shared conditions: only Bob is invited.
+            json!({
+                "type": "m.room.member",
+                "sender": SENDER,
+                "room_id": "!room:example.org",
+                "state_key": "@bob:example.org",
+                "content": {"membership": "invite"},
+            }),
+            json!({
+                "type": "m.room.member",
+                "sender": SENDER,
+                "room_id": "!room:example.org",
+                "state_key": "@alice:example.org",
+                "content": {"membership": "join"},
+            }),
+        ];
+        for event in events {
             let raw: Raw<serde_json::Value> = Raw::new(&event).unwrap();
             let flat = FlattenedJson::from_raw(&raw);
             let mut evaluation = Evaluation::new(&flat);
@@ -172,7 +261,11 @@ mod tests {
                 let expected = serde_json::to_value(ruleset.get_actions(&raw, &context).await).unwrap();
                 let rules = ids.rules(ruleset);
                 let shared = serde_json::to_value(evaluation.actions(&rules, &context).await).unwrap();
-                assert_eq!(shared, expected, "{user} on {content}");
+                assert_eq!(shared, expected, "{user} on {event}");
+                if event["content"]["membership"] == "invite" {
+                    let invited = user == "@bob:example.org";
+                    assert_eq!(shared.to_string().contains("notify"), invited, "invite notifies only Bob");
+                }
             }
         }
     }

@@ -123,25 +123,31 @@ impl Push {
         );
         let event = FlattenedJson::from_raw(&raw);
         let mut evaluation = Evaluation::new(&event);
-        let power_levels = PushConditionPowerLevelsCtx::from(context.power_levels);
         let ts = MilliSecondsSinceUnixEpoch::now().get().into();
         let mut notified = EventNotifications::new(context.room_id.clone(), pdu.event_id.clone(), ts);
+        // One context for every recipient, with the recipient's fields set in turn.
+        let mut room_ctx = PushConditionRoomCtx::new(
+            context.room_id,
+            UInt::new_saturating(context.member_count),
+            pdu.sender.clone(),
+            String::new(),
+        );
+        room_ctx.power_levels = Some(PushConditionPowerLevelsCtx::from(context.power_levels));
         for (user, display_name) in context.recipients {
             if user == pdu.sender {
                 continue;
             }
-            let mut room_ctx = PushConditionRoomCtx::new(
-                context.room_id.clone(),
-                UInt::new_saturating(context.member_count),
-                user.clone(),
-                display_name,
-            );
-            room_ctx.power_levels = Some(power_levels.clone());
+            room_ctx.user_display_name = display_name;
             let rules = self.cached_rules(&user)?;
+            room_ctx.user_id = user;
             let actions = evaluation.actions(&rules, &room_ctx).await;
             if actions.iter().any(Action::should_notify) {
                 let highlight = actions.iter().any(Action::is_highlight);
-                notified.add(user, highlight, serde_json::to_value(actions).unwrap_or_default());
+                notified.add(
+                    room_ctx.user_id.clone(),
+                    highlight,
+                    serde_json::to_value(actions).unwrap_or_default(),
+                );
             }
         }
         Ok(self.store.stage_notifications(position, &notified)?)
