@@ -133,7 +133,16 @@ async fn flusher(db: sled::Db, shared: Arc<Shared>, done: watch::Sender<Flushed>
         let covered = shared.next_ticket.load(Ordering::SeqCst) - 1;
         let db = db.clone();
         let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || db.flush()).await;
+        let result = tokio::task::spawn_blocking(move || {
+            let flushed = db.flush();
+            // The flush seals sled's log buffer (a 512 KiB allocation) on this thread, and
+            // sled defers freeing the sealed one to crossbeam-epoch, which holds up to 64
+            // deferred frees per thread before handing them on to be run. With a flush per
+            // group commit, written buffers raised peak RSS under load by some 30 MB.
+            crossbeam_epoch::pin().flush();
+            flushed
+        })
+        .await;
         match result {
             Ok(Ok(_)) => {
                 let metrics = crate::metrics::metrics();
