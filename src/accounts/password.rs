@@ -1,14 +1,31 @@
 //! Password hashing with argon2id (the crate's defaults follow OWASP's recommendation).
 //! Hashing is deliberately slow, so both calls run on tokio's blocking pool.
+//!
+//! Each hash also takes 19 MiB of memory, so at most one runs per core: more would not
+//! finish sooner, and a burst of logins or registrations (or someone flooding the login
+//! endpoint) would otherwise cost 19 MiB for every request in flight.
+
+use std::sync::LazyLock;
 
 use argon2::{
     Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
     password_hash::{SaltString, rand_core::OsRng},
 };
+use tokio::sync::Semaphore;
+
+/// One permit per core, for a hash or a verification in progress.
+static HASHING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
+
+/// Runs `work` on the blocking pool once a core is free for it.
+async fn on_a_free_core<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    let _permit = HASHING.acquire().await.expect("the hashing semaphore is never closed");
+    tokio::task::spawn_blocking(work).await.expect("password hashing does not panic")
+}
 
 /// Returns a PHC string (`$argon2id$v=19$...`) that embeds salt and parameters.
 pub async fn hash(password: String) -> String {
-    tokio::task::spawn_blocking(move || {
+    on_a_free_core(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
@@ -16,17 +33,15 @@ pub async fn hash(password: String) -> String {
             .to_string()
     })
     .await
-    .expect("password hashing does not panic")
 }
 
 /// Whether `password` matches `phc`. A malformed stored hash never matches.
 pub async fn verify(phc: String, password: String) -> bool {
-    tokio::task::spawn_blocking(move || {
+    on_a_free_core(move || {
         PasswordHash::new(&phc)
             .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
     .await
-    .unwrap_or(false)
 }
 
 #[cfg(test)]
