@@ -177,6 +177,25 @@ fn event_id_from(bytes: &[u8]) -> Result<OwnedEventId> {
         .ok_or_else(|| StorageError::Corrupt("event id".to_owned()))
 }
 
+/// Writes an event's record under `key` and points its id there, removing a record the id
+/// pointed to before under another key.
+pub(super) fn put_event_record(
+    records: &sled::Tree,
+    keys: &sled::Tree,
+    event_id: &[u8],
+    key: u64,
+    record: impl Into<sled::IVec>,
+) -> Result<()> {
+    let key = key.to_be_bytes();
+    records.insert(key, record)?;
+    if let Some(earlier) = keys.insert(event_id, &key)?
+        && earlier != key
+    {
+        records.remove(earlier)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Allocates a new room's short id; the room exists once its create event is appended.
     pub fn new_room_record(&self, room_id: OwnedRoomId, version: RoomVersionId) -> Result<RoomRecord> {
@@ -541,14 +560,14 @@ impl Store {
         }
         writes.insert(Index::Rooms, room.room_id.as_bytes(), room_bytes);
         // The event itself first: without its write set it is an orphan nothing refers to.
-        let key = position.to_be_bytes();
-        self.event_records.insert(key, event_bytes)?;
-        if let Some(earlier) = self.event_keys.insert(event.event_id.as_bytes(), &key)?
-            && earlier != key
-        {
-            // The event was stored as an outlier and now joins the timeline.
-            self.event_records.remove(earlier)?;
-        }
+        // An outlier joining the timeline leaves its record under its generated key.
+        put_event_record(
+            &self.event_records,
+            &self.event_keys,
+            event.event_id.as_bytes(),
+            position,
+            event_bytes,
+        )?;
         self.write_indexes(position, &writes)?;
         crate::metrics::metrics().events_persisted.inc();
         Ok(stored)

@@ -54,14 +54,8 @@ fn key_events_by_position(db: &sled::Db) -> Result<()> {
         let key = match position {
             0 => db.generate_id()?,
             position => position,
-        }
-        .to_be_bytes();
-        records.insert(key, bytes)?;
-        if let Some(earlier) = keys.insert(event_id, &key)?
-            && earlier != key
-        {
-            records.remove(earlier)?;
-        }
+        };
+        super::rooms::put_event_record(&records, &keys, &event_id, key, bytes)?;
     }
     db.flush()?;
     db.drop_tree("events")?;
