@@ -86,13 +86,14 @@ impl Push {
             return Ok(rules.clone());
         }
         let rules = self.rule_ids.rules(self.ruleset(user)?);
-        self.rulesets.lock().expect("never poisoned").insert(user.to_owned(), rules.clone());
-        Ok(rules)
+        // An update that raced this read has put the newer rules: keep those.
+        Ok(self.rulesets.lock().expect("never poisoned").entry(user.to_owned()).or_insert(rules).clone())
     }
 
-    /// The `m.push_rules` account data event content for the user.
+    /// The `m.push_rules` account data event content for the user. Every sync sends it, so
+    /// it comes from the parsed rules kept for push evaluation, not from storage.
     pub fn rules_content(&self, user: &UserId) -> Result<JsonValue> {
-        Ok(json!({"global": self.ruleset(user)?}))
+        Ok(json!({"global": self.cached_rules(user)?.ruleset}))
     }
 
     /// Applies `change` to the user's rules and stores them.
