@@ -20,6 +20,7 @@ mod media;
 mod misc;
 mod positions;
 mod push;
+mod room_records;
 mod rooms;
 mod schema;
 
@@ -42,6 +43,7 @@ pub use misc::{OpenIdToken, Report};
 pub use positions::PositionGuard;
 use positions::Positions;
 pub use push::{EventNotifications, NotificationRecord, ReceiptRecord, UnreadCounts};
+use room_records::RoomRecords;
 pub use rooms::{NewEvent, Placement, Relation, RoomRecord, StateKey, StateMap, StoredEvent, UserRoom};
 use ruma::{OwnedServerName, ServerName};
 
@@ -55,6 +57,7 @@ pub struct Store {
     db: sled::Db,
     commit: GroupCommit,
     positions: Positions,
+    room_records: RoomRecords,
     /// See [`Store::latest_key_change`].
     latest_key_change: std::sync::atomic::AtomicU64,
     users: sled::Tree,
@@ -180,6 +183,7 @@ impl Store {
             commit: GroupCommit::new(db.clone()),
             // Ids from sled's generator only grow, across restarts too.
             positions: Positions::new(db.generate_id()?),
+            room_records: RoomRecords::default(),
             latest_key_change: Self::scan_latest_key_change(&db.open_tree("key_changes")?)?.into(),
             users: db.open_tree("users")?,
             devices: db.open_tree("devices")?,

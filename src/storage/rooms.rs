@@ -227,7 +227,16 @@ impl Store {
     }
 
     pub fn room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
-        self.rooms.get(room_id.as_bytes())?.map(|b| decode("room", &b)).transpose()
+        let miss = match self.room_records.get(room_id) {
+            Ok(room) => return Ok(Some(room)),
+            Err(miss) => miss,
+        };
+        let room: Option<RoomRecord> =
+            self.rooms.get(room_id.as_bytes())?.map(|b| decode("room", &b)).transpose()?;
+        if let Some(room) = &room {
+            self.room_records.keep(miss, room);
+        }
+        Ok(room)
     }
 
     pub fn event(&self, event_id: &EventId) -> Result<Option<StoredEvent>> {
@@ -569,6 +578,7 @@ impl Store {
             event_bytes,
         )?;
         self.write_indexes(position, &writes)?;
+        self.room_records.put(updated.clone());
         crate::metrics::metrics().events_persisted.inc();
         Ok(stored)
     }
