@@ -7,7 +7,7 @@ use ruma::UserId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
-use super::{Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of};
+use super::{Result, StorageError, Store, abort, be_u64, composite_key, decode, encode, flatten, prefix_of};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackupVersionRecord {
@@ -37,7 +37,7 @@ fn version_key(user: &UserId, version: u64) -> Vec<u8> {
 }
 
 fn parse_version(bytes: &[u8]) -> Result<u64> {
-    bytes.try_into().map(u64::from_be_bytes).map_err(|_| StorageError::Corrupt("backup version".to_owned()))
+    be_u64("backup version", bytes)
 }
 
 impl Store {

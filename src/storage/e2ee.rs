@@ -24,7 +24,7 @@ use serde_json::Value as JsonValue;
 use sled::Transactional;
 
 use super::{
-    Result, StorageError, Store, abort, composite_key, decode, encode, flatten, positioned, prefix_of,
+    Result, StorageError, Store, abort, be_u64, composite_key, decode, encode, flatten, positioned, prefix_of,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,11 +50,6 @@ pub struct ClaimedKey {
 
 fn device_key(user: &UserId, device: &DeviceId) -> Vec<u8> {
     composite_key(&[user.as_bytes(), device.as_bytes()])
-}
-
-/// A big-endian stream position stored as a value; `what` names it in the error.
-fn parse_position(what: &str, bytes: &[u8]) -> Result<u64> {
-    bytes.try_into().map(u64::from_be_bytes).map_err(|_| StorageError::Corrupt(what.to_owned()))
 }
 
 fn split_last(bytes: &[u8]) -> Result<(&[u8], &[u8])> {
@@ -318,12 +313,12 @@ impl Store {
         key_changes
             .iter()
             .values()
-            .try_fold(0, |latest, value| Ok(latest.max(parse_position("key change", &value?)?)))
+            .try_fold(0, |latest, value| Ok(latest.max(be_u64("key change", &value?)?)))
     }
 
     pub fn last_key_change(&self, user: &UserId) -> Result<u64> {
         match self.key_changes.get(user.as_bytes())? {
-            Some(bytes) => parse_position("key change", &bytes),
+            Some(bytes) => be_u64("key change", &bytes),
             None => Ok(0),
         }
     }
@@ -388,7 +383,7 @@ impl Store {
             let mut delivered = None;
             let mut batch = sled::Batch::default();
             for (key, value) in acknowledged {
-                delivered = delivered.max(Some(parse_position("to-device position", &value)?));
+                delivered = delivered.max(Some(be_u64("to-device position", &value)?));
                 batch.remove(key);
             }
             if let Some(delivered) = delivered {

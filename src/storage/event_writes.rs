@@ -19,7 +19,7 @@
 
 use sled::Tree;
 
-use super::{Result, RoomRecord, StorageError, Store, decode};
+use super::{Result, RoomRecord, StorageError, Store, be_u64, decode};
 
 /// The trees an event's index writes go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,9 +155,7 @@ impl Store {
         let mut recovered = 0;
         for item in self.event_writes.iter() {
             let (key, bytes) = item?;
-            let position = u64::from_be_bytes(
-                key.as_ref().try_into().map_err(|_| StorageError::Corrupt("event write key".to_owned()))?,
-            );
+            let position = be_u64("event write key", &key)?;
             let writes = WriteSet::decode(&bytes)?;
             // The room record is the last write; its position says whether it got there.
             let Some((_, room_key, Some(room_bytes))) =

@@ -342,6 +342,11 @@ fn positioned<T: serde::de::DeserializeOwned>(
     Ok((position, decode(what, &value)?))
 }
 
+/// A big-endian u64 stored as a key part or a value; `what` names it in the error.
+fn be_u64(what: &str, bytes: &[u8]) -> Result<u64> {
+    bytes.try_into().map(u64::from_be_bytes).map_err(|_| StorageError::Corrupt(what.to_owned()))
+}
+
 fn composite_key(parts: &[&[u8]]) -> Vec<u8> {
     let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
     for (i, part) in parts.iter().enumerate() {

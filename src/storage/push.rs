@@ -13,7 +13,7 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
-use super::{Result, StorageError, Store, composite_key, decode, encode, positioned, prefix_of};
+use super::{Result, StorageError, Store, be_u64, composite_key, decode, encode, positioned, prefix_of};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NotificationRecord {
@@ -190,11 +190,7 @@ impl Store {
 
     pub fn read_position(&self, user: &UserId, room: &RoomId) -> Result<u64> {
         match self.read_positions.get(composite_key(&[user.as_bytes(), room.as_bytes()]))? {
-            Some(bytes) => bytes
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .map_err(|_| StorageError::Corrupt("read position".to_owned())),
+            Some(bytes) => be_u64("read position", &bytes),
             None => Ok(0),
         }
     }

@@ -27,7 +27,7 @@ use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 use sled::Transactional;
 
 use super::{
-    PositionGuard, Result, StorageError, Store, abort, composite_key, decode, encode,
+    PositionGuard, Result, StorageError, Store, abort, be_u64, composite_key, decode, encode,
     event_writes::{Index, WriteSet},
     flatten, prefix_of,
 };
@@ -167,7 +167,7 @@ fn room_key(short: u64, rest: u64) -> [u8; 16] {
 }
 
 fn u64_from(bytes: &[u8]) -> Result<u64> {
-    bytes.try_into().map(u64::from_be_bytes).map_err(|_| StorageError::Corrupt("short id".to_owned()))
+    be_u64("short id", bytes)
 }
 
 fn event_id_from(bytes: &[u8]) -> Result<OwnedEventId> {
