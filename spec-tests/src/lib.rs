@@ -474,10 +474,21 @@ pub fn cli_ok(output: &Output) -> String {
 /// send, such as a chunked body of known bytes) and reads one response. The body is parsed
 /// as JSON when the response has a `Content-Length`.
 pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> Resp {
+    raw_http_in_pieces(addr, &[request]).await
+}
+
+/// As [`raw_http`], writing the request in `pieces` 100 ms apart, as a slow client would.
+pub async fn raw_http_in_pieces(addr: SocketAddr, pieces: &[&[u8]]) -> Resp {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    // The server may answer and close before it has read everything; what matters is the answer.
-    let _ = stream.write_all(request).await;
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The server may answer and close before it has read everything; what matters is
+        // the answer.
+        let _ = stream.write_all(piece).await;
+    }
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

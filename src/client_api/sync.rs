@@ -8,6 +8,7 @@ use ruma::api::client::{
 };
 
 use crate::{
+    accounts::Session,
     http::{
         ApiError,
         router::{Req, Router},
@@ -25,10 +26,24 @@ pub fn routes(router: &mut Router) {
 /// Long-polls longer than this are cut short; reverse proxies commonly time out at 60 s.
 const MAX_TIMEOUT: Duration = Duration::from_secs(50);
 
-async fn sync(
+/// Not an `async fn`: the request is turned into [`SyncParams`] before the long-poll starts, so
+/// a parked `/sync` does not keep ruma's request (over 1 KiB) and copies of it for its whole
+/// wait. With thousands of clients parked, that is most of their memory beyond hyper's buffers.
+fn sync(
     services: Arc<Services>,
     req: Req<sync_events::v3::Request>,
-) -> Result<sync_events::v3::Response, ApiError> {
+) -> impl Future<Output = Result<sync_events::v3::Response, ApiError>> + Send {
+    let parsed = sync_params(&services, req);
+    async move {
+        let (session, params, timeout) = parsed?;
+        Ok(services.sync.sync(&services.rooms, &session, params, timeout).await?)
+    }
+}
+
+fn sync_params(
+    services: &Services,
+    req: Req<sync_events::v3::Request>,
+) -> Result<(Session, SyncParams, Duration), ApiError> {
     let body = req.body;
     let since = body
         .since
@@ -48,8 +63,13 @@ async fn sync(
         Some(_) => return Err(ApiError::invalid_param("unsupported filter")),
     };
     let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
-    let params = SyncParams { since, set_presence: body.set_presence, full_state: body.full_state, filter };
-    Ok(services.sync.sync(&services.rooms, &req.auth, params, timeout).await?)
+    let params = SyncParams {
+        since,
+        set_presence: body.set_presence,
+        full_state: body.full_state,
+        filter: Box::new(filter),
+    };
+    Ok((req.auth, params, timeout))
 }
 
 async fn upload_filter(

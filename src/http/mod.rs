@@ -23,10 +23,14 @@ use std::{
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::{body::Incoming, service::service_fn};
+use hyper::{
+    body::{Body as _, Incoming},
+    server::conn::{http1, http2},
+    service::service_fn,
+};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::graceful::{GracefulShutdown, Watcher},
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -83,8 +87,14 @@ impl Pipeline {
         );
         let started = Instant::now();
         let method = request.method().to_string();
-        let (route, mut response) =
-            self.respond(request, client_ip, span.clone()).instrument(span.clone()).await;
+        let (route, mut response) = match self.route(&request) {
+            Routed::To(route, path_args) => {
+                span.record("route", route.pattern);
+                let call = self.call(route, path_args, request, client_ip, span.clone());
+                (Some(route.pattern), call.instrument(span.clone()).await)
+            }
+            Routed::Answered(answer) => (None, answer),
+        };
         if self.cors {
             add_cors_headers(response.headers_mut());
         }
@@ -105,31 +115,23 @@ impl Pipeline {
         response
     }
 
-    /// Answers a request; also returns the route's path template when one matched.
-    async fn respond(
-        &self,
-        request: http::Request<Incoming>,
-        client_ip: IpAddr,
-        span: tracing::Span,
-    ) -> (Option<&'static str>, Response) {
+    fn route(&self, request: &http::Request<Incoming>) -> Routed<'_> {
         if self.cors && request.method() == Method::OPTIONS {
             let preflight = http::Response::builder()
                 .status(StatusCode::NO_CONTENT)
                 .body(Full::new(Bytes::new()))
                 .expect("static response parts are valid");
-            return (None, preflight);
+            return Routed::Answered(preflight);
         }
-        let (route, path_args) = match self.router.lookup(request.method(), request.uri().path()) {
-            Lookup::Found(route, args) => (route, args),
+        match self.router.lookup(request.method(), request.uri().path()) {
+            Lookup::Found(route, args) => Routed::To(route, args),
             Lookup::NoSuchPath => {
-                return (None, ApiError::unrecognized(StatusCode::NOT_FOUND).into_response());
+                Routed::Answered(ApiError::unrecognized(StatusCode::NOT_FOUND).into_response())
             }
             Lookup::WrongMethod => {
-                return (None, ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED).into_response());
+                Routed::Answered(ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED).into_response())
             }
-        };
-        span.record("route", route.pattern);
-        (Some(route.pattern), self.call(route, path_args, request, client_ip, span).await)
+        }
     }
 
     /// Rate limit, body, handler, and the headers the route asks for.
@@ -152,9 +154,16 @@ impl Pipeline {
             return ApiError::limit_exceeded(wait).into_response();
         }
         let max_body = route.options.max_body.unwrap_or(self.max_body);
-        let request = match read_body(request, max_body).await {
-            Ok(request) => request,
-            Err(error) => return error.into_response(),
+        // The body reader is boxed and skipped when there is no body (every GET): this future
+        // lives as long as the request, a parked `/sync` included, and would otherwise be
+        // sized for the reader's state all that time.
+        let request = if request.body().is_end_stream() {
+            http::Request::from_parts(request.into_parts().0, Bytes::new())
+        } else {
+            match Box::pin(read_body(request, max_body)).await {
+                Ok(request) => request,
+                Err(error) => return error.into_response(),
+            }
         };
         let call = Call { request, path_args, client_ip, span };
         let mut response = (route.handler)(self.services.clone(), call).await;
@@ -163,6 +172,14 @@ impl Pipeline {
         }
         response
     }
+}
+
+/// Where routing sent a request.
+enum Routed<'a> {
+    /// To a route's handler, with the path arguments.
+    To(&'a router::Route, Vec<String>),
+    /// Nowhere: the answer needs no handler (a CORS preflight, an unknown path or method).
+    Answered(Response),
 }
 
 /// Reads the whole body, refusing more than `max_body` bytes whether or not the
@@ -223,6 +240,15 @@ fn add_cors_headers(headers: &mut http::HeaderMap) {
 pub trait Acceptor: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, IpAddr)>> + Send;
+    /// The HTTP version a plain (not TLS) connection speaks.
+    fn protocol(stream: &Self::Stream) -> impl Future<Output = Protocol> + Send;
+}
+
+/// The HTTP version of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
 }
 
 impl Acceptor for tokio::net::TcpListener {
@@ -234,6 +260,13 @@ impl Acceptor for tokio::net::TcpListener {
         let _ = stream.set_nodelay(true);
         Ok((stream, peer.ip()))
     }
+
+    async fn protocol(stream: &Self::Stream) -> Protocol {
+        match tokio::time::timeout(PREFACE_TIMEOUT, sniff_h2c(stream)).await {
+            Ok(true) => Protocol::Http2,
+            _ => Protocol::Http1,
+        }
+    }
 }
 
 impl Acceptor for tokio::net::UnixListener {
@@ -242,6 +275,40 @@ impl Acceptor for tokio::net::UnixListener {
     async fn accept(&self) -> std::io::Result<(Self::Stream, IpAddr)> {
         let (stream, _) = tokio::net::UnixListener::accept(self).await?;
         Ok((stream, IpAddr::V4(Ipv4Addr::LOCALHOST)))
+    }
+
+    /// The admin socket's only client, the CLI, speaks HTTP/1.1.
+    async fn protocol(_: &Self::Stream) -> Protocol {
+        Protocol::Http1
+    }
+}
+
+/// What an HTTP/2 client with prior knowledge (h2c) sends first (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How long a client that has sent part of the HTTP/2 preface may take to send the rest.
+const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a plain connection opens with the HTTP/2 preface, decided by peeking, so that the
+/// bytes stay in the socket for whichever protocol reads them.
+///
+/// hyper-util's `auto` connection reads the first 24 bytes itself and hands them to HTTP/1
+/// as a separate first read, which made hyper grow every connection's read buffer from 8 to
+/// 16 KiB. With 10 000 parked long-polls that was 80 MB.
+async fn sniff_h2c(stream: &tokio::net::TcpStream) -> bool {
+    let mut first = [0u8; H2_PREFACE.len()];
+    loop {
+        let Ok(n) = stream.peek(&mut first).await else { return false };
+        // n == 0 is end of stream: HTTP/1 reports that as it does for any request.
+        if n == 0 || first[..n] != H2_PREFACE[..n] {
+            return false;
+        }
+        if n == H2_PREFACE.len() {
+            return true;
+        }
+        // Only part of the preface has arrived; a real HTTP/1 request differs from it by
+        // the second byte, so this is a slow HTTP/2 client. Peek again shortly.
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -273,12 +340,12 @@ pub async fn serve<A: Acceptor>(
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, pipeline, client_ip, watcher).await,
-                Some(tls) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, pipeline, client_ip, watcher).await,
-                    Ok(Err(e)) => tracing::debug!(error = %e, %client_ip, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%client_ip, "TLS handshake timed out"),
-                },
+                None => {
+                    let protocol = A::protocol(&stream).await;
+                    serve_connection(stream, protocol, pipeline, client_ip, watcher).await
+                }
+                // Boxed: TLS state is large, and plain connections' tasks need not be sized for it.
+                Some(tls) => Box::pin(serve_tls(stream, tls, pipeline, client_ip, watcher)).await,
             }
         });
     }
@@ -290,19 +357,49 @@ pub async fn serve<A: Acceptor>(
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+/// Completes the TLS handshake, then serves the protocol ALPN settled on.
+async fn serve_tls<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
+    tls: tokio_rustls::TlsAcceptor,
     pipeline: Arc<Pipeline>,
     client_ip: IpAddr,
-    watcher: hyper_util::server::graceful::Watcher,
+    watcher: Watcher,
+) {
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let protocol = match stream.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Protocol::Http2,
+                _ => Protocol::Http1,
+            };
+            serve_connection(stream, protocol, pipeline, client_ip, watcher).await
+        }
+        Ok(Err(e)) => tracing::debug!(error = %e, %client_ip, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%client_ip, "TLS handshake timed out"),
+    }
+}
+
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    protocol: Protocol,
+    pipeline: Arc<Pipeline>,
+    client_ip: IpAddr,
+    watcher: Watcher,
 ) {
     let service = service_fn(move |request| {
         let pipeline = pipeline.clone();
         async move { Ok::<_, Infallible>(pipeline.handle(request, client_ip).await) }
     });
-    let connection =
-        auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).into_owned();
-    if let Err(e) = watcher.watch(connection).await {
+    let io = TokioIo::new(stream);
+    let ended = match protocol {
+        Protocol::Http1 => watcher.watch(http1::Builder::new().serve_connection(io, service)).await,
+        // Boxed: an HTTP/2 connection's state is several times an HTTP/1 one's, and every
+        // connection task would otherwise be sized for it.
+        Protocol::Http2 => {
+            let connection = http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+            Box::pin(watcher.watch(connection)).await
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }

@@ -104,7 +104,7 @@ impl Router {
         R::Authentication: Authenticate,
         F: Fn(Arc<Services>, Req<R>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, ApiError>> + Send + 'static,
-        O: IntoHttpResponse,
+        O: IntoHttpResponse + 'static,
     {
         self.ruma_with(RouteOptions::default(), handler);
     }
@@ -116,7 +116,7 @@ impl Router {
         R::Authentication: Authenticate,
         F: Fn(Arc<Services>, Req<R>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, ApiError>> + Send + 'static,
-        O: IntoHttpResponse,
+        O: IntoHttpResponse + 'static,
     {
         self.ruma_with(RouteOptions { rate_limit: Some(class), ..RouteOptions::default() }, handler);
     }
@@ -128,17 +128,11 @@ impl Router {
         R::Authentication: Authenticate,
         F: Fn(Arc<Services>, Req<R>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, ApiError>> + Send + 'static,
-        O: IntoHttpResponse,
+        O: IntoHttpResponse + 'static,
     {
         let handler = Arc::new(handler);
         let erased: Handler = Arc::new(move |services, call| {
-            let handler = handler.clone();
-            Box::pin(async move {
-                match dispatch::<R, F, Fut, O>(&handler, services, call).await {
-                    Ok(response) => response,
-                    Err(error) => error.into_response(),
-                }
-            })
+            Box::pin(dispatch::<R, F, Fut, O>(handler.clone(), services, call))
         });
         for path in R::PATH_BUILDER.all_paths() {
             self.raw(R::METHOD, path, options, erased.clone());
@@ -189,21 +183,36 @@ impl Router {
     }
 }
 
-async fn dispatch<R, F, Fut, O>(
-    handler: &F,
-    services: Arc<Services>,
-    call: Call,
-) -> Result<Response, ApiError>
+/// Parses `call` as an `R`, runs `handler` on it, and answers with what it returned or the
+/// error. Parsing is a future of its own, so that the raw request and its parsed copy are gone
+/// while the handler runs: a parked long-poll keeps this state for its whole wait.
+async fn dispatch<R, F, Fut, O>(handler: Arc<F>, services: Arc<Services>, call: Call) -> Response
+where
+    R: IncomingRequest + Send,
+    R::Authentication: Authenticate,
+    F: Fn(Arc<Services>, Req<R>) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<O, ApiError>> + Send,
+    O: IntoHttpResponse,
+{
+    let req = match parse::<R>(&services, call).await {
+        Ok(req) => req,
+        Err(error) => return error.into_response(),
+    };
+    match handler(services, req).await.and_then(IntoHttpResponse::into_http_response) {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Authenticates the caller and parses the request as an `R`.
+async fn parse<R>(services: &Services, call: Call) -> Result<Req<R>, ApiError>
 where
     R: IncomingRequest,
     R::Authentication: Authenticate,
-    F: Fn(Arc<Services>, Req<R>) -> Fut,
-    Fut: Future<Output = Result<O, ApiError>>,
-    O: IntoHttpResponse,
 {
     let (parts, body) = call.request.into_parts();
     let request = http::Request::from_parts(parts, &body[..]);
-    let auth = <R::Authentication as Authenticate>::authenticate(&services, &request).await?;
+    let auth = <R::Authentication as Authenticate>::authenticate(services, &request).await?;
     if let Some(user) = <R::Authentication as Authenticate>::user_of(&auth) {
         call.span.record("user", user);
     }
@@ -220,7 +229,7 @@ where
                 FromHttpRequestError::Deserialization(e) => ApiError::from_deserialization(&e, &body),
                 _ => ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED),
             })?;
-    handler(services, Req { body: parsed, auth, client_ip: call.client_ip }).await?.into_http_response()
+    Ok(Req { body: parsed, auth, client_ip: call.client_ip })
 }
 
 /// What a handler may return: any ruma response, [`EmptyObject`] or [`JsonObject`].

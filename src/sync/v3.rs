@@ -40,7 +40,8 @@ pub struct SyncParams {
     /// Presence to set for the user while they sync (`offline` leaves it alone).
     pub set_presence: PresenceState,
     pub full_state: bool,
-    pub filter: FilterDefinition,
+    /// Boxed: a long-poll keeps its parameters for its whole wait, and a filter is 1 KiB inline.
+    pub filter: Box<FilterDefinition>,
 }
 
 /// Timeline events when the filter sets no limit (Synapse uses the same).
