@@ -18,6 +18,7 @@ mod federation;
 mod filters;
 mod media;
 mod misc;
+mod notified_sets;
 mod positions;
 mod push;
 mod room_records;
@@ -40,6 +41,7 @@ pub use e2ee::{ClaimedKey, FallbackKey, SignatureTarget, ToDeviceMessage};
 pub use federation::{CachedServerKeys, Outgoing, RemoteInvite};
 pub use media::MediaRecord;
 pub use misc::{OpenIdToken, Report};
+use notified_sets::NotifiedSets;
 pub use positions::PositionGuard;
 use positions::Positions;
 pub use push::{EventNotifications, NotificationRecord, ReceiptRecord, UnreadCounts};
@@ -85,6 +87,7 @@ pub struct Store {
     filters: sled::Tree,
     account_data: sled::Tree,
     event_notifications: sled::Tree,
+    notified_sets: NotifiedSets,
     read_positions: sled::Tree,
     receipts: sled::Tree,
     pushers: sled::Tree,
@@ -210,6 +213,7 @@ impl Store {
             filters: db.open_tree("filters")?,
             account_data: db.open_tree("account_data")?,
             event_notifications: db.open_tree("event_notifications")?,
+            notified_sets: NotifiedSets::new(db.open_tree("notified_sets")?),
             read_positions: db.open_tree("read_positions")?,
             receipts: db.open_tree("receipts")?,
             pushers: db.open_tree("pushers")?,

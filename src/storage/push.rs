@@ -1,8 +1,9 @@
 //! Notifications, read positions, receipts and pushers.
 //!
 //! Trees:
-//! - `event_notifications`: room, `0xff`, position → [`EventNotifications`]: whom an event
-//!   notifies (for unread counts and `/notifications`), recipients grouped by their actions
+//! - `event_notifications`: room, `0xff`, position → whom an event notifies (for unread
+//!   counts and `/notifications`): recipients grouped by their actions, each group's users
+//!   as a set in `notified_sets` (see [`super::notified_sets`])
 //! - `read_positions`: user, `0xff`, room → position of the newest event the user has read
 //! - `receipts`: room, `0xff`, user, `0xff`, type, `0xff`, thread → [`ReceiptRecord`]
 //! - `pushers`: user, `0xff`, app id, `0xff`, push key → the pusher's JSON
@@ -13,7 +14,10 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
-use super::{Result, StorageError, Store, be_u64, composite_key, decode, encode, positioned, prefix_of};
+use super::{
+    Result, StorageError, Store, be_u64, composite_key, decode, encode, notified_sets::SetId, positioned,
+    prefix_of,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NotificationRecord {
@@ -24,11 +28,10 @@ pub struct NotificationRecord {
     pub ts: u64,
 }
 
-/// Whom one event notifies. Recipients are grouped by their push actions, which most of
-/// them share: with the actions repeated per recipient, this record was the largest write
-/// of a send to a busy room.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(from = "StoredNotifications")]
+/// Whom one event notifies, as push evaluation finds it. Recipients are grouped by their
+/// push actions, which most of them share; each group's users are stored once as a set
+/// ([`NotifiedSets`](super::notified_sets::NotifiedSets)) that the event's record names.
+#[derive(Debug, Clone)]
 pub struct EventNotifications {
     pub room_id: OwnedRoomId,
     pub event_id: OwnedEventId,
@@ -36,7 +39,7 @@ pub struct EventNotifications {
     groups: Vec<NotifiedGroup>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 struct NotifiedGroup {
     highlight: bool,
     actions: JsonValue,
@@ -59,22 +62,29 @@ impl EventNotifications {
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
     }
-
-    fn group_of(&self, user: &UserId) -> Option<&NotifiedGroup> {
-        self.groups.iter().find(|group| group.users.iter().any(|u| u == user))
-    }
 }
 
-/// The record as stored: grouped, or (written before grouping) one entry per recipient.
-#[derive(Deserialize)]
+/// An event's notification record as stored. Records written before recipient sets name
+/// their recipients inline: per group (`users`), or, older still, one entry per recipient.
+#[derive(Serialize, Deserialize)]
 struct StoredNotifications {
     room_id: OwnedRoomId,
     event_id: OwnedEventId,
     ts: u64,
     #[serde(default)]
-    groups: Vec<NotifiedGroup>,
-    #[serde(default)]
+    groups: Vec<StoredGroup>,
+    #[serde(default, skip_serializing)]
     recipients: Vec<UngroupedRecipient>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredGroup {
+    highlight: bool,
+    actions: JsonValue,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    set: Option<SetId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    users: Vec<OwnedUserId>,
 }
 
 #[derive(Deserialize)]
@@ -84,18 +94,7 @@ struct UngroupedRecipient {
     actions: JsonValue,
 }
 
-impl From<StoredNotifications> for EventNotifications {
-    fn from(stored: StoredNotifications) -> Self {
-        let mut notified =
-            Self { room_id: stored.room_id, event_id: stored.event_id, ts: stored.ts, groups: stored.groups };
-        for recipient in stored.recipients {
-            notified.add(recipient.user, recipient.highlight, recipient.actions);
-        }
-        notified
-    }
-}
-
-/// [`EventNotifications`] read for counting: only who and whether highlighted, borrowed
+/// [`StoredNotifications`] read for counting: only who and whether highlighted, borrowed
 /// from the record; the actions are skipped, not built.
 #[derive(Deserialize)]
 struct Counted<'a> {
@@ -108,7 +107,9 @@ struct Counted<'a> {
 #[derive(Deserialize)]
 struct CountedGroup<'a> {
     highlight: bool,
-    #[serde(borrow)]
+    #[serde(default)]
+    set: Option<SetId>,
+    #[serde(default, borrow)]
     users: Vec<Cow<'a, str>>,
 }
 
@@ -117,14 +118,6 @@ struct CountedRecipient<'a> {
     #[serde(borrow)]
     user: Cow<'a, str>,
     highlight: bool,
-}
-
-impl Counted<'_> {
-    /// Whether the event notifies `user`, and if so whether it highlights.
-    fn highlight_for(&self, user: &str) -> Option<bool> {
-        let grouped = self.groups.iter().find(|g| g.users.iter().any(|u| u == user)).map(|g| g.highlight);
-        grouped.or_else(|| self.recipients.iter().find(|r| r.user == user).map(|r| r.highlight))
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,14 +145,48 @@ fn be(position: u64) -> [u8; 8] {
 impl Store {
     /// Records whom the event at `position` notifies: one record per event, whatever the
     /// number of members (one per member and event made sled copy a node per member at
-    /// every send). Not awaited durable: the event's own flush, awaited next, covers it.
+    /// every send), naming each group's recipients by their stored set. Not awaited
+    /// durable: the event's own flush, awaited next, covers it.
     pub fn stage_notifications(&self, position: u64, notified: &EventNotifications) -> Result<()> {
         if notified.is_empty() {
             return Ok(());
         }
+        let groups = notified
+            .groups
+            .iter()
+            .map(|group| {
+                Ok(StoredGroup {
+                    highlight: group.highlight,
+                    actions: group.actions.clone(),
+                    set: Some(self.notified_sets.put(&group.users)?),
+                    users: Vec::new(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let record = StoredNotifications {
+            room_id: notified.room_id.clone(),
+            event_id: notified.event_id.clone(),
+            ts: notified.ts,
+            groups,
+            recipients: Vec::new(),
+        };
         let key = composite_key(&[notified.room_id.as_bytes(), &be(position)]);
-        self.event_notifications.insert(key, encode(notified))?;
+        self.event_notifications.insert(key, encode(&record))?;
         Ok(())
+    }
+
+    /// Whether a group of a notification record holds `user`: by its set, or by the list
+    /// that records written before sets carry.
+    fn group_holds<'a>(
+        &self,
+        set: Option<SetId>,
+        mut listed: impl Iterator<Item = &'a str>,
+        user: &UserId,
+    ) -> Result<bool> {
+        match set {
+            Some(set) => self.notified_sets.contains(set, user),
+            None => Ok(listed.any(|listed| listed == user.as_str())),
+        }
     }
 
     /// Notifying events for `user` in the room at positions `after < p <= upto`.
@@ -180,7 +207,16 @@ impl Store {
             let (_, value) = item?;
             let event: Counted<'_> = serde_json::from_slice(&value)
                 .map_err(|e| StorageError::Corrupt(format!("notifications: {e}")))?;
-            if let Some(highlight) = event.highlight_for(user.as_str()) {
+            let mut highlight = None;
+            for group in &event.groups {
+                if self.group_holds(group.set, group.users.iter().map(|u| &**u), user)? {
+                    highlight = Some(group.highlight);
+                    break;
+                }
+            }
+            let highlight = highlight
+                .or_else(|| event.recipients.iter().find(|r| r.user == user.as_str()).map(|r| r.highlight));
+            if let Some(highlight) = highlight {
                 counts.notifications += 1;
                 counts.highlights += u64::from(highlight);
             }
@@ -209,9 +245,11 @@ impl Store {
             let end = composite_key(&[room.as_bytes(), &be(before)]);
             let mut in_room = 0;
             for item in self.event_notifications.range(start..end).rev() {
-                let (position, event): (u64, EventNotifications) = positioned("notifications", item)?;
-                let Some(group) = event.group_of(user) else { continue };
-                let (actions, highlight) = (group.actions.clone(), group.highlight);
+                let (position, event): (u64, StoredNotifications) = positioned("notifications", item)?;
+                let Some((highlight, actions)) = self.notified_as(event.groups, event.recipients, user)?
+                else {
+                    continue;
+                };
                 found.push((
                     position,
                     NotificationRecord {
@@ -231,6 +269,21 @@ impl Store {
         found.sort_by_key(|(position, _)| std::cmp::Reverse(*position));
         found.truncate(limit);
         Ok(found)
+    }
+
+    /// Whether and how a notification record notifies `user`: the highlight flag and actions.
+    fn notified_as(
+        &self,
+        groups: Vec<StoredGroup>,
+        recipients: Vec<UngroupedRecipient>,
+        user: &UserId,
+    ) -> Result<Option<(bool, JsonValue)>> {
+        for group in groups {
+            if self.group_holds(group.set, group.users.iter().map(|u| u.as_str()), user)? {
+                return Ok(Some((group.highlight, group.actions)));
+            }
+        }
+        Ok(recipients.into_iter().find(|r| r.user == user).map(|r| (r.highlight, r.actions)))
     }
 
     /// Stores a receipt; for read receipts also moves the user's read position forwards.
@@ -292,50 +345,71 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use ruma::{owned_event_id, owned_room_id, user_id};
+    use ruma::{owned_event_id, owned_room_id, room_id, user_id};
     use serde_json::json;
 
     use super::*;
+    use crate::storage::scratch_dir;
 
-    fn counted(bytes: &[u8]) -> Counted<'_> {
-        serde_json::from_slice(bytes).unwrap()
+    fn highlight() -> JsonValue {
+        json!(["notify", {"set_tweak": "highlight"}])
+    }
+
+    /// Counts and `/notifications` entries of @a, @b (highlighted) and @c (not notified) for
+    /// two events in !r:x at positions 1 and 2.
+    fn assert_reads_back(store: &Store) {
+        let room = room_id!("!r:x");
+        let count = |user: &str| store.count_notifications(user.try_into().unwrap(), room, 0, 2).unwrap();
+        assert_eq!(count("@a:x"), UnreadCounts { notifications: 2, highlights: 0 });
+        assert_eq!(count("@b:x"), UnreadCounts { notifications: 2, highlights: 2 });
+        assert_eq!(count("@c:x"), UnreadCounts::default());
+        let rooms = [room.to_owned()];
+        let found = store.notifications(user_id!("@b:x"), &rooms, u64::MAX, 10).unwrap();
+        assert_eq!(found.iter().map(|(position, _)| *position).collect::<Vec<_>>(), [2, 1]);
+        assert!(found.iter().all(|(_, record)| record.highlight && record.actions == highlight()));
+        assert!(store.notifications(user_id!("@c:x"), &rooms, u64::MAX, 10).unwrap().is_empty());
     }
 
     #[test]
-    fn recipients_are_grouped_by_their_actions() {
-        let mut notified = EventNotifications::new(owned_room_id!("!r:x"), owned_event_id!("$e"), 1);
-        let highlight = json!(["notify", {"set_tweak": "highlight"}]);
-        notified.add(user_id!("@a:x").to_owned(), false, json!(["notify"]));
-        notified.add(user_id!("@b:x").to_owned(), true, highlight.clone());
-        notified.add(user_id!("@c:x").to_owned(), false, json!(["notify"]));
-        let bytes = encode(&notified);
-        let stored: JsonValue = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(stored["groups"].as_array().unwrap().len(), 2);
-        let read: EventNotifications = decode("notifications", &bytes).unwrap();
-        assert_eq!(read.group_of(user_id!("@b:x")).unwrap().actions, highlight);
-        assert_eq!(counted(&bytes).highlight_for("@c:x"), Some(false));
-        assert_eq!(counted(&bytes).highlight_for("@b:x"), Some(true));
-        assert_eq!(counted(&bytes).highlight_for("@d:x"), None);
+    fn recipients_are_stored_once_as_sets_of_users() {
+        let store = Store::open(&scratch_dir("notifications-sets"), 8).unwrap();
+        for (position, event) in [(1, owned_event_id!("$1")), (2, owned_event_id!("$2"))] {
+            let mut notified = EventNotifications::new(owned_room_id!("!r:x"), event, 1);
+            notified.add(user_id!("@a:x").to_owned(), false, json!(["notify"]));
+            notified.add(user_id!("@b:x").to_owned(), true, highlight());
+            store.stage_notifications(position, &notified).unwrap();
+        }
+        // One set per group, shared by both events; the records name no user.
+        assert_eq!(store.db.open_tree("notified_sets").unwrap().len(), 2);
+        for item in store.event_notifications.iter() {
+            let (_, record) = item.unwrap();
+            assert!(!String::from_utf8_lossy(&record).contains("@a:x"));
+        }
+        assert_reads_back(&store);
     }
 
-    /// Records written before grouping keep their counts and `/notifications` entries.
+    /// Records written before recipient sets keep their counts and `/notifications` entries.
     #[test]
-    fn ungrouped_records_still_read() {
-        let bytes = serde_json::to_vec(&json!({
-            "room_id": "!r:x",
-            "event_id": "$e",
-            "ts": 1,
+    fn records_that_list_their_recipients_still_read() {
+        let store = Store::open(&scratch_dir("notifications-listed"), 8).unwrap();
+        let grouped = json!({
+            "room_id": "!r:x", "event_id": "$1", "ts": 1,
+            "groups": [
+                {"highlight": false, "actions": ["notify"], "users": ["@a:x"]},
+                {"highlight": true, "actions": highlight(), "users": ["@b:x"]},
+            ],
+        });
+        let ungrouped = json!({
+            "room_id": "!r:x", "event_id": "$2", "ts": 1,
             "recipients": [
                 {"user": "@a:x", "highlight": false, "actions": ["notify"]},
-                {"user": "@b:x", "highlight": true, "actions": ["notify", {"set_tweak": "highlight"}]},
-                {"user": "@c:x", "highlight": false, "actions": ["notify"]},
+                {"user": "@b:x", "highlight": true, "actions": highlight()},
             ],
-        }))
-        .unwrap();
-        let read: EventNotifications = decode("notifications", &bytes).unwrap();
-        assert_eq!(read.groups.len(), 2);
-        assert!(read.group_of(user_id!("@c:x")).is_some_and(|group| !group.highlight));
-        assert_eq!(counted(&bytes).highlight_for("@b:x"), Some(true));
-        assert_eq!(counted(&bytes).highlight_for("@d:x"), None);
+        });
+        for (position, record) in [(1, grouped), (2, ungrouped)] {
+            let key = composite_key(&[b"!r:x", &be(position)]);
+            store.event_notifications.insert(key, encode(&record)).unwrap();
+        }
+        assert_reads_back(&store);
     }
 }
