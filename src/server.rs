@@ -5,6 +5,7 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use tokio::{net::UnixListener, sync::watch};
@@ -105,6 +106,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     {
         tokio::spawn(services.federation.sender.clone().run(woken));
     }
+    tokio::spawn(forget_old_transaction_ids(store.clone()));
     let client = Arc::new(Pipeline::new(services.clone(), router, true));
     let metrics_listener = match services.config.metrics.enabled {
         true => {
@@ -149,6 +151,25 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     store.flush().map_err(|e| format!("final flush failed: {e}"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long a send's transaction id is remembered; clients retry within minutes.
+const TRANSACTION_ID_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Hourly (and once at start), forgets send transaction ids older than a day.
+async fn forget_old_transaction_ids(store: Arc<Store>) {
+    let mut hourly = tokio::time::interval(Duration::from_secs(60 * 60));
+    loop {
+        hourly.tick().await;
+        let now: u64 = ruma::MilliSecondsSinceUnixEpoch::now().get().into();
+        let cutoff = now.saturating_sub(TRANSACTION_ID_LIFETIME.as_millis() as u64);
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.forget_txn_ids_before(cutoff)).await {
+            Ok(Ok(forgotten)) => tracing::debug!(forgotten, "forgot old transaction ids"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not forget old transaction ids"),
+            Err(e) => tracing::warn!(error = %e, "forgetting old transaction ids panicked"),
+        }
+    }
 }
 
 /// The federation listener's TLS set-up from PEM files (rustls on ring; HTTP/2 and 1.1).

@@ -24,6 +24,7 @@ mod push;
 mod room_records;
 mod rooms;
 mod schema;
+mod txn_ids;
 
 use std::{os::unix::fs::DirBuilderExt, path::Path};
 

@@ -15,7 +15,7 @@
 //!   copy every [`FULL_SNAPSHOT_EVERY`] links (DESIGN.md decision 6). Each event records
 //!   the snapshot of the state *before* it.
 //! - `memberships`: room id, `0xff`, user id → [`UserRoom`]; `user_rooms`: the reverse
-//! - `txn_ids`: user, device, transaction id → event id (idempotent sends)
+//! - `txn_ids`: see [`super::txn_ids`]
 //! - `relations`: parent event id, `0xff`, position → [`Relation`] (edits, reactions,
 //!   threads, replies in threads: whatever names the parent in `m.relates_to`)
 
@@ -29,7 +29,7 @@ use sled::Transactional;
 use super::{
     PositionGuard, Result, StorageError, Store, abort, be_u64, composite_key, decode, encode,
     event_writes::{Index, WriteSet},
-    flatten, prefix_of,
+    flatten, prefix_of, txn_ids,
 };
 
 /// A delta chain longer than this is replaced by a full copy, bounding how many records a
@@ -170,7 +170,7 @@ fn u64_from(bytes: &[u8]) -> Result<u64> {
     be_u64("short id", bytes)
 }
 
-fn event_id_from(bytes: &[u8]) -> Result<OwnedEventId> {
+pub(super) fn event_id_from(bytes: &[u8]) -> Result<OwnedEventId> {
     std::str::from_utf8(bytes)
         .ok()
         .and_then(|s| EventId::parse(s).ok())
@@ -266,12 +266,6 @@ impl Store {
         self.event_records.insert(key, encode(&stored))?;
         self.durable().await?;
         Ok(Some(stored))
-    }
-
-    /// The event a client's earlier send with this transaction id produced.
-    pub fn txn_event(&self, user: &UserId, device: &DeviceId, txn_id: &str) -> Result<Option<OwnedEventId>> {
-        let key = composite_key(&[user.as_bytes(), device.as_bytes(), txn_id.as_bytes()]);
-        self.txn_ids.get(key)?.map(|b| event_id_from(&b)).transpose()
     }
 
     fn state_key_short(&self, kind: &str, state_key: &str) -> Result<Option<u64>> {
@@ -561,11 +555,7 @@ impl Store {
             );
         }
         if let Some((user, device, txn)) = event.txn {
-            writes.insert(
-                Index::TxnIds,
-                composite_key(&[user.as_bytes(), device.as_bytes(), txn.as_bytes()]),
-                event.event_id.as_bytes(),
-            );
+            writes.insert(Index::TxnIds, txn_ids::key(user, device, txn), txn_ids::value(event.event_id));
         }
         writes.insert(Index::Rooms, room.room_id.as_bytes(), room_bytes);
         // The event itself first: without its write set it is an orphan nothing refers to.
