@@ -29,7 +29,9 @@ use sled::Transactional;
 use super::{
     PositionGuard, Result, StorageError, Store, abort, be_u64, composite_key, decode, encode,
     event_writes::{Index, WriteSet},
-    flatten, prefix_of, txn_ids,
+    flatten, prefix_of,
+    room_records::{RECENT, Recent},
+    txn_ids,
 };
 
 /// A delta chain longer than this is replaced by a full copy, bounding how many records a
@@ -568,7 +570,7 @@ impl Store {
             event_bytes,
         )?;
         self.write_indexes(position, &writes)?;
-        self.room_records.put(updated.clone());
+        self.room_records.put(updated.clone(), Some((position, event.event_id.to_owned())));
         crate::metrics::metrics().events_persisted.inc();
         Ok(stored)
     }
@@ -599,8 +601,32 @@ impl Store {
     }
 
     /// Event ids of a room's timeline after (forwards) or before (backwards) `from`, which
-    /// is a position; at most `limit` of them, with their positions.
+    /// is a position; at most `limit` of them, with their positions. Answered from the
+    /// room's newest entries kept in memory when they hold the answer.
     pub fn timeline(
+        &self,
+        room: &RoomRecord,
+        from: u64,
+        forwards: bool,
+        limit: usize,
+    ) -> Result<Vec<(u64, OwnedEventId)>> {
+        match self.room_records.read_recent(&room.room_id, from, forwards, limit) {
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => {}
+            Err(miss) => {
+                let recent = Recent::from_newest_first(self.scan_timeline(room, u64::MAX, false, RECENT)?);
+                let found = recent.read(from, forwards, limit);
+                self.room_records.keep_recent(miss, &room.room_id, recent);
+                if let Some(found) = found {
+                    return Ok(found);
+                }
+            }
+        }
+        self.scan_timeline(room, from, forwards, limit)
+    }
+
+    /// [`Store::timeline`] from sled.
+    fn scan_timeline(
         &self,
         room: &RoomRecord,
         from: u64,
