@@ -4,14 +4,21 @@
 use std::collections::HashMap;
 
 use ruma::{RoomId, UserId, events::StateEventType};
+use serde_json::value::RawValue as RawJsonValue;
 
 use super::{Error, Event, Result, Rooms};
 
 /// What decides visibility of the events that share one state snapshot.
-#[derive(Clone)]
 struct Context {
     history_visibility: String,
     membership: Option<String>,
+}
+
+/// The string `field` of an event's content; `None` if absent or not a string. The other
+/// fields' values stay unparsed (keys are owned: a key may be written with escapes).
+fn string_field(content: &RawJsonValue, field: &str) -> Option<String> {
+    let content: HashMap<String, &RawJsonValue> = serde_json::from_str(content.get()).ok()?;
+    serde_json::from_str(content.get(field)?.get()).ok()
 }
 
 /// Answers "may this user see that event?" for a run of events, reading each state
@@ -68,33 +75,36 @@ impl Rooms {
 impl Visibility<'_> {
     pub fn can_see(&mut self, event: &Event) -> Result<bool> {
         let (pdu, stored) = (&event.pdu, &event.stored);
-        let context = match self.by_snapshot.get(&stored.state_before) {
-            Some(context) => context.clone(),
-            None => {
+        if !self.by_snapshot.contains_key(&stored.state_before) {
+            let context = {
                 let state = self.rooms.state_before(stored)?;
-                let content = |kind: StateEventType, key: &str| -> Result<Option<serde_json::Value>> {
+                // One field of a state event's content, read without parsing the rest.
+                let field = |kind: StateEventType, key: &str, field: &str| -> Result<Option<String>> {
                     match state.get(&(kind.to_string(), key.to_owned())) {
-                        Some(id) => Ok(self.rooms.pdu(id)?.map(|p| p.content_json())),
+                        Some(id) => Ok(self
+                            .rooms
+                            .event(id)?
+                            .and_then(|event| string_field(&event.pdu.content, field))),
                         None => Ok(None),
                     }
                 };
-                let history_visibility = content(StateEventType::RoomHistoryVisibility, "")?
-                    .and_then(|c| c["history_visibility"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "shared".to_owned());
-                let membership = content(StateEventType::RoomMember, self.user.as_str())?
-                    .and_then(|c| c["membership"].as_str().map(str::to_owned));
-                let context = Context { history_visibility, membership };
-                self.by_snapshot.insert(stored.state_before, context.clone());
-                context
-            }
-        };
+                let history_visibility =
+                    field(StateEventType::RoomHistoryVisibility, "", "history_visibility")?
+                        .unwrap_or_else(|| "shared".to_owned());
+                let membership = field(StateEventType::RoomMember, self.user.as_str(), "membership")?;
+                Context { history_visibility, membership }
+            };
+            self.by_snapshot.insert(stored.state_before, context);
+        }
+        let context = &self.by_snapshot[&stored.state_before];
+        let joined_until = self.joined_until;
         let allowed = |history_visibility: &str, membership: Option<&str>| match history_visibility {
             "world_readable" => true,
             _ if membership == Some("join") => true,
             "invited" => membership == Some("invite"),
             "joined" => false,
             // `shared`, and any value this server does not understand.
-            _ => self.joined_until.is_some_and(|until| stored.position < until),
+            _ => joined_until.is_some_and(|until| stored.position < until),
         };
         if allowed(&context.history_visibility, context.membership.as_deref()) {
             return Ok(true);
@@ -131,5 +141,25 @@ impl Visibility<'_> {
         } else {
             Err(Error::NotFound(format!("no visible event {}", event.pdu.event_id)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(json: &str) -> Box<RawJsonValue> {
+        RawJsonValue::from_string(json.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn a_content_field_is_read_whatever_the_other_fields_hold() {
+        let nested = content(r#"{"other": {"deep": [1, "\"x\""]}, "history_visibility": "joined"}"#);
+        assert_eq!(string_field(&nested, "history_visibility").as_deref(), Some("joined"));
+        // A key spelled with escapes is still the same key.
+        let escaped = content(r#"{"\u0041": 1, "hist\u006fry_visibility": "jo\u0069ned"}"#);
+        assert_eq!(string_field(&escaped, "history_visibility").as_deref(), Some("joined"));
+        assert_eq!(string_field(&escaped, "membership"), None);
+        assert_eq!(string_field(&content(r#"{"membership": 1}"#), "membership"), None);
     }
 }
