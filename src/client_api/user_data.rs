@@ -13,6 +13,7 @@ use ruma::{
         tag::{create_tag, delete_tag, get_tags},
         typing::create_typing_event::{self, v3::Typing},
     },
+    serde::Raw,
 };
 use serde_json::{Value as JsonValue, json};
 
@@ -57,11 +58,11 @@ async fn get_global(
     only_self(&req.auth, &req.body.user_id)?;
     let kind = req.body.event_type.to_string();
     let content = if kind == "m.push_rules" {
-        services.push.rules_content(&req.auth.user_id)?
+        Raw::from_json(services.push.rules_content(&req.auth.user_id)?)
     } else {
-        services.account_data.get(&req.auth.user_id, None, &kind)?
+        raw(services.account_data.get(&req.auth.user_id, None, &kind)?)
     };
-    Ok(get_global_account_data::v3::Response::new(raw(content)))
+    Ok(get_global_account_data::v3::Response::new(content))
 }
 
 async fn set_global(

@@ -19,10 +19,15 @@ use std::{
 };
 
 use ruma::push::{Action, AnyPushRuleRef, FlattenedJson, PushCondition, PushConditionRoomCtx, Ruleset};
+use serde::Serialize;
+use serde_json::value::{RawValue as RawJsonValue, to_raw_value};
 
 /// A user's ruleset, with what identifies each rule and condition across users.
 pub struct Rules {
     pub ruleset: Ruleset,
+    /// The `m.push_rules` account data content, `{"global": ruleset}`, serialised once:
+    /// every initial sync sends it.
+    pub content: Box<RawJsonValue>,
     /// For each rule in evaluation order, how to find its outcome.
     checks: Vec<Check>,
 }
@@ -60,7 +65,12 @@ impl RuleIds {
                     .collect(),
             })
             .collect();
-        Arc::new(Rules { ruleset, checks })
+        #[derive(Serialize)]
+        struct Content<'a> {
+            global: &'a Ruleset,
+        }
+        let content = to_raw_value(&Content { global: &ruleset }).expect("push rules serialise");
+        Arc::new(Rules { ruleset, content, checks })
     }
 }
 

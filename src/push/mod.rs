@@ -16,7 +16,7 @@ use ruma::{
     push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset},
     serde::Raw,
 };
-use serde_json::{Value as JsonValue, json};
+use serde_json::{Value as JsonValue, json, value::RawValue as RawJsonValue};
 
 use crate::{
     account_data::AccountData,
@@ -92,8 +92,8 @@ impl Push {
 
     /// The `m.push_rules` account data event content for the user. Every sync sends it, so
     /// it comes from the parsed rules kept for push evaluation, not from storage.
-    pub fn rules_content(&self, user: &UserId) -> Result<JsonValue> {
-        Ok(json!({"global": self.cached_rules(user)?.ruleset}))
+    pub fn rules_content(&self, user: &UserId) -> Result<Box<RawJsonValue>> {
+        Ok(self.cached_rules(user)?.content.clone())
     }
 
     /// Applies `change` to the user's rules and stores them.

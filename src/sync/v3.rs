@@ -21,7 +21,7 @@ use ruma::{
     presence::PresenceState,
     serde::Raw,
 };
-use serde_json::{Value as JsonValue, json};
+use serde_json::{Value as JsonValue, json, value::RawValue as RawJsonValue};
 
 use super::filter;
 use crate::{
@@ -93,8 +93,10 @@ impl Builder<'_> {
             && filter::global_allows_type(global_filter, "m.push_rules")
             && self.store.account_data(&self.session.user_id, None, "m.push_rules")?.is_none()
         {
-            global_account_data.push(raw(
-                json!({"type": "m.push_rules", "content": self.push.rules_content(&self.session.user_id)?}),
+            let content = self.push.rules_content(&self.session.user_id)?;
+            let event = format!(r#"{{"type":"m.push_rules","content":{}}}"#, content.get());
+            global_account_data.push(Raw::from_json(
+                RawJsonValue::from_string(event).expect("an object around valid JSON is valid JSON"),
             ));
         }
         for (room_id, entry) in self.store.user_rooms(&self.session.user_id)? {
