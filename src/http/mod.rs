@@ -115,6 +115,7 @@ impl Pipeline {
         response
     }
 
+    /// Where a request goes: to a route's handler, or straight to its answer.
     fn route(&self, request: &http::Request<Incoming>) -> Routed<'_> {
         if self.cors && request.method() == Method::OPTIONS {
             let preflight = http::Response::builder()

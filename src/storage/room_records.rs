@@ -122,7 +122,9 @@ impl RoomRecords {
     }
 
     /// The room's timeline entries after or before `from`, as [`Recent::read`] answers;
-    /// `Ok(None)` when the kept entries do not hold all of the answer.
+    /// `Ok(None)` when the kept entries do not hold all of the answer, or when the room's
+    /// record is not kept (so there is nowhere to keep its entries either). `Err` when the
+    /// entries are worth reading from sled and keeping.
     pub fn read_recent(
         &self,
         room_id: &RoomId,
@@ -131,14 +133,14 @@ impl RoomRecords {
         limit: usize,
     ) -> Result<Option<Vec<(u64, OwnedEventId)>>, Miss> {
         let inner = self.0.lock().expect("never poisoned");
-        match inner.rooms.get(room_id).and_then(|entry| entry.recent.as_ref()) {
-            Some(recent) => Ok(recent.read(from, forwards, limit)),
-            None => Err(Miss { generation: inner.generation }),
+        match inner.rooms.get(room_id) {
+            Some(Entry { recent: Some(recent), .. }) => Ok(recent.read(from, forwards, limit)),
+            Some(_) => Err(Miss { generation: inner.generation }),
+            None => Ok(None),
         }
     }
 
-    /// Keeps timeline entries read from sled after `miss`, unless a write came in between
-    /// (or the room's record is not kept: the entries ride along with it).
+    /// Keeps timeline entries read from sled after `miss`, unless a write came in between.
     pub fn keep_recent(&self, miss: Miss, room_id: &RoomId, recent: Recent) {
         let mut inner = self.0.lock().expect("never poisoned");
         if inner.generation == miss.generation
@@ -251,6 +253,7 @@ mod tests {
     fn writes_extend_the_recent_entries_once_and_keep_the_newest() {
         let cache = RoomRecords::default();
         let room = room_id!("!room:example.org");
+        assert!(matches!(cache.read_recent(room, 0, true, 10), Ok(None)), "no record kept to keep them with");
         cache.put(record(room, 2), None);
         let miss = cache.read_recent(room, 0, true, 10).unwrap_err();
         cache.keep_recent(miss, room, Recent::from_newest_first(entries(1..=2).into_iter().rev().collect()));
