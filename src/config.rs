@@ -63,6 +63,9 @@ pub enum RegistrationMode {
 pub struct LimitsConfig {
     /// Largest request body accepted on the client API, in bytes.
     pub max_request_bytes: usize,
+    /// Seconds an HTTP/1 connection may take to send a request's headers, counted from
+    /// when it is ready for a request (so also the longest idle keep-alive).
+    pub header_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,7 +273,9 @@ impl Default for RegistrationConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_request_bytes: 1024 * 1024 }
+        // Longer than nginx's default upstream keep-alive (60 s): the proxy closes an idle
+        // connection first, instead of sending a request into one this side is closing.
+        Self { max_request_bytes: 1024 * 1024, header_timeout_secs: 75 }
     }
 }
 
@@ -385,6 +390,9 @@ impl Config {
         }
         if self.limits.max_request_bytes < 1024 {
             return Err(ConfigError("limits.max_request_bytes: must be at least 1024 bytes".to_owned()));
+        }
+        if self.limits.header_timeout_secs == 0 {
+            return Err(ConfigError("limits.header_timeout_secs: must be at least 1".to_owned()));
         }
         for (key, limit) in [
             ("rate_limits.login", self.rate_limits.login),
@@ -533,6 +541,15 @@ mod tests {
         assert_eq!(config.server_name.as_str(), "b.example");
         assert_eq!(config.registration.mode, RegistrationMode::Token);
         assert_eq!(config.limits.max_request_bytes, 4096);
+    }
+
+    #[test]
+    fn limits_below_their_minimum_are_refused() {
+        assert_eq!(load("", &[]).unwrap().limits.header_timeout_secs, 75);
+        let err = load("[limits]\nheader_timeout_secs = 0\n", &[]).unwrap_err();
+        assert!(err.0.contains("limits.header_timeout_secs"), "{err}");
+        let err = load("[limits]\nmax_request_bytes = 10\n", &[]).unwrap_err();
+        assert!(err.0.contains("limits.max_request_bytes"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The HTTP versions the listeners speak: HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on
 //! the plain client listener; HTTP/2 or HTTP/1.1, as ALPN settles, on the TLS federation
-//! listener.
+//! listener. And how long an HTTP/1 client may take over its headers.
 
 use reqwest::Version;
 use spec_tests::*;
@@ -54,4 +54,23 @@ async fn federation_version(server: &Server, http1_only: bool) -> Version {
     let resp = http.get(url).send().await.expect("request");
     assert_eq!(resp.status(), 200);
     resp.version()
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server =
+        Server::start_with_config(&format!("{TEST_CONFIG}\n[limits]\nheader_timeout_secs = 1\n")).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    stream.write_all(b"GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    // Whatever the server says on closing, the connection ends.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "still connected after 10 s");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "closed before the timeout");
+    // A client that sends its request in time is served as before.
+    raw_http(server.addr, b"GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect(200);
 }

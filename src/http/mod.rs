@@ -29,7 +29,7 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::graceful::{GracefulShutdown, Watcher},
 };
 use tokio::{
@@ -55,6 +55,8 @@ pub struct Pipeline {
     /// Browsers need CORS on the client API; the admin socket has no browsers.
     cors: bool,
     max_body: usize,
+    /// See `limits.header_timeout_secs`.
+    header_timeout: Duration,
     login_limiter: Option<RateLimiter>,
     register_limiter: Option<RateLimiter>,
     next_request_id: AtomicU64,
@@ -66,6 +68,7 @@ impl Pipeline {
         let limits = &config.rate_limits;
         Self {
             max_body: config.limits.max_request_bytes,
+            header_timeout: Duration::from_secs(config.limits.header_timeout_secs),
             login_limiter: limits.enabled.then(|| RateLimiter::new(limits.login)),
             register_limiter: limits.enabled.then(|| RateLimiter::new(limits.register)),
             services,
@@ -386,13 +389,22 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     client_ip: IpAddr,
     watcher: Watcher,
 ) {
+    let header_timeout = pipeline.header_timeout;
     let service = service_fn(move |request| {
         let pipeline = pipeline.clone();
         async move { Ok::<_, Infallible>(pipeline.handle(request, client_ip).await) }
     });
     let io = TokioIo::new(stream);
     let ended = match protocol {
-        Protocol::Http1 => watcher.watch(http1::Builder::new().serve_connection(io, service)).await,
+        // Without a timer hyper has no header timeout, and a client that never finishes its
+        // headers would hold the connection for ever.
+        Protocol::Http1 => {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(io, service);
+            watcher.watch(connection).await
+        }
         // Boxed: an HTTP/2 connection's state is several times an HTTP/1 one's, and every
         // connection task would otherwise be sized for it.
         Protocol::Http2 => {
