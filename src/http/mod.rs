@@ -301,6 +301,7 @@ const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
 /// 16 KiB. With 10 000 parked long-polls that was 80 MB.
 async fn sniff_h2c(stream: &tokio::net::TcpStream) -> bool {
     let mut first = [0u8; H2_PREFACE.len()];
+    let mut pause = Duration::from_millis(5);
     loop {
         let Ok(n) = stream.peek(&mut first).await else { return false };
         // n == 0 is end of stream: HTTP/1 reports that as it does for any request.
@@ -311,8 +312,11 @@ async fn sniff_h2c(stream: &tokio::net::TcpStream) -> bool {
             return true;
         }
         // Only part of the preface has arrived; a real HTTP/1 request differs from it by
-        // the second byte, so this is a slow HTTP/2 client. Peek again shortly.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // the second byte, so this is a slow HTTP/2 client. The socket is readable already,
+        // so readiness cannot say when more arrives: peek again, less and less often, so
+        // that a client stalling here costs a few dozen wake-ups, not thousands.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
 }
 
