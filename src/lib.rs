@@ -24,3 +24,8 @@ pub mod server;
 pub mod services;
 pub mod storage;
 pub mod sync;
+
+/// Milliseconds since the Unix epoch, the unit of Matrix timestamps.
+pub fn now_ms() -> u64 {
+    ruma::MilliSecondsSinceUnixEpoch::now().get().into()
+}

@@ -161,8 +161,7 @@ async fn forget_old_transaction_ids(store: Arc<Store>) {
     let mut hourly = tokio::time::interval(Duration::from_secs(60 * 60));
     loop {
         hourly.tick().await;
-        let now: u64 = ruma::MilliSecondsSinceUnixEpoch::now().get().into();
-        let cutoff = now.saturating_sub(TRANSACTION_ID_LIFETIME.as_millis() as u64);
+        let cutoff = crate::now_ms().saturating_sub(TRANSACTION_ID_LIFETIME.as_millis() as u64);
         let store = store.clone();
         match tokio::task::spawn_blocking(move || store.forget_txn_ids_before(cutoff)).await {
             Ok(Ok(forgotten)) => tracing::debug!(forgotten, "forgot old transaction ids"),

@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use rand::{Rng, distributions::Alphanumeric};
 use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedUserId, UserId,
+    OwnedUserId, UserId,
     api::client::{
         account::{get_3pids, request_openid_token},
         presence::{get_presence, set_presence},
@@ -23,6 +23,7 @@ use crate::{
         ApiError,
         router::{JsonObject, Req, Router},
     },
+    now_ms,
     services::Services,
     storage::{OpenIdToken, Report},
 };
@@ -41,10 +42,6 @@ pub fn routes(router: &mut Router) {
 
 /// How long an OpenID token proves the user's identity to a third party.
 const OPENID_LIFETIME: Duration = Duration::from_secs(3600);
-
-fn now_ms() -> u64 {
-    MilliSecondsSinceUnixEpoch::now().get().into()
-}
 
 async fn turn_server(
     services: Arc<Services>,

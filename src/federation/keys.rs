@@ -5,7 +5,7 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use ruma::{
-    CanonicalJsonObject, MilliSecondsSinceUnixEpoch, OwnedServerName, ServerName,
+    CanonicalJsonObject, OwnedServerName, ServerName,
     api::federation::discovery::{ServerSigningKeys, get_server_keys},
     serde::Base64,
     signatures::{PublicKeyMap, PublicKeySet, verify_json},
@@ -15,15 +15,14 @@ use super::{
     client::{FederationClient, FederationError},
     signing_key::SigningKey,
 };
-use crate::storage::{CachedServerKeys, Store};
+use crate::{
+    now_ms,
+    storage::{CachedServerKeys, Store},
+};
 
 pub struct KeyRing {
     store: Arc<Store>,
     own: Arc<SigningKey>,
-}
-
-fn now_ms() -> u64 {
-    MilliSecondsSinceUnixEpoch::now().get().into()
 }
 
 impl KeyRing {

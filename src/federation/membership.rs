@@ -29,6 +29,7 @@ use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 use super::inbound::{check_pdu, event_id_of};
 use crate::{
     error::{Error, Result},
+    now_ms,
     rooms::{EventSpec, MemberProfile, SUPPORTED_VERSIONS},
     services::Services,
     storage::RemoteInvite,
@@ -306,8 +307,4 @@ pub async fn remote_profile(services: &Services, user: &UserId) -> Result<BTreeM
 
 fn own_name(services: &Services) -> &str {
     services.config.server_name.as_str()
-}
-
-fn now_ms() -> u64 {
-    ruma::MilliSecondsSinceUnixEpoch::now().get().into()
 }

@@ -15,7 +15,7 @@ use std::{
 
 use rand::{Rng, distributions::Alphanumeric};
 use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedMxcUri, OwnedServerName, ServerName, UserId,
+    OwnedMxcUri, OwnedServerName, ServerName, UserId,
     http_headers::{ContentDisposition, ContentDispositionType},
 };
 
@@ -23,6 +23,7 @@ pub use thumbnail::{Method, Thumbnail};
 
 use crate::{
     error::{Error, Result},
+    now_ms,
     storage::{MediaRecord, Store},
 };
 
@@ -71,10 +72,6 @@ impl Content {
         let disposition = ContentDisposition::new(kind).with_filename(requested_name.or(self.filename));
         (self.bytes, content_type, disposition)
     }
-}
-
-fn now_ms() -> u64 {
-    MilliSecondsSinceUnixEpoch::now().get().into()
 }
 
 fn new_media_id() -> String {

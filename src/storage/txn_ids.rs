@@ -9,7 +9,7 @@
 //! the same). Kept for ever, they were one of the four keys every message adds, and sled
 //! holds state in memory for every page of keys.
 
-use ruma::{DeviceId, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, UserId};
+use ruma::{DeviceId, EventId, OwnedEventId, UserId};
 
 use super::{Result, Store, composite_key, rooms::event_id_from};
 
@@ -20,8 +20,7 @@ pub(super) fn key(user: &UserId, device: &DeviceId, txn_id: &str) -> Vec<u8> {
 
 /// The value stored for a send made now.
 pub(super) fn value(event_id: &EventId) -> Vec<u8> {
-    let now: u64 = MilliSecondsSinceUnixEpoch::now().get().into();
-    [&now.to_be_bytes()[..], event_id.as_bytes()].concat()
+    [&crate::now_ms().to_be_bytes()[..], event_id.as_bytes()].concat()
 }
 
 /// When the entry was stored (`None` for entries from before that was recorded), and the
@@ -75,7 +74,7 @@ mod tests {
         store.txn_ids.insert(key(alice, desk, "t1"), value(event_id!("$one"))).unwrap();
         assert_eq!(store.txn_event(alice, desk, "t1").unwrap().unwrap(), "$one");
 
-        let now: u64 = MilliSecondsSinceUnixEpoch::now().get().into();
+        let now = crate::now_ms();
         assert_eq!(store.forget_txn_ids_before(now - 60_000).unwrap(), 0);
         assert!(store.txn_event(alice, desk, "t1").unwrap().is_some());
         assert_eq!(store.forget_txn_ids_before(now + 60_000).unwrap(), 1);
