@@ -301,8 +301,19 @@ impl Accounts {
         let Some(hash) = user.password_hash else {
             return Err(Error::Forbidden(INVALID_LOGIN.to_owned()));
         };
-        if !password::verify(hash, password.to_owned()).await {
+        if !password::verify(hash.clone(), password.to_owned()).await {
             return Err(Error::Forbidden(INVALID_LOGIN.to_owned()));
+        }
+        if !password::is_current(&hash) {
+            let rehashed = password::hash(password.to_owned()).await;
+            // Only over the hash just verified: a password changed meanwhile stays changed.
+            self.store
+                .update_user(user_id, |user| {
+                    if user.password_hash.as_ref() == Some(&hash) {
+                        user.password_hash = Some(rehashed.clone());
+                    }
+                })
+                .await?;
         }
         Ok(())
     }
@@ -519,4 +530,39 @@ pub enum Logout<'a> {
 /// New users start with their localpart as display name, as Element expects.
 fn default_profile(user_id: &UserId) -> BTreeMap<String, JsonValue> {
     BTreeMap::from([("displayname".to_owned(), JsonValue::String(user_id.localpart().to_owned()))])
+}
+
+#[cfg(test)]
+mod tests {
+    use argon2::{PasswordHasher, password_hash::SaltString};
+
+    use super::*;
+
+    /// A password stored with other argon2 settings (an older Myelin's 19 MiB) is hashed
+    /// again with the current ones when its owner logs in; a wrong password changes nothing.
+    #[tokio::test]
+    async fn a_login_rehashes_a_password_stored_with_older_settings() {
+        let store = Arc::new(Store::open(&crate::storage::scratch_dir("rehash-on-login"), 8).unwrap());
+        let accounts = Accounts::new(
+            store.clone(),
+            Arc::new(Notifier::default()),
+            "example.org".try_into().unwrap(),
+            RegistrationMode::Open,
+        );
+        let user_id = accounts.create_user("alice", None, false).await.unwrap();
+        let salt = SaltString::encode_b64(b"sixteen byte sal").unwrap();
+        let old = argon2::Argon2::default().hash_password(b"correct horse", &salt).unwrap().to_string();
+        store.update_user(&user_id, |user| user.password_hash = Some(old.clone())).await.unwrap();
+        let stored = || store.user(&user_id).unwrap().unwrap().password_hash.unwrap();
+
+        assert!(accounts.check_password(&user_id, "battery staple").await.is_err());
+        assert_eq!(stored(), old);
+
+        accounts.check_password(&user_id, "correct horse").await.unwrap();
+        let rehashed = stored();
+        assert_ne!(rehashed, old);
+        assert!(password::is_current(&rehashed));
+        accounts.check_password(&user_id, "correct horse").await.unwrap();
+        assert_eq!(stored(), rehashed, "a current hash is left alone");
+    }
 }

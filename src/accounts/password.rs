@@ -35,8 +35,8 @@ const PASSES: u32 = 5;
 /// hash and a third of the memory, which on a small server is the scarcer of the two:
 /// every registration or login holds it while it hashes.
 ///
-/// Only new hashes use it. A stored hash names its own parameters, and verification uses
-/// those, so hashes made with other settings keep working.
+/// A stored hash names its own parameters, and verification uses those, so hashes made
+/// with other settings keep working until a login replaces them ([`is_current`]).
 fn hasher() -> Argon2<'static> {
     let params = Params::new(MEMORY_KIB, PASSES, 1, None).expect("the parameters are within argon2's bounds");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
@@ -52,6 +52,19 @@ pub async fn hash(password: String) -> String {
             .to_string()
     })
     .await
+}
+
+/// Whether `phc` was made with [`hasher`]'s settings. A password stored with other ones
+/// (an older Myelin's, 19 MiB) is hashed again at the next successful login, so each login
+/// after that holds 7 MiB, not 19.
+pub fn is_current(phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|parsed| {
+        parsed.algorithm == Algorithm::Argon2id.ident()
+            && parsed.version == Some(Version::V0x13.into())
+            && Params::try_from(&parsed).is_ok_and(|params| {
+                (params.m_cost(), params.t_cost(), params.p_cost()) == (MEMORY_KIB, PASSES, 1)
+            })
+    })
 }
 
 /// Whether `password` matches `phc`. A malformed stored hash never matches.
@@ -89,6 +102,9 @@ mod tests {
         let old = argon2::Argon2::default().hash_password(b"correct horse", &salt).unwrap().to_string();
         assert!(old.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{old}");
         assert!(super::verify(old.clone(), "correct horse".to_owned()).await);
-        assert!(!super::verify(old, "battery staple".to_owned()).await);
+        assert!(!super::verify(old.clone(), "battery staple".to_owned()).await);
+        assert!(!super::is_current(&old));
+        assert!(super::is_current(&super::hash("correct horse".to_owned()).await));
+        assert!(!super::is_current("not a hash"));
     }
 }

@@ -372,7 +372,7 @@ fn prefix_of(first: &[u8]) -> Vec<u8> {
 
 /// An empty directory for a test's database, unique to the test process and `name`.
 #[cfg(test)]
-fn scratch_dir(name: &str) -> std::path::PathBuf {
+pub(crate) fn scratch_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("myelin-store-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
