@@ -534,8 +534,6 @@ fn default_profile(user_id: &UserId) -> BTreeMap<String, JsonValue> {
 
 #[cfg(test)]
 mod tests {
-    use argon2::{PasswordHasher, password_hash::SaltString};
-
     use super::*;
 
     /// A password stored with other argon2 settings (an older Myelin's 19 MiB) is hashed
@@ -550,8 +548,7 @@ mod tests {
             RegistrationMode::Open,
         );
         let user_id = accounts.create_user("alice", None, false).await.unwrap();
-        let salt = SaltString::encode_b64(b"sixteen byte sal").unwrap();
-        let old = argon2::Argon2::default().hash_password(b"correct horse", &salt).unwrap().to_string();
+        let old = password::hash_with_older_settings("correct horse");
         store.update_user(&user_id, |user| user.password_hash = Some(old.clone())).await.unwrap();
         let stored = || store.user(&user_id).unwrap().unwrap().password_hash.unwrap();
 

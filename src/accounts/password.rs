@@ -67,6 +67,14 @@ pub fn is_current(phc: &str) -> bool {
     })
 }
 
+/// A hash of `password` with the argon2 crate's default settings (19 MiB, two passes), as
+/// Myelin stored them before [`hasher`]'s, for tests of what happens to such hashes.
+#[cfg(test)]
+pub(crate) fn hash_with_older_settings(password: &str) -> String {
+    let salt = SaltString::encode_b64(b"sixteen byte sal").expect("16 bytes make a valid salt");
+    Argon2::default().hash_password(password.as_bytes(), &salt).expect("a valid hash").to_string()
+}
+
 /// Whether `password` matches `phc`. A malformed stored hash never matches.
 pub async fn verify(phc: String, password: String) -> bool {
     on_a_free_core(move || {
@@ -97,9 +105,7 @@ mod tests {
     /// parameters (19 MiB, two passes); they must still log in.
     #[tokio::test]
     async fn hashes_with_other_parameters_still_verify() {
-        use argon2::{PasswordHasher, password_hash::SaltString};
-        let salt = SaltString::encode_b64(b"sixteen byte sal").unwrap();
-        let old = argon2::Argon2::default().hash_password(b"correct horse", &salt).unwrap().to_string();
+        let old = super::hash_with_older_settings("correct horse");
         assert!(old.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{old}");
         assert!(super::verify(old.clone(), "correct horse".to_owned()).await);
         assert!(!super::verify(old.clone(), "battery staple".to_owned()).await);
