@@ -307,13 +307,15 @@ impl Accounts {
         if !password::is_current(&hash) {
             let rehashed = password::hash(password.to_owned()).await;
             // Only over the hash just verified: a password changed meanwhile stays changed.
-            self.store
-                .update_user(user_id, |user| {
-                    if user.password_hash.as_ref() == Some(&hash) {
-                        user.password_hash = Some(rehashed.clone());
-                    }
-                })
-                .await?;
+            let replaced = self.store.update_user(user_id, |user| {
+                if user.password_hash.as_ref() == Some(&hash) {
+                    user.password_hash = Some(rehashed.clone());
+                }
+            });
+            // The old hash still works, so a failure here need not fail the login.
+            if let Err(error) = replaced.await {
+                tracing::warn!(%user_id, %error, "could not store the password's new hash");
+            }
         }
         Ok(())
     }
