@@ -113,8 +113,9 @@ mod tests {
         });
         let room_id = owned_room_id!("!r:x");
         Arc::new(Event {
-            pdu: Pdu::from_json(id, &room_id, &pdu).unwrap(),
+            pdu: Pdu::from_json(id.clone(), &room_id, &pdu).unwrap(),
             stored: StoredEvent {
+                event_id: id,
                 pdu: serde_json::value::to_raw_value(&pdu).unwrap(),
                 room_id,
                 position,

@@ -3,12 +3,14 @@
 //! Trees and keys (`S(x)` is a short id: a u64 from sled's id generator, big-endian):
 //! - `rooms`: room id → [`RoomRecord`]
 //! - `event_records`: record key → [`StoredEvent`] (the signed PDU plus where it sits).
-//!   A timeline event's record key is its position, so new records go to the end of the
-//!   tree and a write touches only its last leaves; an outlier's is a generated id.
+//!   A timeline event's record key is S(room), position: positions come from one global
+//!   counter, so a range scan of a room's keys is its timeline in the order it was stored,
+//!   and a room's new records go to the end of its range. An outlier's key is a generated
+//!   id (8 bytes, so it never falls inside a room's range). The timeline was once a tree of
+//!   its own; sled keeps memory for every page of keys, and that tree cost one more key
+//!   per event.
 //! - `event_keys`: event id → record key. Event ids are hashes, so these inserts land
 //!   anywhere in the tree; keeping the large records out of it keeps that tree small.
-//! - `timeline`: S(room), position → event id; positions come from one global counter,
-//!   so a range scan returns a room's events in the order they were stored
 //! - `state_keys`: type, `0xff`, state key → S(key); `state_keys_rev`: the reverse
 //! - `room_state`: S(room), S(key) → event id: the room's current state
 //! - `snapshots`: snapshot id → [`Snapshot`]: state as a chain of small deltas with a full
@@ -60,6 +62,9 @@ pub struct RoomRecord {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredEvent {
+    /// Stored because a timeline scan reads records, and room versions 3 and later derive
+    /// the id from a hash of the PDU.
+    pub event_id: OwnedEventId,
     /// The PDU as signed (or, after a redaction, as redacted), as raw JSON: most readers
     /// want a few fields or the JSON as it is, and building a tree of every PDU read was
     /// the largest cost of an initial sync.
@@ -161,7 +166,7 @@ pub struct NewEvent<'a> {
     pub relation: Option<(&'a EventId, &'a str, &'a str)>,
 }
 
-fn room_key(short: u64, rest: u64) -> [u8; 16] {
+pub(super) fn room_key(short: u64, rest: u64) -> [u8; 16] {
     let mut key = [0; 16];
     key[..8].copy_from_slice(&short.to_be_bytes());
     key[8..].copy_from_slice(&rest.to_be_bytes());
@@ -177,25 +182,6 @@ pub(super) fn event_id_from(bytes: &[u8]) -> Result<OwnedEventId> {
         .ok()
         .and_then(|s| EventId::parse(s).ok())
         .ok_or_else(|| StorageError::Corrupt("event id".to_owned()))
-}
-
-/// Writes an event's record under `key` and points its id there, removing a record the id
-/// pointed to before under another key.
-pub(super) fn put_event_record(
-    records: &sled::Tree,
-    keys: &sled::Tree,
-    event_id: &[u8],
-    key: u64,
-    record: impl Into<sled::IVec>,
-) -> Result<()> {
-    let key = key.to_be_bytes();
-    records.insert(key, record)?;
-    if let Some(earlier) = keys.insert(event_id, &key)?
-        && earlier != key
-    {
-        records.remove(earlier)?;
-    }
-    Ok(())
 }
 
 impl Store {
@@ -501,6 +487,7 @@ impl Store {
         position: u64,
     ) -> Result<StoredEvent> {
         let stored = StoredEvent {
+            event_id: event.event_id.to_owned(),
             pdu: raw_pdu(&event.pdu),
             room_id: room.room_id.clone(),
             position,
@@ -519,8 +506,9 @@ impl Store {
             .collect();
 
         // Every index write goes into one write set, the room record last: see `event_writes`.
+        let record_key = room_key(room.short, position);
         let mut writes = WriteSet::default();
-        writes.insert(Index::Timeline, room_key(room.short, position), event.event_id.as_bytes());
+        writes.insert(Index::EventKeys, event.event_id.as_bytes(), record_key);
         for short in &plan.unset {
             writes.remove(Index::RoomState, room_key(room.short, *short));
         }
@@ -560,16 +548,7 @@ impl Store {
             writes.insert(Index::TxnIds, txn_ids::key(user, device, txn), txn_ids::value(event.event_id));
         }
         writes.insert(Index::Rooms, room.room_id.as_bytes(), room_bytes);
-        // The event itself first: without its write set it is an orphan nothing refers to.
-        // An outlier joining the timeline leaves its record under its generated key.
-        put_event_record(
-            &self.event_records,
-            &self.event_keys,
-            event.event_id.as_bytes(),
-            position,
-            event_bytes,
-        )?;
-        self.write_indexes(position, &writes)?;
+        self.write_event_and_indexes(position, &record_key, event_bytes, &writes)?;
         self.room_records.put(updated.clone(), Some((position, event.event_id.to_owned())));
         crate::metrics::metrics().events_persisted.inc();
         Ok(stored)
@@ -579,6 +558,7 @@ impl Store {
     /// events another server sent when this one joined a room. Keeps an existing record.
     pub fn store_outlier(&self, room_id: &RoomId, event_id: &EventId, pdu: JsonValue) -> Result<()> {
         let stored = StoredEvent {
+            event_id: event_id.to_owned(),
             pdu: raw_pdu(&pdu),
             room_id: room_id.to_owned(),
             position: 0,
@@ -633,18 +613,23 @@ impl Store {
         forwards: bool,
         limit: usize,
     ) -> Result<Vec<(u64, OwnedEventId)>> {
+        /// The one field of a record a timeline scan needs.
+        #[derive(Deserialize)]
+        struct Named {
+            event_id: OwnedEventId,
+        }
         let parse = |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<(u64, OwnedEventId)> {
             let (key, value) = item?;
-            Ok((u64_from(&key[8..])?, event_id_from(&value)?))
+            Ok((u64_from(&key[8..])?, decode::<Named>("event", &value)?.event_id))
         };
         if forwards {
             let start = room_key(room.short, from.saturating_add(1));
             let end = room_key(room.short, u64::MAX);
-            self.timeline.range(start..=end).take(limit).map(parse).collect()
+            self.event_records.range(start..=end).take(limit).map(parse).collect()
         } else {
             let start = room_key(room.short, 0);
             let end = room_key(room.short, from);
-            self.timeline.range(start..end).rev().take(limit).map(parse).collect()
+            self.event_records.range(start..end).rev().take(limit).map(parse).collect()
         }
     }
 
@@ -797,9 +782,10 @@ mod tests {
         assert_eq!(store.event_records.len(), 1, "the outlier record was left behind");
         assert_eq!(
             store.event_records.first().unwrap().unwrap().0.as_ref(),
-            stored.position.to_be_bytes(),
-            "a timeline event's record is keyed by its position"
+            room_key(room.short, stored.position),
+            "a timeline event's record is keyed by its room and position"
         );
+        assert_eq!(store.timeline(&room, 0, true, 10).unwrap(), vec![(stored.position, event_id.to_owned())]);
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }
