@@ -199,10 +199,16 @@ mod tests {
         events.insert("$outlier", br#"{"pdu":{"n":2},"position":0}"#).unwrap();
     }
 
-    fn record_of(db: &sled::Db, event_id: &str) -> (u64, String) {
-        let key = db.open_tree("event_keys").unwrap().get(event_id).unwrap().unwrap();
+    /// The key an event's id points to, and the record under it.
+    fn stored(db: &sled::Db, event_id: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+        let key = db.open_tree("event_keys").unwrap().get(event_id).unwrap()?;
         let record = db.open_tree("event_records").unwrap().get(&key).unwrap().unwrap();
-        (u64::from_be_bytes(key.as_ref().try_into().unwrap()), String::from_utf8(record.to_vec()).unwrap())
+        Some((key.to_vec(), record.to_vec()))
+    }
+
+    fn record_of(db: &sled::Db, event_id: &str) -> (u64, String) {
+        let (key, record) = stored(db, event_id).unwrap();
+        (u64::from_be_bytes(key.try_into().unwrap()), String::from_utf8(record).unwrap())
     }
 
     #[test]
@@ -271,9 +277,7 @@ mod tests {
     }
 
     fn record_fields_of(db: &sled::Db, event_id: &str) -> Option<(Vec<u8>, serde_json::Value)> {
-        let key = db.open_tree("event_keys").unwrap().get(event_id).unwrap()?;
-        let record = db.open_tree("event_records").unwrap().get(&key).unwrap().unwrap();
-        Some((key.to_vec(), serde_json::from_slice(&record).unwrap()))
+        stored(db, event_id).map(|(key, record)| (key, serde_json::from_slice(&record).unwrap()))
     }
 
     fn assert_timeline_folded(db: &sled::Db) {
