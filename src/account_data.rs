@@ -8,8 +8,8 @@ use serde_json::{Value as JsonValue, json};
 
 use crate::{
     error::{Error, Result},
+    notifier::Notifier,
     storage::{AccountDataEntry, Store},
-    sync::notifier::Notifier,
 };
 
 /// Types the server writes itself; clients change them through their own endpoints.

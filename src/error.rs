@@ -58,12 +58,6 @@ impl std::fmt::Display for Error {
     }
 }
 
-impl From<crate::federation::client::FederationError> for Error {
-    fn from(e: crate::federation::client::FederationError) -> Self {
-        Self::Federation(e.to_string())
-    }
-}
-
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
         Self::Storage(e)

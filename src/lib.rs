@@ -16,12 +16,16 @@ pub mod federation_api;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod notifier;
 pub mod ops_api;
+pub mod outbox;
+pub mod pdu;
 pub mod presence;
 pub mod push;
 pub mod rooms;
 pub mod server;
 pub mod services;
+pub mod signing_key;
 pub mod storage;
 pub mod sync;
 

@@ -35,7 +35,7 @@ pub fn health_routes(router: &mut Router) {
 }
 
 async fn health(services: Arc<Services>, _: Call) -> Response {
-    match services.store.size_on_disk() {
+    match services.database_size() {
         Ok(_) => text(StatusCode::OK, "text/plain; charset=utf-8", "OK".to_owned()),
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
@@ -62,7 +62,7 @@ pub fn metrics_router() -> Router {
 
 async fn scrape(services: Arc<Services>, _: Call) -> Response {
     let metrics = metrics();
-    if let Ok(size) = services.store.size_on_disk() {
+    if let Ok(size) = services.database_size() {
         metrics.db_size_bytes.set(i64::try_from(size).unwrap_or(i64::MAX));
     }
     text(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.render())

@@ -8,13 +8,13 @@ use std::{
     time::Instant,
 };
 
-use ruma::{OwnedUserId, UserId, presence::PresenceState};
+use ruma::{OwnedUserId, UserId, events::room::member::MembershipState, presence::PresenceState};
 use serde_json::{Value as JsonValue, json};
 
 use crate::{
     error::{Error, Result},
+    notifier::Notifier,
     storage::Store,
-    sync::notifier::Notifier,
 };
 
 #[derive(Clone)]
@@ -49,9 +49,13 @@ impl Presence {
     fn peers(&self, user: &UserId) -> Result<BTreeSet<OwnedUserId>> {
         let mut peers = BTreeSet::from([user.to_owned()]);
         for (room, entry) in self.store.user_rooms(user)? {
-            if entry.membership == "join" {
+            if entry.membership == MembershipState::Join {
                 peers.extend(
-                    self.store.memberships(&room)?.into_iter().filter(|(_, m)| m == "join").map(|(u, _)| u),
+                    self.store
+                        .memberships(&room)?
+                        .into_iter()
+                        .filter(|(_, m)| *m == MembershipState::Join)
+                        .map(|(u, _)| u),
                 );
             }
         }

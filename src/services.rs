@@ -1,5 +1,6 @@
 //! The domains of one running server (or of one CLI invocation on a stopped server),
-//! wired together. Handlers receive an `Arc<Services>`.
+//! wired together bottom-up: each domain gets the narrow handles it calls, never this
+//! struct. Handlers receive an `Arc<Services>`.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,19 +12,22 @@ use crate::{
     accounts::Accounts,
     config::Config,
     e2ee::E2ee,
-    federation::{Federation, outbox::Outbox, signing_key::SigningKey},
+    federation::Federation,
     media::Media,
+    notifier::Notifier,
+    outbox::Outbox,
     presence::Presence,
     push::Push,
-    rooms::Rooms,
+    rooms::{Rooms, RoomsDeps},
+    signing_key::SigningKey,
     storage::Store,
-    sync::{Sync, notifier::Notifier},
+    sync::Sync,
 };
 
 pub struct Services {
     pub config: Config,
-    pub store: Arc<Store>,
-    pub accounts: Accounts,
+    store: Arc<Store>,
+    pub accounts: Arc<Accounts>,
     pub rooms: Rooms,
     pub sync: Sync,
     pub account_data: Arc<AccountData>,
@@ -33,7 +37,7 @@ pub struct Services {
     pub presence: Arc<Presence>,
     /// The server's ed25519 key: signs every PDU and the published key list.
     pub signing_key: Arc<SigningKey>,
-    pub federation: Federation,
+    pub federation: Arc<Federation>,
     /// Wake-ups of the outbound queue, for the sender a running server starts (the CLI
     /// starts none: what it queues waits in the store for the server).
     pub outbound_wakeups: Mutex<Option<mpsc::UnboundedReceiver<OwnedServerName>>>,
@@ -42,35 +46,46 @@ pub struct Services {
 impl Services {
     /// Wires the domains over an open store; loads (or creates) the signing key.
     pub fn new(config: Config, store: Arc<Store>) -> Result<Self, String> {
+        let server_name = &config.server_name;
         let key = Arc::new(SigningKey::load_or_generate(&config.data_dir)?);
         let notifier = Arc::new(Notifier::default());
-        let accounts = Accounts::new(
+        let federation = Arc::new(Federation::new(
             store.clone(),
-            notifier.clone(),
-            config.server_name.clone(),
-            config.registration.mode,
-        );
-        let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
-        let push = Arc::new(Push::new(store.clone(), account_data.clone()));
-        let (outbox, outbound_wakeups) =
-            Outbox::new(store.clone(), config.server_name.clone(), config.federation.clone());
-        let outbox = Arc::new(outbox);
-        let rooms = Rooms::new(
-            store.clone(),
-            config.server_name.clone(),
-            key.clone(),
-            notifier.clone(),
-            push.clone(),
-            outbox.clone(),
-        );
-        let e2ee =
-            Arc::new(E2ee::new(store.clone(), notifier.clone(), config.server_name.clone(), outbox.clone()));
-        let federation = Federation::new(
-            store.clone(),
-            config.server_name.clone(),
+            server_name.clone(),
             key.clone(),
             config.federation.clone(),
-            outbox,
+        ));
+        let (outbox, outbound_wakeups) =
+            Outbox::new(store.clone(), server_name.clone(), config.federation.clone());
+        let outbox = Arc::new(outbox);
+        let accounts = Arc::new(Accounts::new(
+            store.clone(),
+            notifier.clone(),
+            server_name.clone(),
+            config.registration.mode,
+            federation.clone(),
+        ));
+        let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
+        let push = Arc::new(Push::new(store.clone(), account_data.clone()));
+        let e2ee = Arc::new(E2ee::new(
+            store.clone(),
+            notifier.clone(),
+            server_name.clone(),
+            outbox.clone(),
+            federation.clone(),
+            accounts.clone(),
+        ));
+        let rooms = Rooms::new(
+            server_name.clone(),
+            key.clone(),
+            RoomsDeps {
+                store: store.clone(),
+                notifier: notifier.clone(),
+                push: push.clone(),
+                outbox,
+                federation: federation.clone(),
+                accounts: accounts.clone(),
+            },
         );
         let presence = Arc::new(Presence::new(config.presence.enabled, store.clone(), notifier.clone()));
         let sync = Sync::new(
@@ -84,8 +99,9 @@ impl Services {
         let media = Media::new(
             store.clone(),
             &config.data_dir,
-            config.server_name.clone(),
+            server_name.clone(),
             config.media.max_upload_bytes,
+            federation.clone(),
         );
         Ok(Self {
             config,
@@ -102,5 +118,11 @@ impl Services {
             federation,
             outbound_wakeups: Mutex::new(Some(outbound_wakeups)),
         })
+    }
+
+    /// The database's size on disk; an error means it cannot be read at all (`/health`
+    /// answers 503 then).
+    pub fn database_size(&self) -> crate::storage::Result<u64> {
+        self.store.size_on_disk()
     }
 }

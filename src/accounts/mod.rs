@@ -4,7 +4,9 @@
 //! Handlers and the admin CLI both call [`Accounts`]; it knows nothing of HTTP. Errors are
 //! [`Error`], which the HTTP layer turns into Matrix errors and the CLI into messages.
 
+mod devices;
 mod password;
+mod profiles;
 mod registration_tokens;
 mod secrets;
 mod uia;
@@ -12,7 +14,7 @@ mod uia;
 use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
-    DeviceId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId,
+    DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId,
     api::{
         client::uiaa::{AuthData, AuthType, UiaaInfo, UserIdentifier},
         error::ErrorKind,
@@ -20,12 +22,15 @@ use ruma::{
 };
 use serde_json::Value as JsonValue;
 
+pub use devices::Device;
 pub use registration_tokens::RegistrationTokenInfo;
 
 use crate::{
     config::RegistrationMode,
-    storage::{CreateUserError, DeviceRecord, NewDevice, StorageError, Store, UserRecord},
-    sync::notifier::Notifier,
+    federation::Federation,
+    notifier::Notifier,
+    now_ms,
+    storage::{CreateUserError, NewDevice, StorageError, Store, UserRecord},
 };
 
 /// The identity behind a valid access token.
@@ -106,10 +111,8 @@ pub struct Accounts {
     notifier: Arc<Notifier>,
     server_name: OwnedServerName,
     registration: RegistrationMode,
-}
-
-fn now_ms() -> u64 {
-    MilliSecondsSinceUnixEpoch::now().get().into()
+    /// Asks other servers for their users' profiles.
+    federation: Arc<Federation>,
 }
 
 const INVALID_LOGIN: &str = "Invalid username or password";
@@ -120,8 +123,9 @@ impl Accounts {
         notifier: Arc<Notifier>,
         server_name: OwnedServerName,
         registration: RegistrationMode,
+        federation: Arc<Federation>,
     ) -> Self {
-        Self { store, notifier, server_name, registration }
+        Self { store, notifier, server_name, registration, federation }
     }
 
     /// Wakes everyone who tracks `user`'s devices (the store recorded the change when it
@@ -447,77 +451,16 @@ impl Accounts {
         Ok(self.store.user(user_id)?)
     }
 
+    /// Whether a local account with this id exists (deactivated ones included).
+    pub fn exists(&self, user_id: &UserId) -> crate::storage::Result<bool> {
+        Ok(self.store.user(user_id)?.is_some())
+    }
+
     /// Resolves a name given to an admin command: a localpart or a full id of this server.
     pub fn existing_local_user(&self, name: &str) -> Result<OwnedUserId> {
         self.local_user_id(name)
             .filter(|id| self.store.user(id).ok().flatten().is_some())
             .ok_or_else(|| Error::NotFound(format!("no user {name} on {}", self.server_name)))
-    }
-
-    /// A user's device ids with their display names (none for an unknown user), as key
-    /// queries show them in `unsigned.device_display_name`.
-    pub fn device_names(&self, user_id: &UserId) -> Vec<(OwnedDeviceId, Option<String>)> {
-        self.devices(user_id)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(id, record)| (id, record.display_name))
-            .collect()
-    }
-
-    pub fn devices(&self, user_id: &UserId) -> Result<Vec<(OwnedDeviceId, DeviceRecord)>> {
-        Ok(self.store.devices(user_id)?)
-    }
-
-    pub fn device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<DeviceRecord> {
-        self.store
-            .device(user_id, device_id)?
-            .ok_or_else(|| Error::NotFound(format!("no device {device_id}")))
-    }
-
-    /// Sets a device's display name; `None` leaves it as it is (the spec's "if not given, the
-    /// display name is unchanged") but still fails for an unknown device.
-    pub async fn rename_device(
-        &self,
-        user_id: &UserId,
-        device_id: &DeviceId,
-        name: Option<String>,
-    ) -> Result<()> {
-        let Some(name) = name else {
-            self.device(user_id, device_id)?;
-            return Ok(());
-        };
-        if !self.store.rename_device(user_id, device_id, name).await? {
-            return Err(Error::NotFound(format!("no device {device_id}")));
-        }
-        Ok(())
-    }
-
-    pub async fn delete_devices(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> Result<()> {
-        self.store.remove_devices(user_id, device_ids).await?;
-        self.devices_removed(user_id)
-    }
-
-    /// The profile of a local user; `NotFound` when there is no such user.
-    pub fn profile(&self, user_id: &UserId) -> Result<BTreeMap<String, JsonValue>> {
-        self.store.profile(user_id)?.ok_or_else(|| Error::NotFound(format!("no profile for {user_id}")))
-    }
-
-    /// Sets or (with `None`) removes a field of the requester's own profile.
-    pub async fn set_profile_field(
-        &self,
-        requester: &UserId,
-        target: &UserId,
-        field: &str,
-        value: Option<JsonValue>,
-    ) -> Result<()> {
-        if requester != target {
-            return Err(Error::Forbidden("You cannot change another user's profile".to_owned()));
-        }
-        if field.len() > 255 {
-            return Err(Error::InvalidParam("profile field names are at most 255 bytes".to_owned()));
-        }
-        self.store.set_profile_field(target, field, value).await?;
-        Ok(())
     }
 }
 
@@ -542,12 +485,22 @@ mod tests {
     /// again with the current ones when its owner logs in; a wrong password changes nothing.
     #[tokio::test]
     async fn a_login_rehashes_a_password_stored_with_older_settings() {
-        let store = Arc::new(Store::open(&crate::storage::scratch_dir("rehash-on-login"), 8).unwrap());
+        let dir = crate::storage::scratch_dir("rehash-on-login");
+        let store = Arc::new(Store::open(&dir, 8).unwrap());
+        let server_name: OwnedServerName = "example.org".try_into().unwrap();
+        let key = Arc::new(crate::signing_key::SigningKey::load_or_generate(&dir).unwrap());
+        let federation = Arc::new(Federation::new(
+            store.clone(),
+            server_name.clone(),
+            key,
+            crate::config::FederationConfig::default(),
+        ));
         let accounts = Accounts::new(
             store.clone(),
             Arc::new(Notifier::default()),
-            "example.org".try_into().unwrap(),
+            server_name,
             RegistrationMode::Open,
+            federation,
         );
         let user_id = accounts.create_user("alice", None, false).await.unwrap();
         let old = password::hash_with_older_settings("correct horse");

@@ -1,4 +1,5 @@
-//! Random secrets: access tokens, device ids, registration tokens, UIA session ids.
+//! Random secrets: access tokens, device ids, registration tokens, UIA session ids, OpenID
+//! tokens.
 
 use rand::{Rng, distributions::Alphanumeric};
 use sha2::{Digest, Sha256};
@@ -19,6 +20,11 @@ pub fn hash_token(token: &str) -> [u8; 32] {
 }
 
 /// Device ids are shown to people, so they are short and upper-case, like other servers'.
+/// A new OpenID token: handed to a third party, which asks us whose it is.
+pub fn new_openid_token() -> String {
+    random_string(32)
+}
+
 pub fn new_device_id() -> String {
     rand::thread_rng()
         .sample_iter(&Alphanumeric)

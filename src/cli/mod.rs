@@ -19,9 +19,9 @@ use ruma::{OwnedEventId, OwnedServerName};
 use crate::{
     admin::{self, Command},
     config::{Config, LogFormat, Overrides},
-    federation::signing_key::SigningKey,
     server,
     services::Services,
+    signing_key::SigningKey,
     storage::{StorageError, Store},
 };
 

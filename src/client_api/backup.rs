@@ -16,13 +16,12 @@ use serde_json::{Value as JsonValue, json};
 
 use super::rooms::raw;
 use crate::{
-    e2ee::BackupVersion,
+    e2ee::{BackedUpKey, BackupVersion},
     http::{
         ApiError,
         router::{Req, Router},
     },
     services::Services,
-    storage::BackedUpSession,
 };
 
 pub fn routes(router: &mut Router) {
@@ -78,23 +77,23 @@ fn info_algorithm<T>(info: &BackupVersion) -> Raw<T> {
 fn sessions_json<T>(
     sessions: &BTreeMap<String, Raw<T>>,
     room: &OwnedRoomId,
-) -> Result<Vec<BackedUpSession>, ApiError> {
+) -> Result<Vec<BackedUpKey>, ApiError> {
     sessions
         .iter()
         .map(|(session, data)| {
             let data: JsonValue =
                 serde_json::from_str(data.json().get()).map_err(|e| ApiError::bad_json(e.to_string()))?;
             check_key_data(&data)?;
-            Ok((room.to_string(), session.clone(), data))
+            Ok(BackedUpKey { room_id: room.to_string(), session_id: session.clone(), data })
         })
         .collect()
 }
 
-fn by_room(keys: Vec<BackedUpSession>) -> BTreeMap<OwnedRoomId, RoomKeyBackup> {
+fn by_room(keys: Vec<BackedUpKey>) -> BTreeMap<OwnedRoomId, RoomKeyBackup> {
     let mut rooms: BTreeMap<OwnedRoomId, BTreeMap<String, _>> = BTreeMap::new();
-    for (room, session, data) in keys {
-        if let Ok(room) = OwnedRoomId::try_from(room) {
-            rooms.entry(room).or_default().insert(session, raw(data));
+    for key in keys {
+        if let Ok(room) = OwnedRoomId::try_from(key.room_id) {
+            rooms.entry(room).or_default().insert(key.session_id, raw(key.data));
         }
     }
     rooms.into_iter().map(|(room, sessions)| (room, RoomKeyBackup::new(sessions))).collect()
@@ -212,7 +211,7 @@ async fn get_room(
         None,
     )?;
     Ok(get_backup_keys_for_room::v3::Response::new(
-        keys.into_iter().map(|(_, session, data)| (session, raw(data))).collect(),
+        keys.into_iter().map(|key| (key.session_id, raw(key.data))).collect(),
     ))
 }
 
@@ -227,8 +226,7 @@ async fn get_session(
         Some(b.room_id.as_str()),
         Some(&b.session_id),
     )?;
-    let (_, _, data) = keys.remove(0);
-    Ok(get_backup_keys_for_session::v3::Response::new(raw(data)))
+    Ok(get_backup_keys_for_session::v3::Response::new(raw(keys.remove(0).data)))
 }
 
 async fn delete_all(

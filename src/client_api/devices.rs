@@ -3,17 +3,17 @@
 use std::sync::Arc;
 
 use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedDeviceId, UInt,
+    MilliSecondsSinceUnixEpoch, UInt,
     api::client::device::{Device, delete_device, delete_devices, get_device, get_devices, update_device},
 };
 
 use crate::{
+    accounts,
     http::{
         ApiError,
         router::{Req, Router},
     },
     services::Services,
-    storage::DeviceRecord,
 };
 
 pub fn routes(router: &mut Router) {
@@ -24,11 +24,11 @@ pub fn routes(router: &mut Router) {
     router.ruma(delete_many);
 }
 
-fn to_device(device_id: OwnedDeviceId, record: DeviceRecord) -> Device {
-    let mut device = Device::new(device_id);
-    device.display_name = record.display_name;
-    device.last_seen_ip = record.last_seen_ip;
-    device.last_seen_ts = record.last_seen_ts.and_then(UInt::new).map(MilliSecondsSinceUnixEpoch);
+fn to_device(found: accounts::Device) -> Device {
+    let mut device = Device::new(found.device_id);
+    device.display_name = found.display_name;
+    device.last_seen_ip = found.last_seen_ip;
+    device.last_seen_ts = found.last_seen_ts.and_then(UInt::new).map(MilliSecondsSinceUnixEpoch);
     device
 }
 
@@ -37,15 +37,15 @@ async fn list(
     req: Req<get_devices::v3::Request>,
 ) -> Result<get_devices::v3::Response, ApiError> {
     let devices = services.accounts.devices(&req.auth.user_id)?;
-    Ok(get_devices::v3::Response::new(devices.into_iter().map(|(id, r)| to_device(id, r)).collect()))
+    Ok(get_devices::v3::Response::new(devices.into_iter().map(to_device).collect()))
 }
 
 async fn get(
     services: Arc<Services>,
     req: Req<get_device::v3::Request>,
 ) -> Result<get_device::v3::Response, ApiError> {
-    let record = services.accounts.device(&req.auth.user_id, &req.body.device_id)?;
-    Ok(get_device::v3::Response::new(to_device(req.body.device_id, record)))
+    let device = services.accounts.device(&req.auth.user_id, &req.body.device_id)?;
+    Ok(get_device::v3::Response::new(to_device(device)))
 }
 
 async fn rename(

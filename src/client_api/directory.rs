@@ -3,27 +3,21 @@
 use std::sync::Arc;
 
 use http::StatusCode;
-use ruma::{
-    UInt,
-    api::{
-        client::{
-            alias::{create_alias, delete_alias, get_alias},
-            directory::{
-                get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
-            },
-            room::{Visibility, aliases},
-        },
-        error::ErrorKind,
+use ruma::api::{
+    client::{
+        alias::{create_alias, delete_alias, get_alias},
+        directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
+        room::{Visibility, aliases},
     },
+    error::ErrorKind,
 };
 
 use crate::{
-    federation,
     http::{
         ApiError,
         router::{Req, Router},
     },
-    rooms::{self, PublicRoomsPage},
+    rooms,
     services::Services,
 };
 
@@ -57,17 +51,8 @@ async fn get_alias_target(
     services: Arc<Services>,
     req: Req<get_alias::v3::Request>,
 ) -> Result<get_alias::v3::Response, ApiError> {
-    let alias = &req.body.room_alias;
-    if alias.server_name() != services.config.server_name {
-        let (room_id, servers) =
-            crate::federation::membership::resolve_remote_alias(&services, alias).await?;
-        return Ok(get_alias::v3::Response::new(room_id, servers));
-    }
-    let room_id = services
-        .rooms
-        .resolve_alias(alias)?
-        .ok_or_else(|| ApiError::not_found(format!("no room has the alias {alias}")))?;
-    Ok(get_alias::v3::Response::new(room_id, vec![services.config.server_name.clone()]))
+    let (room_id, servers) = services.rooms.alias_target(&req.body.room_alias).await?;
+    Ok(get_alias::v3::Response::new(room_id, servers))
 }
 
 async fn remove_alias(
@@ -111,29 +96,15 @@ async fn set_visibility(
     Ok(set_room_visibility::v3::Response::new())
 }
 
-/// The directory of this server, or of another one (asked over federation).
-async fn directory_page(
-    services: &Services,
-    server: Option<&ruma::ServerName>,
-    search: Option<&str>,
-    limit: Option<UInt>,
-    since: Option<&str>,
-) -> Result<PublicRoomsPage, ApiError> {
-    match server {
-        Some(server) if server != services.config.server_name => {
-            Ok(federation::directory::public_rooms(services, server, search, limit, since).await?)
-        }
-        _ => Ok(services.rooms.public_rooms_page(search, limit, since)?),
-    }
-}
-
 async fn public_rooms(
     services: Arc<Services>,
     req: Req<get_public_rooms::v3::Request>,
 ) -> Result<get_public_rooms::v3::Response, ApiError> {
     let body = req.body;
-    let page =
-        directory_page(&services, body.server.as_deref(), None, body.limit, body.since.as_deref()).await?;
+    let page = services
+        .rooms
+        .directory_page(body.server.as_deref(), None, body.limit, body.since.as_deref())
+        .await?;
     Ok(crate::public_rooms_response!(get_public_rooms::v3::Response::new(Vec::new()), page))
 }
 
@@ -143,7 +114,9 @@ async fn public_rooms_filtered(
 ) -> Result<get_public_rooms_filtered::v3::Response, ApiError> {
     let body = req.body;
     let search = body.filter.generic_search_term.as_deref();
-    let page =
-        directory_page(&services, body.server.as_deref(), search, body.limit, body.since.as_deref()).await?;
+    let page = services
+        .rooms
+        .directory_page(body.server.as_deref(), search, body.limit, body.since.as_deref())
+        .await?;
     Ok(crate::public_rooms_response!(get_public_rooms_filtered::v3::Response::new(), page))
 }

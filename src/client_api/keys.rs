@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
-    UInt, UserId,
+    UInt,
     api::client::{
         keys::{claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys},
         to_device::send_event_to_device,
@@ -16,7 +16,6 @@ use serde_json::Value as JsonValue;
 use super::rooms::raw;
 use crate::{
     e2ee::{E2ee, MASTER, SELF_SIGNING, USER_SIGNING, UploadedKey},
-    federation,
     http::{
         ApiError,
         router::{Req, Router},
@@ -74,11 +73,7 @@ async fn query(
     services: Arc<Services>,
     req: Req<get_keys::v3::Request>,
 ) -> Result<get_keys::v3::Response, ApiError> {
-    let wanted = req.body.device_keys;
-    let mut keys = services
-        .e2ee
-        .query(Some(&req.auth.user_id), wanted.clone(), |user| services.accounts.device_names(user))?;
-    federation::e2ee::query_remote(&services, &wanted, &mut keys).await;
+    let keys = services.e2ee.query_keys(&req.auth.user_id, req.body.device_keys).await?;
     let mut response = get_keys::v3::Response::new();
     response.failures = keys.failures;
     response.device_keys = keys
@@ -102,9 +97,7 @@ async fn claim(
         .into_iter()
         .map(|(user, devices)| (user, devices.into_iter().map(|(d, a)| (d, a.to_string())).collect()))
         .collect();
-    let mut claimed = services.e2ee.claim(wanted.clone()).await?;
-    let mut failures = BTreeMap::new();
-    federation::e2ee::claim_remote(&services, &wanted, &mut claimed, &mut failures).await;
+    let (claimed, failures) = services.e2ee.claim_keys(wanted).await?;
     let one_time_keys = claimed
         .into_iter()
         .map(|(user, devices)| {
@@ -210,26 +203,9 @@ async fn to_device(
         targets.insert(user, by_device);
     }
     let kind = body.event_type.to_string();
-    federation::e2ee::send_to_device_remote(
-        &services,
-        &req.auth.user_id,
-        body.txn_id.as_str(),
-        &kind,
-        &targets,
-    )
-    .await?;
-    let devices_of = |user: &UserId| {
-        services.accounts.devices(user).unwrap_or_default().into_iter().map(|(id, _)| id).collect()
-    };
     services
         .e2ee
-        .send_to_device(
-            (&req.auth.user_id, &req.auth.device_id),
-            body.txn_id.as_str(),
-            &kind,
-            targets,
-            devices_of,
-        )
+        .send_to_device((&req.auth.user_id, &req.auth.device_id), body.txn_id.as_str(), &kind, targets)
         .await?;
     Ok(send_event_to_device::v3::Response::new())
 }

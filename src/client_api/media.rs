@@ -17,12 +17,11 @@ use ruma::{
 
 use crate::{
     config::Config,
-    federation,
     http::{
         ApiError,
         router::{EmptyObject, Req, RouteOptions, Router},
     },
-    media::{Content, Method, Thumbnail},
+    media::{Method, Thumbnail},
     services::Services,
 };
 
@@ -40,29 +39,6 @@ pub fn routes(router: &mut Router, config: &Config) {
     router.ruma_with(content, download);
     router.ruma_with(content, download_named);
     router.ruma_with(content, thumbnail);
-}
-
-/// A file of this server, or of another one (fetched over federation the first time).
-async fn fetch(
-    services: &Services,
-    server: &ruma::ServerName,
-    media_id: &str,
-    wait: std::time::Duration,
-) -> Result<Content, ApiError> {
-    federation::media::ensure_cached(services, server, media_id).await?;
-    Ok(services.media.download(server, media_id, wait).await?)
-}
-
-/// A thumbnail, made here from the file, which may be another server's.
-async fn fetch_thumbnail(
-    services: &Services,
-    server: &ruma::ServerName,
-    media_id: &str,
-    request: Thumbnail,
-    wait: std::time::Duration,
-) -> Result<Content, ApiError> {
-    federation::media::ensure_cached(services, server, media_id).await?;
-    Ok(services.media.thumbnail(server, media_id, request, wait).await?)
 }
 
 fn thumbnail_request(width: UInt, height: UInt, method: Option<RumaMethod>) -> Result<Thumbnail, ApiError> {
@@ -129,7 +105,7 @@ async fn download_legacy(
     req: Req<media::get_content::v3::Request>,
 ) -> Result<media::get_content::v3::Response, ApiError> {
     let b = req.body;
-    let content = fetch(&services, &b.server_name, &b.media_id, b.timeout_ms).await?;
+    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
     let (file, content_type, disposition) = content.served(None);
     Ok(media::get_content::v3::Response::new(file, content_type, disposition))
 }
@@ -139,7 +115,7 @@ async fn download_legacy_named(
     req: Req<media::get_content_as_filename::v3::Request>,
 ) -> Result<media::get_content_as_filename::v3::Response, ApiError> {
     let b = req.body;
-    let content = fetch(&services, &b.server_name, &b.media_id, b.timeout_ms).await?;
+    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
     let (file, content_type, disposition) = content.served(Some(b.filename));
     Ok(media::get_content_as_filename::v3::Response::new(file, content_type, disposition))
 }
@@ -150,7 +126,7 @@ async fn thumbnail_legacy(
 ) -> Result<media::get_content_thumbnail::v3::Response, ApiError> {
     let b = req.body;
     let request = thumbnail_request(b.width, b.height, b.method)?;
-    let content = fetch_thumbnail(&services, &b.server_name, &b.media_id, request, b.timeout_ms).await?;
+    let content = services.media.thumbnail(&b.server_name, &b.media_id, request, b.timeout_ms).await?;
     let (file, content_type, disposition) = content.served(None);
     Ok(media::get_content_thumbnail::v3::Response::new(file, content_type, disposition))
 }
@@ -160,7 +136,7 @@ async fn download(
     req: Req<authenticated_media::get_content::v1::Request>,
 ) -> Result<authenticated_media::get_content::v1::Response, ApiError> {
     let b = req.body;
-    let content = fetch(&services, &b.server_name, &b.media_id, b.timeout_ms).await?;
+    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
     let (file, content_type, disposition) = content.served(None);
     Ok(authenticated_media::get_content::v1::Response::new(file, content_type, disposition))
 }
@@ -170,7 +146,7 @@ async fn download_named(
     req: Req<authenticated_media::get_content_as_filename::v1::Request>,
 ) -> Result<authenticated_media::get_content_as_filename::v1::Response, ApiError> {
     let b = req.body;
-    let content = fetch(&services, &b.server_name, &b.media_id, b.timeout_ms).await?;
+    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
     let (file, content_type, disposition) = content.served(Some(b.filename));
     Ok(authenticated_media::get_content_as_filename::v1::Response::new(file, content_type, disposition))
 }
@@ -181,7 +157,7 @@ async fn thumbnail(
 ) -> Result<authenticated_media::get_content_thumbnail::v1::Response, ApiError> {
     let b = req.body;
     let request = thumbnail_request(b.width, b.height, b.method)?;
-    let content = fetch_thumbnail(&services, &b.server_name, &b.media_id, request, b.timeout_ms).await?;
+    let content = services.media.thumbnail(&b.server_name, &b.media_id, request, b.timeout_ms).await?;
     let (file, content_type, disposition) = content.served(None);
     Ok(authenticated_media::get_content_thumbnail::v1::Response::new(file, content_type, disposition))
 }

@@ -1,11 +1,9 @@
 //! The rest of what clients call at start-up and in daily use: TURN credentials,
 //! third-party protocols, OpenID tokens, the user directory, reports, 3PIDs and presence.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use rand::{Rng, distributions::Alphanumeric};
 use ruma::{
-    OwnedUserId, UserId,
     api::client::{
         account::{get_3pids, request_openid_token},
         presence::{get_presence, set_presence},
@@ -23,9 +21,7 @@ use crate::{
         ApiError,
         router::{JsonObject, Req, Router},
     },
-    now_ms,
     services::Services,
-    storage::{OpenIdToken, Report},
 };
 
 pub fn routes(router: &mut Router) {
@@ -39,9 +35,6 @@ pub fn routes(router: &mut Router) {
     router.ruma(presence_get);
     router.ruma(presence_set);
 }
-
-/// How long an OpenID token proves the user's identity to a third party.
-const OPENID_LIFETIME: Duration = Duration::from_secs(3600);
 
 async fn turn_server(
     services: Arc<Services>,
@@ -71,57 +64,30 @@ async fn openid(
     if req.body.user_id != req.auth.user_id {
         return Err(ApiError::forbidden("You can only request OpenID tokens for yourself"));
     }
-    let token: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
-    let record = OpenIdToken {
-        user_id: req.auth.user_id.clone(),
-        expires_ts: now_ms() + OPENID_LIFETIME.as_millis() as u64,
-    };
-    services.store.add_openid_token(&token, &record).await.map_err(crate::error::Error::from)?;
+    let (token, lifetime) = services.accounts.issue_openid_token(&req.auth.user_id).await?;
     Ok(request_openid_token::v3::Response::new(
         token,
         TokenType::Bearer,
         services.config.server_name.clone(),
-        OPENID_LIFETIME,
+        lifetime,
     ))
-}
-
-/// Users the searcher may find: those sharing a room with them, and members of rooms open
-/// to everyone (public join rule, world-readable history, or published).
-fn visible_users(services: &Services, searcher: &UserId) -> Result<BTreeSet<OwnedUserId>, ApiError> {
-    let mut rooms: BTreeSet<_> = services.rooms.joined_rooms(searcher)?.into_iter().collect();
-    rooms.extend(services.rooms.rooms_open_to_everyone()?);
-    let mut users = BTreeSet::new();
-    for room in rooms {
-        users.extend(services.rooms.members(&room)?.into_iter().filter(|(_, m)| m == "join").map(|(u, _)| u));
-    }
-    Ok(users)
 }
 
 async fn user_directory(
     services: Arc<Services>,
     req: Req<search_users::v3::Request>,
 ) -> Result<search_users::v3::Response, ApiError> {
-    let term = req.body.search_term.to_lowercase();
     let limit = usize::try_from(req.body.limit).unwrap_or(10).clamp(1, 100);
-    let mut results = Vec::new();
-    let mut limited = false;
-    for user in visible_users(&services, &req.auth.user_id)? {
-        let profile = services.accounts.profile(&user).unwrap_or_default();
-        let name = profile.get("displayname").and_then(|v| v.as_str()).map(str::to_owned);
-        let matches = user.as_str().to_lowercase().contains(&term)
-            || name.as_deref().is_some_and(|n| n.to_lowercase().contains(&term));
-        if !matches {
-            continue;
-        }
-        if results.len() == limit {
-            limited = true;
-            break;
-        }
-        let mut found = User::new(user);
-        found.display_name = name;
-        found.avatar_url = profile.get("avatar_url").and_then(|v| v.as_str()).map(Into::into);
-        results.push(found);
-    }
+    let (found, limited) = services.rooms.search_users(&req.auth.user_id, &req.body.search_term, limit)?;
+    let results = found
+        .into_iter()
+        .map(|found| {
+            let mut user = User::new(found.user_id);
+            user.display_name = found.display_name;
+            user.avatar_url = found.avatar_url.map(Into::into);
+            user
+        })
+        .collect();
     Ok(search_users::v3::Response::new(results, limited))
 }
 
@@ -130,25 +96,7 @@ async fn report_event(
     req: Req<report_content::v3::Request>,
 ) -> Result<report_content::v3::Response, ApiError> {
     let b = req.body;
-    // Only members may report (spec), and 404 rather than 403 hides whether the event exists.
-    let not_found = || ApiError::not_found("no such event, or you are not joined to its room");
-    if services.rooms.membership(&b.room_id, &req.auth.user_id).ok().flatten().as_deref() != Some("join") {
-        return Err(not_found());
-    }
-    services
-        .rooms
-        .event(&b.event_id)?
-        .filter(|event| event.pdu.room_id == b.room_id)
-        .ok_or_else(not_found)?;
-    let report = Report {
-        reporter: req.auth.user_id.clone(),
-        room_id: b.room_id,
-        event_id: Some(b.event_id),
-        reason: b.reason,
-        ts: now_ms(),
-    };
-    services.store.add_report(&report).await.map_err(crate::error::Error::from)?;
-    tracing::warn!(reporter = %report.reporter, room = %report.room_id, "content reported");
+    services.rooms.report_event(&req.auth.user_id, &b.room_id, &b.event_id, b.reason).await?;
     Ok(report_content::v3::Response::new())
 }
 
@@ -157,16 +105,7 @@ async fn report_whole_room(
     req: Req<report_room::v3::Request>,
 ) -> Result<report_room::v3::Response, ApiError> {
     let b = req.body;
-    services.rooms.room(&b.room_id)?;
-    let report = Report {
-        reporter: req.auth.user_id.clone(),
-        room_id: b.room_id,
-        event_id: None,
-        reason: Some(b.reason),
-        ts: now_ms(),
-    };
-    services.store.add_report(&report).await.map_err(crate::error::Error::from)?;
-    tracing::warn!(reporter = %report.reporter, room = %report.room_id, "room reported");
+    services.rooms.report_room(&req.auth.user_id, &b.room_id, b.reason).await?;
     Ok(report_room::v3::Response::new())
 }
 

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use ruma::{
-    UserId,
     api::client::profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
     profile::ProfileFieldValue,
 };
@@ -24,22 +23,11 @@ pub fn routes(router: &mut Router) {
     router.ruma(delete_field);
 }
 
-/// A local user's profile, or another server's user's, asked of their server.
-async fn profile_of(
-    services: &Services,
-    user_id: &UserId,
-) -> Result<std::collections::BTreeMap<String, serde_json::Value>, ApiError> {
-    if user_id.server_name() != services.config.server_name {
-        return Ok(crate::federation::membership::remote_profile(services, user_id).await?);
-    }
-    Ok(services.accounts.profile(user_id)?)
-}
-
 async fn get_all(
     services: Arc<Services>,
     req: Req<get_profile::v3::Request>,
 ) -> Result<get_profile::v3::Response, ApiError> {
-    let profile = profile_of(&services, &req.body.user_id).await?;
+    let profile = services.accounts.profile_anywhere(&req.body.user_id).await?;
     Ok(profile.into_iter().collect())
 }
 
@@ -47,7 +35,7 @@ async fn get_field(
     services: Arc<Services>,
     req: Req<get_profile_field::v3::Request>,
 ) -> Result<get_profile_field::v3::Response, ApiError> {
-    let profile = profile_of(&services, &req.body.user_id).await?;
+    let profile = services.accounts.profile_anywhere(&req.body.user_id).await?;
     let field = req.body.field.as_str();
     let value = profile
         .get(field)

@@ -12,18 +12,17 @@ use ruma::{
         room::create_room::{self, v3::RoomPreset},
         state::{get_state_event_for_key, get_state_events, send_state_event},
     },
-    events::{StateEventType, TimelineEventType},
+    events::{StateEventType, TimelineEventType, room::member::MembershipState},
     serde::Raw,
 };
 use serde_json::{Map, Value as JsonValue};
 
 use crate::{
-    federation,
     http::{
         ApiError,
         router::{Req, Router},
     },
-    rooms::{CreateRoom, EventSpec, MemberProfile, Preset, Txn},
+    rooms::{CreateRoom, EventSpec, Preset, Txn},
     services::Services,
 };
 
@@ -37,13 +36,6 @@ pub fn routes(router: &mut Router) {
     router.ruma(redact);
     router.ruma(members);
     router.ruma(joined_members_of);
-}
-
-/// The profile fields a member event carries for `user`.
-pub fn member_profile(services: &Services, user: &UserId) -> MemberProfile {
-    let profile = services.accounts.profile(user).unwrap_or_default();
-    let field = |name: &str| profile.get(name).and_then(JsonValue::as_str).map(str::to_owned);
-    MemberProfile { displayname: field("displayname"), avatar_url: field("avatar_url") }
 }
 
 fn json_object<T>(raw: &Raw<T>, what: &str) -> Result<Map<String, JsonValue>, ApiError> {
@@ -70,11 +62,6 @@ async fn create(
         Some(RoomPreset::PublicChat) => Some(Preset::PublicChat),
         Some(other) => return Err(ApiError::bad_json(format!("unknown preset {}", other.as_str()))),
     };
-    for invitee in body.invite.iter().filter(|user| user.server_name() == services.config.server_name) {
-        if services.accounts.user(invitee)?.is_none() {
-            return Err(ApiError::not_found(format!("unknown user {invitee}")));
-        }
-    }
     let mut initial_state = Vec::new();
     for event in &body.initial_state {
         let event = json_object(event, "an initial_state event")?;
@@ -105,7 +92,6 @@ async fn create(
     let room_id = services
         .rooms
         .create_room(CreateRoom {
-            creator_profile: member_profile(&services, &creator),
             creator: creator.clone(),
             version: body.room_version,
             preset,
@@ -120,15 +106,6 @@ async fn create(
             power_level_content_override,
         })
         .await?;
-    for invitee in body.invite.iter().filter(|user| user.server_name() != services.config.server_name) {
-        let content = services.rooms.invite_content(&room_id, invitee, None, body.is_direct)?;
-        if let Err(e) =
-            federation::membership::invite_remote(&services, &room_id, &creator, invitee, content).await
-        {
-            // The room exists now; the invite can be sent again.
-            tracing::warn!(%invitee, error = %e, "could not invite a user of another server");
-        }
-    }
     Ok(create_room::v3::Response::new(room_id))
 }
 
@@ -224,9 +201,10 @@ async fn members(
         .into_iter()
         .filter(|pdu| pdu.kind == TimelineEventType::RoomMember)
         .filter(|pdu| {
-            let membership = pdu.content_json()["membership"].as_str().unwrap_or_default().to_owned();
-            let is = body.membership.as_ref().map(|m| m.as_str() == membership);
-            let is_not = body.not_membership.as_ref().map(|m| m.as_str() != membership);
+            let membership = pdu.membership();
+            let membership = membership.as_ref().map(MembershipState::as_str);
+            let is = body.membership.as_ref().map(|m| Some(m.as_str()) == membership);
+            let is_not = body.not_membership.as_ref().map(|m| Some(m.as_str()) != membership);
             // Given both, the spec makes them an "or": either one matching keeps the member.
             match (is, is_not) {
                 (Some(is), Some(is_not)) => is || is_not,
@@ -249,10 +227,10 @@ async fn joined_members_of(
         if pdu.kind != TimelineEventType::RoomMember {
             continue;
         }
-        let content = pdu.content_json();
-        if content["membership"] != "join" {
+        if pdu.membership() != Some(MembershipState::Join) {
             continue;
         }
+        let content = pdu.content_json();
         let Some(user) = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok()) else { continue };
         let mut member = joined_members::v3::RoomMember::new();
         member.display_name = content["displayname"].as_str().map(str::to_owned);

@@ -13,6 +13,7 @@ use ruma::{
         tag::{create_tag, delete_tag, get_tags},
         typing::create_typing_event::{self, v3::Typing},
     },
+    events::room::member::MembershipState,
     serde::Raw,
 };
 use serde_json::{Value as JsonValue, json};
@@ -93,7 +94,7 @@ async fn set_room(
     req: Req<set_room_account_data::v3::Request>,
 ) -> Result<set_room_account_data::v3::Response, ApiError> {
     only_self(&req.auth, &req.body.user_id)?;
-    services.rooms.room(&req.body.room_id)?;
+    services.rooms.version(&req.body.room_id)?;
     let content = object(req.body.data.json().get())?;
     services
         .account_data
@@ -117,7 +118,7 @@ async fn add_tag(
     req: Req<create_tag::v3::Request>,
 ) -> Result<create_tag::v3::Response, ApiError> {
     only_self(&req.auth, &req.body.user_id)?;
-    services.rooms.room(&req.body.room_id)?;
+    services.rooms.version(&req.body.room_id)?;
     let info = serde_json::to_value(&req.body.tag_info).map_err(|e| ApiError::bad_json(e.to_string()))?;
     services.account_data.set_tag(&req.auth.user_id, &req.body.room_id, &req.body.tag, Some(info)).await?;
     Ok(create_tag::v3::Response::new())
@@ -139,7 +140,7 @@ async fn set_fully_read(
     room_id: &RoomId,
     event_id: &ruma::EventId,
 ) -> Result<(), ApiError> {
-    if services.rooms.membership(room_id, &session.user_id)?.as_deref() != Some("join") {
+    if services.rooms.membership(room_id, &session.user_id)? != Some(MembershipState::Join) {
         return Err(ApiError::forbidden("You are not in this room"));
     }
     services

@@ -6,8 +6,16 @@ use serde_json::Value as JsonValue;
 use super::E2ee;
 use crate::{
     error::{Error, Result},
-    storage::{BackedUpSession, BackupDeletion, BackupVersionRecord},
+    storage::{BackupDeletion, BackupVersionRecord},
 };
+
+/// One session's key in a backup, as clients upload and read it.
+pub struct BackedUpKey {
+    pub room_id: String,
+    pub session_id: String,
+    /// The encrypted key data (`KeyBackupData`), kept as the client sent it.
+    pub data: JsonValue,
+}
 
 /// A backup version as clients see it.
 pub struct BackupVersion {
@@ -118,14 +126,14 @@ impl E2ee {
         &self,
         user: &UserId,
         version: &str,
-        sessions: Vec<BackedUpSession>,
+        sessions: Vec<BackedUpKey>,
     ) -> Result<(String, u64)> {
         let number = self.writable_version(user, version)?;
         let mut accepted = Vec::new();
-        for (room, session, data) in sessions {
-            let existing = self.store.backup_keys(user, number, Some(&room), Some(&session))?;
+        for BackedUpKey { room_id, session_id, data } in sessions {
+            let existing = self.store.backup_keys(user, number, Some(&room_id), Some(&session_id))?;
             if existing.first().is_none_or(|(_, _, old)| better(&data, old)) {
-                accepted.push((room, session, data));
+                accepted.push((room_id, session_id, data));
             }
         }
         // Keys that replace nothing leave the etag alone: it tells clients whether the
@@ -143,7 +151,7 @@ impl E2ee {
         version: &str,
         room: Option<&str>,
         session: Option<&str>,
-    ) -> Result<Vec<BackedUpSession>> {
+    ) -> Result<Vec<BackedUpKey>> {
         let number = parse(version)?;
         self.store
             .backup_version(user, number)?
@@ -152,7 +160,10 @@ impl E2ee {
         if session.is_some() && keys.is_empty() {
             return Err(Error::NotFound("no such session in the backup".to_owned()));
         }
-        Ok(keys)
+        Ok(keys
+            .into_iter()
+            .map(|(room_id, session_id, data)| BackedUpKey { room_id, session_id, data })
+            .collect())
     }
 
     pub async fn delete_backup_keys(

@@ -4,6 +4,7 @@
 //! their keys (`ruma::signatures`), so nobody can add or overwrite another's.
 
 mod backup;
+mod remote;
 
 use std::{
     cell::OnceCell,
@@ -11,16 +12,20 @@ use std::{
     sync::Arc,
 };
 
-use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
+use ruma::{
+    DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId, events::room::member::MembershipState,
+};
 use serde_json::{Value as JsonValue, json};
 
-pub use backup::BackupVersion;
+pub use backup::{BackedUpKey, BackupVersion};
 
 use crate::{
+    accounts::Accounts,
     error::{Error, Result},
-    federation::outbox::Outbox,
+    federation::Federation,
+    notifier::Notifier,
+    outbox::Outbox,
     storage::{ClaimedKey, FallbackKey, SignatureTarget, Store, ToDeviceMessage},
-    sync::notifier::Notifier,
 };
 
 /// The cross-signing key kinds, as stored.
@@ -67,6 +72,10 @@ pub struct E2ee {
     server_name: OwnedServerName,
     /// Tells other servers in our users' rooms when their devices or keys change.
     outbox: Arc<Outbox>,
+    /// Asks other servers for their users' keys.
+    federation: Arc<Federation>,
+    /// Whose devices exist, and their names.
+    accounts: Arc<Accounts>,
 }
 
 fn split_key_id(full: &str) -> Result<(String, String)> {
@@ -81,8 +90,10 @@ impl E2ee {
         notifier: Arc<Notifier>,
         server_name: OwnedServerName,
         outbox: Arc<Outbox>,
+        federation: Arc<Federation>,
+        accounts: Arc<Accounts>,
     ) -> Self {
-        Self { store, notifier, server_name, outbox }
+        Self { store, notifier, server_name, outbox, federation, accounts }
     }
 
     /// Users who share a joined room with `user`, `user` included.
@@ -153,27 +164,38 @@ impl E2ee {
         Ok(self.store.unused_fallback_algorithms(user, device)?)
     }
 
-    /// `/keys/query` for local users (others are skipped: `federation::e2ee` asks their
-    /// servers). `device_names` gives each device's display name for `unsigned`; the
-    /// requester (`None`: another server) alone sees their own user-signing key.
-    pub fn query(
+    /// `/keys/query` from a local user: keys of local users, and of other servers' users as
+    /// their servers answer (a server that does not is listed under `failures`).
+    pub async fn query_keys(
+        &self,
+        requester: &UserId,
+        wanted: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+    ) -> Result<QueriedKeys> {
+        let mut keys = self.query_local(Some(requester), &wanted)?;
+        self.query_remote(&wanted, &mut keys).await;
+        Ok(keys)
+    }
+
+    /// `/keys/query` for local users (others are skipped). Each device's display name goes
+    /// into `unsigned`; the requester (`None`: another server) alone sees their own
+    /// user-signing key.
+    pub fn query_local(
         &self,
         requester: Option<&UserId>,
-        wanted: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
-        device_names: impl Fn(&UserId) -> Vec<(OwnedDeviceId, Option<String>)>,
+        wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
     ) -> Result<QueriedKeys> {
         let mut result = QueriedKeys::default();
         for (user, devices) in wanted {
             if user.server_name() != self.server_name {
                 continue;
             }
-            let known = device_names(&user);
+            let known = self.accounts.device_names(user);
             let mut keys = BTreeMap::new();
             for (device, name) in known {
                 if !devices.is_empty() && !devices.contains(&device) {
                     continue;
                 }
-                if let Some(mut device_keys) = self.store.device_keys(&user, &device)? {
+                if let Some(mut device_keys) = self.store.device_keys(user, &device)? {
                     if let Some(name) = name {
                         device_keys["unsigned"] = json!({"device_display_name": name});
                     }
@@ -181,15 +203,15 @@ impl E2ee {
                 }
             }
             result.device_keys.insert(user.clone(), keys);
-            if let Some(key) = self.store.cross_signing_key(&user, MASTER)? {
+            if let Some(key) = self.store.cross_signing_key(user, MASTER)? {
                 result.master_keys.insert(user.clone(), key);
             }
-            if let Some(key) = self.store.cross_signing_key(&user, SELF_SIGNING)? {
+            if let Some(key) = self.store.cross_signing_key(user, SELF_SIGNING)? {
                 result.self_signing_keys.insert(user.clone(), key);
             }
             // A user-signing key is private to its owner.
-            if requester == Some(&*user)
-                && let Some(key) = self.store.cross_signing_key(&user, USER_SIGNING)?
+            if requester == Some(&**user)
+                && let Some(key) = self.store.cross_signing_key(user, USER_SIGNING)?
             {
                 result.user_signing_keys.insert(user.clone(), key);
             }
@@ -197,9 +219,21 @@ impl E2ee {
         Ok(result)
     }
 
-    /// `/keys/claim` for local users (others are skipped: `federation::e2ee` asks their
-    /// servers): one key per requested device and algorithm, where there is one.
-    pub async fn claim(
+    /// `/keys/claim` from a local user: one key per requested device and algorithm, where
+    /// there is one, here or on the users' servers (those that fail are in the failures).
+    pub async fn claim_keys(
+        &self,
+        wanted: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+    ) -> Result<(ClaimedKeys, BTreeMap<String, JsonValue>)> {
+        let mut claimed = self.claim_local(wanted.clone()).await?;
+        let mut failures = BTreeMap::new();
+        self.claim_remote(&wanted, &mut claimed, &mut failures).await;
+        Ok((claimed, failures))
+    }
+
+    /// `/keys/claim` for local users (others are skipped): one key per requested device and
+    /// algorithm, where there is one.
+    pub async fn claim_local(
         &self,
         wanted: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
     ) -> Result<ClaimedKeys> {
@@ -427,22 +461,47 @@ impl E2ee {
         Ok(self.store.device_keys(user, &device)?.map(|_| ("device", Some(device))))
     }
 
-    /// `/sendToDevice`. `targets` maps each user to device ids, or to `*` for all of them.
+    /// `/sendToDevice` from a local device. `targets` maps each user to device ids, or to
+    /// `*` for all of them; other servers' users get theirs through their servers.
     pub async fn send_to_device(
         &self,
         sender: (&UserId, &DeviceId),
         txn_id: &str,
         kind: &str,
         targets: BTreeMap<OwnedUserId, BTreeMap<String, JsonValue>>,
-        devices_of: impl Fn(&UserId) -> Vec<OwnedDeviceId>,
+    ) -> Result<()> {
+        self.send_to_device_remote(sender.0, txn_id, kind, &targets).await?;
+        self.queue_to_device(sender, txn_id, kind, targets).await
+    }
+
+    /// To-device messages another server sends for our users (`m.direct_to_device`). The
+    /// message id makes a retried EDU idempotent, like a client's transaction id.
+    pub async fn receive_remote_to_device(
+        &self,
+        sender: &UserId,
+        message_id: &str,
+        kind: &str,
+        targets: BTreeMap<OwnedUserId, BTreeMap<String, JsonValue>>,
+    ) -> Result<()> {
+        let via: &DeviceId = "federation".into();
+        self.queue_to_device((sender, via), message_id, kind, targets).await
+    }
+
+    /// Queues messages for local devices; other servers' users are skipped.
+    async fn queue_to_device(
+        &self,
+        sender: (&UserId, &DeviceId),
+        txn_id: &str,
+        kind: &str,
+        targets: BTreeMap<OwnedUserId, BTreeMap<String, JsonValue>>,
     ) -> Result<()> {
         let mut messages = Vec::new();
         for (user, by_device) in targets {
             if user.server_name() != self.server_name {
-                // Delivering to other servers arrives with federation.
                 continue;
             }
-            let devices = devices_of(&user);
+            let devices: Vec<OwnedDeviceId> =
+                self.accounts.device_names(&user).into_iter().map(|(id, _)| id).collect();
             for (device, content) in by_device {
                 let message = ToDeviceMessage { sender: sender.0.to_owned(), kind: kind.to_owned(), content };
                 if device == "*" {
@@ -507,9 +566,9 @@ impl E2ee {
             }
         }
         for (room, entry) in self.store.user_rooms(user)? {
-            let i_joined_recently = entry.membership == "join" && in_range(entry.position);
-            let i_left_recently =
-                matches!(entry.membership.as_str(), "leave" | "ban") && in_range(entry.position);
+            let i_joined_recently = entry.membership == MembershipState::Join && in_range(entry.position);
+            let i_left_recently = matches!(entry.membership, MembershipState::Leave | MembershipState::Ban)
+                && in_range(entry.position);
             let memberships_unchanged = self
                 .store
                 .room(&room)?
@@ -521,14 +580,15 @@ impl E2ee {
                 if member == user {
                     continue;
                 }
-                if entry.membership == "join"
-                    && membership.membership == "join"
+                if entry.membership == MembershipState::Join
+                    && membership.membership == MembershipState::Join
                     && (i_joined_recently || in_range(membership.position))
                 {
                     changes.changed.insert(member.clone());
                 }
                 // Only someone who was joined can leave; an invite never shared keys.
-                let member_left = matches!(membership.membership.as_str(), "leave" | "ban");
+                let member_left =
+                    matches!(membership.membership, MembershipState::Leave | MembershipState::Ban);
                 let gone = i_left_recently || (member_left && in_range(membership.position));
                 if gone && !peers()?.contains(&member) {
                     changes.left.insert(member);

@@ -17,8 +17,9 @@ use ruma::{
     },
 };
 
-use super::{discovery, signing_key::SigningKey};
+use super::discovery;
 use crate::config::FederationConfig;
+use crate::signing_key::SigningKey;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
@@ -45,6 +46,12 @@ impl std::fmt::Display for FederationError {
 }
 
 impl std::error::Error for FederationError {}
+
+impl From<FederationError> for crate::error::Error {
+    fn from(e: FederationError) -> Self {
+        Self::Federation(e.to_string())
+    }
+}
 
 pub struct FederationClient {
     http: reqwest::Client,

@@ -11,12 +11,10 @@ use ruma::{
     signatures::{PublicKeyMap, PublicKeySet, verify_json},
 };
 
-use super::{
-    client::{FederationClient, FederationError},
-    signing_key::SigningKey,
-};
+use super::client::{FederationClient, FederationError};
 use crate::{
     now_ms,
+    signing_key::SigningKey,
     storage::{CachedServerKeys, Store},
 };
 

@@ -63,8 +63,7 @@ async fn query_keys(
     services: Arc<Services>,
     req: Req<get_keys::v1::Request>,
 ) -> Result<get_keys::v1::Response, ApiError> {
-    let keys =
-        services.e2ee.query(None, req.body.device_keys, |user| services.accounts.device_names(user))?;
+    let keys = services.e2ee.query_local(None, &req.body.device_keys)?;
     let mut response = get_keys::v1::Response::default();
     for (user, devices) in keys.device_keys {
         let devices =
@@ -91,7 +90,7 @@ async fn claim(
         .into_iter()
         .map(|(user, devices)| (user, devices.into_iter().map(|(d, a)| (d, a.to_string())).collect()))
         .collect();
-    let claimed = services.e2ee.claim(wanted).await?;
+    let claimed = services.e2ee.claim_local(wanted).await?;
     let mut one_time_keys = claim_keys::v1::OneTimeKeys::new();
     for (user, devices) in claimed {
         let mut by_device = std::collections::BTreeMap::new();

@@ -7,6 +7,7 @@ mod keys;
 mod media;
 mod query;
 mod rooms;
+mod transactions;
 
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ async fn well_known_server(
 pub fn routes(router: &mut Router) {
     router.ruma(version);
     rooms::routes(router);
+    transactions::routes(router);
     query::routes(router);
     devices::routes(router);
     media::routes(router);

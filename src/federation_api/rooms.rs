@@ -3,7 +3,7 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use ruma::{
-    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, ServerName,
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomVersionId,
     api::federation::{
         authorization::get_event_authorization,
         backfill::get_backfill,
@@ -12,18 +12,17 @@ use ruma::{
             RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
             prepare_leave_event,
         },
-        transactions::send_transaction_message,
     },
+    events::room::member::MembershipState,
 };
 use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 
 use super::require_in_room;
 use crate::{
-    error::Error,
-    federation::{inbound, membership},
+    federation::event_id_of,
     http::{
         ApiError,
-        router::{Req, RouteOptions, Router},
+        router::{Req, Router},
     },
     rooms::SUPPORTED_VERSIONS,
     services::Services,
@@ -31,10 +30,6 @@ use crate::{
 
 pub fn routes(router: &mut Router) {
     // Up to 50 PDUs of up to 64 KiB each and 100 EDUs: more than a client request needs.
-    router.ruma_with(
-        RouteOptions { max_body: Some(TRANSACTION_MAX_BYTES), ..RouteOptions::default() },
-        send_transaction,
-    );
     router.ruma(make_join);
     router.ruma(send_join);
     router.ruma(invite);
@@ -48,31 +43,8 @@ pub fn routes(router: &mut Router) {
     router.ruma(backfill);
 }
 
-const TRANSACTION_MAX_BYTES: usize = 8 * 1024 * 1024;
-
 fn raw(value: &JsonValue) -> Result<Box<RawJsonValue>, ApiError> {
     serde_json::value::to_raw_value(value).map_err(|_| ApiError::internal())
-}
-
-/// `PUT /send/{txnId}`: PDUs and EDUs from another server. A transaction id seen before
-/// is answered without processing it again.
-async fn send_transaction(
-    services: Arc<Services>,
-    req: Req<send_transaction_message::v1::Request>,
-) -> Result<send_transaction_message::v1::Response, ApiError> {
-    let origin = &req.auth;
-    let body = req.body;
-    if body.origin != *origin {
-        return Err(ApiError::forbidden("The transaction's origin is not the server that signed it"));
-    }
-    if services.store.inbound_txn_seen(origin, body.transaction_id.as_str()).map_err(Error::from)? {
-        return Ok(send_transaction_message::v1::Response::new(Default::default()));
-    }
-    let edus: Vec<JsonValue> =
-        body.edus.iter().filter_map(|edu| serde_json::from_str(edu.json().get()).ok()).collect();
-    let outcomes = inbound::transaction(&services, origin, &body.pdus, &edus).await;
-    services.store.mark_inbound_txn(origin, body.transaction_id.as_str()).await.map_err(Error::from)?;
-    Ok(send_transaction_message::v1::Response::new(outcomes))
 }
 
 /// `GET /make_join`: a join event template for a user of the calling server.
@@ -84,18 +56,18 @@ async fn make_join(
     if body.user_id.server_name() != req.auth {
         return Err(ApiError::forbidden("A server can only join its own users"));
     }
-    let room = services.rooms.room(&body.room_id)?;
-    if !body.ver.contains(&room.version) {
+    let version = services.rooms.version(&body.room_id)?;
+    if !body.ver.contains(&version) {
         return Err(ApiError::new(
             http::StatusCode::BAD_REQUEST,
             ruma::api::error::ErrorKind::IncompatibleRoomVersion(
-                ruma::api::error::IncompatibleRoomVersionErrorData::new(room.version.clone()),
+                ruma::api::error::IncompatibleRoomVersionErrorData::new(version.clone()),
             ),
-            format!("The room has version {}, which the joining server does not support", room.version),
+            format!("The room has version {version}, which the joining server does not support"),
         ));
     }
     let (version, template) =
-        services.rooms.membership_template(&body.room_id, &body.user_id, "join").await?;
+        services.rooms.membership_template(&body.room_id, &body.user_id, MembershipState::Join).await?;
     let mut response = prepare_join_event::v1::Response::new(raw(&template)?);
     response.room_version = Some(version);
     Ok(response)
@@ -108,7 +80,10 @@ async fn send_join(
     req: Req<create_join_event::v2::Request>,
 ) -> Result<create_join_event::v2::Response, ApiError> {
     let body = req.body;
-    add_membership(&services, &req.auth, &body.room_id, &body.event_id, &body.pdu, "join").await?;
+    services
+        .rooms
+        .receive_membership(&req.auth, &body.room_id, &body.event_id, &body.pdu, MembershipState::Join)
+        .await?;
     let (state, auth_chain) = services.rooms.state_with_auth_chain(&body.event_id)?;
     let mut room_state = create_join_event::v2::RoomState::new();
     room_state.state = state.iter().map(raw).collect::<Result<_, _>>()?;
@@ -129,7 +104,7 @@ async fn make_leave(
         return Err(ApiError::forbidden("A server can only make its own users leave"));
     }
     let (version, template) =
-        services.rooms.membership_template(&body.room_id, &body.user_id, "leave").await?;
+        services.rooms.membership_template(&body.room_id, &body.user_id, MembershipState::Leave).await?;
     Ok(prepare_leave_event::v1::Response::new(Some(version), raw(&template)?))
 }
 
@@ -139,37 +114,11 @@ async fn send_leave(
     req: Req<create_leave_event::v2::Request>,
 ) -> Result<create_leave_event::v2::Response, ApiError> {
     let body = req.body;
-    add_membership(&services, &req.auth, &body.room_id, &body.event_id, &body.pdu, "leave").await?;
+    services
+        .rooms
+        .receive_membership(&req.auth, &body.room_id, &body.event_id, &body.pdu, MembershipState::Leave)
+        .await?;
     Ok(create_leave_event::v2::Response::new())
-}
-
-/// Checks and stores a join or leave another server signed for one of its users
-/// (`send_join`, `send_leave`): it must be that user's own `membership` event, and the
-/// event the request names.
-async fn add_membership(
-    services: &Services,
-    origin: &ServerName,
-    room_id: &RoomId,
-    event_id: &EventId,
-    pdu: &RawJsonValue,
-    membership: &str,
-) -> Result<(), ApiError> {
-    let room = services.rooms.room(room_id)?;
-    let rules = room.version.rules().ok_or_else(ApiError::internal)?;
-    let checked = inbound::check_pdu(services, pdu, &rules).await.map_err(ApiError::bad_json)?;
-    let json = &checked.json;
-    let sender = json["sender"].as_str().unwrap_or_default();
-    let is_expected = json["type"] == "m.room.member"
-        && json["content"]["membership"] == membership
-        && json["state_key"] == sender
-        && ruma::UserId::parse(sender).is_ok_and(|user| user.server_name() == origin);
-    if !is_expected || checked.event_id != event_id {
-        return Err(ApiError::bad_json(format!(
-            "Not a {membership} of a user of the calling server, or not the named event"
-        )));
-    }
-    services.rooms.add_event(room_id, &checked.event_id, checked.json).await?;
-    Ok(())
 }
 
 /// `PUT /v2/invite`: another server invites one of our users.
@@ -200,15 +149,10 @@ async fn invite(
             serde_json::from_str(json).ok()
         })
         .collect();
-    let signed = membership::receive_invite(
-        &services,
-        &req.auth,
-        &body.room_id,
-        &body.room_version,
-        &body.event,
-        invite_state,
-    )
-    .await?;
+    let signed = services
+        .rooms
+        .receive_invite(&req.auth, &body.room_id, &body.room_version, &body.event, invite_state)
+        .await?;
     Ok(create_invite::v2::Response::new(raw(&signed)?))
 }
 
@@ -261,11 +205,11 @@ async fn state_ids(
         let Some(rules) = version.rules() else { return vec![] };
         pdus.into_iter()
             .filter_map(|pdu| serde_json::from_value(pdu).ok())
-            .filter_map(|object| inbound::event_id_of(&object, &rules).ok())
+            .filter_map(|object| event_id_of(&object, &rules).ok())
             .collect()
     };
-    let room = services.rooms.room(&req.body.room_id)?;
-    Ok(get_room_state_ids::v1::Response::new(ids(auth_chain, &room.version), ids(state, &room.version)))
+    let version = services.rooms.version(&req.body.room_id)?;
+    Ok(get_room_state_ids::v1::Response::new(ids(auth_chain, &version), ids(state, &version)))
 }
 
 /// `POST /get_missing_events`: events between the caller's latest and earliest ones,

@@ -5,6 +5,7 @@
 //! committed, so an acknowledged upload survives a crash and a crash never leaves metadata
 //! pointing at half a file.
 
+mod remote;
 mod thumbnail;
 
 use std::{
@@ -23,6 +24,7 @@ pub use thumbnail::{Method, Thumbnail};
 
 use crate::{
     error::{Error, Result},
+    federation::Federation,
     now_ms,
     storage::{MediaRecord, Store},
 };
@@ -41,6 +43,8 @@ pub struct Media {
     max_upload: usize,
     /// Woken whenever a reserved id gets its upload, for downloads waiting on one.
     uploaded: tokio::sync::Notify,
+    /// Fetches other servers' files.
+    federation: Arc<Federation>,
 }
 
 /// A file to serve.
@@ -104,13 +108,20 @@ async fn write_durably(path: &Path, bytes: Vec<u8>) -> std::io::Result<()> {
 }
 
 impl Media {
-    pub fn new(store: Arc<Store>, data_dir: &Path, server_name: OwnedServerName, max_upload: usize) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        data_dir: &Path,
+        server_name: OwnedServerName,
+        max_upload: usize,
+        federation: Arc<Federation>,
+    ) -> Self {
         Self {
             store,
             dir: data_dir.join("media"),
             server_name,
             max_upload,
             uploaded: tokio::sync::Notify::new(),
+            federation,
         }
     }
 
@@ -234,12 +245,12 @@ impl Media {
     }
 
     /// Whether another server's file is cached here.
-    pub fn is_cached(&self, server: &ServerName, media_id: &str) -> Result<bool> {
+    fn is_cached(&self, server: &ServerName, media_id: &str) -> Result<bool> {
         Ok(self.store.media(&self.key(server, media_id)?)?.is_some())
     }
 
     /// Keeps a file fetched from another server, to serve (and thumbnail) it from here on.
-    pub async fn cache_remote(&self, server: &ServerName, media_id: &str, content: Content) -> Result<()> {
+    async fn cache_remote(&self, server: &ServerName, media_id: &str, content: Content) -> Result<()> {
         let key = self.key(server, media_id)?;
         if content.bytes.len() > self.max_upload {
             return Err(Error::TooLarge(format!("{server}'s file is larger than this server accepts")));
@@ -282,8 +293,10 @@ impl Media {
         }
     }
 
-    /// A stored file; a reserved id is waited for up to `wait`.
+    /// A file of this server (a reserved id is waited for up to `wait`), or of another one,
+    /// fetched over federation the first time.
     pub async fn download(&self, server: &ServerName, media_id: &str, wait: Duration) -> Result<Content> {
+        self.ensure_cached(server, media_id).await?;
         let record = self.uploaded_record(server, media_id, wait).await?;
         let bytes = tokio::fs::read(self.file_path(&self.key(server, media_id)?))
             .await
@@ -299,6 +312,7 @@ impl Media {
         request: Thumbnail,
         wait: Duration,
     ) -> Result<Content> {
+        self.ensure_cached(server, media_id).await?;
         self.uploaded_record(server, media_id, wait).await?;
         // Cached under the extension of the format it was made in, which gives its type;
         // other servers' files' thumbnails under `remote/<server>/` like the files.

@@ -21,7 +21,7 @@ use serde_json::{Value as JsonValue, json, value::RawValue as RawJsonValue};
 use crate::{
     account_data::AccountData,
     error::{Error, Result},
-    rooms::Pdu,
+    pdu::Pdu,
     storage::{EventNotifications, NotificationRecord, Store, UnreadCounts},
 };
 

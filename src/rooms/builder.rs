@@ -10,7 +10,7 @@ use ruma::{
 use serde_json::{Value as JsonValue, json};
 
 use super::Error;
-use crate::federation::signing_key::SigningKey;
+use crate::signing_key::SigningKey;
 
 /// Everything about a new event except what signing adds.
 pub struct Draft<'a> {

@@ -2,10 +2,13 @@
 
 use std::collections::HashMap;
 
-use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, events::TimelineEventType};
+use ruma::{
+    OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId,
+    events::{TimelineEventType, room::member::MembershipState},
+};
 use serde_json::{Map, Value as JsonValue, json};
 
-use super::{Error, EventSpec, Pdu, Position, Result, Rooms, auth, builder, membership::MemberProfile};
+use super::{Error, EventSpec, Pdu, Position, Result, Rooms, auth, builder};
 
 /// Room versions this server creates and joins.
 pub const SUPPORTED_VERSIONS: &[RoomVersionId] =
@@ -23,7 +26,6 @@ pub enum Preset {
 /// A `createRoom` request, already parsed.
 pub struct CreateRoom {
     pub creator: OwnedUserId,
-    pub creator_profile: MemberProfile,
     pub version: Option<RoomVersionId>,
     pub preset: Option<Preset>,
     /// Published in the room directory (`visibility: public`).
@@ -40,7 +42,15 @@ pub struct CreateRoom {
 }
 
 impl Rooms {
+    /// Creates a room with its initial state and invites, as `createRoom` asks. Local
+    /// invitees must exist; other servers' users are invited once the room exists (a
+    /// failure there is logged: the room stands and the invite can be sent again).
     pub async fn create_room(&self, request: CreateRoom) -> Result<OwnedRoomId> {
+        for invitee in request.invite.iter().filter(|user| user.server_name() == self.server_name) {
+            if !self.accounts.exists(invitee)? {
+                return Err(Error::NotFound(format!("unknown user {invitee}")));
+            }
+        }
         let version = request.version.clone().unwrap_or(DEFAULT_VERSION);
         if !SUPPORTED_VERSIONS.contains(&version) {
             return Err(Error::UnsupportedRoomVersion(format!("room version {version} is not supported")));
@@ -109,7 +119,7 @@ impl Rooms {
         let mut events = vec![EventSpec::state(
             TimelineEventType::RoomMember,
             creator.as_str(),
-            request.creator_profile.member_content("join", None),
+            self.member_profile(&request.creator).member_content(&MembershipState::Join, None),
         )];
         events.push(EventSpec::state(
             TimelineEventType::RoomPowerLevels,
@@ -189,6 +199,11 @@ impl Rooms {
             self.publish(&room_id).await?;
         }
         tracing::info!(%room_id, %version, "room created");
+        for invitee in request.invite.iter().filter(|user| user.server_name() != self.server_name) {
+            if let Err(e) = self.invite(&room_id, creator, invitee, None, request.is_direct).await {
+                tracing::warn!(%invitee, error = %e, "could not invite a user of another server");
+            }
+        }
         Ok(room_id)
     }
 }

@@ -2,8 +2,9 @@
 //! directory.
 
 use ruma::{
-    OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UInt, UserId,
-    directory::{PublicRoomsChunk, PublicRoomsChunkInit},
+    OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName, UInt, UserId,
+    api::federation::directory::get_public_rooms_filtered,
+    directory::{Filter, PublicRoomsChunk, PublicRoomsChunkInit, RoomNetwork},
     events::StateEventType,
     room::{JoinRuleKind, RoomType},
 };
@@ -15,6 +16,18 @@ use crate::storage::AliasRecord;
 impl Rooms {
     pub fn resolve_alias(&self, alias: &RoomAliasId) -> Result<Option<OwnedRoomId>> {
         Ok(self.store.alias(alias)?.map(|record| record.room_id))
+    }
+
+    /// The room an alias points at, with servers to join it through: ours, or as the
+    /// alias's server says.
+    pub async fn alias_target(&self, alias: &RoomAliasId) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+        if alias.server_name() != self.server_name {
+            return self.resolve_remote_alias(alias).await;
+        }
+        let room_id = self
+            .resolve_alias(alias)?
+            .ok_or_else(|| Error::NotFound(format!("no room has the alias {alias}")))?;
+        Ok((room_id, vec![self.server_name.clone()]))
     }
 
     /// Checks that `alias` could be created here: ours, well-formed and free.
@@ -157,6 +170,53 @@ impl Rooms {
         }
         rooms.sort_by(|a, b| b.joined_members.cmp(&a.joined_members).then_with(|| a.room_id.cmp(&b.room_id)));
         Ok(rooms)
+    }
+
+    /// One page of the public room directory of this server, or of another one (asked over
+    /// federation).
+    pub async fn directory_page(
+        &self,
+        server: Option<&ServerName>,
+        search: Option<&str>,
+        limit: Option<UInt>,
+        since: Option<&str>,
+    ) -> Result<PublicRoomsPage> {
+        match server {
+            Some(server) if server != self.server_name => {
+                self.remote_directory_page(server, search, limit, since).await
+            }
+            _ => self.public_rooms_page(search, limit, since),
+        }
+    }
+
+    async fn remote_directory_page(
+        &self,
+        server: &ServerName,
+        search: Option<&str>,
+        limit: Option<UInt>,
+        since: Option<&str>,
+    ) -> Result<PublicRoomsPage> {
+        let mut request = get_public_rooms_filtered::v1::Request::new();
+        request.limit = limit;
+        request.since = since.map(str::to_owned);
+        let mut filter = Filter::new();
+        filter.generic_search_term = search.map(str::to_owned);
+        request.filter = filter;
+        request.room_network = RoomNetwork::Matrix;
+        let response = self
+            .federation
+            .client
+            .send(server, request)
+            .await
+            .map_err(|e| Error::Federation(format!("the room directory of {server}: {e}")))?;
+        Ok(PublicRoomsPage {
+            total: response
+                .total_room_count_estimate
+                .unwrap_or_else(|| UInt::new_saturating(response.chunk.len() as u64)),
+            chunk: response.chunk,
+            next_batch: response.next_batch,
+            prev_batch: response.prev_batch,
+        })
     }
 
     /// One page of [`Rooms::public_rooms`] in the wire format; `since` is an offset this

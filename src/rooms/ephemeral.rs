@@ -9,13 +9,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{
+    EventId, MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedUserId, RoomId, UserId,
+    events::room::member::MembershipState,
+};
 use serde_json::{Map, Value as JsonValue, json};
 
 use super::{Error, Result, Rooms};
 use crate::{
+    notifier::Notifier,
     storage::{ReceiptRecord, Store},
-    sync::notifier::Notifier,
 };
 
 /// Longest a client may claim to be typing for.
@@ -83,7 +86,7 @@ impl Typing {
 
 fn notify_room(store: &Store, notifier: &Notifier, room: &RoomId, position: u64) -> Result<()> {
     let members = store.memberships(room)?;
-    notifier.notify(members.iter().filter(|(_, m)| m == "join").map(|(u, _)| &**u), position);
+    notifier.notify(members.iter().filter(|(_, m)| *m == MembershipState::Join).map(|(u, _)| &**u), position);
     Ok(())
 }
 
@@ -95,7 +98,7 @@ impl Rooms {
     }
 
     fn require_joined(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
-        if self.membership(room_id, user)?.as_deref() != Some("join") {
+        if self.membership(room_id, user)? != Some(MembershipState::Join) {
             return Err(Error::Forbidden(format!("{user} is not in room {room_id}")));
         }
         Ok(())

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ruma::{
     EventId, OwnedEventId, OwnedUserId, RoomId, RoomVersionId, UserId,
-    events::{StateEventType, TimelineEventType},
+    events::{StateEventType, TimelineEventType, room::member::MembershipState},
     room_version_rules::RoomVersionRules,
     state_res::{
         self, StateMap, check_state_dependent_auth_rules, check_state_independent_auth_rules,
@@ -142,8 +142,8 @@ impl Rooms {
         &self,
         room: &RoomRecord,
         state: &BTreeMap<StateKey, OwnedEventId>,
-    ) -> Result<Vec<(OwnedUserId, String)>> {
-        let stored: HashMap<OwnedUserId, String> =
+    ) -> Result<Vec<(OwnedUserId, MembershipState)>> {
+        let stored: HashMap<OwnedUserId, MembershipState> =
             self.store.memberships(&room.room_id)?.into_iter().collect();
         let mut changes = Vec::new();
         for ((kind, state_key), id) in state {
@@ -152,7 +152,7 @@ impl Rooms {
             }
             let Ok(user) = UserId::parse(state_key.as_str()) else { continue };
             let Some(pdu) = self.pdu(id)? else { continue };
-            let membership = pdu.content_json()["membership"].as_str().unwrap_or_default().to_owned();
+            let Some(membership) = pdu.membership() else { continue };
             if stored.get(&user) != Some(&membership) {
                 changes.push((user, membership));
             }
@@ -212,7 +212,7 @@ impl Rooms {
         &self,
         room_id: &RoomId,
         user: &UserId,
-        membership: &str,
+        membership: MembershipState,
     ) -> Result<(RoomVersionId, JsonValue)> {
         let lock = self.append_lock(room_id);
         let _guard = lock.lock().await;
@@ -350,7 +350,7 @@ impl Rooms {
         Ok(self
             .members(room_id)?
             .into_iter()
-            .filter(|(_, m)| m == "join")
+            .filter(|(_, m)| *m == MembershipState::Join)
             .map(|(user, _)| user.server_name().to_owned())
             .collect())
     }

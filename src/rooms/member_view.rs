@@ -8,7 +8,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use ruma::{OwnedRoomId, OwnedUserId, UserId, events::room::power_levels::RoomPowerLevels};
+use ruma::{
+    OwnedRoomId, OwnedUserId, UserId,
+    events::room::{member::MembershipState, power_levels::RoomPowerLevels},
+};
 
 use super::{Result, Rooms};
 use crate::storage::RoomRecord;
@@ -16,7 +19,7 @@ use crate::storage::RoomRecord;
 /// A room's members and power levels at one state snapshot.
 pub struct MemberView {
     /// Every user with a membership, with it.
-    pub members: Vec<(OwnedUserId, String)>,
+    pub members: Vec<(OwnedUserId, MembershipState)>,
     /// Display names set in members' `m.room.member` events.
     display_names: HashMap<OwnedUserId, String>,
     pub power_levels: RoomPowerLevels,
@@ -24,7 +27,7 @@ pub struct MemberView {
 
 impl MemberView {
     pub fn joined(&self) -> impl Iterator<Item = &OwnedUserId> {
-        self.members.iter().filter(|(_, m)| m == "join").map(|(user, _)| user)
+        self.members.iter().filter(|(_, m)| *m == MembershipState::Join).map(|(user, _)| user)
     }
 
     /// The name push rules match against: the member's display name, else the localpart.

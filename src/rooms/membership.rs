@@ -1,7 +1,10 @@
 //! Joining, inviting, leaving, kicking, banning: each is an `m.room.member` event whose
 //! legality the auth rules decide; a few extra checks give clearer refusals.
 
-use ruma::{RoomId, UserId, events::TimelineEventType};
+use ruma::{
+    RoomId, UserId,
+    events::{TimelineEventType, room::member::MembershipState},
+};
 use serde_json::{Value as JsonValue, json};
 
 use super::{Error, EventSpec, Result, Rooms};
@@ -14,7 +17,7 @@ pub struct MemberProfile {
 }
 
 impl MemberProfile {
-    pub fn member_content(&self, membership: &str, reason: Option<&str>) -> JsonValue {
+    pub fn member_content(&self, membership: &MembershipState, reason: Option<&str>) -> JsonValue {
         let mut content = json!({"membership": membership});
         if let Some(name) = &self.displayname {
             content["displayname"] = json!(name);
@@ -29,12 +32,20 @@ impl MemberProfile {
     }
 }
 
-fn reason_content(membership: &str, reason: Option<&str>) -> JsonValue {
+fn reason_content(membership: &MembershipState, reason: Option<&str>) -> JsonValue {
     MemberProfile::default().member_content(membership, reason)
 }
 
 impl Rooms {
-    async fn set_membership(
+    /// The profile fields a member event carries for a local `user`: their current display
+    /// name and avatar.
+    pub fn member_profile(&self, user: &UserId) -> MemberProfile {
+        let profile = self.accounts.profile(user).unwrap_or_default();
+        let field = |name: &str| profile.get(name).and_then(JsonValue::as_str).map(str::to_owned);
+        MemberProfile { displayname: field("displayname"), avatar_url: field("avatar_url") }
+    }
+
+    pub(super) async fn set_membership(
         &self,
         room_id: &RoomId,
         sender: &UserId,
@@ -45,32 +56,20 @@ impl Rooms {
         self.append(room_id, sender, spec, None).await.map(|_| ())
     }
 
-    /// Joins a local user. Joining a room one is already in changes nothing.
-    pub async fn join(
+    /// Joins a local user to a room this server has. Joining a room one is already in
+    /// changes nothing.
+    pub(super) async fn join_here(
         &self,
         room_id: &RoomId,
         user: &UserId,
-        profile: &MemberProfile,
         reason: Option<&str>,
     ) -> Result<()> {
         self.room(room_id)?;
-        if self.membership(room_id, user)?.as_deref() == Some("join") {
+        if self.membership(room_id, user)? == Some(MembershipState::Join) {
             return Ok(());
         }
-        self.set_membership(room_id, user, user, profile.member_content("join", reason)).await
-    }
-
-    /// Invites a local user.
-    pub async fn invite(
-        &self,
-        room_id: &RoomId,
-        sender: &UserId,
-        target: &UserId,
-        reason: Option<&str>,
-        is_direct: bool,
-    ) -> Result<()> {
-        let content = self.invite_content(room_id, target, reason, is_direct)?;
-        self.set_membership(room_id, sender, target, content).await
+        let content = self.member_profile(user).member_content(&MembershipState::Join, reason);
+        self.set_membership(room_id, user, user, content).await
     }
 
     /// The content of an invite, refused early when the target is already in or banned.
@@ -81,12 +80,16 @@ impl Rooms {
         reason: Option<&str>,
         is_direct: bool,
     ) -> Result<JsonValue> {
-        match self.membership(room_id, target)?.as_deref() {
-            Some("join") => return Err(Error::Forbidden(format!("{target} is already in the room"))),
-            Some("ban") => return Err(Error::Forbidden(format!("{target} is banned from the room"))),
+        match self.membership(room_id, target)? {
+            Some(MembershipState::Join) => {
+                return Err(Error::Forbidden(format!("{target} is already in the room")));
+            }
+            Some(MembershipState::Ban) => {
+                return Err(Error::Forbidden(format!("{target} is banned from the room")));
+            }
             _ => {}
         }
-        let mut content = reason_content("invite", reason);
+        let mut content = self.member_profile(target).member_content(&MembershipState::Invite, reason);
         if is_direct {
             content["is_direct"] = json!(true);
         }
@@ -96,17 +99,22 @@ impl Rooms {
     /// Fails unless `user` is joined to, invited to or knocking on the room: the states a
     /// leave (own or a kick) can end.
     fn require_present(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
-        match self.membership(room_id, user)?.as_deref() {
-            Some("join" | "invite" | "knock") => Ok(()),
+        match self.membership(room_id, user)? {
+            Some(MembershipState::Join | MembershipState::Invite | MembershipState::Knock) => Ok(()),
             _ => Err(Error::Forbidden(format!("{user} is not in room {room_id}"))),
         }
     }
 
-    /// Leaves a room, or rejects an invite.
-    pub async fn leave(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
+    /// Leaves a room this server has, or rejects an invite to it.
+    pub(super) async fn leave_here(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        reason: Option<&str>,
+    ) -> Result<()> {
         self.room(room_id)?;
         self.require_present(room_id, user)?;
-        self.set_membership(room_id, user, user, reason_content("leave", reason)).await
+        self.set_membership(room_id, user, user, reason_content(&MembershipState::Leave, reason)).await
     }
 
     pub async fn kick(
@@ -117,7 +125,7 @@ impl Rooms {
         reason: Option<&str>,
     ) -> Result<()> {
         self.require_present(room_id, target)?;
-        self.set_membership(room_id, sender, target, reason_content("leave", reason)).await
+        self.set_membership(room_id, sender, target, reason_content(&MembershipState::Leave, reason)).await
     }
 
     pub async fn ban(
@@ -127,7 +135,7 @@ impl Rooms {
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
-        self.set_membership(room_id, sender, target, reason_content("ban", reason)).await
+        self.set_membership(room_id, sender, target, reason_content(&MembershipState::Ban, reason)).await
     }
 
     pub async fn unban(
@@ -137,16 +145,16 @@ impl Rooms {
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
-        if self.membership(room_id, target)?.as_deref() != Some("ban") {
+        if self.membership(room_id, target)? != Some(MembershipState::Ban) {
             return Err(Error::Forbidden(format!("{target} is not banned")));
         }
-        self.set_membership(room_id, sender, target, reason_content("leave", reason)).await
+        self.set_membership(room_id, sender, target, reason_content(&MembershipState::Leave, reason)).await
     }
 
     /// Stops listing a room the user has left; its history is then closed to them.
     pub async fn forget(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
-        match self.membership(room_id, user)?.as_deref() {
-            Some("join" | "invite" | "knock") => {
+        match self.membership(room_id, user)? {
+            Some(MembershipState::Join | MembershipState::Invite | MembershipState::Knock) => {
                 Err(Error::BadRequest(format!("{user} is in room {room_id}: leave it before forgetting it")))
             }
             None => Err(Error::NotFound(format!("{user} was never in {room_id}"))),

@@ -13,12 +13,15 @@ mod directory;
 mod ephemeral;
 mod event_cache;
 mod federated;
+mod inbound;
 mod member_view;
 mod membership;
-mod pdu;
 mod power;
 mod redaction;
+mod remote_membership;
+mod reports;
 mod state_snapshots;
+mod user_directory;
 mod visibility;
 
 use std::{
@@ -28,27 +31,31 @@ use std::{
 
 use ruma::{
     DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, UserId,
-    events::{StateEventType, TimelineEventType},
+    events::{StateEventType, TimelineEventType, room::member::MembershipState},
     room_version_rules::RoomVersionRules,
 };
 use serde_json::Value as JsonValue;
 
+pub use crate::pdu::Pdu;
+use crate::pdu::Unsigned;
 pub use create::{CreateRoom, DEFAULT_VERSION, Preset, SUPPORTED_VERSIONS};
 pub use directory::{PublicRoomsPage, RoomSummary};
 pub use event_cache::Event;
 pub use federated::{Added, INVITE_STATE_TYPES, stripped};
 pub use member_view::MemberView;
 pub use membership::MemberProfile;
-pub use pdu::Pdu;
-use pdu::Unsigned;
+pub use user_directory::FoundUser;
 
 use crate::{
-    federation::{outbox::Outbox, signing_key::SigningKey},
+    accounts::Accounts,
+    federation::Federation,
+    notifier::Notifier,
+    outbox::Outbox,
     push::{Push, RoomContext},
+    signing_key::SigningKey,
     storage::{
         Announced, NewEvent, Outgoing, Placement, PositionGuard, RoomRecord, StateMap, Store, StoredEvent,
     },
-    sync::notifier::Notifier,
 };
 
 pub use crate::error::{Error, Result};
@@ -102,7 +109,7 @@ struct Staged {
     room: RoomRecord,
     guard: PositionGuard,
     /// For member events: whose membership changed, and to what.
-    member: Option<(OwnedUserId, String)>,
+    member: Option<(OwnedUserId, MembershipState)>,
 }
 
 /// A client's transaction id for idempotent sends, scoped to its device.
@@ -121,6 +128,10 @@ pub struct Rooms {
     typing: Arc<ephemeral::Typing>,
     /// Where local users' events go to the other servers in their rooms.
     outbox: Arc<Outbox>,
+    /// Asks other servers for what this one does not have: joins, invites, missing events.
+    federation: Arc<Federation>,
+    /// Who exists here, and their profiles (which member events carry).
+    accounts: Arc<Accounts>,
     member_views: member_view::MemberViews,
     events: event_cache::EventCache,
     state_snapshots: state_snapshots::StateSnapshots,
@@ -134,15 +145,19 @@ fn rules_of(room: &RoomRecord) -> Result<RoomVersionRules> {
     })
 }
 
+/// What [`Rooms`] calls below itself, handed in explicitly.
+pub struct RoomsDeps {
+    pub store: Arc<Store>,
+    pub notifier: Arc<Notifier>,
+    pub push: Arc<Push>,
+    pub outbox: Arc<Outbox>,
+    pub federation: Arc<Federation>,
+    pub accounts: Arc<Accounts>,
+}
+
 impl Rooms {
-    pub fn new(
-        store: Arc<Store>,
-        server_name: OwnedServerName,
-        key: Arc<SigningKey>,
-        notifier: Arc<Notifier>,
-        push: Arc<Push>,
-        outbox: Arc<Outbox>,
-    ) -> Self {
+    pub fn new(server_name: OwnedServerName, key: Arc<SigningKey>, deps: RoomsDeps) -> Self {
+        let RoomsDeps { store, notifier, push, outbox, federation, accounts } = deps;
         Self {
             store,
             server_name,
@@ -150,6 +165,8 @@ impl Rooms {
             notifier,
             push,
             outbox,
+            federation,
+            accounts,
             member_views: Default::default(),
             events: Default::default(),
             state_snapshots: Default::default(),
@@ -169,6 +186,11 @@ impl Rooms {
 
     pub fn room(&self, room_id: &RoomId) -> Result<RoomRecord> {
         self.store.room(room_id)?.ok_or_else(|| Error::NotFound(format!("unknown room {room_id}")))
+    }
+
+    /// The room's version; `NotFound` for a room this server does not have.
+    pub fn version(&self, room_id: &RoomId) -> Result<ruma::RoomVersionId> {
+        Ok(self.room(room_id)?.version)
     }
 
     /// Builds, signs, authorizes and stores an event from a local user. With a transaction
@@ -327,7 +349,9 @@ impl Rooms {
             (TimelineEventType::RoomMember, Some(state_key)) => {
                 let user = UserId::parse(state_key.as_str())
                     .map_err(|e| Error::BadJson(format!("member state key: {e}")))?;
-                let membership = pdu.content_json()["membership"].as_str().unwrap_or_default().to_owned();
+                let membership = pdu.membership().ok_or_else(|| {
+                    Error::BadJson(format!("member event {} has no membership", pdu.event_id))
+                })?;
                 Some((user, membership))
             }
             _ => None,
@@ -345,7 +369,7 @@ impl Rooms {
             pdu: pdu_json,
             depth: pdu.depth.into(),
             state: pdu.state_key.as_deref().map(|key| (kind.as_str(), key)),
-            membership: member.as_ref().map(|(user, membership)| (&**user, membership.as_str())),
+            membership: member.as_ref().map(|(user, membership)| (&**user, membership)),
             txn: txn.map(|(user, t)| (user, t.device_id, t.txn_id)),
         };
         let (updated, stored, guard) = self.store.stage_event(room, event, placement)?;
@@ -370,7 +394,7 @@ impl Rooms {
         let destinations = self.destinations_of(pdu, &members, member.as_ref().map(|(user, _)| &**user));
         self.outbox.queue(&destinations, Outgoing::Pdu(pdu.event_id.clone()))?;
         let position = guard.position();
-        let member = member.as_ref().map(|(user, m)| (&**user, m.as_str()));
+        let member = member.as_ref().map(|(user, m)| (&**user, m));
         self.push_event(room, pdu, position, &members, member).await?;
         // One flush makes the event, its queue entries and its notifications durable.
         match write {
@@ -381,7 +405,11 @@ impl Rooms {
         self.store.settle_event(position)?;
         // Only now may syncs see the event: its unread counts are recorded with it.
         drop(guard);
-        let present = members.members.iter().filter(|(_, m)| m == "join" || m == "invite").map(|(u, _)| &**u);
+        let present = members
+            .members
+            .iter()
+            .filter(|(_, m)| matches!(m, MembershipState::Join | MembershipState::Invite))
+            .map(|(u, _)| &**u);
         self.notifier.notify(present.chain(member.map(|(user, _)| user)), position);
         Ok(())
     }
@@ -410,10 +438,10 @@ impl Rooms {
         pdu: &Pdu,
         position: u64,
         members: &member_view::MemberView,
-        member: Option<(&UserId, &str)>,
+        member: Option<(&UserId, &MembershipState)>,
     ) -> Result<()> {
         let joined: Vec<&OwnedUserId> = members.joined().collect();
-        let invitee = member.filter(|(_, m)| *m == "invite").map(|(u, _)| u.to_owned());
+        let invitee = member.filter(|(_, m)| **m == MembershipState::Invite).map(|(u, _)| u.to_owned());
         let mut recipients = Vec::new();
         for user in joined.iter().map(|u| (*u).clone()).chain(invitee) {
             if user.server_name() != self.server_name {
@@ -501,7 +529,7 @@ impl Rooms {
     pub fn readable_state(&self, room_id: &RoomId, user: &UserId) -> Result<Vec<Pdu>> {
         let room = self.room(room_id)?;
         let membership = self.store.remembered_membership(user, room_id)?;
-        if matches!(membership.as_deref(), Some("leave" | "ban"))
+        if matches!(membership, Some(MembershipState::Leave | MembershipState::Ban))
             && let Some(id) = self.store.current_state_event(&room, "m.room.member", user.as_str())?
             && let Some(event) = self.event(&id)?
         {
@@ -530,13 +558,13 @@ impl Rooms {
             .collect()
     }
 
-    /// The user's membership in the room (`join`, `invite`, `leave`, `ban`, `knock`).
-    pub fn membership(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<String>> {
+    /// The user's membership in the room, if any event ever set one.
+    pub fn membership(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<MembershipState>> {
         Ok(self.store.membership(room_id, user_id)?)
     }
 
     /// Members of a room with their membership.
-    pub fn members(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, String)>> {
+    pub fn members(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, MembershipState)>> {
         Ok(self.store.memberships(room_id)?)
     }
 
@@ -552,7 +580,7 @@ impl Rooms {
             .store
             .user_rooms(user_id)?
             .into_iter()
-            .filter(|(_, m)| m.membership == "join")
+            .filter(|(_, m)| m.membership == MembershipState::Join)
             .map(|(r, _)| r)
             .collect())
     }
@@ -560,7 +588,7 @@ impl Rooms {
     /// Fails unless `user_id` may read the room's current state and history: a joined member,
     /// or anyone when the history is world-readable.
     pub fn check_can_read(&self, room_id: &RoomId, user_id: &UserId) -> Result<()> {
-        if self.membership(room_id, user_id)?.as_deref() == Some("join") {
+        if self.membership(room_id, user_id)? == Some(MembershipState::Join) {
             return Ok(());
         }
         let visibility = self.state_content(room_id, &StateEventType::RoomHistoryVisibility, "")?;

@@ -5,7 +5,10 @@ use ruma::{
     OwnedUserId, RoomId, UserId,
     events::{
         StateEventType,
-        room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource},
+        room::{
+            member::MembershipState,
+            power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource},
+        },
     },
 };
 
@@ -41,7 +44,7 @@ impl Rooms {
 
     /// Whether `user` is joined and may send `kind` as state.
     pub fn may_send_state(&self, room_id: &RoomId, user: &UserId, kind: &StateEventType) -> Result<bool> {
-        if self.membership(room_id, user)?.as_deref() != Some("join") {
+        if self.membership(room_id, user)? != Some(MembershipState::Join) {
             return Ok(false);
         }
         Ok(self.power_levels(room_id)?.user_can_send_state(user, kind.clone()))

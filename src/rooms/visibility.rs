@@ -3,15 +3,21 @@
 
 use std::collections::HashMap;
 
-use ruma::{RoomId, UserId, events::StateEventType};
+use ruma::{
+    RoomId, UserId,
+    events::{
+        StateEventType,
+        room::{history_visibility::HistoryVisibility, member::MembershipState},
+    },
+};
 use serde_json::value::RawValue as RawJsonValue;
 
 use super::{Error, Event, Result, Rooms};
 
 /// What decides visibility of the events that share one state snapshot.
 struct Context {
-    history_visibility: String,
-    membership: Option<String>,
+    history_visibility: HistoryVisibility,
+    membership: Option<MembershipState>,
 }
 
 /// The string `field` of an event's content; `None` if absent or not a string. The other
@@ -43,8 +49,8 @@ impl Rooms {
     }
 
     pub fn visibility<'a>(&'a self, room_id: &RoomId, user: &'a UserId) -> Result<Visibility<'a>> {
-        let joined_until = match self.membership(room_id, user)?.as_deref() {
-            Some("join") => Some(u64::MAX),
+        let joined_until = match self.membership(room_id, user)? {
+            Some(MembershipState::Join) => Some(u64::MAX),
             Some(_) => self.end_of_last_join(room_id, user)?,
             None => None,
         };
@@ -63,7 +69,7 @@ impl Rooms {
                 return Ok(None);
             };
             let Some(previous_pdu) = self.pdu(&previous)? else { return Ok(None) };
-            if previous_pdu.content_json()["membership"] == "join" {
+            if previous_pdu.membership() == Some(MembershipState::Join) {
                 return Ok(Some(event.stored.position));
             }
             current = Some(previous);
@@ -90,46 +96,45 @@ impl Visibility<'_> {
                 };
                 let history_visibility =
                     field(StateEventType::RoomHistoryVisibility, "", "history_visibility")?
-                        .unwrap_or_else(|| "shared".to_owned());
-                let membership = field(StateEventType::RoomMember, self.user.as_str(), "membership")?;
+                        .map_or(HistoryVisibility::Shared, |v| HistoryVisibility::from(v.as_str()));
+                let membership = field(StateEventType::RoomMember, self.user.as_str(), "membership")?
+                    .map(|m| MembershipState::from(m.as_str()));
                 Context { history_visibility, membership }
             };
             self.by_snapshot.insert(stored.state_before, context);
         }
         let context = &self.by_snapshot[&stored.state_before];
         let joined_until = self.joined_until;
-        let allowed = |history_visibility: &str, membership: Option<&str>| match history_visibility {
-            "world_readable" => true,
-            _ if membership == Some("join") => true,
-            "invited" => membership == Some("invite"),
-            "joined" => false,
-            // `shared`, and any value this server does not understand.
-            _ => joined_until.is_some_and(|until| stored.position < until),
+        let allowed = |history_visibility: &HistoryVisibility, membership: Option<&MembershipState>| {
+            match history_visibility {
+                HistoryVisibility::WorldReadable => true,
+                _ if membership == Some(&MembershipState::Join) => true,
+                HistoryVisibility::Invited => membership == Some(&MembershipState::Invite),
+                HistoryVisibility::Joined => false,
+                // `shared`, and any value this server does not understand.
+                _ => joined_until.is_some_and(|until| stored.position < until),
+            }
         };
-        if allowed(&context.history_visibility, context.membership.as_deref()) {
+        if allowed(&context.history_visibility, context.membership.as_ref()) {
             return Ok(true);
         }
         // A user's own membership events and history visibility changes are visible if the
         // state before *or after* them allows it.
         let kind = pdu.kind.to_string();
-        let content = pdu.content_json();
         Ok(match (kind.as_str(), pdu.state_key.as_deref()) {
-            // Their own leave from an invite is always visible, or a rejected invite would
-            // never disappear from their client (Synapse makes the same exception).
-            ("m.room.member", Some(key))
-                if key == self.user.as_str()
-                    && content["membership"] == "leave"
-                    && context.membership.as_deref() == Some("invite") =>
-            {
-                true
-            }
             ("m.room.member", Some(key)) if key == self.user.as_str() => {
-                allowed(&context.history_visibility, content["membership"].as_str())
+                let membership = pdu.membership();
+                // Their own leave from an invite is always visible, or a rejected invite would
+                // never disappear from their client (Synapse makes the same exception).
+                (membership == Some(MembershipState::Leave)
+                    && context.membership == Some(MembershipState::Invite))
+                    || allowed(&context.history_visibility, membership.as_ref())
             }
-            ("m.room.history_visibility", Some("")) => allowed(
-                content["history_visibility"].as_str().unwrap_or("shared"),
-                context.membership.as_deref(),
-            ),
+            ("m.room.history_visibility", Some("")) => {
+                let visibility = string_field(&pdu.content, "history_visibility")
+                    .map_or(HistoryVisibility::Shared, |v| HistoryVisibility::from(v.as_str()));
+                allowed(&visibility, context.membership.as_ref())
+            }
             _ => false,
         })
     }

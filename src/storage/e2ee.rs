@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
+use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId, events::room::member::MembershipState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use sled::Transactional;
@@ -290,11 +290,11 @@ impl Store {
     pub fn room_peers(&self, user: &UserId) -> Result<BTreeSet<OwnedUserId>> {
         let mut peers = BTreeSet::from([user.to_owned()]);
         for (room, entry) in self.user_rooms(user)? {
-            if entry.membership != "join" {
+            if entry.membership != MembershipState::Join {
                 continue;
             }
             for (member, membership) in self.memberships(&room)? {
-                if membership == "join" {
+                if membership == MembershipState::Join {
                     peers.insert(member);
                 }
             }

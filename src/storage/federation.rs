@@ -7,7 +7,9 @@
 //! - `inbound_txns`: origin, `0xff`, transaction id → `[]` once processed
 //! - `remote_invites`: user, `0xff`, room id → [`RemoteInvite`]
 
-use ruma::{OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
+use ruma::{
+    OwnedServerName, RoomId, RoomVersionId, ServerName, UserId, events::room::member::MembershipState,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
@@ -120,7 +122,7 @@ impl Store {
         let guard = self.begin_position()?;
         let position = guard.position();
         self.remote_invites.insert(composite_key(&[user.as_bytes(), room_id.as_bytes()]), encode(invite))?;
-        self.set_user_room(user, room_id, "invite", position)?;
+        self.set_user_room(user, room_id, MembershipState::Invite, position)?;
         self.durable().await?;
         drop(guard);
         Ok(position)
@@ -144,7 +146,7 @@ impl Store {
     pub async fn reject_remote_invite(&self, user: &UserId, room_id: &RoomId) -> Result<u64> {
         let guard = self.begin_position()?;
         self.remote_invites.remove(composite_key(&[user.as_bytes(), room_id.as_bytes()]))?;
-        self.set_user_room(user, room_id, "leave", guard.position())?;
+        self.set_user_room(user, room_id, MembershipState::Leave, guard.position())?;
         self.durable().await?;
         Ok(guard.position())
     }

@@ -350,6 +350,14 @@ fn be_u64(what: &str, bytes: &[u8]) -> Result<u64> {
     bytes.try_into().map(u64::from_be_bytes).map_err(|_| StorageError::Corrupt(what.to_owned()))
 }
 
+/// An event id stored as its UTF-8 bytes.
+fn event_id_from(bytes: &[u8]) -> Result<ruma::OwnedEventId> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| ruma::EventId::parse(s).ok())
+        .ok_or_else(|| StorageError::Corrupt("event id".to_owned()))
+}
+
 fn composite_key(parts: &[&[u8]]) -> Vec<u8> {
     let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
     for (i, part) in parts.iter().enumerate() {

@@ -23,13 +23,16 @@
 
 use std::collections::BTreeMap;
 
-use ruma::{DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
+use ruma::{
+    DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId,
+    events::room::member::MembershipState,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 use sled::Transactional;
 
 use super::{
-    PositionGuard, Result, StorageError, Store, abort, be_u64, composite_key, decode, encode,
+    PositionGuard, Result, StorageError, Store, abort, be_u64, composite_key, decode, encode, event_id_from,
     event_writes::{Index, WriteSet},
     flatten, prefix_of,
     room_records::{RECENT, Recent},
@@ -100,7 +103,7 @@ struct StatePlan {
     /// Current-state entries to set and to remove.
     set: Vec<(u64, OwnedEventId)>,
     unset: Vec<u64>,
-    memberships: Vec<(OwnedUserId, String)>,
+    memberships: Vec<(OwnedUserId, MembershipState)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,7 +126,7 @@ pub struct Relation {
 /// A user's membership in a room and the position of the event that set it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserRoom {
-    pub membership: String,
+    pub membership: MembershipState,
     pub position: u64,
 }
 
@@ -147,7 +150,7 @@ pub enum Placement<'a> {
         after: &'a BTreeMap<StateKey, OwnedEventId>,
         extremities: Vec<OwnedEventId>,
         /// Memberships the new state changes besides the event's own.
-        memberships: Vec<(OwnedUserId, String)>,
+        memberships: Vec<(OwnedUserId, MembershipState)>,
     },
 }
 
@@ -159,7 +162,7 @@ pub struct NewEvent<'a> {
     /// `Some((type, state_key))` for state events.
     pub state: Option<(&'a str, &'a str)>,
     /// For `m.room.member`: the member and the new membership.
-    pub membership: Option<(&'a UserId, &'a str)>,
+    pub membership: Option<(&'a UserId, &'a MembershipState)>,
     /// User, device and transaction id of a client send.
     pub txn: Option<(&'a UserId, &'a DeviceId, &'a str)>,
     /// `Some((parent, rel_type, event type))` when the content's `m.relates_to` names a parent.
@@ -175,13 +178,6 @@ pub(super) fn room_key(short: u64, rest: u64) -> [u8; 16] {
 
 fn u64_from(bytes: &[u8]) -> Result<u64> {
     be_u64("short id", bytes)
-}
-
-pub(super) fn event_id_from(bytes: &[u8]) -> Result<OwnedEventId> {
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|s| EventId::parse(s).ok())
-        .ok_or_else(|| StorageError::Corrupt("event id".to_owned()))
 }
 
 impl Store {
@@ -443,7 +439,7 @@ impl Store {
         room: &RoomRecord,
         before: &BTreeMap<StateKey, OwnedEventId>,
         after: &BTreeMap<StateKey, OwnedEventId>,
-        memberships: Vec<(OwnedUserId, String)>,
+        memberships: Vec<(OwnedUserId, MembershipState)>,
         updated: &mut RoomRecord,
     ) -> Result<StatePlan> {
         let full = |state: &BTreeMap<StateKey, OwnedEventId>| -> Result<(u64, Snapshot)> {
@@ -499,10 +495,10 @@ impl Store {
         let room_bytes = encode(updated);
         let snapshot_bytes: Vec<([u8; 8], Vec<u8>)> =
             plan.snapshots.iter().map(|(id, s)| (id.to_be_bytes(), encode(s))).collect();
-        let memberships_changed: Vec<(OwnedUserId, String)> = plan
+        let memberships_changed: Vec<(OwnedUserId, MembershipState)> = plan
             .memberships
             .into_iter()
-            .chain(event.membership.map(|(user, m)| (user.to_owned(), m.to_owned())))
+            .chain(event.membership.map(|(user, m)| (user.to_owned(), m.clone())))
             .collect();
 
         // Every index write goes into one write set, the room record last: see `event_writes`.
@@ -660,7 +656,7 @@ impl Store {
     }
 
     /// A user's membership in a room, if any event ever set one.
-    pub fn membership(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<String>> {
+    pub fn membership(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<MembershipState>> {
         Ok(self.membership_entry(room_id, user_id)?.map(|entry| entry.membership))
     }
 
@@ -673,7 +669,11 @@ impl Store {
     }
 
     /// The user's membership in a room unless they have forgotten the room.
-    pub fn remembered_membership(&self, user_id: &UserId, room_id: &RoomId) -> Result<Option<String>> {
+    pub fn remembered_membership(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+    ) -> Result<Option<MembershipState>> {
         self.user_rooms
             .get(composite_key(&[user_id.as_bytes(), room_id.as_bytes()]))?
             .map(|b| decode::<UserRoom>("user room", &b).map(|entry| entry.membership))
@@ -681,7 +681,7 @@ impl Store {
     }
 
     /// Every user with a membership in the room, with it.
-    pub fn memberships(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, String)>> {
+    pub fn memberships(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, MembershipState)>> {
         Ok(self
             .membership_entries(room_id)?
             .into_iter()
@@ -727,10 +727,10 @@ impl Store {
         &self,
         user: &UserId,
         room_id: &RoomId,
-        membership: &str,
+        membership: MembershipState,
         position: u64,
     ) -> Result<()> {
-        let entry = encode(&UserRoom { membership: membership.to_owned(), position });
+        let entry = encode(&UserRoom { membership, position });
         self.user_rooms.insert(composite_key(&[user.as_bytes(), room_id.as_bytes()]), entry)?;
         Ok(())
     }

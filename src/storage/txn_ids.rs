@@ -11,7 +11,7 @@
 
 use ruma::{DeviceId, EventId, OwnedEventId, UserId};
 
-use super::{Result, Store, composite_key, rooms::event_id_from};
+use super::{Result, Store, composite_key, event_id_from};
 
 /// The key of a transaction id.
 pub(super) fn key(user: &UserId, device: &DeviceId, txn_id: &str) -> Vec<u8> {

@@ -6,7 +6,7 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 
-use crate::rooms::Pdu;
+use crate::pdu::Pdu;
 
 /// Event type patterns may end in `*`, matching any suffix.
 fn type_matches(pattern: &str, kind: &str) -> bool {

@@ -1,8 +1,7 @@
-//! Sync: the stream clients read. `/sync` responses ([`v3`]), the [`notifier`] that wakes
-//! long-polls, and the [`filter`]s that shape them.
+//! Sync: the stream clients read. `/sync` responses ([`v3`]) and the [`filter`]s that
+//! shape them; long-polls wait on the [`crate::notifier`].
 
 pub mod filter;
-pub mod notifier;
 mod v3;
 
 use std::{sync::Arc, time::Duration};
@@ -18,12 +17,12 @@ use crate::{
     account_data::AccountData,
     accounts::Session,
     e2ee::E2ee,
+    notifier::Notifier,
     presence::Presence,
     push::Push,
     rooms::{Error, Result, Rooms},
     storage::Store,
 };
-use notifier::Notifier;
 
 pub struct Sync {
     store: Arc<Store>,
@@ -83,12 +82,6 @@ impl Sync {
             .await;
         waiting.dec();
         response
-    }
-
-    /// Wakes a user's syncs for something stored at `position` outside the domains that
-    /// notify for themselves (an invite from another server).
-    pub fn notify_user(&self, user: &UserId, position: u64) {
-        self.notifier.notify([user], position);
     }
 
     /// Stores a filter; returns its id.

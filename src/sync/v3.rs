@@ -17,7 +17,10 @@ use ruma::{
             },
         },
     },
-    events::{AnyGlobalAccountDataEvent, AnyRoomAccountDataEvent, StateEventType, TimelineEventType},
+    events::{
+        AnyGlobalAccountDataEvent, AnyRoomAccountDataEvent, StateEventType, TimelineEventType,
+        room::member::MembershipState,
+    },
     presence::PresenceState,
     serde::Raw,
 };
@@ -108,17 +111,17 @@ impl Builder<'_> {
                 continue;
             }
             let changed_since = since.is_none_or(|s| entry.position > s);
-            match entry.membership.as_str() {
-                "join" => {
+            match entry.membership {
+                MembershipState::Join => {
                     let account_data = room_account_data.remove(&room_id).unwrap_or_default();
                     if let Some(joined) = self.joined(&room_id, since, upto, &entry, account_data)? {
                         rooms.join.insert(room_id, joined);
                     }
                 }
-                "invite" if changed_since => {
+                MembershipState::Invite if changed_since => {
                     rooms.invite.insert(room_id.clone(), self.invited(&room_id)?);
                 }
-                "leave" | "ban"
+                MembershipState::Leave | MembershipState::Ban
                     if since.is_some() && changed_since || since.is_none() && room_filter.include_leave =>
                 {
                     // A rejected invite from another server: nothing of the room is here.
@@ -324,7 +327,8 @@ impl Builder<'_> {
     fn summary(&self, room_id: &RoomId) -> Result<RoomSummary> {
         let view = self.rooms.current_members(room_id)?;
         let members = &view.members;
-        let count = |m: &str| members.iter().filter(|(_, membership)| membership == m).count() as u64;
+        let count =
+            |m: MembershipState| members.iter().filter(|(_, membership)| *membership == m).count() as u64;
         let is_set = |kind: StateEventType, field: &str| -> Result<bool> {
             Ok(self
                 .rooms
@@ -336,15 +340,18 @@ impl Builder<'_> {
         {
             heroes = members
                 .iter()
-                .filter(|(user, m)| (m == "join" || m == "invite") && *user != self.session.user_id)
+                .filter(|(user, m)| {
+                    matches!(m, MembershipState::Join | MembershipState::Invite)
+                        && *user != self.session.user_id
+                })
                 .map(|(user, _)| user.clone())
                 .collect();
             heroes.truncate(5);
         }
         let mut summary = RoomSummary::new();
         summary.heroes = heroes;
-        summary.joined_member_count = Some(UInt::new_saturating(count("join")));
-        summary.invited_member_count = Some(UInt::new_saturating(count("invite")));
+        summary.joined_member_count = Some(UInt::new_saturating(count(MembershipState::Join)));
+        summary.invited_member_count = Some(UInt::new_saturating(count(MembershipState::Invite)));
         Ok(summary)
     }
 

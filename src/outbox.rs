@@ -1,7 +1,8 @@
 //! The durable outbound queue's front door: domains put PDUs and EDUs for other servers
-//! here, in the same flush as the write that caused them, and the sender
-//! ([`super::sender`]) delivers them. Nothing queued is lost on a crash: the queue lives in
-//! the store and the sender resumes it on start.
+//! here, in the same flush as the write that caused them, and federation's sender delivers
+//! them. Nothing queued is lost on a crash: the queue lives in the store and the sender
+//! resumes it on start. It sits below the domains, so `rooms` and `e2ee` can queue without
+//! knowing how delivery works.
 
 use std::{collections::BTreeSet, sync::Arc};
 

@@ -2,7 +2,8 @@
 
 use ruma::{
     EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
-    events::TimelineEventType, serde::Raw,
+    events::{TimelineEventType, room::member::MembershipState},
+    serde::Raw,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
@@ -87,6 +88,19 @@ impl Pdu {
 
     pub fn content_json(&self) -> JsonValue {
         serde_json::from_str(self.content.get()).unwrap_or(JsonValue::Null)
+    }
+
+    /// The `membership` of an `m.room.member` event (`None` for other events, or without a
+    /// string there).
+    pub fn membership(&self) -> Option<MembershipState> {
+        #[derive(Deserialize)]
+        struct Member {
+            membership: MembershipState,
+        }
+        if self.kind != TimelineEventType::RoomMember {
+            return None;
+        }
+        serde_json::from_str::<Member>(self.content.get()).ok().map(|member| member.membership)
     }
 
     /// The event in the client-server API's format, without `unsigned` (which depends on

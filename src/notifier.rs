@@ -1,4 +1,5 @@
-//! Wakes exactly the long-polling syncs whose user a commit concerns.
+//! Wakes exactly the long-polling syncs whose user a commit concerns. It sits below every
+//! domain: whatever writes something a sync returns wakes it here, and `sync` waits on it.
 //!
 //! A sync takes a [`Subscription`] *before* it reads, so a commit that lands between its
 //! read and its wait still wakes it (tokio's `Notified::enable` registers the waiter).

@@ -1,0 +1,141 @@
+//! `PUT /send/{txnId}`: the PDUs and EDUs another server sends. Each PDU goes to `rooms`,
+//! each EDU, parsed with ruma's types, to the domain it concerns. A transaction seen before
+//! is answered without applying it again.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use ruma::{
+    ServerName, UserId,
+    api::federation::transactions::{edu::Edu, send_transaction_message},
+    events::receipt::ReceiptThread,
+    to_device::DeviceIdOrAllDevices,
+};
+use serde_json::Value as JsonValue;
+
+use crate::{
+    error::{Error, Result},
+    http::{
+        ApiError,
+        router::{Req, RouteOptions, Router},
+    },
+    services::Services,
+};
+
+/// Up to 50 PDUs of up to 64 KiB each and 100 EDUs: more than a client request needs.
+const TRANSACTION_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// How long a remote user shows as typing unless their server says otherwise.
+const REMOTE_TYPING_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn routes(router: &mut Router) {
+    router.ruma_with(
+        RouteOptions { max_body: Some(TRANSACTION_MAX_BYTES), ..RouteOptions::default() },
+        send_transaction,
+    );
+}
+
+async fn send_transaction(
+    services: Arc<Services>,
+    req: Req<send_transaction_message::v1::Request>,
+) -> Result<send_transaction_message::v1::Response, ApiError> {
+    let origin = &req.auth;
+    let body = req.body;
+    if body.origin != *origin {
+        return Err(ApiError::forbidden("The transaction's origin is not the server that signed it"));
+    }
+    let apply = async {
+        let mut outcomes = BTreeMap::new();
+        for raw in &body.pdus {
+            if let Some((event_id, outcome)) = services.rooms.receive_pdu(origin, raw).await {
+                outcomes.insert(event_id, outcome);
+            }
+        }
+        for edu in &body.edus {
+            let applied = match edu.deserialize() {
+                Ok(edu) => apply_edu(&services, origin, edu).await,
+                Err(e) => Err(Error::BadJson(e.to_string())),
+            };
+            if let Err(e) = applied {
+                tracing::info!(%origin, error = %e, "ignored an EDU");
+            }
+        }
+        outcomes
+    };
+    let outcomes = services
+        .federation
+        .transactions
+        .handle_once(origin, body.transaction_id.as_str(), apply)
+        .await
+        .map_err(Error::from)?
+        .unwrap_or_default();
+    Ok(send_transaction_message::v1::Response::new(outcomes))
+}
+
+/// A server speaks only for its own users.
+fn speaks_for(origin: &ServerName, user: &UserId) -> Result<()> {
+    if user.server_name() != origin {
+        return Err(Error::Forbidden(format!("{origin} cannot speak for {user}")));
+    }
+    Ok(())
+}
+
+async fn apply_edu(services: &Services, origin: &ServerName, edu: Edu) -> Result<()> {
+    match edu {
+        Edu::Typing(typing) => {
+            speaks_for(origin, &typing.user_id)?;
+            let timeout = typing.typing.then_some(REMOTE_TYPING_TIMEOUT);
+            services.rooms.set_typing(&typing.room_id, &typing.user_id, timeout).await
+        }
+        Edu::Receipt(receipts) => {
+            for (room_id, map) in receipts.receipts {
+                for (user, receipt) in map.read {
+                    speaks_for(origin, &user)?;
+                    let thread = match &receipt.data.thread {
+                        ReceiptThread::Thread(id) => Some(id.as_str()),
+                        ReceiptThread::Main => Some("main"),
+                        _ => None,
+                    };
+                    for event_id in &receipt.event_ids {
+                        services.rooms.set_receipt(&room_id, &user, "m.read", event_id, thread).await?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        Edu::DirectToDevice(content) => {
+            speaks_for(origin, &content.sender)?;
+            let mut targets: BTreeMap<_, BTreeMap<String, JsonValue>> = BTreeMap::new();
+            for (user, devices) in content.messages {
+                let by_device = targets.entry(user).or_default();
+                for (device, message) in devices {
+                    let device = match device {
+                        DeviceIdOrAllDevices::DeviceId(id) => id.to_string(),
+                        DeviceIdOrAllDevices::AllDevices => "*".to_owned(),
+                    };
+                    let message = serde_json::from_str(message.json().get())
+                        .map_err(|e| Error::BadJson(e.to_string()))?;
+                    by_device.insert(device, message);
+                }
+            }
+            services
+                .e2ee
+                .receive_remote_to_device(
+                    &content.sender,
+                    content.message_id.as_str(),
+                    &content.ev_type.to_string(),
+                    targets,
+                )
+                .await
+        }
+        Edu::DeviceListUpdate(update) => {
+            speaks_for(origin, &update.user_id)?;
+            services.e2ee.remote_keys_changed(&update.user_id).await
+        }
+        Edu::SigningKeyUpdate(update) => {
+            speaks_for(origin, &update.user_id)?;
+            services.e2ee.remote_keys_changed(&update.user_id).await
+        }
+        // Presence from other servers is not shown yet.
+        _ => Ok(()),
+    }
+}
