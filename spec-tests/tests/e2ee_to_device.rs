@@ -192,6 +192,34 @@ async fn more_messages_than_one_sync_carries_all_arrive_once_in_order() {
     assert_eq!(received, (0..COUNT).collect::<Vec<_>>());
 }
 
+/// A response that could not carry every waiting message hands out a token that
+/// acknowledges only what it carried: the client can page through the rest, retry a lost
+/// response from the token before it, and use the token wherever a sync token goes.
+#[tokio::test]
+async fn a_token_from_a_cut_short_response_acknowledges_only_what_it_carried() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    let device = bob.device_id.clone().unwrap();
+    let start = next_batch(&sync(&bob, None, 0, None).await);
+    for n in 0..150u64 {
+        send_to_device(&alice, "m.test", &txn(), json!({bob.user_id(): {&device: {"n": n}}}))
+            .await
+            .expect(200);
+    }
+
+    let first = sync(&bob, Some(&start), 0, None).await;
+    let carried = payloads(&first);
+    assert!(!carried.is_empty() && carried.len() < 150, "{} messages in one response", carried.len());
+    let cut_short = next_batch(&first);
+    // The response was lost: the same token gets the same messages again.
+    assert_eq!(payloads(&sync(&bob, Some(&start), 0, None).await), carried);
+    // The token from it still pages history and key changes like any sync token.
+    bob.get(&format!("/_matrix/client/v3/keys/changes?from={start}&to={cut_short}")).await.expect(200);
+    let rest = payloads(&sync(&bob, Some(&cut_short), 0, None).await);
+    assert_eq!(rest.first(), Some(&json!(carried.len())), "the next sync continues after the last carried");
+}
+
 #[tokio::test]
 async fn messages_for_unknown_users_or_remote_servers_are_accepted_and_go_nowhere() {
     let server = Server::start().await;

@@ -30,7 +30,7 @@ use crate::{
     },
     rooms::{Event, Events},
     services::Services,
-    sync::filter,
+    sync::{SyncToken, filter},
 };
 
 pub fn routes(router: &mut Router) {
@@ -47,10 +47,12 @@ fn client_event<T>(services: &Services, session: &Session, event: &Event) -> Raw
     Raw::from_json(services.rooms.client_event(event, Some((&session.user_id, &session.device_id))))
 }
 
+/// A pagination token: a position, as `/messages` hands out, or a sync token (the spec lets
+/// clients page from a sync's `next_batch`).
 fn parse_token(token: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
     token
         .map(|t| {
-            t.parse::<u64>().map_err(|_| {
+            SyncToken::parse(t).map(|token| token.position).ok_or_else(|| {
                 ApiError::invalid_param(format!("{name} is not a pagination token from this server"))
             })
         })

@@ -21,6 +21,7 @@ use crate::{
         router::{Req, Router},
     },
     services::Services,
+    sync::SyncToken,
 };
 
 pub fn routes(router: &mut Router) {
@@ -121,7 +122,9 @@ async fn claim(
 }
 
 fn parse_token(token: &str, name: &str) -> Result<u64, ApiError> {
-    token.parse().map_err(|_| ApiError::invalid_param(format!("{name} is not a sync token from this server")))
+    SyncToken::parse(token)
+        .map(|token| token.position)
+        .ok_or_else(|| ApiError::invalid_param(format!("{name} is not a sync token from this server")))
 }
 
 async fn changes(

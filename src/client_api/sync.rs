@@ -14,7 +14,7 @@ use crate::{
         router::{Req, Router},
     },
     services::Services,
-    sync::SyncParams,
+    sync::{SyncParams, SyncToken},
 };
 
 pub fn routes(router: &mut Router) {
@@ -49,8 +49,8 @@ fn sync_params(
         .since
         .as_deref()
         .map(|s| {
-            s.parse::<u64>()
-                .map_err(|_| ApiError::invalid_param("since is not a sync token from this server"))
+            SyncToken::parse(s)
+                .ok_or_else(|| ApiError::invalid_param("since is not a sync token from this server"))
         })
         .transpose()?;
     let filter = match body.filter {

@@ -4,20 +4,21 @@
 //! their keys (`ruma::signatures`), so nobody can add or overwrite another's.
 
 mod backup;
+mod device_lists;
 mod remote;
+mod to_device;
 
 use std::{
-    cell::OnceCell,
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
 };
 
-use ruma::{
-    DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId, events::room::member::MembershipState,
-};
+use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
 use serde_json::{Value as JsonValue, json};
 
 pub use backup::{BackedUpKey, BackupVersion};
+pub use device_lists::DeviceListChanges;
+pub use to_device::{TO_DEVICE_PER_SYNC, ToDeviceBatch};
 
 use crate::{
     accounts::Accounts,
@@ -25,16 +26,13 @@ use crate::{
     federation::Federation,
     notifier::Notifier,
     outbox::Outbox,
-    storage::{ClaimedKey, FallbackKey, SignatureTarget, Store, ToDeviceMessage},
+    storage::{ClaimedKey, FallbackKey, SignatureTarget, Store},
 };
 
 /// The cross-signing key kinds, as stored.
 pub const MASTER: &str = "master";
 pub const SELF_SIGNING: &str = "self_signing";
 pub const USER_SIGNING: &str = "user_signing";
-
-/// To-device messages handed to one sync at most.
-const TO_DEVICE_PER_SYNC: usize = 100;
 
 /// A one-time or fallback key being uploaded: algorithm, key id, key JSON.
 pub type UploadedKey = (String, String, JsonValue);
@@ -58,13 +56,6 @@ pub struct DeviceForServer {
 
 /// Claimed one-time keys: user → device → `algorithm:key_id` → key.
 pub type ClaimedKeys = BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<String, JsonValue>>>;
-
-/// Users whose devices a client should re-fetch, and users it no longer shares a room with.
-#[derive(Default, Debug)]
-pub struct DeviceListChanges {
-    pub changed: BTreeSet<OwnedUserId>,
-    pub left: BTreeSet<OwnedUserId>,
-}
 
 pub struct E2ee {
     store: Arc<Store>,
@@ -459,151 +450,6 @@ impl E2ee {
         }
         let device: OwnedDeviceId = key_id.into();
         Ok(self.store.device_keys(user, &device)?.map(|_| ("device", Some(device))))
-    }
-
-    /// `/sendToDevice` from a local device. `targets` maps each user to device ids, or to
-    /// `*` for all of them; other servers' users get theirs through their servers.
-    pub async fn send_to_device(
-        &self,
-        sender: (&UserId, &DeviceId),
-        txn_id: &str,
-        kind: &str,
-        targets: BTreeMap<OwnedUserId, BTreeMap<String, JsonValue>>,
-    ) -> Result<()> {
-        self.send_to_device_remote(sender.0, txn_id, kind, &targets).await?;
-        self.queue_to_device(sender, txn_id, kind, targets).await
-    }
-
-    /// To-device messages another server sends for our users (`m.direct_to_device`). The
-    /// message id makes a retried EDU idempotent, like a client's transaction id.
-    pub async fn receive_remote_to_device(
-        &self,
-        sender: &UserId,
-        message_id: &str,
-        kind: &str,
-        targets: BTreeMap<OwnedUserId, BTreeMap<String, JsonValue>>,
-    ) -> Result<()> {
-        let via: &DeviceId = "federation".into();
-        self.queue_to_device((sender, via), message_id, kind, targets).await
-    }
-
-    /// Queues messages for local devices; other servers' users are skipped.
-    async fn queue_to_device(
-        &self,
-        sender: (&UserId, &DeviceId),
-        txn_id: &str,
-        kind: &str,
-        targets: BTreeMap<OwnedUserId, BTreeMap<String, JsonValue>>,
-    ) -> Result<()> {
-        let mut messages = Vec::new();
-        for (user, by_device) in targets {
-            if user.server_name() != self.server_name {
-                continue;
-            }
-            let devices: Vec<OwnedDeviceId> =
-                self.accounts.device_names(&user).into_iter().map(|(id, _)| id).collect();
-            for (device, content) in by_device {
-                let message = ToDeviceMessage { sender: sender.0.to_owned(), kind: kind.to_owned(), content };
-                if device == "*" {
-                    messages.extend(devices.iter().map(|d| (user.clone(), d.clone(), message.clone())));
-                } else if devices.iter().any(|d| d.as_str() == device) {
-                    messages.push((user.clone(), device.into(), message));
-                }
-                // A message for a device that does not exist is dropped: queued, it would sit
-                // forever, or reach a device created later under that id.
-            }
-        }
-        if let Some(position) = self.store.queue_to_device(sender, txn_id, &messages).await? {
-            let recipients: BTreeSet<&UserId> = messages.iter().map(|(u, _, _)| &**u).collect();
-            self.notifier.notify(recipients, position);
-        }
-        Ok(())
-    }
-
-    /// The to-device messages a sync delivers, after dropping those the client has
-    /// acknowledged by syncing from a token that carried them.
-    pub fn to_device_for_sync(
-        &self,
-        user: &UserId,
-        device: &DeviceId,
-        since: Option<u64>,
-        upto: u64,
-    ) -> Result<Vec<JsonValue>> {
-        let (messages, more) =
-            self.store.to_device_for_sync(user, device, since, upto, TO_DEVICE_PER_SYNC)?;
-        if more {
-            // The rest go out in the next response, which must have a later token than this
-            // one (see `Store::to_device_for_sync`): move the position on and wake the device.
-            let position = self.store.begin_position()?.position();
-            self.notifier.notify([user], position);
-        }
-        Ok(messages
-            .into_iter()
-            .map(|(_, m)| json!({"sender": m.sender, "type": m.kind, "content": m.content}))
-            .collect())
-    }
-
-    /// Whose device lists changed for `user` between two positions: peers whose keys changed,
-    /// users newly sharing a room, and users no longer sharing any.
-    pub fn device_list_changes(&self, user: &UserId, after: u64, upto: u64) -> Result<DeviceListChanges> {
-        // Every sync asks, and usually nothing changed: each step below is skipped unless
-        // something it looks for happened after `after`.
-        let peers = OnceCell::new();
-        let peers = || -> Result<&BTreeSet<OwnedUserId>> {
-            if let Some(peers) = peers.get() {
-                return Ok(peers);
-            }
-            let found = self.room_peers(user)?;
-            Ok(peers.get_or_init(|| found))
-        };
-        let in_range = |position: u64| position > after && position <= upto;
-        let mut changes = DeviceListChanges::default();
-        if self.store.latest_key_change() > after {
-            for peer in peers()? {
-                if in_range(self.store.last_key_change(peer)?) {
-                    changes.changed.insert(peer.clone());
-                }
-            }
-        }
-        for (room, entry) in self.store.user_rooms(user)? {
-            let i_joined_recently = entry.membership == MembershipState::Join && in_range(entry.position);
-            let i_left_recently = matches!(entry.membership, MembershipState::Leave | MembershipState::Ban)
-                && in_range(entry.position);
-            let memberships_unchanged = self
-                .store
-                .room(&room)?
-                .is_some_and(|record| (1..=after).contains(&record.last_membership_change));
-            if !in_range(entry.position) && memberships_unchanged {
-                continue;
-            }
-            for (member, membership) in self.store.membership_entries(&room)? {
-                if member == user {
-                    continue;
-                }
-                if entry.membership == MembershipState::Join
-                    && membership.membership == MembershipState::Join
-                    && (i_joined_recently || in_range(membership.position))
-                {
-                    changes.changed.insert(member.clone());
-                }
-                // Only someone who was joined can leave; an invite never shared keys.
-                let member_left =
-                    matches!(membership.membership, MembershipState::Leave | MembershipState::Ban);
-                let gone = i_left_recently || (member_left && in_range(membership.position));
-                if gone && !peers()?.contains(&member) {
-                    changes.left.insert(member);
-                }
-            }
-        }
-        Ok(changes)
-    }
-
-    /// `/keys/changes`: like the sync section, from a sync token. The spec makes `to` a
-    /// hint: a change after `from` is reported even when a later change moved the user's
-    /// last-change position past `to` (only the latest position is kept), so the range
-    /// runs to the current position.
-    pub fn key_changes(&self, user: &UserId, from: u64, to: u64) -> Result<DeviceListChanges> {
-        self.device_list_changes(user, from, to.max(self.store.visible_position()))
     }
 
     /// Lifts a claimed-or-failed split key id, for handlers.

@@ -7,7 +7,7 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, json};
 
-use super::{Error, EventSpec, Result, Rooms};
+use super::{Error, EventSpec, INVITE_STATE_TYPES, Result, Rooms, stripped};
 
 /// What a member event says about the member.
 #[derive(Debug, Clone, Default)]
@@ -160,5 +160,33 @@ impl Rooms {
             None => Err(Error::NotFound(format!("{user} was never in {room_id}"))),
             Some(_) => Ok(self.store.forget_room(user, room_id).await?),
         }
+    }
+
+    /// What an invited user is shown of the room, as stripped state events: a few state
+    /// events that describe it, the invite, and the inviter's member event. For a room only
+    /// another server has, what that server sent with the invite.
+    pub fn invite_state_for(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<JsonValue>> {
+        if let Some(invite) = self.store.remote_invite(user, room_id)? {
+            return Ok(invite.invite_state);
+        }
+        let state = self.current_state(room_id)?;
+        let invite = state.iter().find(|pdu| {
+            pdu.kind == TimelineEventType::RoomMember && pdu.state_key.as_deref() == Some(user.as_str())
+        });
+        let inviter = invite.map(|invite| invite.sender.as_str()).filter(|inviter| *inviter != user.as_str());
+        Ok(state
+            .iter()
+            .filter(|pdu| {
+                let is_member_of = |who: Option<&str>| {
+                    pdu.kind == TimelineEventType::RoomMember
+                        && who.is_some()
+                        && pdu.state_key.as_deref() == who
+                };
+                INVITE_STATE_TYPES.contains(&pdu.kind.to_string().as_str())
+                    || is_member_of(Some(user.as_str()))
+                    || is_member_of(inviter)
+            })
+            .map(stripped)
+            .collect())
     }
 }

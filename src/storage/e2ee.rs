@@ -13,8 +13,6 @@
 //! - `key_changes`: user → position of the latest change to their devices or keys
 //! - `to_device`: user, `0xff`, device, `0xff`, position → [`ToDeviceMessage`]
 //! - `to_device_txns`: sender, `0xff`, device, `0xff`, transaction id → ()
-//! - `to_device_deliveries`: user, `0xff`, device, `0xff`, sync token (u64) → position of
-//!   the last message the sync response with that `next_batch` carried
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -353,68 +351,42 @@ impl Store {
         Ok(queued.then_some(guard.position()))
     }
 
-    /// Acknowledges what a device has received and returns what to deliver next: at most
-    /// `limit` of its oldest messages with positions up to `upto`, and whether more wait.
-    ///
-    /// A response that carries messages records the position of its last one under its
-    /// `next_batch` token. A sync from that token or a later one proves the client got the
-    /// response, and everything up to that position is deleted; a retry from an older token
-    /// gets the same messages again. So a message is neither lost when a response is cut
-    /// short or lost in transit, nor delivered again once acknowledged.
-    ///
-    /// Nothing is delivered when `since` is `upto`: a response with `next_batch` equal to
-    /// `since` could not be told apart from a retry. Callers make sure the position moves on
-    /// after a response that had to leave messages behind.
-    pub fn to_device_for_sync(
+    /// Deletes a device's to-device messages up to `through`: the client proved it has them.
+    /// Most syncs acknowledge nothing, and a sled batch, even an empty one, writes sled's log
+    /// buffer, so nothing is written then.
+    pub fn acknowledge_to_device(&self, user: &UserId, device: &DeviceId, through: u64) -> Result<()> {
+        let prefix = prefix_of(&device_key(user, device));
+        let end = [prefix.as_slice(), &through.saturating_add(1).to_be_bytes()].concat();
+        let doomed: Vec<sled::IVec> = self.to_device.range(prefix..end).keys().collect::<Result<_, _>>()?;
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for key in doomed {
+            batch.remove(key);
+        }
+        Ok(self.to_device.apply_batch(batch)?)
+    }
+
+    /// A device's oldest undelivered to-device messages with positions up to `upto`, at most
+    /// `limit` of them, and whether more wait. Reads only.
+    pub fn pending_to_device(
         &self,
         user: &UserId,
         device: &DeviceId,
-        since: Option<u64>,
         upto: u64,
         limit: usize,
     ) -> Result<(Vec<(u64, ToDeviceMessage)>, bool)> {
         let prefix = prefix_of(&device_key(user, device));
-        let through = |position: u64| [prefix.as_slice(), &position.saturating_add(1).to_be_bytes()].concat();
-        if let Some(since) = since {
-            let acknowledged: Vec<(sled::IVec, sled::IVec)> =
-                self.to_device_deliveries.range(prefix.clone()..through(since)).collect::<Result<_, _>>()?;
-            // Most syncs acknowledge nothing; a sled batch, even an empty one, costs a write
-            // of sled's log buffer, which was most of the CPU of a room's syncs.
-            let mut delivered = None;
-            let mut batch = sled::Batch::default();
-            for (key, value) in acknowledged {
-                delivered = delivered.max(Some(be_u64("to-device position", &value)?));
-                batch.remove(key);
-            }
-            if let Some(delivered) = delivered {
-                let doomed: Vec<sled::IVec> = self
-                    .to_device
-                    .range(prefix.clone()..through(delivered))
-                    .keys()
-                    .collect::<Result<_, _>>()?;
-                let mut messages = sled::Batch::default();
-                for key in doomed {
-                    messages.remove(key);
-                }
-                self.to_device.apply_batch(messages)?;
-                self.to_device_deliveries.apply_batch(batch)?;
-            }
-            if since >= upto {
-                return Ok((Vec::new(), false));
-            }
-        }
+        let end = [prefix.as_slice(), &upto.saturating_add(1).to_be_bytes()].concat();
         let mut messages = self
             .to_device
-            .range(prefix.clone()..through(upto))
+            .range(prefix..end)
             .take(limit + 1)
             .map(|item| positioned("to-device message", item))
             .collect::<Result<Vec<(u64, ToDeviceMessage)>>>()?;
         let more = messages.len() > limit;
         messages.truncate(limit);
-        if let Some((last, _)) = messages.last() {
-            self.to_device_deliveries
-                .insert([prefix.as_slice(), &upto.to_be_bytes()].concat(), &last.to_be_bytes())?;
-        }
         Ok((messages, more))
     }
 
@@ -456,13 +428,7 @@ impl Store {
         let key = device_key(user, device);
         self.device_keys.remove(&key)?;
         let prefix = prefix_of(&key);
-        for tree in [
-            &self.one_time_keys,
-            &self.one_time_key_order,
-            &self.fallback_keys,
-            &self.to_device,
-            &self.to_device_deliveries,
-        ] {
+        for tree in [&self.one_time_keys, &self.one_time_key_order, &self.fallback_keys, &self.to_device] {
             let doomed: Vec<sled::IVec> = tree.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
             let mut batch = sled::Batch::default();
             for key in doomed {

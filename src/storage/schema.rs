@@ -14,7 +14,7 @@ pub const META_TREE: &str = "meta";
 const VERSION_KEY: &[u8] = b"schema_version";
 
 /// The schema this build writes.
-pub const CURRENT: u32 = 5;
+pub const CURRENT: u32 = 6;
 
 /// `MIGRATIONS[n]` turns schema `n + 1` into `n + 2`.
 const MIGRATIONS: &[fn(&sled::Db) -> Result<()>] = &[
@@ -22,6 +22,7 @@ const MIGRATIONS: &[fn(&sled::Db) -> Result<()>] = &[
     mark_grouped_notifications,
     key_events_by_position,
     fold_timeline_into_event_records,
+    acknowledge_to_device_by_token,
 ];
 
 /// 1 → 2: notifications moved from one record per member and event to one per event. The
@@ -136,6 +137,41 @@ fn fold_timeline_into_event_records(db: &sled::Db) -> Result<()> {
     }
     db.flush()?;
     db.drop_tree("timeline")?;
+    Ok(())
+}
+
+/// 5 → 6: a sync token now acknowledges every to-device message up to its position, or up
+/// to the position its own to-device part names, so `to_device_deliveries` (token → last
+/// message the response with that token carried) goes. A response that had to leave
+/// messages behind recorded a token above them; a client may still sync from that token,
+/// which would now acknowledge them undelivered. Those messages move above every position
+/// handed out so far, in their order, and are delivered by the next sync.
+fn acknowledge_to_device_by_token(db: &sled::Db) -> Result<()> {
+    let deliveries = db.open_tree("to_device_deliveries")?;
+    let messages = db.open_tree("to_device")?;
+    // Per device queue (its key prefix): the ranges (last delivered, token] at risk.
+    let mut at_risk: BTreeMap<Vec<u8>, Vec<(u64, u64)>> = BTreeMap::new();
+    for item in deliveries.iter() {
+        let (key, last) = item?;
+        let split =
+            key.len().checked_sub(8).ok_or_else(|| StorageError::Corrupt("delivery key".to_owned()))?;
+        let token = super::be_u64("delivery token", &key[split..])?;
+        let last = super::be_u64("delivered position", &last)?;
+        at_risk.entry(key[..split].to_vec()).or_default().push((last, token));
+    }
+    for (prefix, ranges) in at_risk {
+        for item in messages.scan_prefix(&prefix) {
+            let (key, message) = item?;
+            let position = super::be_u64("to-device key", &key[prefix.len()..])?;
+            if ranges.iter().any(|(last, token)| position > *last && position <= *token) {
+                let moved = [prefix.as_slice(), &db.generate_id()?.to_be_bytes()].concat();
+                messages.insert(moved, message)?;
+                messages.remove(key)?;
+            }
+        }
+    }
+    db.flush()?;
+    db.drop_tree("to_device_deliveries")?;
     Ok(())
 }
 
@@ -348,5 +384,42 @@ mod tests {
         check_and_migrate(&db).unwrap();
         let stored = db.open_tree(META_TREE).unwrap().get(VERSION_KEY).unwrap().unwrap();
         assert_eq!(stored.as_ref(), CURRENT.to_be_bytes());
+    }
+
+    /// A schema-5 device queue: messages at 10 to 13 and 30, and a response with token 15
+    /// that carried up to 11. A sync from 15 now acknowledges up to 15, so 12 and 13 move
+    /// above every position handed out, in order; 30 and the delivered 10 and 11 stay.
+    #[test]
+    fn undelivered_to_device_messages_move_above_their_token() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        db.open_tree(META_TREE).unwrap().insert(VERSION_KEY, &5u32.to_be_bytes()).unwrap();
+        while db.generate_id().unwrap() < 40 {}
+        let prefix = b"@a:x\xffDEV\xff".to_vec();
+        let key = |position: u64| [prefix.as_slice(), &position.to_be_bytes()].concat();
+        let messages = db.open_tree("to_device").unwrap();
+        for position in [10u64, 11, 12, 13, 30] {
+            messages.insert(key(position), position.to_string().as_bytes()).unwrap();
+        }
+        db.open_tree("to_device_deliveries").unwrap().insert(key(15), &11u64.to_be_bytes()).unwrap();
+
+        check_and_migrate(&db).unwrap();
+
+        let queue: Vec<(u64, String)> = messages
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (k, v) = item.unwrap();
+                (
+                    u64::from_be_bytes(k[prefix.len()..].try_into().unwrap()),
+                    String::from_utf8(v.to_vec()).unwrap(),
+                )
+            })
+            .collect();
+        let contents: Vec<&str> = queue.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(contents, ["10", "11", "30", "12", "13"]);
+        assert!(
+            queue[3].0 > 40 && queue[4].0 > queue[3].0,
+            "moved above the positions handed out: {queue:?}"
+        );
+        assert!(!db.tree_names().iter().any(|name| name == b"to_device_deliveries"));
     }
 }

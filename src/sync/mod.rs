@@ -1,16 +1,20 @@
-//! Sync: the stream clients read. `/sync` responses ([`v3`]) and the [`filter`]s that
-//! shape them; long-polls wait on the [`crate::notifier`].
+//! Sync: the stream clients read. `/sync` responses ([`v3`]), shaped by [`filter`]s, from
+//! pieces shared with sliding sync ([`room_view`]), and the [`SyncToken`]s they hand out.
+//! Long-polls wait on the [`crate::notifier`].
 
 pub mod filter;
+pub mod room_view;
+mod token;
 mod v3;
 
 use std::{sync::Arc, time::Duration};
 
 use ruma::{
-    UserId, api::client::filter::FilterDefinition, api::client::sync::sync_events::v3::Response,
+    api::client::filter::FilterDefinition, api::client::sync::sync_events::v3::Response,
     presence::PresenceState,
 };
 
+pub use token::SyncToken;
 pub use v3::SyncParams;
 
 use crate::{
@@ -47,6 +51,10 @@ impl Sync {
 
     /// Answers a `/sync`: at once if there is anything new since `params.since`, otherwise
     /// when something arrives for this user or `timeout` passes.
+    ///
+    /// Syncing from a token proves the client received the response that handed it out, so
+    /// the to-device messages that response carried are deleted first; building the
+    /// response itself only reads.
     pub async fn sync(
         &self,
         rooms: &Rooms,
@@ -56,6 +64,10 @@ impl Sync {
     ) -> Result<Response> {
         if params.set_presence != PresenceState::Offline {
             self.presence.set(&session.user_id, params.set_presence.clone(), None)?;
+        }
+        if let Some(since) = &params.since {
+            let through = since.to_device_through().min(self.store.visible_position());
+            self.e2ee.acknowledge_to_device(&session.user_id, &session.device_id, through)?;
         }
         let subscription = self.notifier.subscribe(&session.user_id);
         let builder = v3::Builder {
@@ -85,13 +97,13 @@ impl Sync {
     }
 
     /// Stores a filter; returns its id.
-    pub async fn create_filter(&self, user: &UserId, filter: &FilterDefinition) -> Result<String> {
+    pub async fn create_filter(&self, user: &ruma::UserId, filter: &FilterDefinition) -> Result<String> {
         let json = serde_json::to_vec(filter).map_err(|e| Error::BadJson(e.to_string()))?;
         Ok(self.store.create_filter(user, &json).await?)
     }
 
     /// A stored filter; `NotFound` for unknown ids, as clients expect in order to re-upload.
-    pub fn filter(&self, user: &UserId, id: &str) -> Result<FilterDefinition> {
+    pub fn filter(&self, user: &ruma::UserId, id: &str) -> Result<FilterDefinition> {
         let json = self.store.filter(user, id)?.ok_or_else(|| Error::NotFound(format!("no filter {id}")))?;
         serde_json::from_slice(&json).map_err(|e| Error::Internal(format!("stored filter {id}: {e}")))
     }
