@@ -20,7 +20,9 @@ mod power;
 mod redaction;
 mod remote_membership;
 mod reports;
+mod state;
 mod state_snapshots;
+mod timeline;
 mod user_directory;
 mod visibility;
 
@@ -53,9 +55,7 @@ use crate::{
     outbox::Outbox,
     push::{Push, RoomContext},
     signing_key::SigningKey,
-    storage::{
-        Announced, NewEvent, Outgoing, Placement, PositionGuard, RoomRecord, StateMap, Store, StoredEvent,
-    },
+    storage::{Announced, NewEvent, Outgoing, Placement, PositionGuard, RoomRecord, Store},
 };
 
 pub use crate::error::{Error, Result};
@@ -484,80 +484,6 @@ impl Rooms {
         Ok(())
     }
 
-    /// A stored event exactly as stored (signed, or redacted), with its room and version.
-    pub fn stored_pdu(&self, event_id: &EventId) -> Result<Option<StoredPdu>> {
-        let Some(stored) = self.store.event(event_id)? else { return Ok(None) };
-        let room = self.room(&stored.room_id)?;
-        Ok(Some(StoredPdu {
-            pdu: stored.pdu_json(),
-            room_id: stored.room_id,
-            room_version: room.version,
-            redacted_because: stored.redacted_because,
-        }))
-    }
-
-    /// A stored event as a [`Pdu`].
-    pub fn pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
-        Ok(self.event(event_id)?.map(|event| event.pdu.clone()))
-    }
-
-    fn current_state_pdu(&self, room: &RoomRecord, kind: &StateEventType, state_key: &str) -> Option<Pdu> {
-        let id = self.store.current_state_event(room, &kind.to_string(), state_key).ok()??;
-        self.pdu(&id).ok()?
-    }
-
-    /// The content of one current state event, if set.
-    pub fn state_content(
-        &self,
-        room_id: &RoomId,
-        kind: &StateEventType,
-        state_key: &str,
-    ) -> Result<Option<JsonValue>> {
-        let room = self.room(room_id)?;
-        Ok(self.current_state_pdu(&room, kind, state_key).map(|pdu| pdu.content_json()))
-    }
-
-    /// The room's current state events.
-    pub fn current_state(&self, room_id: &RoomId) -> Result<Vec<Pdu>> {
-        let room = self.room(room_id)?;
-        self.pdus(self.store.current_state(&room)?.into_values())
-    }
-
-    /// The state a user may read: the current state while they are joined (or when the
-    /// history is world-readable), else the state when they left or were banned, as the
-    /// spec asks of `/state` and `/members`. Others are refused.
-    pub fn readable_state(&self, room_id: &RoomId, user: &UserId) -> Result<Vec<Pdu>> {
-        let room = self.room(room_id)?;
-        let membership = self.store.remembered_membership(user, room_id)?;
-        if matches!(membership, Some(MembershipState::Leave | MembershipState::Ban))
-            && let Some(id) = self.store.current_state_event(&room, "m.room.member", user.as_str())?
-            && let Some(event) = self.event(&id)?
-        {
-            let mut state = Arc::unwrap_or_clone(self.state_before(&event.stored)?);
-            state.insert(("m.room.member".to_owned(), user.to_string()), id);
-            return self.pdus(state.into_values());
-        }
-        self.check_can_read(room_id, user)?;
-        self.current_state(room_id)
-    }
-
-    /// The state before an event.
-    pub fn state_before(&self, stored: &StoredEvent) -> Result<Arc<StateMap>> {
-        let Some(snapshot) = stored.state_before else { return Ok(Arc::default()) };
-        if let Some(state) = self.state_snapshots.get(snapshot) {
-            return Ok(state);
-        }
-        let state = Arc::new(self.store.state_at(snapshot)?);
-        self.state_snapshots.insert(snapshot, state.clone());
-        Ok(state)
-    }
-
-    pub fn pdus(&self, ids: impl IntoIterator<Item = OwnedEventId>) -> Result<Vec<Pdu>> {
-        ids.into_iter()
-            .map(|id| self.pdu(&id)?.ok_or_else(|| Error::Internal(format!("state event {id} missing"))))
-            .collect()
-    }
-
     /// The user's membership in the room, if any event ever set one.
     pub fn membership(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<MembershipState>> {
         Ok(self.store.membership(room_id, user_id)?)
@@ -638,181 +564,7 @@ impl Rooms {
         Ok(Some(event))
     }
 
-    /// A page of the room's timeline. `from` is a pagination token (a position boundary);
-    /// `None` starts from the newest event backwards or the oldest forwards. Returns the
-    /// events and the token for the next page (`None` at either end).
-    pub fn paginate(
-        &self,
-        room_id: &RoomId,
-        from: Option<u64>,
-        forwards: bool,
-        limit: usize,
-    ) -> Result<(Events, Option<u64>)> {
-        let room = self.room(room_id)?;
-        // Token t stands for the gap just after position t.
-        let from = from.unwrap_or(if forwards { 0 } else { u64::MAX - 1 });
-        let entries = if forwards {
-            self.store.timeline(&room, from, true, limit)?
-        } else {
-            self.store.timeline(&room, from.saturating_add(1), false, limit)?
-        };
-        let next = match entries.last() {
-            Some((position, _)) if entries.len() == limit => {
-                Some(if forwards { *position } else { position.saturating_sub(1) })
-            }
-            _ => None,
-        };
-        let mut events = Vec::with_capacity(entries.len());
-        for (_, id) in entries {
-            if let Some(event) = self.event(&id)? {
-                events.push(event);
-            }
-        }
-        Ok((events, next))
-    }
-
-    /// The room's state after every event at or before `position` (empty before the room
-    /// existed).
-    pub fn state_at_position(&self, room_id: &RoomId, position: u64) -> Result<StateMap> {
-        let room = self.room(room_id)?;
-        let Some((_, last)) = self.store.timeline(&room, position.saturating_add(1), false, 1)?.pop() else {
-            return Ok(StateMap::new());
-        };
-        self.state_after(&last)
-    }
-
-    /// The room's state after an event: the state before it plus the event itself.
-    fn state_after(&self, event_id: &EventId) -> Result<StateMap> {
-        let event =
-            self.event(event_id)?.ok_or_else(|| Error::Internal(format!("event {event_id} missing")))?;
-        let mut state = Arc::unwrap_or_clone(self.state_before(&event.stored)?);
-        if let Some(state_key) = &event.pdu.state_key {
-            state.insert((event.pdu.kind.to_string(), state_key.clone()), event.pdu.event_id.clone());
-        }
-        Ok(state)
-    }
-
-    /// The room's events with positions in `(after, upto]`, newest first, as they are
-    /// stored (for callers that filter as they go).
-    pub fn events_before(
-        &self,
-        room_id: &RoomId,
-        upto: u64,
-        after: u64,
-    ) -> Result<impl Iterator<Item = Result<Arc<Event>>> + '_> {
-        let room = self.room(room_id)?;
-        let mut cursor = upto.saturating_add(1);
-        let mut page: std::vec::IntoIter<(u64, OwnedEventId)> = Vec::new().into_iter();
-        let mut done = false;
-        // Most callers want a sync's worth (ten or so) and sled's reverse scans are slow per
-        // step: start with a small page, then read larger ones.
-        let mut page_size = 16;
-        // An incremental sync's window usually holds a few events: when it fits in one page,
-        // read it forwards, which sled does far more cheaply than backwards.
-        if after > 0 {
-            let window = self.store.timeline(&room, after, true, page_size)?;
-            if window.len() < page_size || window.last().is_some_and(|(position, _)| *position > upto) {
-                let newest_first: Vec<_> =
-                    window.into_iter().filter(|(position, _)| *position <= upto).rev().collect();
-                page = newest_first.into_iter();
-                done = true;
-            }
-        }
-        Ok(std::iter::from_fn(move || {
-            loop {
-                if let Some((position, id)) = page.next() {
-                    if position <= after {
-                        done = true;
-                        return None;
-                    }
-                    cursor = position;
-                    return match self.event(&id) {
-                        Ok(Some(event)) => Some(Ok(event)),
-                        Ok(None) => continue,
-                        Err(e) => Some(Err(e)),
-                    };
-                }
-                if done {
-                    return None;
-                }
-                match self.store.timeline(&room, cursor, false, page_size) {
-                    Ok(next) if next.is_empty() => return None,
-                    Ok(next) => {
-                        page = next.into_iter();
-                        page_size = 128;
-                    }
-                    Err(e) => {
-                        done = true;
-                        return Some(Err(e.into()));
-                    }
-                }
-            }
-        }))
-    }
-
-    /// The pagination token for "after the newest event".
-    pub fn latest_position(&self, room_id: &RoomId) -> Result<u64> {
-        Ok(self.store.latest_position(&self.room(room_id)?)?)
-    }
-
     pub fn server_name(&self) -> &OwnedServerName {
         &self.server_name
-    }
-}
-
-impl Rooms {
-    /// Events relating to `parent` (optionally of one `rel_type` and event type), paged by
-    /// position tokens like `/messages`.
-    pub fn relations(
-        &self,
-        parent: &EventId,
-        rel_type: Option<&str>,
-        kind: Option<&str>,
-        from: Option<u64>,
-        forwards: bool,
-    ) -> Result<Events> {
-        let mut events = Vec::new();
-        for relation in self.store.relations(parent, from, forwards)? {
-            if rel_type.is_some_and(|r| r != relation.rel_type) || kind.is_some_and(|k| k != relation.kind) {
-                continue;
-            }
-            if let Some(event) = self.event(&relation.event_id)? {
-                events.push(event);
-            }
-        }
-        Ok(events)
-    }
-
-    /// The event closest to `ts` that `accept` lets through: the last one at or before it
-    /// (`forwards == false`) or the first one at or after it. Walks the timeline newest first.
-    pub fn event_at_timestamp(
-        &self,
-        room_id: &RoomId,
-        ts: u64,
-        forwards: bool,
-        mut accept: impl FnMut(&Event) -> Result<bool>,
-    ) -> Result<Option<Arc<Event>>> {
-        let room = self.room(room_id)?;
-        let mut best = None;
-        let mut cursor = u64::MAX;
-        loop {
-            let page = self.store.timeline(&room, cursor, false, 256)?;
-            let Some((last, _)) = page.last() else { break };
-            cursor = *last;
-            for (_, id) in &page {
-                let Some(event) = self.event(id)? else { continue };
-                let event_ts: u64 = event.pdu.origin_server_ts.get().into();
-                if forwards && event_ts < ts {
-                    return Ok(best);
-                }
-                if (forwards || event_ts <= ts) && accept(&event)? {
-                    if !forwards {
-                        return Ok(Some(event));
-                    }
-                    best = Some(event);
-                }
-            }
-        }
-        Ok(best)
     }
 }

@@ -1,4 +1,4 @@
-//! Rooms: events, timelines, state snapshots, memberships and transaction ids.
+//! Rooms: events, timelines, state snapshots and relations.
 //!
 //! Trees and keys (`S(x)` is a short id: a u64 from sled's id generator, big-endian):
 //! - `rooms`: room id → [`RoomRecord`]
@@ -16,7 +16,7 @@
 //! - `snapshots`: snapshot id → [`Snapshot`]: state as a chain of small deltas with a full
 //!   copy every [`FULL_SNAPSHOT_EVERY`] links (DESIGN.md decision 6). Each event records
 //!   the snapshot of the state *before* it.
-//! - `memberships`: room id, `0xff`, user id → [`UserRoom`]; `user_rooms`: the reverse
+//! - `memberships`, `user_rooms`: see [`super::memberships`]
 //! - `txn_ids`: see [`super::txn_ids`]
 //! - `relations`: parent event id, `0xff`, position → [`Relation`] (edits, reactions,
 //!   threads, replies in threads: whatever names the parent in `m.relates_to`)
@@ -29,12 +29,12 @@ use ruma::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
-use sled::Transactional;
 
 use super::{
-    PositionGuard, Result, StorageError, Store, abort, be_u64, composite_key, decode, encode, event_id_from,
+    PositionGuard, Result, StorageError, Store, be_u64, composite_key, decode, encode, event_id_from,
     event_writes::{Index, WriteSet},
-    flatten, prefix_of,
+    memberships::UserRoom,
+    prefix_of,
     room_records::{RECENT, Recent},
     txn_ids,
 };
@@ -107,10 +107,10 @@ struct StatePlan {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Snapshot {
-    parent: Option<u64>,
+pub(super) struct Snapshot {
+    pub(super) parent: Option<u64>,
     /// State keys (short ids) set by this link; with no parent, the whole state.
-    changes: Vec<(u64, OwnedEventId)>,
+    pub(super) changes: Vec<(u64, OwnedEventId)>,
     chain_len: u32,
 }
 
@@ -120,13 +120,6 @@ pub struct Relation {
     pub event_id: OwnedEventId,
     pub rel_type: String,
     pub kind: String,
-    pub position: u64,
-}
-
-/// A user's membership in a room and the position of the event that set it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UserRoom {
-    pub membership: MembershipState,
     pub position: u64,
 }
 
@@ -176,7 +169,7 @@ pub(super) fn room_key(short: u64, rest: u64) -> [u8; 16] {
     key
 }
 
-fn u64_from(bytes: &[u8]) -> Result<u64> {
+pub(super) fn u64_from(bytes: &[u8]) -> Result<u64> {
     be_u64("short id", bytes)
 }
 
@@ -250,91 +243,6 @@ impl Store {
         self.event_records.insert(key, encode(&stored))?;
         self.durable().await?;
         Ok(Some(stored))
-    }
-
-    fn state_key_short(&self, kind: &str, state_key: &str) -> Result<Option<u64>> {
-        self.state_keys
-            .get(composite_key(&[kind.as_bytes(), state_key.as_bytes()]))?
-            .map(|b| u64_from(&b))
-            .transpose()
-    }
-
-    /// The short id of a state key, created on first use.
-    fn state_key_short_or_new(&self, kind: &str, state_key: &str) -> Result<u64> {
-        if let Some(short) = self.state_key_short(kind, state_key)? {
-            return Ok(short);
-        }
-        let key = composite_key(&[kind.as_bytes(), state_key.as_bytes()]);
-        let candidate = self.db.generate_id()?;
-        // Two rooms may race to create the same key: whoever loses adopts the winner's id.
-        flatten((&self.state_keys, &self.state_keys_rev).transaction(|(keys, reverse)| {
-            if let Some(existing) = keys.get(&key)? {
-                return u64_from(&existing).or_else(abort);
-            }
-            keys.insert(key.as_slice(), &candidate.to_be_bytes())?;
-            reverse.insert(&candidate.to_be_bytes(), key.as_slice())?;
-            Ok(candidate)
-        }))
-    }
-
-    fn state_key_of_short(&self, short: u64) -> Result<StateKey> {
-        let bytes = self
-            .state_keys_rev
-            .get(short.to_be_bytes())?
-            .ok_or_else(|| StorageError::Corrupt(format!("unknown state key {short}")))?;
-        let sep = bytes
-            .iter()
-            .position(|b| *b == super::SEP)
-            .ok_or_else(|| StorageError::Corrupt("state key".to_owned()))?;
-        Ok((
-            String::from_utf8_lossy(&bytes[..sep]).into_owned(),
-            String::from_utf8_lossy(&bytes[sep + 1..]).into_owned(),
-        ))
-    }
-
-    /// The event id of one entry of a room's current state.
-    pub fn current_state_event(
-        &self,
-        room: &RoomRecord,
-        kind: &str,
-        state_key: &str,
-    ) -> Result<Option<OwnedEventId>> {
-        let Some(short) = self.state_key_short(kind, state_key)? else { return Ok(None) };
-        self.room_state.get(room_key(room.short, short))?.map(|b| event_id_from(&b)).transpose()
-    }
-
-    /// A room's whole current state.
-    pub fn current_state(&self, room: &RoomRecord) -> Result<BTreeMap<StateKey, OwnedEventId>> {
-        self.room_state
-            .scan_prefix(room.short.to_be_bytes())
-            .map(|item| {
-                let (key, value) = item?;
-                Ok((self.state_key_of_short(u64_from(&key[8..])?)?, event_id_from(&value)?))
-            })
-            .collect()
-    }
-
-    /// The state recorded in a snapshot.
-    pub fn state_at(&self, snapshot: u64) -> Result<BTreeMap<StateKey, OwnedEventId>> {
-        let mut links = Vec::new();
-        let mut next = Some(snapshot);
-        while let Some(id) = next {
-            let bytes = self
-                .snapshots
-                .get(id.to_be_bytes())?
-                .ok_or_else(|| StorageError::Corrupt(format!("snapshot {id}")))?;
-            let link: Snapshot = decode("snapshot", &bytes)?;
-            next = link.parent;
-            links.push(link);
-        }
-        let mut by_short = BTreeMap::new();
-        for link in links.into_iter().rev() {
-            by_short.extend(link.changes);
-        }
-        by_short
-            .into_iter()
-            .map(|(short, event_id)| Ok((self.state_key_of_short(short)?, event_id)))
-            .collect()
     }
 
     /// Writes a new event at the end of its room's timeline, updating state, memberships,
@@ -653,92 +561,6 @@ impl Store {
     /// The position of the room's newest event (0 for none).
     pub fn latest_position(&self, room: &RoomRecord) -> Result<u64> {
         Ok(self.timeline(room, u64::MAX, false, 1)?.first().map_or(0, |(position, _)| *position))
-    }
-
-    /// A user's membership in a room, if any event ever set one.
-    pub fn membership(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<MembershipState>> {
-        Ok(self.membership_entry(room_id, user_id)?.map(|entry| entry.membership))
-    }
-
-    /// A user's membership in a room with the position of the event that set it.
-    pub fn membership_entry(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<UserRoom>> {
-        self.memberships
-            .get(composite_key(&[room_id.as_bytes(), user_id.as_bytes()]))?
-            .map(|b| decode("membership", &b))
-            .transpose()
-    }
-
-    /// The user's membership in a room unless they have forgotten the room.
-    pub fn remembered_membership(
-        &self,
-        user_id: &UserId,
-        room_id: &RoomId,
-    ) -> Result<Option<MembershipState>> {
-        self.user_rooms
-            .get(composite_key(&[user_id.as_bytes(), room_id.as_bytes()]))?
-            .map(|b| decode::<UserRoom>("user room", &b).map(|entry| entry.membership))
-            .transpose()
-    }
-
-    /// Every user with a membership in the room, with it.
-    pub fn memberships(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, MembershipState)>> {
-        Ok(self
-            .membership_entries(room_id)?
-            .into_iter()
-            .map(|(user, entry)| (user, entry.membership))
-            .collect())
-    }
-
-    /// Every user with a membership in the room, with the position it was set at.
-    pub fn membership_entries(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, UserRoom)>> {
-        let prefix = prefix_of(room_id.as_bytes());
-        self.memberships
-            .scan_prefix(&prefix)
-            .map(|item| {
-                let (key, value) = item?;
-                let user = std::str::from_utf8(&key[prefix.len()..])
-                    .ok()
-                    .and_then(|s| UserId::parse(s).ok())
-                    .ok_or_else(|| StorageError::Corrupt("membership key".to_owned()))?;
-                Ok((user, decode("membership", &value)?))
-            })
-            .collect()
-    }
-
-    /// Every room the user has a membership in (and has not forgotten), with it.
-    pub fn user_rooms(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, UserRoom)>> {
-        let prefix = prefix_of(user_id.as_bytes());
-        self.user_rooms
-            .scan_prefix(&prefix)
-            .map(|item| {
-                let (key, value) = item?;
-                let room = std::str::from_utf8(&key[prefix.len()..])
-                    .ok()
-                    .and_then(|s| RoomId::parse(s).ok())
-                    .ok_or_else(|| StorageError::Corrupt("user room key".to_owned()))?;
-                Ok((room, decode("user room", &value)?))
-            })
-            .collect()
-    }
-
-    /// Sets a user's membership in their own room list only, for a room this server has no
-    /// events of (an invite from another server, and its rejection).
-    pub(super) fn set_user_room(
-        &self,
-        user: &UserId,
-        room_id: &RoomId,
-        membership: MembershipState,
-        position: u64,
-    ) -> Result<()> {
-        let entry = encode(&UserRoom { membership, position });
-        self.user_rooms.insert(composite_key(&[user.as_bytes(), room_id.as_bytes()]), entry)?;
-        Ok(())
-    }
-
-    /// Forgets a room for a user: it no longer lists it. Only for rooms the user has left.
-    pub async fn forget_room(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
-        self.user_rooms.remove(composite_key(&[user_id.as_bytes(), room_id.as_bytes()]))?;
-        self.durable().await
     }
 }
 
