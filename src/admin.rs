@@ -1,6 +1,6 @@
-//! Administration as one set of commands with several doors (DESIGN.md decision 8): the
-//! CLI runs a [`Command`] against the admin socket of a running server, or directly on the
-//! store when none runs; both end in [`execute`].
+//! Administration as one set of commands with several doors (docs/architecture.md,
+//! decision 8): the CLI runs a [`Command`] against the admin socket of a running server, or
+//! directly on the store when none runs; both end in [`execute`].
 
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId};
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! Prometheus metrics (DESIGN.md decision 10), served on their own listener when
+//! Prometheus metrics (docs/architecture.md, decision 10), served on their own listener when
 //! `[metrics] enabled = true`.
 //!
 //! The metrics are process-wide, like the process they describe, so any layer can record

@@ -1,5 +1,6 @@
-//! The server process: what a client saw succeed survives `kill -9` (DESIGN.md decision 4),
-//! SIGTERM shuts down cleanly with exit status 0, and the data directory outlives restarts.
+//! The server process: what a client saw succeed survives `kill -9` (docs/architecture.md,
+//! decision 4), SIGTERM shuts down cleanly with exit status 0, and the data directory
+//! outlives restarts.
 
 use spec_tests::*;
 

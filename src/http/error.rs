@@ -1,5 +1,5 @@
-//! Matrix error responses (DESIGN.md decision 7): every failure leaves as the spec's
-//! `errcode`, a sentence for people, and the right HTTP status.
+//! Matrix error responses (docs/architecture.md, decision 7): every failure leaves as the
+//! spec's `errcode`, a sentence for people, and the right HTTP status.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The global stream position (DESIGN.md decision 5).
+//! The global stream position (docs/architecture.md, decision 5).
 //!
 //! Every change `/sync` can return gets a position from one counter. Writers to different
 //! rooms commit in parallel, so position 7 may become durable before position 6; a sync

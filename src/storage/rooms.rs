@@ -14,8 +14,8 @@
 //! - `state_keys`: type, `0xff`, state key → S(key); `state_keys_rev`: the reverse
 //! - `room_state`: S(room), S(key) → event id: the room's current state
 //! - `snapshots`: snapshot id → [`Snapshot`]: state as a chain of small deltas with a full
-//!   copy every [`FULL_SNAPSHOT_EVERY`] links (DESIGN.md decision 6). Each event records
-//!   the snapshot of the state *before* it.
+//!   copy every [`FULL_SNAPSHOT_EVERY`] links (docs/architecture.md, decision 6). Each
+//!   event records the snapshot of the state *before* it.
 //! - `memberships`, `user_rooms`: see [`super::memberships`]
 //! - `txn_ids`: see [`super::txn_ids`]
 //! - `relations`: parent event id, `0xff`, position → [`Relation`] (edits, reactions,
