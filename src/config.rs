@@ -32,6 +32,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub media: MediaConfig,
     pub presence: PresenceConfig,
+    pub sliding_sync: SlidingSyncConfig,
     pub voip: VoipConfig,
     pub metrics: MetricsConfig,
     pub federation: FederationConfig,
@@ -136,6 +137,22 @@ pub struct PresenceConfig {
 impl Default for PresenceConfig {
     fn default() -> Self {
         Self { enabled: true }
+    }
+}
+
+/// Sliding sync (what Element X uses): how much per-connection state the server keeps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlidingSyncConfig {
+    /// Connections kept at most; past it, the least recently used one is forgotten.
+    pub max_connections: usize,
+    /// A connection unused for this long is forgotten.
+    pub idle_expiry_secs: u64,
+}
+
+impl Default for SlidingSyncConfig {
+    fn default() -> Self {
+        Self { max_connections: 4096, idle_expiry_secs: 7 * 24 * 3600 }
     }
 }
 
@@ -254,6 +271,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             media: MediaConfig::default(),
             presence: PresenceConfig::default(),
+            sliding_sync: SlidingSyncConfig::default(),
             voip: VoipConfig::default(),
             metrics: MetricsConfig::default(),
             federation: FederationConfig::default(),
@@ -397,6 +415,9 @@ impl Config {
         }
         if self.limits.header_timeout_secs == 0 {
             return Err(ConfigError("limits.header_timeout_secs: must be at least 1".to_owned()));
+        }
+        if self.sliding_sync.max_connections == 0 {
+            return Err(ConfigError("sliding_sync.max_connections: must be at least 1".to_owned()));
         }
         for (key, limit) in [
             ("rate_limits.login", self.rate_limits.login),

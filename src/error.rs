@@ -28,6 +28,8 @@ pub enum Error {
     InvalidRoomState(String),
     /// A request the spec refuses with 400 `M_UNKNOWN` (such as forgetting a joined room).
     BadRequest(String),
+    /// A sliding sync `pos` the server does not know (any more): the client starts again.
+    UnknownPos(String),
     /// Another server could not be reached or refused what this one asked.
     Federation(String),
     Internal(String),
@@ -48,6 +50,7 @@ impl std::fmt::Display for Error {
             | Self::InvalidRoomState(m)
             | Self::BadRequest(m)
             | Self::Federation(m)
+            | Self::UnknownPos(m)
             | Self::ServerManaged(m)
             | Self::WrongRoomKeysVersion(m)
             | Self::Internal(m) => f.write_str(m),

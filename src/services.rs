@@ -95,6 +95,7 @@ impl Services {
             push.clone(),
             e2ee.clone(),
             presence.clone(),
+            &config.sliding_sync,
         );
         let media = Media::new(
             store.clone(),

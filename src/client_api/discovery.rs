@@ -1,6 +1,6 @@
 //! What a client asks before logging in: versions, `.well-known`, capabilities.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use ruma::{
     RoomVersionId,
@@ -32,13 +32,19 @@ pub fn routes(router: &mut Router) {
 /// together with what the version switches on in clients (see CLIENTS.md).
 const SPEC_VERSIONS: &[&str] = &["r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3"];
 
+/// Unstable features clients look for before they use them, each implemented here:
+/// native sliding sync (Element X refuses a server without it), and cross-signing, which
+/// Element Web sets up only when it sees this flag.
+const UNSTABLE_FEATURES: &[&str] = &["org.matrix.simplified_msc3575", "org.matrix.e2e_cross_signing"];
+
 async fn versions(
     _: Arc<Services>,
     _: Req<get_supported_versions::Request>,
 ) -> Result<get_supported_versions::Response, ApiError> {
     let mut response =
         get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect());
-    response.unstable_features = BTreeMap::new();
+    response.unstable_features =
+        UNSTABLE_FEATURES.iter().map(|feature| ((*feature).to_owned(), true)).collect();
     Ok(response)
 }
 

@@ -1,10 +1,10 @@
-//! `/sync` and the filters that shape it.
+//! `/sync`, the filters that shape it, and sliding sync (MSC4186).
 
 use std::{sync::Arc, time::Duration};
 
 use ruma::api::client::{
     filter::{create_filter, get_filter},
-    sync::sync_events::{self, v3::Filter},
+    sync::sync_events::{self, v3::Filter, v5},
 };
 
 use crate::{
@@ -14,11 +14,12 @@ use crate::{
         router::{Req, Router},
     },
     services::Services,
-    sync::{SyncParams, SyncToken},
+    sync::{SyncParams, SyncToken, sliding::params::SlidingParams},
 };
 
 pub fn routes(router: &mut Router) {
     router.ruma(sync);
+    router.ruma(sliding_sync);
     router.ruma(upload_filter);
     router.ruma(download_filter);
 }
@@ -38,6 +39,19 @@ fn sync(
         let (session, params, timeout) = parsed?;
         Ok(services.sync.sync(&services.rooms, &session, params, timeout).await?)
     }
+}
+
+/// `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync`. A missing `timeout`
+/// means "answer at once", as matrix-sdk expects while its room list grows. Like `/sync`,
+/// the request is checked before the long-poll starts.
+fn sliding_sync(
+    services: Arc<Services>,
+    req: Req<v5::Request>,
+) -> impl Future<Output = Result<v5::Response, ApiError>> + Send {
+    let timeout = req.body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+    let session = req.auth;
+    let params = SlidingParams::check(req.body, &session.user_id);
+    async move { Ok(services.sync.sliding_sync(&services.rooms, &session, params?, timeout).await?) }
 }
 
 fn sync_params(

@@ -192,10 +192,43 @@ impl Rooms {
         after: Option<u64>,
         upto: u64,
     ) -> Result<Option<JsonValue>> {
+        // Most rooms have no new receipts: passed over without reading them.
+        if let Some(after) = after
+            && self.store.newest_receipt(room_id)? <= after
+        {
+            return Ok(None);
+        }
+        self.receipts_where(room_id, |receipt| {
+            let visible = receipt.receipt_type != "m.read.private" || receipt.user_id == viewer;
+            visible && receipt.position <= upto && after.is_none_or(|a| receipt.position > a)
+        })
+    }
+
+    /// The `m.receipt` event of `user`'s own receipts in the room (public and private) and
+    /// of the public receipts on `events`: what a client needs of a room it has not been
+    /// sent before to tell what is unread.
+    pub fn receipts_for_new_room(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        events: &[ruma::OwnedEventId],
+        upto: u64,
+    ) -> Result<Option<JsonValue>> {
+        self.receipts_where(room_id, |receipt| {
+            receipt.position <= upto
+                && (receipt.user_id == user
+                    || receipt.receipt_type != "m.read.private" && events.contains(&receipt.event_id))
+        })
+    }
+
+    fn receipts_where(
+        &self,
+        room_id: &RoomId,
+        keep: impl Fn(&ReceiptRecord) -> bool,
+    ) -> Result<Option<JsonValue>> {
         let mut content: Map<String, JsonValue> = Map::new();
         for receipt in self.store.receipts(room_id)? {
-            let visible = receipt.receipt_type != "m.read.private" || receipt.user_id == viewer;
-            if !visible || receipt.position > upto || after.is_some_and(|a| receipt.position <= a) {
+            if !keep(&receipt) {
                 continue;
             }
             let mut info = json!({"ts": receipt.ts});

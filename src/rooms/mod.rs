@@ -60,6 +60,18 @@ use crate::{
 
 pub use crate::error::{Error, Result};
 
+/// Event types that move a room up a client's room list: what people say to each other,
+/// not reactions, receipts or state changes (the list Synapse uses for `bump_stamp`).
+const BUMPING_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.message",
+    "m.room.encrypted",
+    "m.sticker",
+    "m.call.invite",
+    "m.poll.start",
+    "m.beacon_info",
+];
+
 /// Events with their storage records, in timeline order.
 pub type Events = Vec<Arc<Event>>;
 
@@ -371,6 +383,7 @@ impl Rooms {
             state: pdu.state_key.as_deref().map(|key| (kind.as_str(), key)),
             membership: member.as_ref().map(|(user, membership)| (&**user, membership)),
             txn: txn.map(|(user, t)| (user, t.device_id, t.txn_id)),
+            bumps: BUMPING_TYPES.contains(&kind.as_str()),
         };
         let (updated, stored, guard) = self.store.stage_event(room, event, placement)?;
         // An outlier joining the timeline is replaced, so this is a `put` even for new events.

@@ -64,6 +64,7 @@ pub struct Store {
     commit: GroupCommit,
     positions: Positions,
     room_records: RoomRecords,
+    newest_receipts: push::NewestReceipts,
     /// See [`Store::latest_key_change`].
     latest_key_change: std::sync::atomic::AtomicU64,
     users: sled::Tree,
@@ -189,6 +190,7 @@ impl Store {
             // Ids from sled's generator only grow, across restarts too.
             positions: Positions::new(db.generate_id()?),
             room_records: RoomRecords::default(),
+            newest_receipts: Default::default(),
             latest_key_change: Self::scan_latest_key_change(&db.open_tree("key_changes")?)?.into(),
             users: db.open_tree("users")?,
             devices: db.open_tree("devices")?,

@@ -303,6 +303,9 @@ impl Store {
             record.thread_id.as_bytes(),
         ]);
         self.receipts.insert(key, encode(&record))?;
+        // Before the position becomes visible: a reader that sees it must not be told
+        // the room has nothing newer.
+        self.newest_receipts.raise(room, record.position);
         if record.receipt_type == "m.read" || record.receipt_type == "m.read.private" {
             let key = composite_key(&[record.user_id.as_bytes(), room.as_bytes()]);
             self.read_positions.fetch_and_update(key, |old| {
@@ -312,6 +315,18 @@ impl Store {
         }
         self.durable().await?;
         Ok(guard.position())
+    }
+
+    /// The position of the room's newest receipt (0 for none). Kept in memory after the
+    /// first read, so syncs pass over rooms without new receipts without reading them.
+    pub fn newest_receipt(&self, room: &RoomId) -> Result<u64> {
+        if let Some(position) = self.newest_receipts.get(room) {
+            return Ok(position);
+        }
+        let newest = self.receipts(room)?.iter().map(|receipt| receipt.position).max().unwrap_or(0);
+        // A receipt written meanwhile raised the entry already; raising never lowers it.
+        self.newest_receipts.raise(room, newest);
+        Ok(self.newest_receipts.get(room).unwrap_or(newest))
     }
 
     /// Every receipt in a room.
@@ -411,5 +426,21 @@ mod tests {
             store.event_notifications.insert(key, encode(&record)).unwrap();
         }
         assert_reads_back(&store);
+    }
+}
+
+/// The newest receipt position per room, for [`Store::newest_receipt`].
+#[derive(Default)]
+pub(super) struct NewestReceipts(std::sync::Mutex<std::collections::HashMap<ruma::OwnedRoomId, u64>>);
+
+impl NewestReceipts {
+    fn get(&self, room: &RoomId) -> Option<u64> {
+        self.0.lock().expect("never poisoned").get(room).copied()
+    }
+
+    fn raise(&self, room: &RoomId, position: u64) {
+        let mut rooms = self.0.lock().expect("never poisoned");
+        let newest = rooms.entry(room.to_owned()).or_default();
+        *newest = (*newest).max(position);
     }
 }

@@ -178,6 +178,8 @@ mod tests {
             snapshot: None,
             last_position,
             last_membership_change: 0,
+            last_state_change: 0,
+            last_bump: 0,
         }
     }
 

@@ -61,6 +61,14 @@ pub struct RoomRecord {
     /// from before it was kept).
     #[serde(default)]
     pub last_membership_change: u64,
+    /// Position of the latest event that changed the room's state (0: not known, in records
+    /// from before it was kept).
+    #[serde(default)]
+    pub last_state_change: u64,
+    /// Position of the latest event that moves the room up a client's room list (what
+    /// counts is the caller's to say, see `NewEvent::bumps`; 0: not known).
+    #[serde(default)]
+    pub last_bump: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,6 +168,9 @@ pub struct NewEvent<'a> {
     pub txn: Option<(&'a UserId, &'a DeviceId, &'a str)>,
     /// `Some((parent, rel_type, event type))` when the content's `m.relates_to` names a parent.
     pub relation: Option<(&'a EventId, &'a str, &'a str)>,
+    /// Whether the event moves its room up a client's room list (a message does, a
+    /// reaction or a receipt does not).
+    pub bumps: bool,
 }
 
 pub(super) fn room_key(short: u64, rest: u64) -> [u8; 16] {
@@ -185,6 +196,8 @@ impl Store {
             snapshot: None,
             last_position: 0,
             last_membership_change: 0,
+            last_state_change: 0,
+            last_bump: 0,
         })
     }
 
@@ -263,6 +276,8 @@ impl Store {
         let mut updated = room.clone();
         updated.depth = room.depth.max(event.depth);
         updated.last_position = position;
+        // Resolving branches may change the state whatever the event is.
+        let resolved = matches!(placement, Placement::Resolved { .. });
         let plan = match placement {
             Placement::Tip => {
                 updated.extremities = vec![event.event_id.to_owned()];
@@ -275,6 +290,12 @@ impl Store {
         };
         if event.membership.is_some() || !plan.memberships.is_empty() {
             updated.last_membership_change = position;
+        }
+        if event.state.is_some() || resolved {
+            updated.last_state_change = position;
+        }
+        if event.bumps {
+            updated.last_bump = position;
         }
         let stored = self.write_event(room, &updated, event, plan, position)?;
         Ok((updated, stored, guard))
@@ -580,6 +601,7 @@ mod tests {
             state: Some(("m.room.create", "")),
             membership: None,
             txn: None,
+            bumps: true,
             relation: None,
         }
     }

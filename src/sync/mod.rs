@@ -1,9 +1,11 @@
-//! Sync: the stream clients read. `/sync` responses ([`v3`]), shaped by [`filter`]s, from
-//! pieces shared with sliding sync ([`room_view`]), and the [`SyncToken`]s they hand out.
+//! Sync: the stream clients read. `/sync` responses ([`v3`]) shaped by [`filter`]s, and
+//! [`sliding`] sync, both from the pieces in [`room_view`], and the [`SyncToken`]s `/sync`
+//! hands out.
 //! Long-polls wait on the [`crate::notifier`].
 
 pub mod filter;
 pub mod room_view;
+pub mod sliding;
 mod token;
 mod v3;
 
@@ -20,6 +22,7 @@ pub use v3::SyncParams;
 use crate::{
     account_data::AccountData,
     accounts::Session,
+    config::SlidingSyncConfig,
     e2ee::E2ee,
     notifier::Notifier,
     presence::Presence,
@@ -30,6 +33,8 @@ use crate::{
 
 pub struct Sync {
     store: Arc<Store>,
+    /// What each sliding sync connection has sent.
+    connections: sliding::connections::Connections,
     notifier: Arc<Notifier>,
     account_data: Arc<AccountData>,
     push: Arc<Push>,
@@ -45,8 +50,13 @@ impl Sync {
         push: Arc<Push>,
         e2ee: Arc<E2ee>,
         presence: Arc<Presence>,
+        sliding_config: &SlidingSyncConfig,
     ) -> Self {
-        Self { store, notifier, account_data, push, e2ee, presence }
+        let connections = sliding::connections::Connections::new(
+            sliding_config.max_connections,
+            Duration::from_secs(sliding_config.idle_expiry_secs),
+        );
+        Self { store, connections, notifier, account_data, push, e2ee, presence }
     }
 
     /// Answers a `/sync`: at once if there is anything new since `params.since`, otherwise
