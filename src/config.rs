@@ -16,6 +16,10 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `MYELIN_*` variables that name no config key, ignored (for a warning once logging
+    /// runs).
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
     /// The server name: the part after the colon in `@alice:example.org`. Never change it
     /// once users exist.
     pub server_name: OwnedServerName,
@@ -276,6 +280,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             federation: FederationConfig::default(),
             log: LogConfig::default(),
+            ignored_env: Vec::new(),
         }
     }
 }
@@ -347,9 +352,33 @@ impl std::error::Error for ConfigError {}
 
 /// Environment variables with this prefix override config keys: `MYELIN_SERVER_NAME`,
 /// `MYELIN_REGISTRATION__MODE` (a double underscore separates nested keys).
+///
+/// Other software sets variables with the same prefix: Kubernetes gives every pod
+/// `MYELIN_SERVICE_HOST`, `MYELIN_PORT`, `MYELIN_PORT_8008_TCP`… for a Service named
+/// `myelin`. So a variable is a config key only when its first part names a top-level
+/// key ([`TOP_LEVEL_KEYS`]); the others are ignored with a warning. Kubernetes' names
+/// always end in `_SERVICE_…` or `_PORT…` and never contain `__`, so they never name one.
 const ENV_PREFIX: &str = "MYELIN_";
 /// Variables with the prefix that are not config keys.
 const ENV_NOT_KEYS: &[&str] = &["MYELIN_CONFIG", "MYELIN_LOG"];
+/// The top-level keys of [`Config`] (checked against `config/myelin.example.toml`).
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "server_name",
+    "listen",
+    "data_dir",
+    "public_baseurl",
+    "registration",
+    "limits",
+    "rate_limits",
+    "storage",
+    "media",
+    "presence",
+    "sliding_sync",
+    "voip",
+    "metrics",
+    "federation",
+    "log",
+];
 
 impl Config {
     /// Loads the file (if any), applies environment and command-line overrides, and validates.
@@ -378,11 +407,12 @@ impl Config {
                 registration.entry("mode").or_insert_with(|| toml::Value::String("disabled".to_owned()));
             }
         }
-        apply_env(&mut table, env)?;
+        let ignored_env = apply_env(&mut table, env)?;
 
         let origin = path.map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
         let mut config: Config = Config::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError(format!("{origin}: {}", e.message().trim_end())))?;
+        config.ignored_env = ignored_env;
 
         if let Some(listen) = overrides.listen {
             config.listen = listen;
@@ -473,17 +503,23 @@ impl Config {
 }
 
 /// Writes `MYELIN_*` variables into the TOML table before deserialising, so they go through
-/// the same type checks and unknown-key errors as the file.
+/// the same type checks and unknown-key errors as the file. Returns the names of those
+/// that name no top-level key, which are left out.
 fn apply_env(
     table: &mut toml::Table,
     env: impl Iterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<String>, ConfigError> {
+    let mut ignored = Vec::new();
     for (name, value) in env {
         let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
         if ENV_NOT_KEYS.contains(&name.as_str()) {
             continue;
         }
         let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+        if !TOP_LEVEL_KEYS.contains(&path[0].as_str()) {
+            ignored.push(name);
+            continue;
+        }
         if path.iter().any(String::is_empty) {
             return Err(ConfigError(format!("{name}: not a valid config key")));
         }
@@ -496,7 +532,8 @@ fn apply_env(
         }
         node.insert(path[path.len() - 1].clone(), parse_env_value(&value));
     }
-    Ok(())
+    ignored.sort();
+    Ok(ignored)
 }
 
 /// `true`, `8`, `0.5` and `["a"]` keep their TOML type; anything else is a string.
@@ -577,10 +614,47 @@ mod tests {
         assert!(err.0.contains("limits.max_request_bytes"), "{err}");
     }
 
+    /// A key under a known table is surely meant for Myelin: a typo there is an error.
     #[test]
-    fn unknown_env_key_is_an_error() {
-        let err = load("", &[("MYELIN_NOPE", "1")]).unwrap_err();
-        assert!(err.0.contains("nope"), "{err}");
+    fn unknown_env_key_in_a_known_table_is_an_error() {
+        let err = load("", &[("MYELIN_REGISTRATION__MODDE", "open")]).unwrap_err();
+        assert!(err.0.contains("modde"), "{err}");
+    }
+
+    /// What Kubernetes puts in every pod for a Service named `myelin` is ignored, with a
+    /// warning, and the real keys still apply.
+    #[test]
+    fn kubernetes_service_variables_are_ignored() {
+        let config = load(
+            "",
+            &[
+                ("MYELIN_SERVICE_HOST", "10.96.0.12"),
+                ("MYELIN_SERVICE_PORT", "8008"),
+                ("MYELIN_SERVICE_PORT_HTTP", "8008"),
+                ("MYELIN_PORT", "tcp://10.96.0.12:8008"),
+                ("MYELIN_PORT_8008_TCP", "tcp://10.96.0.12:8008"),
+                ("MYELIN_PORT_8008_TCP_PROTO", "tcp"),
+                ("MYELIN_PORT_8008_TCP_PORT", "8008"),
+                ("MYELIN_PORT_8008_TCP_ADDR", "10.96.0.12"),
+                ("MYELIN_SERVER_NAME", "k8s.example"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server_name.as_str(), "k8s.example");
+        assert_eq!(config.ignored_env.len(), 8, "{:?}", config.ignored_env);
+        assert!(config.ignored_env.contains(&"MYELIN_PORT".to_owned()));
+    }
+
+    /// Every top-level key of the example file (which documents them all) is one an
+    /// environment variable may set.
+    #[test]
+    fn top_level_keys_match_the_example_file() {
+        let example: toml::Table =
+            include_str!("../config/myelin.example.toml").parse().expect("the example parses");
+        for key in example.keys() {
+            assert!(TOP_LEVEL_KEYS.contains(&key.as_str()), "{key} is missing from TOP_LEVEL_KEYS");
+        }
+        Config::deserialize(toml::Value::Table(example)).expect("the example is a valid config");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod matrix;
 mod process;
 mod scenarios;
+mod sliding;
 mod stats;
 
 use std::time::Duration;
@@ -28,8 +29,9 @@ struct Args {
     /// The server's process id, for RSS and CPU.
     #[arg(long)]
     pid: Option<u32>,
-    /// Scenarios to run (comma-separated): ceiling, send, fanout, initial, rooms, idle.
-    #[arg(long, default_value = "ceiling,send,fanout,initial,rooms,idle")]
+    /// Scenarios to run (comma-separated): ceiling, send, fanout, initial, rooms, idle,
+    /// sliding.
+    #[arg(long, default_value = "ceiling,send,fanout,initial,rooms,idle,sliding")]
     only: String,
     /// Users in the one-room send test (U).
     #[arg(long, default_value_t = 50)]
@@ -64,6 +66,15 @@ struct Args {
     /// Seconds the idle long-polls are watched.
     #[arg(long, default_value_t = 30)]
     idle_window: u64,
+    /// Rooms of the user in the sliding sync test.
+    #[arg(long, default_value_t = 500)]
+    sliding_rooms: usize,
+    /// Sliding sync requests measured for each figure.
+    #[arg(long, default_value_t = 100)]
+    sliding_runs: usize,
+    /// Idle sliding sync connections (each having seen every room) whose memory is measured.
+    #[arg(long, default_value_t = 200)]
+    sliding_idle: usize,
 }
 
 #[tokio::main]
@@ -102,6 +113,16 @@ async fn main() -> Result<(), String> {
                 )
                 .await?
             }
+            "sliding" => {
+                sliding::sliding_sync(
+                    &target,
+                    args.sliding_rooms,
+                    args.sliding_runs,
+                    args.sliding_idle,
+                    args.pid,
+                )
+                .await?
+            }
             other => return Err(format!("unknown scenario {other}")),
         };
         let mut result = result;
@@ -119,6 +140,9 @@ async fn main() -> Result<(), String> {
     let report = Value::Object(report);
     println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
     println!("{}", markdown_row(&report));
+    if let Some(sliding) = report.get("sliding") {
+        println!("{}", sliding::markdown_row(report["label"].as_str().unwrap_or("?"), sliding));
+    }
     Ok(())
 }
 

@@ -73,6 +73,10 @@ impl User {
         check(request.send().await.map_err(|e| format!("{what}: {e}"))?, what).await
     }
 
+    pub async fn post(&self, path: &str, body: &Value, what: &str) -> Result<Value, String> {
+        self.call(reqwest::Method::POST, path, Some(body), what).await
+    }
+
     pub async fn create_room(&self) -> Result<String, String> {
         let reply = self
             .call(

@@ -131,3 +131,61 @@ async fn a_deactivated_users_profile_is_emptied() {
     }
     server.client().get(&field(me, "displayname")).await.expect_error(404, "M_NOT_FOUND");
 }
+
+/// Member events carry the member's current display name and avatar: on invite and join,
+/// and a change of either is a new member event in every room the user is in.
+#[tokio::test]
+async fn member_events_follow_the_profile() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "pw").await;
+    let bob = server.client().register("bob", "pw").await;
+    let me = |c: &Client| enc(c.user_id());
+    bob.put(
+        &format!("/_matrix/client/v3/profile/{}/displayname", me(&bob)),
+        &json!({"displayname": "Bob B."}),
+    )
+    .await
+    .expect(200);
+    let rooms: Vec<String> = {
+        let mut rooms = Vec::new();
+        for _ in 0..2 {
+            let room = alice
+                .post("/_matrix/client/v3/createRoom", &json!({"invite": [bob.user_id()]}))
+                .await
+                .expect(200)["room_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            rooms.push(room);
+        }
+        rooms
+    };
+    let member =
+        |room: &str| format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(room), me(&bob));
+    assert_eq!(alice.get(&member(&rooms[0])).await.expect(200)["displayname"], "Bob B.", "the invite");
+    for room in &rooms {
+        bob.post(&format!("/_matrix/client/v3/join/{}", enc(room)), &json!({})).await.expect(200);
+    }
+    assert_eq!(alice.get(&member(&rooms[0])).await.expect(200)["displayname"], "Bob B.", "the join");
+
+    bob.put(
+        &format!("/_matrix/client/v3/profile/{}/displayname", me(&bob)),
+        &json!({"displayname": "Robert"}),
+    )
+    .await
+    .expect(200);
+    bob.put(
+        &format!("/_matrix/client/v3/profile/{}/avatar_url", me(&bob)),
+        &json!({"avatar_url": "mxc://localhost/face"}),
+    )
+    .await
+    .expect(200);
+    for room in &rooms {
+        let content = alice.get(&member(room)).await.expect(200);
+        assert_eq!(content["displayname"], "Robert", "{room}: {content}");
+        assert_eq!(content["avatar_url"], "mxc://localhost/face");
+        assert_eq!(content["membership"], "join");
+    }
+    bob.delete(&format!("/_matrix/client/v3/profile/{}/avatar_url", me(&bob)), None).await.expect(200);
+    assert!(alice.get(&member(&rooms[1])).await.expect(200).get("avatar_url").is_none());
+}

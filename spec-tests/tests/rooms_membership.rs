@@ -291,3 +291,18 @@ async fn a_member_who_left_reads_state_and_members_as_they_were_when_leaving() {
     bob.get(&room_path(&room, "state")).await.expect_error(403, "M_FORBIDDEN");
     bob.get(&room_path(&room, "members")).await.expect_error(403, "M_FORBIDDEN");
 }
+
+/// An endpoint whose body is all optional takes an empty body as `{}` (matrix-nio joins
+/// with none); where the body has required fields, an empty one is still not JSON.
+#[tokio::test]
+async fn an_empty_body_is_an_empty_object_where_every_field_is_optional() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    let room = alice.create_room(&json!({"preset": "public_chat"})).await;
+    let joined = bob.request_raw("POST", &format!("/_matrix/client/v3/join/{}", enc(&room)), "").await;
+    assert_eq!(joined.expect(200)["room_id"], room);
+    assert_eq!(membership_of(&alice, &room, bob.user_id()).await, "join");
+    let login = server.client().request_raw("POST", "/_matrix/client/v3/login", "").await;
+    login.expect_error(400, "M_NOT_JSON");
+}

@@ -85,6 +85,20 @@ impl From<StorageError> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// For domains that call accounts as part of their own operations (a profile change goes
+/// on to the user's rooms): the failures such a call can have, in their terms.
+impl From<Error> for crate::error::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Forbidden(why) => Self::Forbidden(why),
+            Error::NotFound(why) => Self::NotFound(why),
+            Error::InvalidParam(why) => Self::InvalidParam(why),
+            Error::Storage(e) => Self::Storage(e),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
 /// A registration request, already parsed.
 pub struct Registration {
     pub username: Option<String>,

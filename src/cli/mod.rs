@@ -162,12 +162,16 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             let overrides = Overrides { listen, server_name, ..overrides };
             let config = Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
             init_logging(&config);
+            warn_ignored_env(&config);
             tracing::info!(config = %cli.config.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()), "configuration loaded");
             runtime(true).block_on(server::run(config))
         }
         Commands::Config(ConfigCommand::Check { path }) => {
             let path = path.or(cli.config).ok_or("give a file to check, or --config")?;
-            Config::load(Some(&path), &overrides).map_err(|e| e.to_string())?;
+            let config = Config::load(Some(&path), &overrides).map_err(|e| e.to_string())?;
+            for name in &config.ignored_env {
+                eprintln!("warning: {name} names no config key: ignored");
+            }
             println!("{}: ok", path.display());
             Ok(())
         }
@@ -266,6 +270,7 @@ fn admin_command(
 ) -> Result<(), String> {
     let config = Config::load(config_path.as_deref(), overrides).map_err(|e| e.to_string())?;
     init_cli_logging();
+    warn_ignored_env(&config);
     let socket = server::admin_socket_path(&config);
     let reply = runtime(false).block_on(async {
         match admin_client::send(&socket, &prepared.command).await {
@@ -325,6 +330,14 @@ fn init_logging(config: &Config) {
     match config.log.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// `MYELIN_*` variables that name no config key (a Kubernetes Service named `myelin` puts
+/// several in every pod) are ignored, and said so once logging runs.
+fn warn_ignored_env(config: &Config) {
+    for name in &config.ignored_env {
+        tracing::warn!(variable = %name, "environment variable names no config key: ignored");
     }
 }
 

@@ -53,7 +53,7 @@ async fn set_field(
     let field = value.field_name();
     let json = value.value().into_owned();
     services
-        .accounts
+        .rooms
         .set_profile_field(&req.auth.user_id, &req.body.user_id, field.as_str(), Some(json))
         .await?;
     Ok(set_profile_field::v3::Response::new())
@@ -64,7 +64,7 @@ async fn delete_field(
     req: Req<delete_profile_field::v3::Request>,
 ) -> Result<delete_profile_field::v3::Response, ApiError> {
     services
-        .accounts
+        .rooms
         .set_profile_field(&req.auth.user_id, &req.body.user_id, req.body.field.as_str(), None)
         .await?;
     Ok(delete_profile_field::v3::Response::new())

@@ -217,19 +217,60 @@ where
         call.span.record("user", user);
     }
     let args: Vec<&str> = call.path_args.iter().map(String::as_str).collect();
-    // Some ruma deserialisers panic on input they did not expect (`/login` without `type`
-    // indexes a map with a missing key). Such input is the client's error, not a crash.
-    let parsed =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| R::try_from_http_request(request, &args)))
-            .map_err(|_| {
-                tracing::warn!("the request parser panicked on this input");
-                ApiError::bad_json("The request could not be parsed")
-            })?
-            .map_err(|e| match e {
-                FromHttpRequestError::Deserialization(e) => ApiError::from_deserialization(&e, &body),
-                _ => ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED),
-            })?;
+    let parts = request.into_parts().0;
+    let parsed = match parse_request::<R>(&parts, &body, &args) {
+        // An empty body stands for `{}` where every field of the body is optional (a
+        // `POST /join` from matrix-nio has none).
+        Err(failure) if body.is_empty() => match parse_request::<R>(&parts, b"{}", &args) {
+            Ok(parsed) => parsed,
+            Err(_) => return Err(parse_failure(failure, &body)),
+        },
+        parsed => parsed.map_err(|failure| parse_failure(failure, &body))?,
+    };
     Ok(Req { body: parsed, auth, client_ip: call.client_ip })
+}
+
+/// The error for a request ruma could not parse.
+fn parse_failure(failure: ParseFailure, body: &[u8]) -> ApiError {
+    match failure {
+        // Without a body to blame, the body is missing.
+        ParseFailure::Panicked if body.is_empty() => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::NotJson,
+            "The request needs a JSON body",
+        ),
+        ParseFailure::Panicked => {
+            tracing::warn!("the request parser panicked on this input");
+            ApiError::bad_json("The request could not be parsed")
+        }
+        ParseFailure::Refused(FromHttpRequestError::Deserialization(e)) => {
+            ApiError::from_deserialization(&e, body)
+        }
+        ParseFailure::Refused(_) => ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED),
+    }
+}
+
+enum ParseFailure {
+    Panicked,
+    Refused(FromHttpRequestError),
+}
+
+/// ruma's parse, with a panic turned into an error: some ruma deserialisers panic on input
+/// they did not expect (`/login` without `type` indexes a map with a missing key). Such
+/// input is the client's error, not a crash.
+fn parse_request<R: IncomingRequest>(
+    parts: &http::request::Parts,
+    body: &[u8],
+    args: &[&str],
+) -> Result<R, ParseFailure> {
+    let mut request = http::Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| R::try_from_http_request(request, args)))
+        .map_err(|_| ParseFailure::Panicked)?
+        .map_err(ParseFailure::Refused)
 }
 
 /// What a handler may return: any ruma response, [`EmptyObject`] or [`JsonObject`].

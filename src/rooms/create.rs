@@ -152,7 +152,7 @@ impl Rooms {
         }
         // Another server's users are invited once the room exists: their server co-signs.
         for invitee in request.invite.iter().filter(|user| user.server_name() == self.server_name) {
-            let mut content = json!({"membership": "invite"});
+            let mut content = self.member_profile(invitee).member_content(&MembershipState::Invite, None);
             if request.is_direct {
                 content["is_direct"] = json!(true);
             }

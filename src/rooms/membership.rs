@@ -3,7 +3,7 @@
 
 use ruma::{
     RoomId, UserId,
-    events::{TimelineEventType, room::member::MembershipState},
+    events::{StateEventType, TimelineEventType, room::member::MembershipState},
 };
 use serde_json::{Value as JsonValue, json};
 
@@ -43,6 +43,44 @@ impl Rooms {
         let profile = self.accounts.profile(user).unwrap_or_default();
         let field = |name: &str| profile.get(name).and_then(JsonValue::as_str).map(str::to_owned);
         MemberProfile { displayname: field("displayname"), avatar_url: field("avatar_url") }
+    }
+
+    /// Sets or (with `None`) removes a field of the requester's own profile. A new display
+    /// name or avatar goes on to every room they are in, in a new member event, as other
+    /// servers and clients show members by those events.
+    pub async fn set_profile_field(
+        &self,
+        requester: &UserId,
+        target: &UserId,
+        field: &str,
+        value: Option<JsonValue>,
+    ) -> Result<()> {
+        self.accounts.set_profile_field(requester, target, field, value).await?;
+        if !matches!(field, "displayname" | "avatar_url") {
+            return Ok(());
+        }
+        let profile = self.member_profile(target);
+        for room_id in self.joined_rooms(target)? {
+            let Some(mut content) =
+                self.state_content(&room_id, &StateEventType::RoomMember, target.as_str())?
+            else {
+                continue;
+            };
+            for (name, value) in [("displayname", &profile.displayname), ("avatar_url", &profile.avatar_url)]
+            {
+                match value {
+                    Some(value) => content[name] = json!(value),
+                    None => {
+                        content.as_object_mut().map(|c| c.remove(name));
+                    }
+                }
+            }
+            // One room refusing (its power levels, say) does not keep the others from it.
+            if let Err(e) = self.set_membership(&room_id, target, target, content).await {
+                tracing::info!(%room_id, user = %target, error = %e, "profile change not applied in this room");
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn set_membership(
