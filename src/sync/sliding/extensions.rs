@@ -23,15 +23,9 @@ fn raw<T>(value: JsonValue) -> Raw<T> {
     Raw::from_json(serde_json::value::to_raw_value(&value).expect("JSON values serialise"))
 }
 
-/// What the extensions found, for deciding whether a long-poll has news: one-time key
-/// counts alone are not news (they go with every response).
-#[derive(Default)]
-pub(super) struct Found {
-    pub news: bool,
-}
-
 impl Builder<'_> {
-    /// Fills in the extensions the request turned on.
+    /// Fills in the extensions the request turned on; says whether they carry news for a
+    /// long-poll (one-time key counts alone are not: they go with every response).
     pub(super) fn extensions(
         &self,
         response: &mut Response,
@@ -39,8 +33,8 @@ impl Builder<'_> {
         listed: &BTreeMap<&OwnedRoomId, Vec<&str>>,
         sent: &BTreeMap<OwnedRoomId, SentRoom>,
         upto: u64,
-    ) -> Result<Found> {
-        let mut found = Found::default();
+    ) -> Result<bool> {
+        let mut news = false;
         let extensions = &self.params.extensions;
         if let Some(to_device) = &extensions.to_device {
             let (user, device) = (&self.session.user_id, &self.session.device_id);
@@ -48,13 +42,13 @@ impl Builder<'_> {
             let next_batch = batch.left_behind_after.unwrap_or(upto).max(to_device.since.unwrap_or(0));
             let mut part = response::ToDevice::default();
             part.next_batch = next_batch.to_string();
-            found.news |= !batch.events.is_empty();
+            news |= !batch.events.is_empty();
             part.events = batch.events.into_iter().map(raw).collect();
             response.extensions.to_device = Some(part);
         }
         if extensions.e2ee {
             self.e2ee(&mut response.extensions.e2ee, upto)?;
-            found.news |= !response.extensions.e2ee.device_lists.is_empty();
+            news |= !response.extensions.e2ee.device_lists.is_empty();
         }
         // The rooms an extension covers, given its selection.
         let covered = |selection: &RoomSelection| -> Vec<&OwnedRoomId> {
@@ -69,7 +63,7 @@ impl Builder<'_> {
         };
         if let Some(selection) = &extensions.account_data {
             self.account_data(&mut response.extensions.account_data, &covered(selection), sent, upto)?;
-            found.news |= !response.extensions.account_data.is_empty();
+            news |= !response.extensions.account_data.is_empty();
         }
         if let Some(selection) = &extensions.receipts {
             for room in covered(selection) {
@@ -86,7 +80,7 @@ impl Builder<'_> {
                     response.extensions.receipts.rooms.insert(room.clone(), raw(receipts));
                 }
             }
-            found.news |= !response.extensions.receipts.is_empty();
+            news |= !response.extensions.receipts.is_empty();
         }
         if let Some(selection) = &extensions.typing {
             for room in covered(selection) {
@@ -94,9 +88,9 @@ impl Builder<'_> {
                     response.extensions.typing.rooms.insert(room.clone(), raw(typing));
                 }
             }
-            found.news |= !response.extensions.typing.is_empty();
+            news |= !response.extensions.typing.is_empty();
         }
-        Ok(found)
+        Ok(news)
     }
 
     /// Device-list changes since `pos`, and the device's key counts (always there: clients

@@ -44,6 +44,8 @@ use crate::{
 /// A built response, with what it sent that its connection must remember.
 struct Built {
     response: Response,
+    /// The stream position it covers.
+    position: u64,
     sent: Vec<(u64, RoomSent)>,
     /// Whether it carries anything for the client; an empty one keeps a long-poll waiting.
     has_news: bool,
@@ -98,8 +100,7 @@ impl Sync {
             )
             .await;
         waiting.dec();
-        let Built { mut response, sent, .. } = built?;
-        let position: u64 = response.pos.parse().expect("the builder writes a position");
+        let Built { mut response, position, sent, .. } = built?;
         let pos =
             self.connections.record(&view, seq, position, sent).ok_or_else(|| unknown_pos(UnknownPos))?;
         response.pos = pos.to_string();
@@ -131,7 +132,8 @@ impl Builder<'_> {
             configs.entry(room_id).or_default().merge(config);
         }
 
-        let mut response = Response::new(upto.to_string());
+        // The pos is set once the response is recorded against its connection.
+        let mut response = Response::new(String::new());
         response.lists = selection
             .counts
             .into_iter()
@@ -152,8 +154,8 @@ impl Builder<'_> {
                 sent.insert((*room_id).clone(), room);
             }
         }
-        let found = self.extensions(&mut response, &by_id, &selection.listed, &sent, upto)?;
-        let has_news = !sent.is_empty() || found.news;
+        let extension_news = self.extensions(&mut response, &by_id, &selection.listed, &sent, upto)?;
+        let has_news = !sent.is_empty() || extension_news;
         let mut remember = Vec::with_capacity(sent.len());
         for (room_id, room) in sent {
             if let Some(short) = by_id[&room_id].short {
@@ -161,7 +163,7 @@ impl Builder<'_> {
             }
             response.rooms.insert(room_id, room.room);
         }
-        Ok(Built { response, sent: remember, has_news })
+        Ok(Built { response, position: upto, sent: remember, has_news })
     }
 }
 
