@@ -13,7 +13,7 @@ use std::{
     sync::Arc,
 };
 
-use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
+use ruma::{DeviceId, OneTimeKeyAlgorithm, OwnedDeviceId, OwnedServerName, OwnedUserId, UInt, UserId};
 use serde_json::{Value as JsonValue, json};
 
 pub use backup::{BackedUpKey, BackupVersion};
@@ -45,6 +45,12 @@ pub struct QueriedKeys {
     pub self_signing_keys: BTreeMap<OwnedUserId, JsonValue>,
     pub user_signing_keys: BTreeMap<OwnedUserId, JsonValue>,
     pub failures: BTreeMap<String, JsonValue>,
+}
+
+/// What every sync tells a device of its keys; see [`E2ee::key_counts`].
+pub struct KeyCounts {
+    pub one_time: BTreeMap<OneTimeKeyAlgorithm, UInt>,
+    pub unused_fallback: Vec<OneTimeKeyAlgorithm>,
 }
 
 /// A device as another server sees it.
@@ -147,12 +153,21 @@ impl E2ee {
         Ok(self.store.one_time_key_counts(user, device)?)
     }
 
-    pub fn one_time_key_counts(&self, user: &UserId, device: &DeviceId) -> Result<BTreeMap<String, u64>> {
-        Ok(self.store.one_time_key_counts(user, device)?)
-    }
-
-    pub fn unused_fallback_algorithms(&self, user: &UserId, device: &DeviceId) -> Result<Vec<String>> {
-        Ok(self.store.unused_fallback_algorithms(user, device)?)
+    /// A device's unclaimed one-time keys by algorithm and its unused fallback key types, as
+    /// every sync reports them. Clients take a missing `signed_curve25519` count as "the
+    /// server has no keys for me" and a missing list as "no fallback key support", so the
+    /// count is there even at zero and the list even when empty.
+    pub fn key_counts(&self, user: &UserId, device: &DeviceId) -> Result<KeyCounts> {
+        let mut one_time: BTreeMap<OneTimeKeyAlgorithm, UInt> = self
+            .store
+            .one_time_key_counts(user, device)?
+            .into_iter()
+            .map(|(algorithm, n)| (algorithm.as_str().into(), UInt::new_saturating(n)))
+            .collect();
+        one_time.entry(OneTimeKeyAlgorithm::SignedCurve25519).or_insert(UInt::MIN);
+        let unused_fallback =
+            self.store.unused_fallback_algorithms(user, device)?.iter().map(|a| a.as_str().into()).collect();
+        Ok(KeyCounts { one_time, unused_fallback })
     }
 
     /// `/keys/query` from a local user: keys of local users, and of other servers' users as

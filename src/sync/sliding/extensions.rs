@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ruma::{
-    OwnedRoomId, UInt,
+    OwnedRoomId,
     api::client::sync::sync_events::v5::{Response, response},
     serde::Raw,
 };
@@ -93,8 +93,7 @@ impl Builder<'_> {
         Ok(news)
     }
 
-    /// Device-list changes since `pos`, and the device's key counts (always there: clients
-    /// take a missing count as "no keys left" and a missing list as "no fallback keys").
+    /// Device-list changes since `pos`, and the device's key counts.
     fn e2ee(&self, part: &mut response::E2EE, upto: u64) -> Result<()> {
         let (user, device) = (&self.session.user_id, &self.session.device_id);
         if let Some(since) = self.since {
@@ -102,23 +101,9 @@ impl Builder<'_> {
             part.device_lists.changed = changes.changed.into_iter().collect();
             part.device_lists.left = changes.left.into_iter().collect();
         }
-        let mut counts: BTreeMap<_, _> = self
-            .sync
-            .e2ee
-            .one_time_key_counts(user, device)?
-            .into_iter()
-            .map(|(algorithm, n)| (algorithm.as_str().into(), UInt::new_saturating(n)))
-            .collect();
-        counts.entry("signed_curve25519".into()).or_insert(UInt::MIN);
-        part.device_one_time_keys_count = counts;
-        part.device_unused_fallback_key_types = Some(
-            self.sync
-                .e2ee
-                .unused_fallback_algorithms(user, device)?
-                .iter()
-                .map(|a| a.as_str().into())
-                .collect(),
-        );
+        let counts = self.sync.e2ee.key_counts(user, device)?;
+        part.device_one_time_keys_count = counts.one_time;
+        part.device_unused_fallback_key_types = Some(counts.unused_fallback);
         Ok(())
     }
 

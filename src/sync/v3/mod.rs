@@ -7,7 +7,7 @@ mod rooms;
 use std::collections::BTreeMap;
 
 use ruma::{
-    OwnedRoomId, UInt,
+    OwnedRoomId,
     api::client::{
         filter::FilterDefinition,
         sync::sync_events::v3::{GlobalAccountData, Response},
@@ -120,19 +120,9 @@ impl Builder<'_> {
             response.device_lists.changed = changes.changed.into_iter().collect();
             response.device_lists.left = changes.left.into_iter().collect();
         }
-        // Clients take a missing count as "the server has no keys for me" and a missing list
-        // as "no fallback key support", so both are always present.
-        let mut counts: BTreeMap<_, _> = self
-            .e2ee
-            .one_time_key_counts(user, device)?
-            .into_iter()
-            .map(|(algorithm, n)| (algorithm.as_str().into(), UInt::new_saturating(n)))
-            .collect();
-        counts.entry("signed_curve25519".into()).or_insert(UInt::MIN);
-        response.device_one_time_keys_count = counts;
-        response.device_unused_fallback_key_types = Some(
-            self.e2ee.unused_fallback_algorithms(user, device)?.iter().map(|a| a.as_str().into()).collect(),
-        );
+        let counts = self.e2ee.key_counts(user, device)?;
+        response.device_one_time_keys_count = counts.one_time;
+        response.device_unused_fallback_key_types = Some(counts.unused_fallback);
         Ok(to_device.left_behind_after)
     }
 }
