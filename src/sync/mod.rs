@@ -79,7 +79,6 @@ impl Sync {
             let through = since.to_device_through().min(self.store.visible_position());
             self.e2ee.acknowledge_to_device(&session.user_id, &session.device_id, through)?;
         }
-        let subscription = self.notifier.subscribe(&session.user_id);
         let builder = v3::Builder {
             store: &self.store,
             rooms,
@@ -92,18 +91,27 @@ impl Sync {
         };
         // An initial sync answers at once, even when it is empty.
         let timeout = if params.since.is_none() { Duration::ZERO } else { timeout };
+        self.long_poll(session, timeout, || builder.build(), |result| result.as_ref().is_ok_and(v3::is_empty))
+            .await
+    }
+
+    /// Runs `read` until it has something or `timeout` passes, reading again whenever the
+    /// user is notified. The subscription is taken before the first read, so nothing
+    /// written between a read and the wait is missed (see [`crate::notifier`]).
+    async fn long_poll<T>(
+        &self,
+        session: &Session,
+        timeout: Duration,
+        read: impl FnMut() -> T,
+        is_empty: impl Fn(&T) -> bool,
+    ) -> T {
+        let subscription = self.notifier.subscribe(&session.user_id);
         let waiting = &crate::metrics::metrics().sync_waiting;
         waiting.inc();
-        let response = subscription
-            .read_or_wait(
-                timeout,
-                self.store.watch_visible_position(),
-                || builder.build(),
-                |result| result.as_ref().is_ok_and(v3::is_empty),
-            )
-            .await;
+        let result =
+            subscription.read_or_wait(timeout, self.store.watch_visible_position(), read, is_empty).await;
         waiting.dec();
-        response
+        result
     }
 
     /// Stores a filter; returns its id.

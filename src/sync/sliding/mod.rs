@@ -85,21 +85,18 @@ impl Sync {
         if let Some(through) = params.extensions.to_device.as_ref().and_then(|to_device| to_device.since) {
             self.e2ee.acknowledge_to_device(&session.user_id, &session.device_id, through.min(visible))?;
         }
-        let subscription = self.notifier.subscribe(&session.user_id);
         let builder =
             Builder { sync: self, rooms, session, params: &params, since, connection: (&view, seq) };
+        // A new connection answers at once.
         let timeout = if since.is_none() { Duration::ZERO } else { timeout };
-        let waiting = &crate::metrics::metrics().sync_waiting;
-        waiting.inc();
-        let built = subscription
-            .read_or_wait(
+        let built = self
+            .long_poll(
+                session,
                 timeout,
-                self.store.watch_visible_position(),
                 || builder.build(),
-                |built| built.as_ref().is_ok_and(|built| !built.has_news),
+                |built| built.as_ref().is_ok_and(|b| !b.has_news),
             )
             .await;
-        waiting.dec();
         let Built { mut response, position, sent, .. } = built?;
         let pos =
             self.connections.record(&view, seq, position, sent).ok_or_else(|| unknown_pos(UnknownPos))?;
