@@ -26,6 +26,7 @@ mod room_records;
 mod rooms;
 mod schema;
 mod state;
+mod timeline;
 mod txn_ids;
 
 use std::{os::unix::fs::DirBuilderExt, path::Path};
