@@ -212,6 +212,27 @@ async fn a_client_that_slept_fills_the_gap_through_prev_batch() {
     assert_eq!(missed, (0..25).map(|n| format!("m{n}")).collect::<Vec<_>>());
 }
 
+/// A state change reaches a connection as state: `required_state` (which matrix-sdk reads
+/// room state from) and the room's `name`, while a message alone sends no state.
+#[tokio::test]
+async fn a_state_change_arrives_in_required_state() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let room_id = alice.create_room(&json!({"name": "before"})).await;
+    let first = sliding(&alice, None, None, &room_list(19, 1)).await;
+    alice.send_text(&room_id, "just words").await;
+    let words = sliding(&alice, Some(&pos(&first)), Some(0), &room_list(19, 1)).await;
+    let keys = state_keys(room(&words, &room_id));
+    assert!(!keys.iter().any(|(kind, _)| kind == "m.room.name"), "{keys:?}");
+    assert!(room(&words, &room_id).get("name").is_none());
+    alice.put_state(&room_id, "m.room.name", "", &json!({"name": "after"})).await.expect(200);
+    let renamed = sliding(&alice, Some(&pos(&words)), Some(0), &room_list(19, 1)).await;
+    let renamed_room = room(&renamed, &room_id);
+    assert_eq!(renamed_room["name"], "after");
+    let name = renamed_room["required_state"].as_array().unwrap().iter().find(|e| e["type"] == "m.room.name");
+    assert_eq!(name.expect("m.room.name in required_state")["content"]["name"], "after");
+}
+
 /// A request sent again from the same `pos` (matrix-sdk cancels and re-sends) gets the
 /// same rooms again: a response the client never saw does not count as sent.
 #[tokio::test]
@@ -354,6 +375,11 @@ async fn an_invite_becomes_a_room_and_a_left_room_goes() {
         .cloned()
         .expect("own member event");
     assert_eq!(own["content"]["membership"], "leave");
+    assert_eq!(
+        state_keys(room(&left, &room_id)),
+        [("m.room.member".to_owned(), alice.user_id().to_owned())],
+        "a room the user left shows them their own leave only"
+    );
     assert_eq!(left["lists"]["all_rooms"]["count"], 1, "sent once more");
     let after = sliding(&alice, Some(&pos(&left)), Some(0), &room_list(19, 5)).await;
     assert_eq!(after["lists"]["all_rooms"]["count"], 0, "{after}");

@@ -39,6 +39,17 @@ impl Rooms {
         self.pdu(&id).ok()?
     }
 
+    /// The id of one current state event, if set.
+    pub fn current_state_event_id(
+        &self,
+        room_id: &RoomId,
+        kind: &str,
+        state_key: &str,
+    ) -> Result<Option<OwnedEventId>> {
+        let room = self.room(room_id)?;
+        Ok(self.store.current_state_event(&room, kind, state_key)?)
+    }
+
     /// The content of one current state event, if set.
     pub fn state_content(
         &self,

@@ -109,40 +109,56 @@ impl Builder<'_> {
             room_view::timeline(self.rooms, room_id, user, (after, room_upto), limit, |_| true)?
         };
 
-        let now = self.rooms.state_at_position(room_id, room_upto)?;
-        let mut state_ids: BTreeSet<&OwnedEventId> = BTreeSet::new();
-        let wanted = &config.required_state;
-        let changed_keys = match mode {
-            Mode::Since { after, .. } if !whole_state => {
-                Some(self.changed_state(record.last_state_change, room_id, after, &now)?)
+        // The state after the timeline, read whole only when the room is sent whole or its
+        // state changed; otherwise the few member events needed are looked up one by one.
+        let state_changed = |after: u64| record.last_state_change == 0 || record.last_state_change > after;
+        let now = match mode {
+            Mode::Since { after, .. } if !whole_state && !state_changed(after) => None,
+            _ => Some(self.rooms.state_at_position(room_id, room_upto)?),
+        };
+        let lookup = |kind: &str, state_key: &str| -> Result<Option<OwnedEventId>> {
+            match &now {
+                Some(now) => Ok(now.get(&(kind.to_owned(), state_key.to_owned())).cloned()),
+                None => self.rooms.current_state_event_id(room_id, kind, state_key),
             }
+        };
+        let wanted = &config.required_state;
+        let changed_keys = match (mode, &now) {
+            (Mode::Since { after, .. }, Some(now)) if !whole_state => {
+                Some(self.changed_state(room_id, after, now)?)
+            }
+            (Mode::Since { .. }, None) => Some(BTreeSet::new()),
             _ => None,
         };
-        for ((kind, state_key), id) in &now {
-            let in_scope = changed_keys
-                .as_ref()
-                .is_none_or(|changed| changed.contains(&(kind.clone(), state_key.clone())));
-            // Member changes in the range go too when members are lazy-loaded and nothing was
-            // left out, so the client can keep its member list whole.
-            let lazy_change =
-                wanted.lazy_members && changed_keys.is_some() && !limited && kind == "m.room.member";
-            if in_scope && (wanted.wants(kind, state_key) || lazy_change) {
-                state_ids.insert(id);
+        let mut state_ids: BTreeSet<OwnedEventId> = BTreeSet::new();
+        // A room the user is not in shows them only their own membership: what they may see
+        // of it is in the timeline, which history visibility filters.
+        if let (true, Some(now)) = (joined, &now) {
+            for ((kind, state_key), id) in now {
+                let in_scope = changed_keys
+                    .as_ref()
+                    .is_none_or(|changed| changed.contains(&(kind.clone(), state_key.clone())));
+                // Member changes in the range go too when members are lazy-loaded and nothing
+                // was left out, so the client can keep its member list whole.
+                let lazy_change =
+                    wanted.lazy_members && changed_keys.is_some() && !limited && kind == "m.room.member";
+                if in_scope && (wanted.wants(kind, state_key) || lazy_change) {
+                    state_ids.insert(id.clone());
+                }
             }
         }
-        let member = |user_id: &str| now.get(&("m.room.member".to_owned(), user_id.to_owned()));
-        if wanted.lazy_members {
+        if joined && wanted.lazy_members {
             for event in &events {
-                state_ids.extend(member(event.pdu.sender.as_str()));
+                state_ids.extend(lookup("m.room.member", event.pdu.sender.as_str())?);
                 if event.pdu.kind.to_string() == "m.room.member"
                     && let Some(target) = &event.pdu.state_key
                 {
-                    state_ids.extend(member(target));
+                    state_ids.extend(lookup("m.room.member", target)?);
                 }
             }
         }
         if !joined || membership_changed {
-            state_ids.extend(member(user.as_str()));
+            state_ids.extend(lookup("m.room.member", user.as_str())?);
         }
 
         let mut room = response::Room::new();
@@ -159,16 +175,17 @@ impl Builder<'_> {
             );
         }
         let state_content = |kind: StateEventType| -> Result<Option<JsonValue>> {
-            match now.get(&(kind.to_string(), String::new())) {
-                Some(id) => Ok(self.rooms.event(id)?.map(|event| event.pdu.content_json())),
+            match lookup(&kind.to_string(), "")? {
+                Some(id) => Ok(self.rooms.event(&id)?.map(|event| event.pdu.content_json())),
                 None => Ok(None),
             }
         };
-        let name_or_avatar_changed = changed_keys.as_ref().is_none_or(|changed| {
-            changed
-                .iter()
-                .any(|(kind, key)| key.is_empty() && (kind == "m.room.name" || kind == "m.room.avatar"))
-        });
+        let name_or_avatar_changed = joined
+            && changed_keys.as_ref().is_none_or(|changed| {
+                changed
+                    .iter()
+                    .any(|(kind, key)| key.is_empty() && (kind == "m.room.name" || kind == "m.room.avatar"))
+            });
         if name_or_avatar_changed {
             let name = state_content(StateEventType::RoomName)?;
             room.name = name.and_then(|c| c["name"].as_str().filter(|n| !n.is_empty()).map(str::to_owned));
@@ -184,8 +201,9 @@ impl Builder<'_> {
             room.joined_count = count(summary.joined);
             room.invited_count = count(summary.invited);
             if !summary.heroes.is_empty() {
-                room.heroes =
-                    Some(summary.heroes.iter().map(|hero| self.hero(hero, &now)).collect::<Result<_>>()?);
+                let hero =
+                    |user_id: &OwnedUserId| self.hero(user_id, lookup("m.room.member", user_id.as_str())?);
+                room.heroes = Some(summary.heroes.iter().map(hero).collect::<Result<_>>()?);
             }
             let counts = self.sync.push.unread_counts(user, room_id, entry.position, upto)?;
             let mut unread = UnreadNotificationsCount::new();
@@ -217,20 +235,15 @@ impl Builder<'_> {
     /// The state keys whose event changed between `after` and `now`.
     fn changed_state(
         &self,
-        last_state_change: u64,
         room_id: &ruma::RoomId,
         after: u64,
         now: &StateMap,
     ) -> Result<BTreeSet<(String, String)>> {
-        // Records from before it was kept say 0: compare then.
-        if last_state_change != 0 && last_state_change <= after {
-            return Ok(BTreeSet::new());
-        }
         let before = self.rooms.state_at_position(room_id, after)?;
         Ok(now.iter().filter(|(key, id)| before.get(*key) != Some(*id)).map(|(key, _)| key.clone()).collect())
     }
 
-    fn state_events<T>(&self, ids: &BTreeSet<&OwnedEventId>) -> Result<Vec<Raw<T>>> {
+    fn state_events<T>(&self, ids: &BTreeSet<OwnedEventId>) -> Result<Vec<Raw<T>>> {
         let mut events = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(event) = self.rooms.event(id)? {
@@ -245,10 +258,10 @@ impl Builder<'_> {
     }
 
     /// A hero with the display name and avatar of their member event.
-    fn hero(&self, user_id: &OwnedUserId, state: &StateMap) -> Result<response::Hero> {
+    fn hero(&self, user_id: &OwnedUserId, member_event: Option<OwnedEventId>) -> Result<response::Hero> {
         let mut hero = response::Hero::new(user_id.clone());
-        if let Some(id) = state.get(&("m.room.member".to_owned(), user_id.to_string()))
-            && let Some(event) = self.rooms.event(id)?
+        if let Some(id) = member_event
+            && let Some(event) = self.rooms.event(&id)?
         {
             let content = event.pdu.content_json();
             hero.name = content["displayname"].as_str().map(str::to_owned);
