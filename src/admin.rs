@@ -113,7 +113,7 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
         }
         Command::UserDeactivate { name } => {
             let user_id = accounts.existing_local_user(&name)?;
-            accounts.deactivate(&user_id).await?;
+            services.rooms.deactivate_account(&user_id, false).await?;
             Reply::UserDeactivated { user_id }
         }
         Command::TokenCreate { token, uses_allowed, expiry_time } => Reply::Token {

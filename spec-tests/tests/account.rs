@@ -149,3 +149,49 @@ async fn deactivation_asks_for_the_password_then_ends_the_account_for_good() {
         .await
         .expect_error(400, "M_USER_IN_USE");
 }
+
+/// A deactivated account leaves every room it was in or invited to, so the others see it
+/// go; with `erase`, its display name goes too.
+#[tokio::test]
+async fn deactivation_leaves_every_room() {
+    let server = Server::start().await;
+    let client = server.client();
+    let alice = client.register("alice", "pw-alice").await;
+    let bob = client.register("bob", "pw-bob").await;
+    let joined = bob
+        .post("/_matrix/client/v3/createRoom", &json!({"invite": [alice.user_id()]}))
+        .await
+        .expect(200)["room_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    alice.post(&format!("/_matrix/client/v3/join/{}", enc(&joined)), &json!({})).await.expect(200);
+    let invited = bob
+        .post("/_matrix/client/v3/createRoom", &json!({"invite": [alice.user_id()]}))
+        .await
+        .expect(200)["room_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let challenge = alice.post(DEACTIVATE, &json!({})).await;
+    let session = uia_session(&challenge, "m.login.password");
+    alice
+        .post(DEACTIVATE, &json!({"erase": true, "auth": password_auth("alice", "pw-alice", Some(&session))}))
+        .await
+        .expect(200);
+
+    for room in [&joined, &invited] {
+        let member = bob
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+                enc(room),
+                enc(alice.user_id())
+            ))
+            .await
+            .expect(200);
+        assert_eq!(member["membership"], "leave", "{room}: {member}");
+    }
+    let profile = bob.get(&format!("/_matrix/client/v3/profile/{}", enc(alice.user_id()))).await.expect(200);
+    assert!(profile.get("displayname").is_none(), "erased: {profile}");
+}

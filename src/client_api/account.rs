@@ -44,7 +44,7 @@ async fn deactivate(
 ) -> Result<deactivate::v3::Response, ApiError> {
     let session = req.auth.ok_or_else(ApiError::missing_token)?;
     services.accounts.authorize_with_password(&session, req.body.auth).await?;
-    services.accounts.deactivate(&session.user_id).await?;
+    services.rooms.deactivate_account(&session.user_id, req.body.erase).await?;
     // Myelin keeps no third-party identifiers, so there is nothing to unbind.
     Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
 }

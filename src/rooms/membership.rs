@@ -83,6 +83,31 @@ impl Rooms {
         Ok(())
     }
 
+    /// Deactivates a local account: it can no longer log in, and it leaves every room it is
+    /// in or invited to, so other members (and servers) see it go. With `erase`, its display
+    /// name and avatar go too.
+    pub async fn deactivate_account(&self, user: &UserId, erase: bool) -> Result<()> {
+        self.accounts.deactivate(user).await?;
+        if erase {
+            for field in ["displayname", "avatar_url"] {
+                self.accounts.set_profile_field(user, user, field, None).await?;
+            }
+        }
+        for (room_id, entry) in self.store.user_rooms(user)? {
+            if !matches!(
+                entry.membership,
+                MembershipState::Join | MembershipState::Invite | MembershipState::Knock
+            ) {
+                continue;
+            }
+            // One room refusing does not keep the account in the others.
+            if let Err(e) = self.leave(&room_id, user, Some("account deactivated")).await {
+                tracing::warn!(%room_id, %user, error = %e, "a deactivated account could not leave this room");
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn set_membership(
         &self,
         room_id: &RoomId,
