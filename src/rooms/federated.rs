@@ -3,7 +3,7 @@
 //! and the resident server's side of a join (the template, and the state it hands over).
 //!
 //! Signatures and content hashes are checked before anything reaches this module
-//! (`federation::inbound`); here events are checked against the room's rules the way the
+//! (`federation::verify`); here events are checked against the room's rules the way the
 //! spec lists: against their auth events, against the state before them, and against the
 //! room's current state (a failure there "soft-fails" the event: it is not stored).
 
