@@ -158,21 +158,9 @@ async fn deactivation_leaves_every_room() {
     let client = server.client();
     let alice = client.register("alice", "pw-alice").await;
     let bob = client.register("bob", "pw-bob").await;
-    let joined = bob
-        .post("/_matrix/client/v3/createRoom", &json!({"invite": [alice.user_id()]}))
-        .await
-        .expect(200)["room_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    alice.post(&format!("/_matrix/client/v3/join/{}", enc(&joined)), &json!({})).await.expect(200);
-    let invited = bob
-        .post("/_matrix/client/v3/createRoom", &json!({"invite": [alice.user_id()]}))
-        .await
-        .expect(200)["room_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let joined = bob.create_room(&json!({"invite": [alice.user_id()]})).await;
+    alice.join_room(&joined).await.expect(200);
+    let invited = bob.create_room(&json!({"invite": [alice.user_id()]})).await;
 
     let challenge = alice.post(DEACTIVATE, &json!({})).await;
     let session = uia_session(&challenge, "m.login.password");

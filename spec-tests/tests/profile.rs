@@ -146,25 +146,15 @@ async fn member_events_follow_the_profile() {
     )
     .await
     .expect(200);
-    let rooms: Vec<String> = {
-        let mut rooms = Vec::new();
-        for _ in 0..2 {
-            let room = alice
-                .post("/_matrix/client/v3/createRoom", &json!({"invite": [bob.user_id()]}))
-                .await
-                .expect(200)["room_id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            rooms.push(room);
-        }
-        rooms
-    };
+    let mut rooms = Vec::new();
+    for _ in 0..2 {
+        rooms.push(alice.create_room(&json!({"invite": [bob.user_id()]})).await);
+    }
     let member =
         |room: &str| format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(room), me(&bob));
     assert_eq!(alice.get(&member(&rooms[0])).await.expect(200)["displayname"], "Bob B.", "the invite");
     for room in &rooms {
-        bob.post(&format!("/_matrix/client/v3/join/{}", enc(room)), &json!({})).await.expect(200);
+        bob.join_room(room).await.expect(200);
     }
     assert_eq!(alice.get(&member(&rooms[0])).await.expect(200)["displayname"], "Bob B.", "the join");
 
