@@ -28,6 +28,8 @@ pub enum Error {
     InvalidRoomState(String),
     /// A request the spec refuses with 400 `M_UNKNOWN` (such as forgetting a joined room).
     BadRequest(String),
+    /// A user reacted to an event with the same key twice.
+    DuplicateAnnotation(String),
     /// A sliding sync `pos` the server does not know (any more): the client starts again.
     UnknownPos(String),
     /// Another server could not be reached or refused what this one asked.
@@ -49,6 +51,7 @@ impl std::fmt::Display for Error {
             | Self::BadAlias(m)
             | Self::InvalidRoomState(m)
             | Self::BadRequest(m)
+            | Self::DuplicateAnnotation(m)
             | Self::Federation(m)
             | Self::UnknownPos(m)
             | Self::ServerManaged(m)

@@ -148,6 +148,14 @@ pub struct Unsigned<'a> {
     pub transaction_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redacted_because: Option<Box<ClientEvent<'a>>>,
+    /// For a state event, the content of the one it replaced, and that event's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prev_content: Option<&'a RawJsonValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces_state: Option<&'a EventId>,
+    /// The aggregations of the events relating to this one (`m.relations`).
+    #[serde(rename = "m.relations", skip_serializing_if = "Option::is_none")]
+    pub relations: Option<Box<RawJsonValue>>,
 }
 
 impl ClientEvent<'_> {

@@ -1,5 +1,5 @@
-//! Reading a room's history: single events, `/messages`, `/context`, `/relations` and
-//! `timestamp_to_event`, all subject to history visibility.
+//! Reading a room's history: single events, `/messages`, `/context`, `/relations`,
+//! `/threads` and `timestamp_to_event`, all subject to history visibility.
 
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use ruma::{
                 get_relating_events_with_rel_type_and_event_type,
             },
             room::{get_event_by_timestamp, get_room_event},
+            threads::get_threads::{self, v1::IncludeThreads},
         },
     },
     events::TimelineEventType,
@@ -28,7 +29,7 @@ use crate::{
         ApiError,
         router::{Req, Router},
     },
-    rooms::{Event, Events},
+    rooms::{Event, Events, RelationFilter},
     services::Services,
     sync::{SyncToken, filter},
 };
@@ -41,10 +42,19 @@ pub fn routes(router: &mut Router) {
     router.ruma(relations_by_type);
     router.ruma(relations_by_type_and_kind);
     router.ruma(timestamp_to_event);
+    router.ruma(threads);
 }
 
-fn client_event<T>(services: &Services, session: &Session, event: &Event) -> Raw<T> {
-    Raw::from_json(services.rooms.client_event(event, Some((&session.user_id, &session.device_id))))
+fn client_event<T>(services: &Services, session: &Session, event: &Event) -> Result<Raw<T>, ApiError> {
+    Ok(Raw::from_json(services.rooms.client_event(event, Some((&session.user_id, &session.device_id)))?))
+}
+
+fn client_events<T>(
+    services: &Services,
+    session: &Session,
+    events: &[Arc<Event>],
+) -> Result<Vec<Raw<T>>, ApiError> {
+    events.iter().map(|event| client_event(services, session, event)).collect()
 }
 
 /// A pagination token: a position, as `/messages` hands out, or a sync token (the spec lets
@@ -110,7 +120,7 @@ async fn event(
     services.rooms.check_can_read_history(&body.room_id, &req.auth.user_id)?;
     let event = event_in_room(&services, &body.room_id, &body.event_id)?;
     services.rooms.visibility(&body.room_id, &req.auth.user_id)?.require(&event)?;
-    Ok(get_room_event::v3::Response::new(client_event(&services, &req.auth, &event)))
+    Ok(get_room_event::v3::Response::new(client_event(&services, &req.auth, &event)?))
 }
 
 /// Where a walk over the timeline starts, which way it goes and when it stops.
@@ -177,7 +187,7 @@ async fn messages(
     }
     response.start = start.to_string();
     response.end = end.map(|e| e.to_string());
-    response.chunk = chunk.iter().map(|event| client_event(&services, &req.auth, event)).collect();
+    response.chunk = client_events(&services, &req.auth, &chunk)?;
     Ok(response)
 }
 
@@ -234,26 +244,33 @@ async fn context(
     } else {
         members_for(&services, &shown)?
     };
-    response.event = Some(client_event(&services, &req.auth, &event));
-    response.events_before = before.iter().map(|e| client_event(&services, &req.auth, e)).collect();
-    response.events_after = after.iter().map(|e| client_event(&services, &req.auth, e)).collect();
+    response.event = Some(client_event(&services, &req.auth, &event)?);
+    response.events_before = client_events(&services, &req.auth, &before)?;
+    response.events_after = client_events(&services, &req.auth, &after)?;
     Ok(response)
 }
 
-/// The shared body of the three `/relations` endpoints.
-#[allow(clippy::too_many_arguments)]
+/// What the three `/relations` endpoints share: the parent, the filter and the paging.
+struct RelationsQuery<'a> {
+    room_id: &'a RoomId,
+    parent: &'a EventId,
+    filter: RelationFilter<'a>,
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+    dir: Direction,
+    limit: Option<UInt>,
+}
+
+/// A page of relations: the events, the next page's token, and how deep a recursive query
+/// looked (`None` when it did not recurse).
+type RelationsPage = (Vec<Raw<ruma::events::AnyMessageLikeEvent>>, Option<String>, Option<UInt>);
+
 fn relations(
     services: &Services,
     session: &Session,
-    room_id: &RoomId,
-    parent: &EventId,
-    rel_type: Option<&str>,
-    kind: Option<&str>,
-    from: Option<&str>,
-    to: Option<&str>,
-    dir: Direction,
-    limit: Option<UInt>,
-) -> Result<(Vec<Raw<ruma::events::AnyMessageLikeEvent>>, Option<String>), ApiError> {
+    query: RelationsQuery<'_>,
+) -> Result<RelationsPage, ApiError> {
+    let RelationsQuery { room_id, parent, filter, from, to, dir, limit } = query;
     services.rooms.check_can_read_history(room_id, &session.user_id)?;
     let parent_event = event_in_room(services, room_id, parent)?;
     let mut visibility = services.rooms.visibility(room_id, &session.user_id)?;
@@ -264,7 +281,8 @@ fn relations(
     let limit = limit_of(limit, 50);
     let mut chunk = Vec::new();
     let mut next = None;
-    for event in services.rooms.relations(parent, rel_type, kind, from, forwards)? {
+    let (events, depth) = services.rooms.relations(parent, filter, from, forwards)?;
+    for event in events {
         let stored = &event.stored;
         if to.is_some_and(|to| if forwards { stored.position > to } else { stored.position <= to }) {
             break;
@@ -276,9 +294,10 @@ fn relations(
             next = Some(if forwards { stored.position - 1 } else { stored.position + 1 }.to_string());
             break;
         }
-        chunk.push(client_event(services, session, &event));
+        chunk.push(client_event(services, session, &event)?);
     }
-    Ok((chunk, next))
+    let depth = filter.recurse.then(|| UInt::new_saturating(depth as u64));
+    Ok((chunk, next, depth))
 }
 
 async fn relations_all(
@@ -286,20 +305,23 @@ async fn relations_all(
     req: Req<get_relating_events::v1::Request>,
 ) -> Result<get_relating_events::v1::Response, ApiError> {
     let b = req.body;
-    let (chunk, next) = relations(
+    let filter = RelationFilter { recurse: b.recurse, ..Default::default() };
+    let (chunk, next, depth) = relations(
         &services,
         &req.auth,
-        &b.room_id,
-        &b.event_id,
-        None,
-        None,
-        b.from.as_deref(),
-        b.to.as_deref(),
-        b.dir,
-        b.limit,
+        RelationsQuery {
+            room_id: &b.room_id,
+            parent: &b.event_id,
+            filter,
+            from: b.from.as_deref(),
+            to: b.to.as_deref(),
+            dir: b.dir,
+            limit: b.limit,
+        },
     )?;
     let mut response = get_relating_events::v1::Response::new(chunk);
     response.next_batch = next;
+    response.recursion_depth = depth;
     Ok(response)
 }
 
@@ -309,20 +331,23 @@ async fn relations_by_type(
 ) -> Result<get_relating_events_with_rel_type::v1::Response, ApiError> {
     let b = req.body;
     let rel_type = b.rel_type.to_string();
-    let (chunk, next) = relations(
+    let filter = RelationFilter { rel_type: Some(&rel_type), kind: None, recurse: b.recurse };
+    let (chunk, next, depth) = relations(
         &services,
         &req.auth,
-        &b.room_id,
-        &b.event_id,
-        Some(&rel_type),
-        None,
-        b.from.as_deref(),
-        b.to.as_deref(),
-        b.dir,
-        b.limit,
+        RelationsQuery {
+            room_id: &b.room_id,
+            parent: &b.event_id,
+            filter,
+            from: b.from.as_deref(),
+            to: b.to.as_deref(),
+            dir: b.dir,
+            limit: b.limit,
+        },
     )?;
     let mut response = get_relating_events_with_rel_type::v1::Response::new(chunk);
     response.next_batch = next;
+    response.recursion_depth = depth;
     Ok(response)
 }
 
@@ -333,20 +358,42 @@ async fn relations_by_type_and_kind(
     let b = req.body;
     let rel_type = b.rel_type.to_string();
     let kind = b.event_type.to_string();
-    let (chunk, next) = relations(
+    let filter = RelationFilter { rel_type: Some(&rel_type), kind: Some(&kind), recurse: b.recurse };
+    let (chunk, next, depth) = relations(
         &services,
         &req.auth,
-        &b.room_id,
-        &b.event_id,
-        Some(&rel_type),
-        Some(&kind),
-        b.from.as_deref(),
-        b.to.as_deref(),
-        b.dir,
-        b.limit,
+        RelationsQuery {
+            room_id: &b.room_id,
+            parent: &b.event_id,
+            filter,
+            from: b.from.as_deref(),
+            to: b.to.as_deref(),
+            dir: b.dir,
+            limit: b.limit,
+        },
     )?;
     let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(chunk);
     response.next_batch = next;
+    response.recursion_depth = depth;
+    Ok(response)
+}
+
+/// `GET /rooms/{roomId}/threads`: the room's thread roots, most recently active first.
+async fn threads(
+    services: Arc<Services>,
+    req: Req<get_threads::v1::Request>,
+) -> Result<get_threads::v1::Response, ApiError> {
+    let b = req.body;
+    let from = b
+        .from
+        .as_deref()
+        .map(|from| from.parse::<u64>().map_err(|_| ApiError::invalid_param("from is not a threads token")))
+        .transpose()?;
+    let participated = b.include == IncludeThreads::Participated;
+    let limit = limit_of(b.limit, 20);
+    let (roots, next) = services.rooms.threads(&b.room_id, &req.auth.user_id, participated, from, limit)?;
+    let mut response = get_threads::v1::Response::new(client_events(&services, &req.auth, &roots)?);
+    response.next_batch = next.map(|next| next.to_string());
     Ok(response)
 }
 

@@ -215,8 +215,8 @@ async fn notifications(
         let Some(stored_event) = services.rooms.event(&record.event_id)? else { continue };
         let actions = serde_json::from_value(record.actions.clone()).unwrap_or_default();
         let event =
-            Raw::from_json(services.rooms.client_event(&stored_event, Some((user, &req.auth.device_id))));
-        let read = services.push.is_read(user, &record.room_id, stored_event.stored.position)?;
+            Raw::from_json(services.rooms.client_event(&stored_event, Some((user, &req.auth.device_id)))?);
+        let read = services.push.is_read(user, &record, stored_event.stored.position)?;
         let ts = MilliSecondsSinceUnixEpoch(UInt::new_saturating(record.ts));
         notifications.push(get_notifications::v3::Notification::new(
             actions,

@@ -180,6 +180,9 @@ async fn receipt(
     let body = req.body;
     let thread = body.thread.as_str();
     match body.receipt_type {
+        ReceiptType::FullyRead if thread.is_some() => {
+            return Err(ApiError::invalid_param("m.fully_read is not threaded: it takes no thread_id"));
+        }
         ReceiptType::FullyRead => set_fully_read(&services, &req.auth, &body.room_id, &body.event_id).await?,
         ReceiptType::Read | ReceiptType::ReadPrivate => {
             let kind = body.receipt_type.to_string();

@@ -210,6 +210,9 @@ impl From<crate::error::Error> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidRoomState, message)
             }
             E::BadRequest(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::Unknown, message),
+            E::DuplicateAnnotation(_) => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorKind::DuplicateAnnotation, message)
+            }
             E::UnknownPos(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnknownPos, message),
             E::Federation(_) => Self::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, message),
             E::UnsupportedRoomVersion(_) => {

@@ -11,7 +11,7 @@ use std::{
 };
 
 use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
     events::room::power_levels::RoomPowerLevels,
     push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset},
     serde::Raw,
@@ -22,7 +22,7 @@ use crate::{
     account_data::AccountData,
     error::{Error, Result},
     pdu::Pdu,
-    storage::{EventNotifications, NotificationRecord, Store, UnreadCounts},
+    storage::{EventNotifications, NotificationRecord, ReadMarks, Store, ThreadedCounts},
 };
 
 mod evaluation;
@@ -38,6 +38,8 @@ pub struct RoomContext {
     pub power_levels: RoomPowerLevels,
     /// Local users to evaluate the event for, with their display names in the room.
     pub recipients: Vec<(OwnedUserId, String)>,
+    /// The thread the event is in (`None`: the main timeline), whose counts it adds to.
+    pub thread: Option<OwnedEventId>,
 }
 
 pub struct Push {
@@ -52,12 +54,13 @@ pub struct Push {
     tallies: Mutex<HashMap<(OwnedUserId, OwnedRoomId), Tally>>,
 }
 
-/// Unread counts of one user in one room: the notifying events in `(after, upto]`.
-#[derive(Debug, Clone, Copy)]
+/// Unread counts of one user in one room: the notifying events up to `upto` that `marks`
+/// leave unread.
+#[derive(Debug, Clone)]
 struct Tally {
-    after: u64,
+    marks: ReadMarks,
     upto: u64,
-    counts: UnreadCounts,
+    counts: ThreadedCounts,
 }
 
 impl Push {
@@ -125,7 +128,8 @@ impl Push {
         let event = FlattenedJson::from_raw(&raw);
         let mut evaluation = Evaluation::new(&event);
         let ts = MilliSecondsSinceUnixEpoch::now().get().into();
-        let mut notified = EventNotifications::new(context.room_id.clone(), pdu.event_id.clone(), ts);
+        let mut notified =
+            EventNotifications::new(context.room_id.clone(), pdu.event_id.clone(), ts, context.thread);
         // One context for every recipient, with the recipient's fields set in turn.
         let mut room_ctx = PushConditionRoomCtx::new(
             context.room_id,
@@ -154,32 +158,37 @@ impl Push {
         Ok(self.store.stage_notifications(position, &notified)?)
     }
 
-    /// The user's unread counts in the room, counting events at or before `upto` (the
-    /// position a sync answers up to, so the counts match the timeline it sends) and after
-    /// `joined_at`, the position of the user's join: without a read receipt, what came before
-    /// the join (such as the invite that notified them) is not unread in the joined room.
+    /// The user's unread counts in the room by thread, counting events at or before `upto`
+    /// (the position a sync answers up to, so the counts match the timeline it sends) and
+    /// after `joined_at`, the position of the user's join: without a read receipt, what came
+    /// before the join (such as the invite that notified them) is not unread in the joined
+    /// room.
     pub fn unread_counts(
         &self,
         user: &UserId,
         room: &RoomId,
         joined_at: u64,
         upto: u64,
-    ) -> Result<UnreadCounts> {
-        let after = self.store.read_position(user, room)?.max(joined_at);
+    ) -> Result<ThreadedCounts> {
+        let mut marks = self.store.read_marks(user, room)?;
+        marks.unthreaded = marks.unthreaded.max(joined_at);
         let key = (user.to_owned(), room.to_owned());
-        let cached = self.tallies.lock().expect("never poisoned").get(&key).copied();
-        // Each sync counts only what came since the last one, unless the read position moved.
+        let cached = self.tallies.lock().expect("never poisoned").get(&key).cloned();
+        // Each sync counts only what came since the last one, unless a receipt moved. Events
+        // of threads without a receipt of their own are unread from the unthreaded mark on,
+        // so that is where a full count starts.
         let counts = match cached {
-            Some(tally) if tally.after == after && tally.upto <= upto => {
-                let new = self.store.count_notifications(user, room, tally.upto, upto)?;
-                UnreadCounts {
-                    notifications: tally.counts.notifications + new.notifications,
-                    highlights: tally.counts.highlights + new.highlights,
-                }
+            Some(mut tally) if tally.marks == marks && tally.upto <= upto => {
+                let new = self.store.count_notifications(user, room, &marks, tally.upto, upto)?;
+                tally.counts.add(&new);
+                tally.counts
             }
-            _ => self.store.count_notifications(user, room, after, upto)?,
+            _ => self.store.count_notifications(user, room, &marks, marks.unthreaded, upto)?,
         };
-        self.tallies.lock().expect("never poisoned").insert(key, Tally { after, upto, counts });
+        self.tallies
+            .lock()
+            .expect("never poisoned")
+            .insert(key, Tally { marks, upto, counts: counts.clone() });
         Ok(counts)
     }
 
@@ -195,9 +204,10 @@ impl Push {
         Ok(self.store.notifications(user, &rooms, from.unwrap_or(u64::MAX), limit)?)
     }
 
-    /// Whether the notification at `position` in `room` is before the user's read receipt.
-    pub fn is_read(&self, user: &UserId, room: &RoomId, position: u64) -> Result<bool> {
-        Ok(self.store.read_position(user, room)? >= position)
+    /// Whether the user's receipts (unthreaded, or in the notification's thread) cover it.
+    pub fn is_read(&self, user: &UserId, notification: &NotificationRecord, position: u64) -> Result<bool> {
+        let marks = self.store.read_marks(user, &notification.room_id)?;
+        Ok(marks.read_upto(notification.thread.as_deref().map(|t| t.as_str())) >= position)
     }
 
     pub fn pushers(&self, user: &UserId) -> Result<Vec<JsonValue>> {

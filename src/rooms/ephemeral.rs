@@ -15,10 +15,10 @@ use ruma::{
 };
 use serde_json::{Map, Value as JsonValue, json};
 
-use super::{Error, Result, Rooms};
+use super::{Error, Event, Result, Rooms};
 use crate::{
     notifier::Notifier,
-    storage::{ReceiptRecord, Store},
+    storage::{MAIN_THREAD, ReceiptRecord, Store},
 };
 
 /// Longest a client may claim to be typing for.
@@ -155,6 +155,11 @@ impl Rooms {
             .event(event_id)?
             .filter(|event| event.pdu.room_id == room_id)
             .ok_or_else(|| Error::NotFound(format!("no event {event_id} in {room_id}")))?;
+        if let Some(thread_id) = thread_id
+            && user.server_name() == self.server_name
+        {
+            self.check_receipt_thread(&event, thread_id)?;
+        }
         let record = ReceiptRecord {
             user_id: user.to_owned(),
             receipt_type: receipt_type.to_owned(),
@@ -179,6 +184,27 @@ impl Rooms {
             self.notifier.notify([user], position);
         } else {
             notify_room(&self.store, &self.notifier, room_id, position)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a local user's threaded receipt for an event outside its thread (a thread's
+    /// root counts as in its own thread: clients mark it read when they open the thread).
+    fn check_receipt_thread(&self, event: &Event, thread_id: &str) -> Result<()> {
+        if thread_id.is_empty() {
+            return Err(Error::InvalidParam("thread_id must be a non-empty string".to_owned()));
+        }
+        let in_thread = self.thread_of(&event.pdu.content_json())?;
+        let matches = match in_thread.as_deref() {
+            _ if thread_id == MAIN_THREAD => in_thread.is_none(),
+            Some(root) => root.as_str() == thread_id,
+            None => event.pdu.event_id.as_str() == thread_id,
+        };
+        if !matches {
+            return Err(Error::InvalidParam(format!(
+                "event {} is not in thread {thread_id}",
+                event.pdu.event_id
+            )));
         }
         Ok(())
     }

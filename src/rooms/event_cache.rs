@@ -122,6 +122,7 @@ mod tests {
                 state_before: None,
                 txn: None,
                 redacted_because: None,
+                replaces_state: None,
             },
         })
     }

@@ -8,6 +8,7 @@
 
 mod auth;
 mod builder;
+mod client_view;
 mod create;
 mod directory;
 mod ephemeral;
@@ -18,10 +19,12 @@ mod member_view;
 mod membership;
 mod power;
 mod redaction;
+mod relations;
 mod remote_membership;
 mod reports;
 mod state;
 mod state_snapshots;
+mod threads;
 mod timeline;
 mod user_directory;
 mod visibility;
@@ -39,13 +42,13 @@ use ruma::{
 use serde_json::Value as JsonValue;
 
 pub use crate::pdu::Pdu;
-use crate::pdu::Unsigned;
 pub use create::{CreateRoom, DEFAULT_VERSION, Preset, SUPPORTED_VERSIONS};
 pub use directory::{PublicRoomsPage, RoomSummary};
 pub use event_cache::Event;
 pub use federated::{Added, INVITE_STATE_TYPES, stripped};
 pub use member_view::MemberView;
 pub use membership::MemberProfile;
+pub use relations::RelationFilter;
 pub use user_directory::FoundUser;
 
 use crate::{
@@ -55,7 +58,7 @@ use crate::{
     outbox::Outbox,
     push::{Push, RoomContext},
     signing_key::SigningKey,
-    storage::{Announced, NewEvent, Outgoing, Placement, PositionGuard, RoomRecord, Store},
+    storage::{Announced, NewEvent, NewRelation, Outgoing, Placement, PositionGuard, RoomRecord, Store},
 };
 
 pub use crate::error::{Error, Result};
@@ -254,6 +257,7 @@ impl Rooms {
         if spec.kind == TimelineEventType::RoomRedaction {
             self.check_may_redact(room, sender, &spec.content)?;
         }
+        self.check_new_relation(&room.room_id, sender, &spec.kind, &spec.content)?;
         let (pdu, pdu_json) = self.prepare_at_tip(room, &rules, sender, spec)?;
         let staged = self.stage(room, &pdu, pdu_json, txn.map(|t| (sender, t)), Placement::Tip)?;
         Ok((pdu, staged))
@@ -368,15 +372,18 @@ impl Rooms {
             }
             _ => None,
         };
-        let content = pdu.content_json();
-        let relates_to = &content["m.relates_to"];
-        let parent = relates_to["event_id"].as_str().and_then(|id| EventId::parse(id).ok());
-        let rel_type = relates_to["rel_type"].as_str();
+        let relates_to = relations::relates_to(&pdu.content_json());
         let event = NewEvent {
-            relation: parent
-                .as_deref()
-                .zip(rel_type)
-                .map(|(parent, rel_type)| (parent, rel_type, kind.as_str())),
+            relation: relates_to.as_ref().map(|relation| NewRelation {
+                parent: &relation.parent,
+                rel_type: &relation.rel_type,
+                kind: &kind,
+                sender: &pdu.sender,
+            }),
+            thread_reply_to: relates_to
+                .as_ref()
+                .filter(|relation| relation.rel_type == relations::THREAD)
+                .map(|relation| &*relation.parent),
             event_id: &pdu.event_id,
             pdu: pdu_json,
             depth: pdu.depth.into(),
@@ -471,6 +478,7 @@ impl Rooms {
             member_count: joined.len() as u64,
             power_levels: members.power_levels.clone(),
             recipients,
+            thread: self.thread_of(&pdu.content_json())?,
         };
         let client_event = pdu.client_event().to_json();
         self.push.process(pdu, &client_event, position, context).await
@@ -535,34 +543,6 @@ impl Rooms {
             return Ok(());
         }
         Err(Error::Forbidden(format!("{user_id} is not in room {room_id}")))
-    }
-
-    /// An event as a client sees it: the client format plus `unsigned`, with
-    /// `transaction_id` only for the device that sent it.
-    pub fn client_event(
-        &self,
-        event: &Event,
-        viewer_device: Option<(&UserId, &DeviceId)>,
-    ) -> Box<serde_json::value::RawValue> {
-        let (pdu, stored) = (&event.pdu, &event.stored);
-        let now: u64 = ruma::MilliSecondsSinceUnixEpoch::now().get().into();
-        let transaction_id = match (&stored.txn, viewer_device) {
-            (Some((device, txn_id)), Some((user, viewer)))
-                if *user == *pdu.sender && viewer.as_str() == device =>
-            {
-                Some(txn_id.as_str())
-            }
-            _ => None,
-        };
-        let redaction =
-            stored.redacted_because.as_ref().and_then(|because| self.event(because).ok().flatten());
-        let mut client = pdu.client_event();
-        client.unsigned = Some(Unsigned {
-            age: now.saturating_sub(pdu.origin_server_ts.get().into()),
-            transaction_id,
-            redacted_because: redaction.as_ref().map(|redaction| Box::new(redaction.pdu.client_event())),
-        });
-        client.to_raw_json()
     }
 
     /// An event with its storage record, if it exists: from the cache, or loaded into it.

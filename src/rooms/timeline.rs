@@ -1,9 +1,9 @@
 //! Reading a room's timeline: pages of it (`/messages`), the events of a sync's range,
-//! relations, and the event nearest a time.
+//! and the event nearest a time.
 
 use std::sync::Arc;
 
-use ruma::{EventId, OwnedEventId, RoomId};
+use ruma::{OwnedEventId, RoomId};
 
 use super::{Event, Events, Result, Rooms};
 
@@ -102,28 +102,6 @@ impl Rooms {
     /// The pagination token for "after the newest event".
     pub fn latest_position(&self, room_id: &RoomId) -> Result<u64> {
         Ok(self.store.latest_position(&self.room(room_id)?)?)
-    }
-
-    /// Events relating to `parent` (optionally of one `rel_type` and event type), paged by
-    /// position tokens like `/messages`.
-    pub fn relations(
-        &self,
-        parent: &EventId,
-        rel_type: Option<&str>,
-        kind: Option<&str>,
-        from: Option<u64>,
-        forwards: bool,
-    ) -> Result<Events> {
-        let mut events = Vec::new();
-        for relation in self.store.relations(parent, from, forwards)? {
-            if rel_type.is_some_and(|r| r != relation.rel_type) || kind.is_some_and(|k| k != relation.kind) {
-                continue;
-            }
-            if let Some(event) = self.event(&relation.event_id)? {
-                events.push(event);
-            }
-        }
-        Ok(events)
     }
 
     /// The event closest to `ts` that `accept` lets through: the last one at or before it

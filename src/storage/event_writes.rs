@@ -38,6 +38,8 @@ pub(super) enum Index {
     TxnIds = 6,
     Relations = 7,
     EventKeys = 8,
+    ThreadActivity = 9,
+    ThreadLatest = 10,
 }
 
 impl Index {
@@ -51,6 +53,8 @@ impl Index {
             6 => Index::TxnIds,
             7 => Index::Relations,
             8 => Index::EventKeys,
+            9 => Index::ThreadActivity,
+            10 => Index::ThreadLatest,
             _ => return None,
         })
     }
@@ -172,6 +176,8 @@ impl Store {
             Index::TxnIds => &self.txn_ids,
             Index::Relations => &self.relations,
             Index::EventKeys => &self.event_keys,
+            Index::ThreadActivity => &self.thread_activity,
+            Index::ThreadLatest => &self.thread_latest,
         }
     }
 
@@ -292,6 +298,7 @@ mod tests {
             state_before: None,
             txn: None,
             redacted_because: None,
+            replaces_state: None,
         });
         let mut writes = WriteSet::default();
         writes.insert(Index::EventKeys, event_id.as_bytes(), record_key);

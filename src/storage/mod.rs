@@ -26,6 +26,7 @@ mod room_records;
 mod rooms;
 mod schema;
 mod state;
+mod threads;
 mod timeline;
 mod txn_ids;
 
@@ -49,9 +50,12 @@ pub use misc::{OpenIdToken, Report};
 use notified_sets::NotifiedSets;
 pub use positions::PositionGuard;
 use positions::Positions;
-pub use push::{EventNotifications, NotificationRecord, ReceiptRecord, UnreadCounts};
+pub use push::{
+    EventNotifications, MAIN_THREAD, NotificationRecord, ReadMarks, ReceiptRecord, ThreadedCounts,
+    UnreadCounts,
+};
 use room_records::RoomRecords;
-pub use rooms::{NewEvent, Placement, Relation, RoomRecord, StateKey, StateMap, StoredEvent};
+pub use rooms::{NewEvent, NewRelation, Placement, Relation, RoomRecord, StateKey, StateMap, StoredEvent};
 use ruma::{OwnedServerName, ServerName};
 
 const SERVER_NAME_KEY: &[u8] = b"server_name";
@@ -89,6 +93,8 @@ pub struct Store {
     room_aliases: sled::Tree,
     public_rooms: sled::Tree,
     relations: sled::Tree,
+    thread_activity: sled::Tree,
+    thread_latest: sled::Tree,
     filters: sled::Tree,
     account_data: sled::Tree,
     event_notifications: sled::Tree,
@@ -214,6 +220,8 @@ impl Store {
             room_aliases: db.open_tree("room_aliases")?,
             public_rooms: db.open_tree("public_rooms")?,
             relations: db.open_tree("relations")?,
+            thread_activity: db.open_tree("thread_activity")?,
+            thread_latest: db.open_tree("thread_latest")?,
             filters: db.open_tree("filters")?,
             account_data: db.open_tree("account_data")?,
             event_notifications: db.open_tree("event_notifications")?,

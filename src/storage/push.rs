@@ -5,12 +5,14 @@
 //!   counts and `/notifications`): recipients grouped by their actions, each group's users
 //!   as a set in `notified_sets` (see [`super::notified_sets`])
 //! - `read_positions`: user, `0xff`, room → position of the newest event the user has read
+//!   (unthreaded receipts); user, `0xff`, room, `0xff`, thread id → the same for threaded
+//!   receipts (`main` for the main timeline, else the thread root)
 //! - `receipts`: room, `0xff`, user, `0xff`, type, `0xff`, thread → [`ReceiptRecord`]
 //! - `pushers`: user, `0xff`, app id, `0xff`, push key → the pusher's JSON
 
-use std::borrow::Cow;
+use std::{borrow::Cow, collections::BTreeMap};
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
@@ -23,6 +25,8 @@ use super::{
 pub struct NotificationRecord {
     pub room_id: OwnedRoomId,
     pub event_id: OwnedEventId,
+    /// The thread the event is in (`None`: the main timeline).
+    pub thread: Option<OwnedEventId>,
     pub actions: JsonValue,
     pub highlight: bool,
     pub ts: u64,
@@ -36,6 +40,8 @@ pub struct EventNotifications {
     pub room_id: OwnedRoomId,
     pub event_id: OwnedEventId,
     pub ts: u64,
+    /// The thread the event is in (`None`: the main timeline), counted apart.
+    pub thread: Option<OwnedEventId>,
     groups: Vec<NotifiedGroup>,
 }
 
@@ -47,8 +53,8 @@ struct NotifiedGroup {
 }
 
 impl EventNotifications {
-    pub fn new(room_id: OwnedRoomId, event_id: OwnedEventId, ts: u64) -> Self {
-        Self { room_id, event_id, ts, groups: Vec::new() }
+    pub fn new(room_id: OwnedRoomId, event_id: OwnedEventId, ts: u64, thread: Option<OwnedEventId>) -> Self {
+        Self { room_id, event_id, ts, thread, groups: Vec::new() }
     }
 
     /// Adds a recipient, with the push actions their rules chose.
@@ -71,6 +77,8 @@ struct StoredNotifications {
     room_id: OwnedRoomId,
     event_id: OwnedEventId,
     ts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    thread: Option<OwnedEventId>,
     #[serde(default)]
     groups: Vec<StoredGroup>,
     #[serde(default, skip_serializing)]
@@ -98,6 +106,8 @@ struct UngroupedRecipient {
 /// from the record; the actions are skipped, not built.
 #[derive(Deserialize)]
 struct Counted<'a> {
+    #[serde(default, borrow)]
+    thread: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     groups: Vec<CountedGroup<'a>>,
     #[serde(default, borrow)]
@@ -131,11 +141,62 @@ pub struct ReceiptRecord {
     pub position: u64,
 }
 
-/// Unread counts of one user in one room.
+/// Unread counts of one user in one room or thread.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UnreadCounts {
     pub notifications: u64,
     pub highlights: u64,
+}
+
+impl UnreadCounts {
+    fn add(&mut self, other: UnreadCounts) {
+        self.notifications += other.notifications;
+        self.highlights += other.highlights;
+    }
+}
+
+/// Unread counts of one user in one room, the main timeline apart from each thread.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadedCounts {
+    pub main: UnreadCounts,
+    /// Only threads with something unread.
+    pub threads: BTreeMap<OwnedEventId, UnreadCounts>,
+}
+
+impl ThreadedCounts {
+    /// The counts of the whole room, threads included.
+    pub fn total(&self) -> UnreadCounts {
+        let mut total = self.main;
+        self.threads.values().for_each(|counts| total.add(*counts));
+        total
+    }
+
+    pub fn add(&mut self, other: &ThreadedCounts) {
+        self.main.add(other.main);
+        for (thread, counts) in &other.threads {
+            self.threads.entry(thread.clone()).or_default().add(*counts);
+        }
+    }
+}
+
+/// How far a user has read in one room: by unthreaded receipts, and by threaded ones per
+/// thread (the thread root, or `main` for the main timeline).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadMarks {
+    pub unthreaded: u64,
+    pub threads: BTreeMap<String, u64>,
+}
+
+/// The thread id of the main timeline in threaded receipts.
+pub const MAIN_THREAD: &str = "main";
+
+impl ReadMarks {
+    /// The position up to which the events of `thread` (`None`: the main timeline) are
+    /// read: an unthreaded receipt reads every thread, a threaded one only its own.
+    pub fn read_upto(&self, thread: Option<&str>) -> u64 {
+        let threaded = self.threads.get(thread.unwrap_or(MAIN_THREAD)).copied().unwrap_or(0);
+        self.unthreaded.max(threaded)
+    }
 }
 
 fn be(position: u64) -> [u8; 8] {
@@ -167,6 +228,7 @@ impl Store {
             room_id: notified.room_id.clone(),
             event_id: notified.event_id.clone(),
             ts: notified.ts,
+            thread: notified.thread.clone(),
             groups,
             recipients: Vec::new(),
         };
@@ -189,24 +251,30 @@ impl Store {
         }
     }
 
-    /// Notifying events for `user` in the room at positions `after < p <= upto`.
+    /// Notifying events for `user` in the room at positions `after < p <= upto` that `marks`
+    /// leave unread, by thread.
     pub fn count_notifications(
         &self,
         user: &UserId,
         room: &RoomId,
+        marks: &ReadMarks,
         after: u64,
         upto: u64,
-    ) -> Result<UnreadCounts> {
+    ) -> Result<ThreadedCounts> {
         let start = composite_key(&[room.as_bytes(), &be(after.saturating_add(1))]);
         let end = composite_key(&[room.as_bytes(), &be(upto.saturating_add(1))]);
-        let mut counts = UnreadCounts::default();
+        let mut counts = ThreadedCounts::default();
         if start >= end {
             return Ok(counts);
         }
         for item in self.event_notifications.range(start..end) {
-            let (_, value) = item?;
+            let (key, value) = item?;
+            let position = be_u64("notification position", &key[key.len() - 8..])?;
             let event: Counted<'_> = serde_json::from_slice(&value)
                 .map_err(|e| StorageError::Corrupt(format!("notifications: {e}")))?;
+            if position <= marks.read_upto(event.thread.as_deref()) {
+                continue;
+            }
             let mut highlight = None;
             for group in &event.groups {
                 if self.group_holds(group.set, group.users.iter().map(|u| &**u), user)? {
@@ -216,19 +284,32 @@ impl Store {
             }
             let highlight = highlight
                 .or_else(|| event.recipients.iter().find(|r| r.user == user.as_str()).map(|r| r.highlight));
-            if let Some(highlight) = highlight {
-                counts.notifications += 1;
-                counts.highlights += u64::from(highlight);
-            }
+            let Some(highlight) = highlight else { continue };
+            let bucket = match event.thread.as_deref().map(EventId::parse) {
+                Some(Ok(thread)) => counts.threads.entry(thread).or_default(),
+                _ => &mut counts.main,
+            };
+            bucket.notifications += 1;
+            bucket.highlights += u64::from(highlight);
         }
         Ok(counts)
     }
 
-    pub fn read_position(&self, user: &UserId, room: &RoomId) -> Result<u64> {
-        match self.read_positions.get(composite_key(&[user.as_bytes(), room.as_bytes()]))? {
-            Some(bytes) => be_u64("read position", &bytes),
-            None => Ok(0),
+    /// Where `user` has read up to in the room, by unthreaded and threaded receipts.
+    pub fn read_marks(&self, user: &UserId, room: &RoomId) -> Result<ReadMarks> {
+        let room_key = composite_key(&[user.as_bytes(), room.as_bytes()]);
+        let unthreaded = match self.read_positions.get(&room_key)? {
+            Some(bytes) => be_u64("read position", &bytes)?,
+            None => 0,
+        };
+        let mut threads = BTreeMap::new();
+        let prefix = prefix_of(&room_key);
+        for item in self.read_positions.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            let thread = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            threads.insert(thread, be_u64("read position", &value)?);
         }
+        Ok(ReadMarks { unthreaded, threads })
     }
 
     /// The user's notifications in `rooms`, newest first, before position `before`.
@@ -255,6 +336,7 @@ impl Store {
                     NotificationRecord {
                         room_id: event.room_id,
                         event_id: event.event_id,
+                        thread: event.thread,
                         actions,
                         highlight,
                         ts: event.ts,
@@ -307,7 +389,11 @@ impl Store {
         // the room has nothing newer.
         self.newest_receipts.raise(room, record.position);
         if record.receipt_type == "m.read" || record.receipt_type == "m.read.private" {
-            let key = composite_key(&[record.user_id.as_bytes(), room.as_bytes()]);
+            let mut parts = vec![record.user_id.as_bytes(), room.as_bytes()];
+            if !record.thread_id.is_empty() {
+                parts.push(record.thread_id.as_bytes());
+            }
+            let key = composite_key(&parts);
             self.read_positions.fetch_and_update(key, |old| {
                 let old = old.and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
                 Some(be(old.max(event_position)).to_vec())
@@ -360,7 +446,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use ruma::{owned_event_id, owned_room_id, room_id, user_id};
+    use ruma::{OwnedEventId, owned_event_id, owned_room_id, room_id, user_id};
     use serde_json::json;
 
     use super::*;
@@ -374,7 +460,10 @@ mod tests {
     /// two events in !r:x at positions 1 and 2.
     fn assert_reads_back(store: &Store) {
         let room = room_id!("!r:x");
-        let count = |user: &str| store.count_notifications(user.try_into().unwrap(), room, 0, 2).unwrap();
+        let marks = ReadMarks::default();
+        let count = |user: &str| {
+            store.count_notifications(user.try_into().unwrap(), room, &marks, 0, 2).unwrap().total()
+        };
         assert_eq!(count("@a:x"), UnreadCounts { notifications: 2, highlights: 0 });
         assert_eq!(count("@b:x"), UnreadCounts { notifications: 2, highlights: 2 });
         assert_eq!(count("@c:x"), UnreadCounts::default());
@@ -389,7 +478,7 @@ mod tests {
     fn recipients_are_stored_once_as_sets_of_users() {
         let store = Store::open(&scratch_dir("notifications-sets"), 8).unwrap();
         for (position, event) in [(1, owned_event_id!("$1")), (2, owned_event_id!("$2"))] {
-            let mut notified = EventNotifications::new(owned_room_id!("!r:x"), event, 1);
+            let mut notified = EventNotifications::new(owned_room_id!("!r:x"), event, 1, None);
             notified.add(user_id!("@a:x").to_owned(), false, json!(["notify"]));
             notified.add(user_id!("@b:x").to_owned(), true, highlight());
             store.stage_notifications(position, &notified).unwrap();
@@ -401,6 +490,32 @@ mod tests {
             assert!(!String::from_utf8_lossy(&record).contains("@a:x"));
         }
         assert_reads_back(&store);
+    }
+
+    /// A threaded receipt reads its own thread only; an unthreaded one reads them all.
+    #[test]
+    fn threaded_receipts_read_their_own_thread() {
+        let store = Store::open(&scratch_dir("notifications-threads"), 8).unwrap();
+        let (room, user) = (room_id!("!r:x"), user_id!("@a:x"));
+        let root = owned_event_id!("$root");
+        // Positions 1 and 3 in the main timeline, 2 and 4 in the thread.
+        for position in 1..=4u64 {
+            let thread = (position % 2 == 0).then(|| root.clone());
+            let event = OwnedEventId::try_from(format!("${position}")).unwrap();
+            let mut notified = EventNotifications::new(room.to_owned(), event, 1, thread);
+            notified.add(user.to_owned(), false, json!(["notify"]));
+            store.stage_notifications(position, &notified).unwrap();
+        }
+        let counts = |marks: &ReadMarks| {
+            let counts = store.count_notifications(user, room, marks, 0, 4).unwrap();
+            (counts.main.notifications, counts.threads.get(&root).map_or(0, |c| c.notifications))
+        };
+        assert_eq!(counts(&ReadMarks::default()), (2, 2));
+        let main_read = ReadMarks { unthreaded: 0, threads: [(MAIN_THREAD.to_owned(), 3)].into() };
+        assert_eq!(counts(&main_read), (0, 2), "reading the main timeline left the thread unread");
+        let thread_read = ReadMarks { unthreaded: 0, threads: [(root.to_string(), 2)].into() };
+        assert_eq!(counts(&thread_read), (2, 1));
+        assert_eq!(counts(&ReadMarks { unthreaded: 3, threads: Default::default() }), (0, 1));
     }
 
     /// Records written before recipient sets keep their counts and `/notifications` entries.

@@ -87,6 +87,10 @@ pub struct StoredEvent {
     /// The redaction event that redacted this one.
     #[serde(default)]
     pub redacted_because: Option<OwnedEventId>,
+    /// For a state event, the event it replaced in the room's state (for
+    /// `unsigned.prev_content`). Not known for events stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces_state: Option<OwnedEventId>,
 }
 
 impl StoredEvent {
@@ -110,6 +114,8 @@ struct StatePlan {
     set: Vec<(u64, OwnedEventId)>,
     unset: Vec<u64>,
     memberships: Vec<(OwnedUserId, MembershipState)>,
+    /// The event that held the new event's state key before it.
+    replaces: Option<OwnedEventId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +133,19 @@ pub struct Relation {
     pub rel_type: String,
     pub kind: String,
     pub position: u64,
+    /// `None` in records written before it was kept.
+    #[serde(default)]
+    pub sender: Option<OwnedUserId>,
+}
+
+/// The relation a new event's content names.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRelation<'a> {
+    pub parent: &'a EventId,
+    pub rel_type: &'a str,
+    /// The relating event's own type and sender.
+    pub kind: &'a str,
+    pub sender: &'a UserId,
 }
 
 /// A state key as (event type, state key).
@@ -164,11 +183,19 @@ pub struct NewEvent<'a> {
     pub membership: Option<(&'a UserId, &'a MembershipState)>,
     /// User, device and transaction id of a client send.
     pub txn: Option<(&'a UserId, &'a DeviceId, &'a str)>,
-    /// `Some((parent, rel_type, event type))` when the content's `m.relates_to` names a parent.
-    pub relation: Option<(&'a EventId, &'a str, &'a str)>,
+    /// The parent the content's `m.relates_to` names, if any.
+    pub relation: Option<NewRelation<'a>>,
+    /// The root of the thread the event replies in (`m.thread`), whose place in the room's
+    /// thread list it moves up.
+    pub thread_reply_to: Option<&'a EventId>,
     /// Whether the event moves its room up a client's room list (a message does, a
     /// reaction or a receipt does not).
     pub bumps: bool,
+}
+
+/// The `relations` key of the event at `position` relating to `parent`.
+pub(super) fn relation_key(parent: &EventId, position: u64) -> Vec<u8> {
+    composite_key(&[parent.as_bytes(), &position.to_be_bytes()])
 }
 
 pub(super) fn room_key(short: u64, rest: u64) -> [u8; 16] {
@@ -241,7 +268,9 @@ impl Store {
         Ok(Some((key, decode("event", &bytes)?)))
     }
 
-    /// Replaces an event's PDU with its redacted form; returns the new record.
+    /// Replaces an event's PDU with its redacted form; returns the new record. The relation
+    /// its content named goes with the content: a redacted edit, reaction or thread reply
+    /// no longer counts towards its parent's aggregations.
     pub async fn store_redacted(
         &self,
         event_id: &EventId,
@@ -249,6 +278,14 @@ impl Store {
         because: &EventId,
     ) -> Result<Option<StoredEvent>> {
         let Some((key, mut stored)) = self.event_record(event_id)? else { return Ok(None) };
+        let parent = stored.pdu_json()["content"]["m.relates_to"]["event_id"]
+            .as_str()
+            .and_then(|id| EventId::parse(id).ok());
+        if let Some(parent) = parent
+            && pdu["content"]["m.relates_to"]["event_id"].as_str() != Some(parent.as_str())
+        {
+            self.relations.remove(relation_key(&parent, stored.position))?;
+        }
         stored.pdu = raw_pdu(&pdu);
         stored.redacted_because = Some(because.to_owned());
         self.event_records.insert(key, encode(&stored))?;
@@ -283,7 +320,11 @@ impl Store {
             }
             Placement::Resolved { before, after, extremities, memberships } => {
                 updated.extremities = extremities;
-                self.resolved_state_plan(room, before, after, memberships, &mut updated)?
+                let mut plan = self.resolved_state_plan(room, before, after, memberships, &mut updated)?;
+                plan.replaces = event.state.and_then(|(kind, state_key)| {
+                    before.get(&(kind.to_owned(), state_key.to_owned())).cloned()
+                });
+                plan
             }
         };
         if event.membership.is_some() || !plan.memberships.is_empty() {
@@ -307,9 +348,15 @@ impl Store {
         updated: &mut RoomRecord,
     ) -> Result<StatePlan> {
         let mut new_snapshot = None;
+        let mut replaces = None;
         let state_short = match event.state {
             Some((kind, state_key)) => {
                 let short = self.state_key_short_or_new(kind, state_key)?;
+                replaces = self
+                    .room_state
+                    .get(room_key(room.short, short))?
+                    .map(|id| event_id_from(&id))
+                    .transpose()?;
                 let parent = match room.snapshot {
                     Some(id) => Some((
                         id,
@@ -356,6 +403,7 @@ impl Store {
             set: state_short.map(|short| (short, event.event_id.to_owned())).into_iter().collect(),
             unset: vec![],
             memberships: vec![],
+            replaces,
         })
     }
 
@@ -396,6 +444,7 @@ impl Store {
             set,
             unset,
             memberships,
+            replaces: None,
         })
     }
 
@@ -417,6 +466,7 @@ impl Store {
             state_before: plan.state_before,
             txn: event.txn.map(|(_, device, txn)| (device.to_string(), txn.to_owned())),
             redacted_because: None,
+            replaces_state: plan.replaces,
         };
         let event_bytes = encode(&stored);
         let room_bytes = encode(updated);
@@ -454,18 +504,18 @@ impl Store {
                 entry,
             );
         }
-        if let Some((parent, rel_type, kind)) = event.relation {
-            let relation = Relation {
+        if let Some(relation) = event.relation {
+            let record = Relation {
                 event_id: event.event_id.to_owned(),
-                rel_type: rel_type.to_owned(),
-                kind: kind.to_owned(),
+                rel_type: relation.rel_type.to_owned(),
+                kind: relation.kind.to_owned(),
                 position,
+                sender: Some(relation.sender.to_owned()),
             };
-            writes.insert(
-                Index::Relations,
-                composite_key(&[parent.as_bytes(), &position.to_be_bytes()]),
-                encode(&relation),
-            );
+            writes.insert(Index::Relations, relation_key(relation.parent, position), encode(&record));
+        }
+        if let Some(root) = event.thread_reply_to {
+            self.thread_writes(room, root, position, &mut writes)?;
         }
         if let Some((user, device, txn)) = event.txn {
             writes.insert(Index::TxnIds, txn_ids::key(user, device, txn), txn_ids::value(event.event_id));
@@ -488,6 +538,7 @@ impl Store {
             state_before: None,
             txn: None,
             redacted_because: None,
+            replaces_state: None,
         };
         if self.event_keys.contains_key(event_id.as_bytes())? {
             return Ok(());
@@ -522,6 +573,7 @@ mod tests {
             txn: None,
             bumps: true,
             relation: None,
+            thread_reply_to: None,
         }
     }
 

@@ -163,7 +163,10 @@ impl Builder<'_> {
 
         let mut room = response::Room::new();
         room.initial = (mode == Mode::Full).then_some(true);
-        room.timeline = events.iter().map(|event| Raw::from_json(self.client_event(event))).collect();
+        room.timeline = events
+            .iter()
+            .map(|event| Ok(Raw::from_json(self.client_event(event)?)))
+            .collect::<Result<_>>()?;
         room.required_state = self.state_events(&state_ids)?;
         room.limited = limited;
         if limit > 0 {
@@ -205,7 +208,7 @@ impl Builder<'_> {
                     |user_id: &OwnedUserId| self.hero(user_id, lookup("m.room.member", user_id.as_str())?);
                 room.heroes = Some(summary.heroes.iter().map(hero).collect::<Result<_>>()?);
             }
-            let counts = self.sync.push.unread_counts(user, room_id, entry.position, upto)?;
+            let counts = self.sync.push.unread_counts(user, room_id, entry.position, upto)?.total();
             let mut unread = UnreadNotificationsCount::new();
             unread.notification_count = count(counts.notifications);
             unread.highlight_count = count(counts.highlights);
@@ -247,13 +250,13 @@ impl Builder<'_> {
         let mut events = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(event) = self.rooms.event(id)? {
-                events.push(Raw::from_json(self.client_event(&event)));
+                events.push(Raw::from_json(self.client_event(&event)?));
             }
         }
         Ok(events)
     }
 
-    fn client_event(&self, event: &crate::rooms::Event) -> Box<serde_json::value::RawValue> {
+    fn client_event(&self, event: &crate::rooms::Event) -> Result<Box<serde_json::value::RawValue>> {
         self.rooms.client_event(event, Some((&self.session.user_id, &self.session.device_id)))
     }
 

@@ -21,7 +21,7 @@ use ruma::{
 use super::{Builder, raw};
 use crate::{
     rooms::{Events, Result},
-    storage::{StateMap, UserRoom},
+    storage::{StateMap, UnreadCounts, UserRoom},
     sync::{filter, room_view},
 };
 
@@ -88,13 +88,13 @@ impl Builder<'_> {
         })
     }
 
-    fn client_events<T>(&self, events: &Events) -> Vec<Raw<T>> {
+    fn client_events<T>(&self, events: &Events) -> Result<Vec<Raw<T>>> {
         events
             .iter()
             .map(|event| {
                 let client =
-                    self.rooms.client_event(event, Some((&self.session.user_id, &self.session.device_id)));
-                Raw::from_json(filter::shape(&self.params.filter, client, &event.stored.pdu))
+                    self.rooms.client_event(event, Some((&self.session.user_id, &self.session.device_id)))?;
+                Ok(Raw::from_json(filter::shape(&self.params.filter, client, &event.stored.pdu)))
             })
             .collect()
     }
@@ -203,14 +203,18 @@ impl Builder<'_> {
         joined.timeline = Timeline::new();
         joined.timeline.limited = limited;
         joined.timeline.prev_batch = room_view::prev_batch(&timeline, upto);
-        joined.timeline.events = self.client_events(&timeline);
+        joined.timeline.events = self.client_events(&timeline)?;
         joined.state = State::Before(StateEvents::with_events(state));
         joined.summary = summary;
         let counts = self.push.unread_counts(&self.session.user_id, room_id, entry.position, upto)?;
-        let mut unread = UnreadNotificationsCount::new();
-        unread.highlight_count = Some(UInt::new_saturating(counts.highlights));
-        unread.notification_count = Some(UInt::new_saturating(counts.notifications));
-        joined.unread_notifications = unread;
+        // A client that asks for threads' counts apart gets the main timeline's in the room's.
+        if self.params.filter.room.timeline.unread_thread_notifications {
+            joined.unread_notifications = unread_count(counts.main);
+            joined.unread_thread_notifications =
+                counts.threads.iter().map(|(root, counts)| (root.clone(), unread_count(*counts))).collect();
+        } else {
+            joined.unread_notifications = unread_count(counts.total());
+        }
         joined.ephemeral = Ephemeral::new();
         joined.ephemeral.events = ephemeral;
         joined.account_data = RoomAccountData::new();
@@ -245,7 +249,14 @@ impl Builder<'_> {
         left.timeline.prev_batch = room_view::prev_batch(&timeline, entry.position);
         left.state =
             State::Before(StateEvents::with_events(self.state_events(&state_at_start, &timeline, &[])?));
-        left.timeline.events = self.client_events(&timeline);
+        left.timeline.events = self.client_events(&timeline)?;
         Ok(left)
     }
+}
+
+fn unread_count(counts: UnreadCounts) -> UnreadNotificationsCount {
+    let mut unread = UnreadNotificationsCount::new();
+    unread.highlight_count = Some(UInt::new_saturating(counts.highlights));
+    unread.notification_count = Some(UInt::new_saturating(counts.notifications));
+    unread
 }
