@@ -316,3 +316,33 @@ async fn a_gappy_sync_carries_the_state_changed_in_the_gap_and_nothing_else() {
     assert_eq!(names[0]["content"]["name"], "New name");
     assert!(state.iter().all(|e| e["type"] != "m.room.create"), "unchanged state is not resent: {section}");
 }
+
+/// Clients written against Synapse (matrix-nio checks a schema) expect every section of a
+/// joined room, with its `events` list, even when there is nothing in it.
+#[tokio::test]
+async fn a_joined_room_carries_every_section_even_when_empty() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", "password-a").await;
+    let room = alice.create_room(&json!({})).await;
+    let sync = alice.get("/_matrix/client/v3/sync").await.expect(200);
+    let joined = &sync["rooms"]["join"][&room];
+    for section in ["state", "ephemeral", "account_data"] {
+        assert!(joined[section]["events"].is_array(), "{section} missing: {joined}");
+    }
+    assert!(joined["timeline"]["events"].is_array());
+    assert_eq!(joined["timeline"]["limited"], false);
+    assert!(joined["summary"].is_object(), "{joined}");
+    assert!(joined["unread_notifications"].is_object(), "{joined}");
+    assert!(sync["next_batch"].is_string());
+
+    // Also on an incremental sync that only carries a new message.
+    let next = sync["next_batch"].as_str().unwrap();
+    alice.send_text(&room, "hello").await;
+    let sync = alice.get(&format!("/_matrix/client/v3/sync?since={}", enc(next))).await.expect(200);
+    let joined = &sync["rooms"]["join"][&room];
+    assert!(
+        joined["ephemeral"]["events"].is_array() && joined["account_data"]["events"].is_array(),
+        "{joined}"
+    );
+    assert!(joined["state"]["events"].is_array(), "{joined}");
+}

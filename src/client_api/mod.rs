@@ -17,6 +17,7 @@ mod register;
 mod rooms;
 mod session;
 mod sync;
+mod sync_body;
 mod user_data;
 
 use crate::{config::Config, http::router::Router};

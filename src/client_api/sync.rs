@@ -7,6 +7,7 @@ use ruma::api::client::{
     sync::sync_events::{self, v3::Filter, v5},
 };
 
+use super::sync_body::SyncBody;
 use crate::{
     accounts::Session,
     http::{
@@ -33,11 +34,11 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(50);
 fn sync(
     services: Arc<Services>,
     req: Req<sync_events::v3::Request>,
-) -> impl Future<Output = Result<sync_events::v3::Response, ApiError>> + Send {
+) -> impl Future<Output = Result<SyncBody, ApiError>> + Send {
     let parsed = sync_params(&services, req);
     async move {
         let (session, params, timeout) = parsed?;
-        Ok(services.sync.sync(&services.rooms, &session, params, timeout).await?)
+        Ok(SyncBody(services.sync.sync(&services.rooms, &session, params, timeout).await?))
     }
 }
 
