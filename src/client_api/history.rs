@@ -24,6 +24,7 @@ use ruma::{
 };
 
 use crate::{
+    account_data::hidden_by_ignoring,
     accounts::Session,
     http::{
         ApiError,
@@ -141,6 +142,7 @@ fn walk(
     filter: &RoomEventFilter,
 ) -> Result<(Events, Option<u64>), ApiError> {
     let mut visibility = services.rooms.visibility(room_id, &session.user_id)?;
+    let ignored = services.account_data.ignored_users(&session.user_id)?;
     let mut found = Vec::new();
     let mut cursor = Some(from);
     while let Some(position) = cursor {
@@ -153,7 +155,8 @@ fn walk(
                 return Ok((found, None));
             }
             let token = if forwards { position } else { position - 1 };
-            if filter::matches(filter, &event.pdu) && visibility.can_see(&event)? {
+            let shown = filter::matches(filter, &event.pdu) && !hidden_by_ignoring(&event.pdu, &ignored);
+            if shown && visibility.can_see(&event)? {
                 found.push(event);
                 if found.len() == limit {
                     return Ok((found, Some(token)));

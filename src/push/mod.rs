@@ -143,6 +143,9 @@ impl Push {
                 continue;
             }
             room_ctx.user_display_name = display_name;
+            if self.account_data.ignored_users(&user)?.contains(&pdu.sender) {
+                continue;
+            }
             let rules = self.cached_rules(&user)?;
             room_ctx.user_id = user;
             let actions = evaluation.actions(&rules, &room_ctx).await;

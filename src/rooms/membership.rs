@@ -2,7 +2,7 @@
 //! legality the auth rules decide; a few extra checks give clearer refusals.
 
 use ruma::{
-    RoomId, UserId,
+    OwnedUserId, RoomId, UserId,
     events::{StateEventType, TimelineEventType, room::member::MembershipState},
 };
 use serde_json::{Value as JsonValue, json};
@@ -228,6 +228,15 @@ impl Rooms {
     /// What an invited user is shown of the room, as stripped state events: a few state
     /// events that describe it, the invite, and the inviter's member event. For a room only
     /// another server has, what that server sent with the invite.
+    /// Who invited `user` to the room, as the invite's stripped state tells.
+    pub fn inviter(&self, user: &UserId, room_id: &RoomId) -> Result<Option<OwnedUserId>> {
+        let state = self.invite_state_for(user, room_id)?;
+        let invite = state
+            .iter()
+            .find(|event| event["type"] == "m.room.member" && event["state_key"] == user.as_str());
+        Ok(invite.and_then(|invite| UserId::parse(invite["sender"].as_str()?).ok()))
+    }
+
     pub fn invite_state_for(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<JsonValue>> {
         if let Some(invite) = self.store.remote_invite(user, room_id)? {
             return Ok(invite.invite_state);

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ruma::{
-    OwnedRoomId, UserId,
+    OwnedRoomId, OwnedUserId, UserId,
     events::{StateEventType, room::member::MembershipState},
     room::RoomType,
 };
@@ -33,11 +33,11 @@ pub struct Candidate {
     pub sort_key: u64,
 }
 
-/// The user's rooms a list may hold, as of `upto`.
+/// The user's rooms a list may hold, as of `upto`; not invites from users they ignore.
 pub fn candidates(
     rooms: &Rooms,
     store: &Store,
-    user: &UserId,
+    (user, ignored): (&UserId, &BTreeSet<OwnedUserId>),
     since: Option<u64>,
     upto: u64,
 ) -> Result<Vec<Candidate>> {
@@ -48,7 +48,10 @@ pub fn candidates(
             continue;
         }
         let keep = match entry.membership {
-            MembershipState::Join | MembershipState::Invite | MembershipState::Knock => true,
+            MembershipState::Join | MembershipState::Knock => true,
+            MembershipState::Invite => {
+                !rooms.inviter(user, &room_id)?.is_some_and(|by| ignored.contains(&by))
+            }
             // Sent once after it happened; after that the room is gone from the lists.
             _ => since.is_some_and(|since| entry.position > since),
         };

@@ -113,7 +113,8 @@ impl Builder<'_> {
     fn build(&self) -> Result<Built> {
         let upto = self.sync.store.visible_position();
         let user = &self.session.user_id;
-        let candidates = lists::candidates(self.rooms, &self.sync.store, user, self.since, upto)?;
+        let ignored = self.sync.account_data.ignored_users(user)?;
+        let candidates = lists::candidates(self.rooms, &self.sync.store, (user, &ignored), self.since, upto)?;
         let by_id: HashMap<&OwnedRoomId, &Candidate> = candidates.iter().map(|c| (&c.room_id, c)).collect();
         let context = lists::FilterContext::new(&self.sync.account_data, user)?;
         let selection = lists::select(&self.params.lists, &candidates, &context, self.rooms)?;

@@ -106,7 +106,10 @@ impl Builder<'_> {
         let (events, limited) = if limit == 0 {
             (Events::new(), false)
         } else {
-            room_view::timeline(self.rooms, room_id, user, (after, room_upto), limit, |_| true)?
+            let ignored = self.sync.account_data.ignored_users(user)?;
+            room_view::timeline(self.rooms, room_id, user, (after, room_upto), limit, |pdu| {
+                !crate::account_data::hidden_by_ignoring(pdu, &ignored)
+            })?
         };
 
         // The state after the timeline, read whole only when the room is sent whole or its

@@ -38,6 +38,7 @@ impl Builder<'_> {
         account_data: &mut BTreeMap<OwnedRoomId, Vec<Raw<AnyRoomAccountDataEvent>>>,
     ) -> Result<SyncRooms> {
         let room_filter = &self.params.filter.room;
+        let ignored = self.account_data.ignored_users(&self.session.user_id)?;
         let mut rooms = SyncRooms::new();
         for (room_id, entry) in self.store.user_rooms(&self.session.user_id)? {
             // A membership change still being written shows up in the next sync.
@@ -56,7 +57,10 @@ impl Builder<'_> {
                     }
                 }
                 MembershipState::Invite if changed_since => {
-                    rooms.invite.insert(room_id.clone(), self.invited(&room_id)?);
+                    let inviter = self.rooms.inviter(&self.session.user_id, &room_id)?;
+                    if !inviter.is_some_and(|inviter| ignored.contains(&inviter)) {
+                        rooms.invite.insert(room_id.clone(), self.invited(&room_id)?);
+                    }
                 }
                 MembershipState::Leave | MembershipState::Ban
                     if since.is_some() && changed_since || since.is_none() && room_filter.include_leave =>
@@ -83,8 +87,9 @@ impl Builder<'_> {
             .and_then(|l| usize::try_from(l).ok())
             .unwrap_or(DEFAULT_TIMELINE_LIMIT)
             .max(1);
+        let ignored = self.account_data.ignored_users(&self.session.user_id)?;
         room_view::timeline(self.rooms, room_id, &self.session.user_id, (after, upto), limit, |pdu| {
-            filter::matches(timeline_filter, pdu)
+            filter::matches(timeline_filter, pdu) && !crate::account_data::hidden_by_ignoring(pdu, &ignored)
         })
     }
 
