@@ -14,11 +14,14 @@ mod sync_support;
 
 use std::time::{Duration, Instant};
 
-use federation_support::{CROSSING, Feed, RETRY};
+use federation_support::{
+    CROSSING, Feed, RETRY,
+    signing::{signing_key_of, x_matrix},
+};
 use ruma::{
     CanonicalJsonObject,
     serde::Base64,
-    signatures::{Ed25519KeyPair, PublicKeyMap, hash_and_sign_event, reference_hash, sign_json, verify_json},
+    signatures::{Ed25519KeyPair, PublicKeyMap, hash_and_sign_event, reference_hash, verify_json},
 };
 use spec_tests::{rooms::*, *};
 use sync_support::{joined, of_type, sync};
@@ -83,27 +86,6 @@ async fn verified_server_keys(server: &Server) -> (Value, PublicKeyMap) {
 /// A signing key this test made: whatever it signs, no real server vouches for.
 fn own_key(version: &str) -> Ed25519KeyPair {
     Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), version.to_owned()).expect("fresh key")
-}
-
-/// An `Authorization: X-Matrix ...` value for a request, signed as the spec describes.
-fn x_matrix(
-    key: &Ed25519KeyPair,
-    origin: &str,
-    destination: &str,
-    method: &str,
-    uri: &str,
-    content: Option<&Value>,
-) -> String {
-    let mut request = json!({"method": method, "uri": uri, "origin": origin, "destination": destination});
-    if let Some(content) = content {
-        request["content"] = content.clone();
-    }
-    let mut object: CanonicalJsonObject = serde_json::from_value(request).expect("canonical JSON");
-    sign_json(origin, key, &mut object).expect("sign");
-    let signed = serde_json::to_value(&object).unwrap();
-    let key_id = format!("ed25519:{}", key.version());
-    let sig = signed["signatures"][origin][&key_id].as_str().expect("signature");
-    format!("X-Matrix origin=\"{origin}\",destination=\"{destination}\",key=\"{key_id}\",sig=\"{sig}\"")
 }
 
 /// Checks that a federation request was refused as unauthenticated.
@@ -564,16 +546,6 @@ async fn concurrent_state_changes_on_both_servers_resolve_to_the_same_state() {
     // The next event joins the branches, and the servers still agree afterwards.
     alice.send_text(&room, "after the merge").await;
     assert_eq!(until_both_agree(&alice, &bob, &room, "m.room.topic").await, topic);
-}
-
-/// A server's own signing key, read from its data directory, so the test can speak as B
-/// itself: B's real key, and requests A can verify.
-fn signing_key_of(server: &Server) -> Ed25519KeyPair {
-    let text = std::fs::read_to_string(server.data_dir().join("signing.key")).expect("signing.key");
-    let parts: Vec<&str> = text.split_whitespace().collect();
-    let [_, version, document] = parts[..] else { panic!("signing.key: {text}") };
-    let der = Base64::<ruma::serde::base64::Standard>::parse(document).expect("base64 key");
-    Ed25519KeyPair::from_der(der.as_bytes(), version.to_owned()).expect("ed25519 key")
 }
 
 /// Events arriving in a transaction that B really signed are still checked one by one: an

@@ -7,7 +7,7 @@ use ruma::{
     api::federation::{
         authorization::get_event_authorization,
         backfill::get_backfill,
-        event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
+        event::{get_event, get_event_by_timestamp, get_missing_events, get_room_state, get_room_state_ids},
         membership::{
             RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
             prepare_leave_event,
@@ -41,6 +41,7 @@ pub fn routes(router: &mut Router) {
     router.ruma(state_ids);
     router.ruma(missing_events);
     router.ruma(backfill);
+    router.ruma(timestamp_to_event);
 }
 
 fn raw(value: &JsonValue) -> Result<Box<RawJsonValue>, ApiError> {
@@ -240,6 +241,22 @@ async fn backfill(
         MilliSecondsSinceUnixEpoch::now(),
         pdus,
     ))
+}
+
+/// `GET /timestamp_to_event/{roomId}`: the event of the room closest to a time, in one
+/// direction, for a server with a member in the room (as for backfill).
+async fn timestamp_to_event(
+    services: Arc<Services>,
+    req: Req<get_event_by_timestamp::v1::Request>,
+) -> Result<get_event_by_timestamp::v1::Response, ApiError> {
+    let body = req.body;
+    require_in_room(&services, &req.auth, &body.room_id)?;
+    let forwards = body.dir == ruma::api::Direction::Forward;
+    let event = services
+        .rooms
+        .event_at_timestamp(&body.room_id, body.ts.get().into(), forwards, |_| Ok(true))?
+        .ok_or_else(|| ApiError::not_found("no event in that direction from the timestamp"))?;
+    Ok(get_event_by_timestamp::v1::Response::new(event.pdu.event_id.clone(), event.pdu.origin_server_ts))
 }
 
 /// Up to `limit` events of the room reached from `from` through `prev_events`, never past

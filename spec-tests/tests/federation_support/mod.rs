@@ -4,6 +4,8 @@
 // Each test crate that includes this module uses a different part of it.
 #![allow(dead_code)]
 
+pub mod signing;
+
 use std::time::{Duration, Instant};
 
 use spec_tests::{Client, Value};
