@@ -109,7 +109,10 @@ async fn name_topic_and_alias_become_state_and_the_alias_resolves() {
     let alias = format!("#pub:{}", server_name_of(alice.user_id()));
 
     assert_eq!(state_content(&alice, &room, "m.room.name").await["name"], "The Pub");
-    assert_eq!(state_content(&alice, &room, "m.room.topic").await["topic"], "Happy hour");
+    let topic = state_content(&alice, &room, "m.room.topic").await;
+    assert_eq!(topic["topic"], "Happy hour");
+    // v1.15: the topic also as an `m.topic` content block, in plain text.
+    assert_eq!(topic["m.topic"], json!({"m.text": [{"mimetype": "text/plain", "body": "Happy hour"}]}));
     assert_eq!(state_content(&alice, &room, "m.room.canonical_alias").await["alias"], alias);
     let resolved = alice.get(&format!("/_matrix/client/v3/directory/room/{}", enc(&alias))).await.expect(200);
     assert_eq!(resolved["room_id"], room);

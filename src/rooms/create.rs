@@ -148,7 +148,10 @@ impl Rooms {
             events.push(EventSpec::state(TimelineEventType::RoomName, "", json!({"name": name})));
         }
         if let Some(topic) = &request.topic {
-            events.push(EventSpec::state(TimelineEventType::RoomTopic, "", json!({"topic": topic})));
+            // Since v1.15 the topic also goes as an `m.topic` content block, in plain text.
+            let content =
+                json!({"topic": topic, "m.topic": {"m.text": [{"mimetype": "text/plain", "body": topic}]}});
+            events.push(EventSpec::state(TimelineEventType::RoomTopic, "", content));
         }
         // Another server's users are invited once the room exists: their server co-signs.
         for invitee in request.invite.iter().filter(|user| user.server_name() == self.server_name) {
