@@ -28,6 +28,7 @@ mod state;
 mod state_snapshots;
 mod threads;
 mod timeline;
+mod upgrade;
 mod user_directory;
 mod visibility;
 
