@@ -16,6 +16,7 @@ mod push;
 mod register;
 mod rooms;
 mod session;
+mod spaces;
 mod sync;
 mod sync_body;
 mod user_data;
@@ -34,6 +35,7 @@ pub fn router(config: &Config) -> Router {
     rooms::routes(&mut router);
     membership::routes(&mut router);
     directory::routes(&mut router);
+    spaces::routes(&mut router);
     history::routes(&mut router);
     sync::routes(&mut router);
     user_data::routes(&mut router);

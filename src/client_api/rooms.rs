@@ -1,4 +1,4 @@
-//! Room endpoints: create, state, send, read events and history, members.
+//! Room endpoints: create, upgrade, state, send, read events and history, members.
 
 use std::sync::Arc;
 
@@ -9,7 +9,10 @@ use ruma::{
         membership::{get_member_events, joined_members, joined_rooms},
         message::send_message_event,
         redact::redact_event,
-        room::create_room::{self, v3::RoomPreset},
+        room::{
+            create_room::{self, v3::RoomPreset},
+            upgrade_room,
+        },
         state::{get_state_event_for_key, get_state_events, send_state_event},
     },
     events::{StateEventType, TimelineEventType, room::member::MembershipState},
@@ -36,6 +39,7 @@ pub fn routes(router: &mut Router) {
     router.ruma(redact);
     router.ruma(members);
     router.ruma(joined_members_of);
+    router.ruma(upgrade);
 }
 
 fn json_object<T>(raw: &Raw<T>, what: &str) -> Result<Map<String, JsonValue>, ApiError> {
@@ -238,4 +242,16 @@ async fn joined_members_of(
         joined.insert(user, member);
     }
     Ok(joined_members::v3::Response::new(joined))
+}
+
+async fn upgrade(
+    services: Arc<Services>,
+    req: Req<upgrade_room::v3::Request>,
+) -> Result<upgrade_room::v3::Response, ApiError> {
+    let body = req.body;
+    let replacement = services
+        .rooms
+        .upgrade_room(&req.auth.user_id, &body.room_id, &body.new_version, &body.additional_creators)
+        .await?;
+    Ok(upgrade_room::v3::Response::new(replacement))
 }

@@ -7,6 +7,7 @@ mod keys;
 mod media;
 mod query;
 mod rooms;
+mod spaces;
 mod transactions;
 
 use std::sync::Arc;
@@ -57,6 +58,7 @@ pub fn routes(router: &mut Router) {
     query::routes(router);
     devices::routes(router);
     media::routes(router);
+    spaces::routes(router);
 }
 
 /// `GET /_matrix/federation/v1/version`.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use ruma::{
-    OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId,
+    OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId,
     events::{TimelineEventType, room::member::MembershipState},
 };
 use serde_json::{Map, Value as JsonValue, json};
@@ -62,14 +62,9 @@ impl Rooms {
         let preset =
             request.preset.unwrap_or(if request.public { Preset::PublicChat } else { Preset::PrivateChat });
         let creator = &request.creator;
-        let hashed_room_id = rules.authorization.room_create_event_id_as_room_id;
 
-        // The create event.
+        // The create event's content, beyond what every room's has.
         let mut create_content = request.creation_content.clone();
-        create_content.insert("room_version".to_owned(), json!(version));
-        if !rules.authorization.use_room_create_sender {
-            create_content.insert("creator".to_owned(), json!(creator));
-        }
         if rules.authorization.additional_room_creators
             && preset == Preset::TrustedPrivateChat
             && !request.invite.is_empty()
@@ -88,33 +83,6 @@ impl Rooms {
             }
             create_content.insert("additional_creators".to_owned(), JsonValue::Array(creators));
         }
-        let random_room_id = (!hashed_room_id).then(|| {
-            let local: String = {
-                use rand::{Rng, distributions::Alphanumeric};
-                rand::thread_rng().sample_iter(&Alphanumeric).take(18).map(char::from).collect()
-            };
-            RoomId::parse(format!("!{local}:{}", self.server_name)).expect("valid room id")
-        });
-        let draft = builder::Draft {
-            room_id: random_room_id.as_deref(),
-            sender: creator,
-            kind: "m.room.create",
-            state_key: Some(""),
-            content: JsonValue::Object(create_content),
-            redacts: None,
-            prev_events: &[],
-            auth_events: &[],
-            depth: 1,
-        };
-        let (create_id, create_json) = builder::sign(draft, &rules, &self.server_name, &self.key)?;
-        let room_id = match random_room_id {
-            Some(id) => id,
-            None => RoomId::parse(format!("!{}", &create_id.as_str()[1..]))
-                .map_err(|e| Error::Internal(format!("room id from create event: {e}")))?,
-        };
-        let create_pdu =
-            Pdu::from_json(create_id.clone(), &room_id, &create_json).map_err(Error::Internal)?;
-        auth::authorize(&rules.authorization, &create_pdu, |_| None, |_, _| None).map_err(invalid_state)?;
 
         let mut events = vec![EventSpec::state(
             TimelineEventType::RoomMember,
@@ -162,39 +130,8 @@ impl Rooms {
             events.push(EventSpec::state(TimelineEventType::RoomMember, invitee.as_str(), content));
         }
 
-        // Every event is built and authorized against the state the earlier ones make
-        // before anything is stored, so a request the rules refuse leaves no room behind.
-        let mut state: HashMap<(String, String), Pdu> = HashMap::new();
-        state.insert(("m.room.create".to_owned(), String::new()), create_pdu.clone());
-        let mut built = vec![(create_pdu, create_json)];
-        for spec in events {
-            let (prev, depth) = {
-                let (last, _) = built.last().expect("the create event comes first");
-                (vec![last.event_id.clone()], u64::from(last.depth) + 1)
-            };
-            let position = Position { room_id: &room_id, rules: &rules, prev_events: &prev, depth };
-            let (pdu, pdu_json) = self
-                .prepare(
-                    position,
-                    creator,
-                    spec,
-                    |id| built.iter().map(|(pdu, _)| pdu).find(|pdu| pdu.event_id == id).cloned(),
-                    |kind, key| state.get(&(kind.to_string(), key.to_owned())).cloned(),
-                )
-                .map_err(invalid_state)?;
-            if let Some(key) = &pdu.state_key {
-                state.insert((pdu.kind.to_string(), key.clone()), pdu.clone());
-            }
-            built.push((pdu, pdu_json));
-        }
-
-        let lock = self.append_lock(&room_id);
-        let _guard = lock.lock().await;
-        let mut room = self.store.new_room_record(room_id.clone(), version.clone())?;
-        for (pdu, pdu_json) in built {
-            room = self.store_event(&room, &pdu, pdu_json, None).await?;
-        }
-        drop(_guard);
+        let room_id =
+            self.build_room(&version, creator, create_content, events).await.map_err(invalid_state)?;
         if let Some(alias) = &request.canonical_alias {
             self.create_alias(alias, &room_id, creator).await?;
         }
@@ -206,6 +143,81 @@ impl Rooms {
             if let Err(e) = self.invite(&room_id, creator, invitee, None, request.is_direct).await {
                 tracing::warn!(%invitee, error = %e, "could not invite a user of another server");
             }
+        }
+        Ok(room_id)
+    }
+
+    /// Creates a room from its create event's content and the events that follow it, all
+    /// sent by `creator`. Every event is built and authorized against the state the earlier
+    /// ones make before anything is stored, so a room the rules refuse leaves nothing
+    /// behind; an event they refuse fails with `Forbidden`.
+    pub(super) async fn build_room(
+        &self,
+        version: &RoomVersionId,
+        creator: &UserId,
+        mut create_content: Map<String, JsonValue>,
+        events: Vec<EventSpec>,
+    ) -> Result<OwnedRoomId> {
+        let rules = version.rules().expect("supported versions have rules");
+        create_content.insert("room_version".to_owned(), json!(version));
+        if !rules.authorization.use_room_create_sender {
+            create_content.insert("creator".to_owned(), json!(creator));
+        }
+        let random_room_id = (!rules.authorization.room_create_event_id_as_room_id).then(|| {
+            let local: String = {
+                use rand::{Rng, distributions::Alphanumeric};
+                rand::thread_rng().sample_iter(&Alphanumeric).take(18).map(char::from).collect()
+            };
+            RoomId::parse(format!("!{local}:{}", self.server_name)).expect("valid room id")
+        });
+        let draft = builder::Draft {
+            room_id: random_room_id.as_deref(),
+            sender: creator,
+            kind: "m.room.create",
+            state_key: Some(""),
+            content: JsonValue::Object(create_content),
+            redacts: None,
+            prev_events: &[],
+            auth_events: &[],
+            depth: 1,
+        };
+        let (create_id, create_json) = builder::sign(draft, &rules, &self.server_name, &self.key)?;
+        let room_id = match random_room_id {
+            Some(id) => id,
+            None => RoomId::parse(format!("!{}", &create_id.as_str()[1..]))
+                .map_err(|e| Error::Internal(format!("room id from create event: {e}")))?,
+        };
+        let create_pdu =
+            Pdu::from_json(create_id.clone(), &room_id, &create_json).map_err(Error::Internal)?;
+        auth::authorize(&rules.authorization, &create_pdu, |_| None, |_, _| None)?;
+
+        let mut state: HashMap<(String, String), Pdu> = HashMap::new();
+        state.insert(("m.room.create".to_owned(), String::new()), create_pdu.clone());
+        let mut built = vec![(create_pdu, create_json)];
+        for spec in events {
+            let (prev, depth) = {
+                let (last, _) = built.last().expect("the create event comes first");
+                (vec![last.event_id.clone()], u64::from(last.depth) + 1)
+            };
+            let position = Position { room_id: &room_id, rules: &rules, prev_events: &prev, depth };
+            let (pdu, pdu_json) = self.prepare(
+                position,
+                creator,
+                spec,
+                |id| built.iter().map(|(pdu, _)| pdu).find(|pdu| pdu.event_id == id).cloned(),
+                |kind, key| state.get(&(kind.to_string(), key.to_owned())).cloned(),
+            )?;
+            if let Some(key) = &pdu.state_key {
+                state.insert((pdu.kind.to_string(), key.clone()), pdu.clone());
+            }
+            built.push((pdu, pdu_json));
+        }
+
+        let lock = self.append_lock(&room_id);
+        let _guard = lock.lock().await;
+        let mut room = self.store.new_room_record(room_id.clone(), version.clone())?;
+        for (pdu, pdu_json) in built {
+            room = self.store_event(&room, &pdu, pdu_json, None).await?;
         }
         Ok(room_id)
     }

@@ -2,7 +2,8 @@
 //! directory.
 
 use ruma::{
-    OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName, UInt, UserId,
+    OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId, ServerName, UInt,
+    UserId,
     api::federation::directory::get_public_rooms_filtered,
     directory::{Filter, PublicRoomsChunk, PublicRoomsChunkInit, RoomNetwork},
     events::StateEventType,
@@ -246,39 +247,44 @@ impl Rooms {
         })
     }
 
-    /// What the directory shows about a room, read from its current state.
+    /// What the directory and the space hierarchy show about a room, read from its
+    /// current state.
     pub fn summary(&self, room_id: &RoomId) -> Result<RoomSummary> {
-        let mut summary = RoomSummary {
-            room_id: room_id.to_owned(),
-            name: None,
-            topic: None,
-            canonical_alias: None,
-            avatar_url: None,
-            join_rule: None,
-            room_type: None,
-            world_readable: false,
-            guest_can_join: false,
-            joined_members: 0,
+        let room = self.room(room_id)?;
+        let content = |kind: StateEventType| {
+            self.current_state_pdu(&room, &kind, "").map(|pdu| pdu.content_json()).unwrap_or_default()
         };
-        for pdu in self.current_state(room_id)? {
-            let content = pdu.content_json();
-            let text = |key: &str| content[key].as_str().map(str::to_owned);
-            match pdu.kind.to_string().as_str() {
-                "m.room.name" => summary.name = text("name"),
-                "m.room.topic" => summary.topic = text("topic"),
-                "m.room.canonical_alias" => summary.canonical_alias = text("alias"),
-                "m.room.avatar" => summary.avatar_url = text("url"),
-                "m.room.join_rules" => summary.join_rule = text("join_rule"),
-                "m.room.history_visibility" => {
-                    summary.world_readable = content["history_visibility"] == "world_readable";
-                }
-                "m.room.guest_access" => summary.guest_can_join = content["guest_access"] == "can_join",
-                "m.room.create" => summary.room_type = text("type"),
-                "m.room.member" if content["membership"] == "join" => summary.joined_members += 1,
-                _ => {}
-            }
-        }
-        Ok(summary)
+        let text = |content: &JsonValue, key: &str| content[key].as_str().map(str::to_owned);
+        let (name, topic) = (content(StateEventType::RoomName), content(StateEventType::RoomTopic));
+        let alias = content(StateEventType::RoomCanonicalAlias);
+        let avatar = content(StateEventType::RoomAvatar);
+        let join_rules = content(StateEventType::RoomJoinRules);
+        let create = content(StateEventType::RoomCreate);
+        let encryption = content(StateEventType::RoomEncryption);
+        // Only `m.room_membership` conditions name rooms.
+        let allowed_room_ids = join_rules["allow"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|condition| condition["type"] == "m.room_membership")
+            .filter_map(|condition| condition["room_id"].as_str().and_then(|id| RoomId::parse(id).ok()))
+            .collect();
+        Ok(RoomSummary {
+            room_id: room_id.to_owned(),
+            name: text(&name, "name"),
+            topic: text(&topic, "topic"),
+            canonical_alias: text(&alias, "alias"),
+            avatar_url: text(&avatar, "url"),
+            join_rule: text(&join_rules, "join_rule"),
+            allowed_room_ids,
+            room_type: text(&create, "type"),
+            world_readable: content(StateEventType::RoomHistoryVisibility)["history_visibility"]
+                == "world_readable",
+            guest_can_join: content(StateEventType::RoomGuestAccess)["guest_access"] == "can_join",
+            encryption: text(&encryption, "algorithm"),
+            version: room.version.clone(),
+            joined_members: self.member_view(&room)?.joined().count() as u64,
+        })
     }
 }
 
@@ -291,9 +297,14 @@ pub struct RoomSummary {
     pub canonical_alias: Option<String>,
     pub avatar_url: Option<String>,
     pub join_rule: Option<String>,
+    /// The rooms whose members may join a restricted room.
+    pub allowed_room_ids: Vec<OwnedRoomId>,
     pub room_type: Option<String>,
     pub world_readable: bool,
     pub guest_can_join: bool,
+    /// The encryption algorithm, in an encrypted room.
+    pub encryption: Option<String>,
+    pub version: RoomVersionId,
     pub joined_members: u64,
 }
 

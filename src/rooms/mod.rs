@@ -1,4 +1,5 @@
-//! Rooms: building and signing PDUs, event authorization, state, timelines, membership.
+//! Rooms: building and signing PDUs, event authorization, state, timelines, membership,
+//! spaces and upgrades.
 //!
 //! Every new event goes through [`Rooms::append`]: under the room's append lock it picks
 //! `prev_events` (the forward extremities) and `auth_events` (by the auth rules), signs
@@ -14,6 +15,7 @@ mod directory;
 mod ephemeral;
 mod event_cache;
 mod federated;
+mod hierarchy;
 mod inbound;
 mod member_view;
 mod membership;
@@ -26,6 +28,7 @@ mod state;
 mod state_snapshots;
 mod threads;
 mod timeline;
+mod upgrade;
 mod user_directory;
 mod visibility;
 
@@ -46,6 +49,7 @@ pub use create::{CreateRoom, DEFAULT_VERSION, Preset, SUPPORTED_VERSIONS};
 pub use directory::{PublicRoomsPage, RoomSummary};
 pub use event_cache::Event;
 pub use federated::{Added, INVITE_STATE_TYPES, stripped};
+pub use hierarchy::{HierarchyPage, HierarchyRequest, ServerHierarchy};
 pub use member_view::MemberView;
 pub use membership::MemberProfile;
 pub use relations::RelationFilter;
@@ -150,6 +154,8 @@ pub struct Rooms {
     member_views: member_view::MemberViews,
     events: event_cache::EventCache,
     state_snapshots: state_snapshots::StateSnapshots,
+    /// Other servers' answers about spaces this server is not in.
+    remote_hierarchies: hierarchy::RemoteHierarchies,
     /// One async lock per room, held while an event is built and stored.
     append_locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -185,6 +191,7 @@ impl Rooms {
             member_views: Default::default(),
             events: Default::default(),
             state_snapshots: Default::default(),
+            remote_hierarchies: Default::default(),
             typing: Arc::default(),
             append_locks: Mutex::new(HashMap::new()),
         }

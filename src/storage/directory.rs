@@ -66,6 +66,33 @@ impl Store {
             .collect()
     }
 
+    /// Points every alias of `from` at `to` and moves its directory listing there, in one
+    /// transaction (a room upgrade). Returns the aliases moved.
+    pub async fn move_directory_entries(&self, from: &RoomId, to: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+        let aliases = self.room_aliases(from)?;
+        flatten::<_, StorageError>((&self.aliases, &self.room_aliases, &self.public_rooms).transaction(
+            |(alias_records, room_aliases, public_rooms)| {
+                for alias in &aliases {
+                    let Some(bytes) = alias_records.get(alias.as_bytes())? else { continue };
+                    let mut record: AliasRecord = decode("alias", &bytes).or_else(abort)?;
+                    if record.room_id != from {
+                        continue;
+                    }
+                    record.room_id = to.to_owned();
+                    alias_records.insert(alias.as_bytes(), encode(&record))?;
+                    room_aliases.remove(composite_key(&[from.as_bytes(), alias.as_bytes()]))?;
+                    room_aliases.insert(composite_key(&[to.as_bytes(), alias.as_bytes()]), &[])?;
+                }
+                if public_rooms.remove(from.as_bytes())?.is_some() {
+                    public_rooms.insert(to.as_bytes(), &[])?;
+                }
+                Ok(())
+            },
+        ))?;
+        self.durable().await?;
+        Ok(aliases)
+    }
+
     /// Publishes a room in the directory or takes it out.
     pub async fn set_published(&self, room_id: &RoomId, published: bool) -> Result<()> {
         if published {
