@@ -32,6 +32,12 @@ pub enum Error {
     DuplicateAnnotation(String),
     /// A sliding sync `pos` the server does not know (any more): the client starts again.
     UnknownPos(String),
+    /// A restricted join this server cannot vouch for: it has none of the rooms the join
+    /// rules allow (`M_UNABLE_TO_AUTHORISE_JOIN`).
+    UnableToAuthoriseJoin(String),
+    /// A restricted join the user qualifies for, but no member of this server may invite
+    /// them (`M_UNABLE_TO_GRANT_JOIN`): another server should be asked.
+    UnableToGrantJoin(String),
     /// Another server could not be reached or refused what this one asked.
     Federation(String),
     Internal(String),
@@ -52,6 +58,8 @@ impl std::fmt::Display for Error {
             | Self::InvalidRoomState(m)
             | Self::BadRequest(m)
             | Self::DuplicateAnnotation(m)
+            | Self::UnableToAuthoriseJoin(m)
+            | Self::UnableToGrantJoin(m)
             | Self::Federation(m)
             | Self::UnknownPos(m)
             | Self::ServerManaged(m)

@@ -59,6 +59,11 @@ impl Client {
         self.post(&format!("/_matrix/client/v3/join/{}", enc(room_id_or_alias)), &json!({})).await
     }
 
+    /// `POST /knock/{room_id_or_alias}` with `body` (such as `{"reason": ...}`).
+    pub async fn knock_room(&self, room_id_or_alias: &str, body: &Value) -> Resp {
+        self.post(&format!("/_matrix/client/v3/knock/{}", enc(room_id_or_alias)), body).await
+    }
+
     /// `POST /rooms/{id}/{action}` for `invite`, `kick`, `ban`, `unban` aimed at `user_id`.
     pub async fn membership_action(&self, room_id: &str, action: &str, user_id: &str) -> Resp {
         self.post(&room_path(room_id, action), &json!({"user_id": user_id})).await

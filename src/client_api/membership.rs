@@ -1,11 +1,14 @@
-//! Membership endpoints: join, invite, leave, forget, kick, ban, unban.
+//! Membership endpoints: join, knock, invite, leave, forget, kick, ban, unban.
 
 use std::sync::Arc;
 
-use ruma::api::client::membership::{
-    ban_user, forget_room,
-    invite_user::{self, v3::InvitationRecipient},
-    join_room_by_id, join_room_by_id_or_alias, kick_user, leave_room, unban_user,
+use ruma::api::client::{
+    knock::knock_room,
+    membership::{
+        ban_user, forget_room,
+        invite_user::{self, v3::InvitationRecipient},
+        join_room_by_id, join_room_by_id_or_alias, kick_user, leave_room, unban_user,
+    },
 };
 
 use crate::{
@@ -19,6 +22,7 @@ use crate::{
 pub fn routes(router: &mut Router) {
     router.ruma(join_by_id);
     router.ruma(join_by_id_or_alias);
+    router.ruma(knock);
     router.ruma(invite);
     router.ruma(leave);
     router.ruma(forget);
@@ -43,6 +47,16 @@ async fn join_by_id_or_alias(
     via.extend(req.body.via.iter().cloned());
     services.rooms.join(&room_id, &req.auth.user_id, req.body.reason.as_deref(), via).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
+}
+
+async fn knock(
+    services: Arc<Services>,
+    req: Req<knock_room::v3::Request>,
+) -> Result<knock_room::v3::Response, ApiError> {
+    let (room_id, mut via) = services.rooms.resolve_room(&req.body.room_id_or_alias).await?;
+    via.extend(req.body.via.iter().cloned());
+    services.rooms.knock(&room_id, &req.auth.user_id, req.body.reason.as_deref(), via).await?;
+    Ok(knock_room::v3::Response::new(room_id))
 }
 
 async fn invite(

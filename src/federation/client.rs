@@ -33,6 +33,10 @@ pub enum FederationError {
     Unreachable(String),
     /// The server answered with an error or something that does not parse.
     Refused(String),
+    /// The server answered 403 (it does not allow what was asked) or 404 (it does not know
+    /// what was asked for), with its explanation. Domains pass this on as their own answer:
+    /// a join another server refuses is refused.
+    Denied { status: http::StatusCode, message: String },
 }
 
 impl std::fmt::Display for FederationError {
@@ -41,6 +45,7 @@ impl std::fmt::Display for FederationError {
             Self::NotAllowed(server) => write!(f, "federation with {server} is not allowed here"),
             Self::Unreachable(why) => write!(f, "unreachable: {why}"),
             Self::Refused(why) => write!(f, "refused: {why}"),
+            Self::Denied { message, .. } => f.write_str(message),
         }
     }
 }
@@ -49,7 +54,13 @@ impl std::error::Error for FederationError {}
 
 impl From<FederationError> for crate::error::Error {
     fn from(e: FederationError) -> Self {
-        Self::Federation(e.to_string())
+        match e {
+            FederationError::Denied { status: http::StatusCode::NOT_FOUND, message } => {
+                Self::NotFound(message)
+            }
+            FederationError::Denied { message, .. } => Self::Forbidden(message),
+            e => Self::Federation(e.to_string()),
+        }
     }
 }
 
@@ -128,6 +139,7 @@ impl FederationClient {
         request: http::Request<Vec<u8>>,
     ) -> Result<R::IncomingResponse, FederationError> {
         let what = format!("{} {}", request.method(), request.uri());
+        let host = request.uri().authority().map(ToString::to_string).unwrap_or_default();
         let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
             .map_err(|e| FederationError::Refused(format!("{what}: {e}")))?;
         let response = self
@@ -143,6 +155,13 @@ impl FederationClient {
         *http_response.status_mut() = status;
         *http_response.headers_mut() = headers;
         R::IncomingResponse::try_from_http_response(http_response).map_err(|e| {
+            if matches!(status, http::StatusCode::FORBIDDEN | http::StatusCode::NOT_FOUND) {
+                let explanation = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|error| error["error"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| status.to_string());
+                return FederationError::Denied { status, message: format!("{host} says: {explanation}") };
+            }
             let body = String::from_utf8_lossy(&body);
             FederationError::Refused(format!(
                 "{what}: {status}: {e}: {}",

@@ -1,4 +1,4 @@
-//! Rooms over federation: transactions, joins, invites, and reading events and state.
+//! Rooms over federation: joins, knocks, leaves, invites, and reading events and state.
 
 use std::{collections::BTreeSet, sync::Arc};
 
@@ -9,8 +9,8 @@ use ruma::{
         backfill::get_backfill,
         event::{get_event, get_event_by_timestamp, get_missing_events, get_room_state, get_room_state_ids},
         membership::{
-            RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
-            prepare_leave_event,
+            RawStrippedState, create_invite, create_join_event, create_knock_event, create_leave_event,
+            prepare_join_event, prepare_knock_event, prepare_leave_event,
         },
     },
     events::room::member::MembershipState,
@@ -32,6 +32,8 @@ pub fn routes(router: &mut Router) {
     // Up to 50 PDUs of up to 64 KiB each and 100 EDUs: more than a client request needs.
     router.ruma(make_join);
     router.ruma(send_join);
+    router.ruma(make_knock);
+    router.ruma(send_knock);
     router.ruma(invite);
     router.ruma(make_leave);
     router.ruma(send_leave);
@@ -48,6 +50,21 @@ fn raw(value: &JsonValue) -> Result<Box<RawJsonValue>, ApiError> {
     serde_json::value::to_raw_value(value).map_err(|_| ApiError::internal())
 }
 
+/// Refuses a room version that is not among `supported`: the versions the asking server
+/// listed (`ver`), or those this server supports.
+fn require_version_in(supported: &[RoomVersionId], version: &RoomVersionId) -> Result<(), ApiError> {
+    if supported.contains(version) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        http::StatusCode::BAD_REQUEST,
+        ruma::api::error::ErrorKind::IncompatibleRoomVersion(
+            ruma::api::error::IncompatibleRoomVersionErrorData::new(version.clone()),
+        ),
+        format!("The room has version {version}, which not both servers support"),
+    ))
+}
+
 /// `GET /make_join`: a join event template for a user of the calling server.
 async fn make_join(
     services: Arc<Services>,
@@ -57,16 +74,7 @@ async fn make_join(
     if body.user_id.server_name() != req.auth {
         return Err(ApiError::forbidden("A server can only join its own users"));
     }
-    let version = services.rooms.version(&body.room_id)?;
-    if !body.ver.contains(&version) {
-        return Err(ApiError::new(
-            http::StatusCode::BAD_REQUEST,
-            ruma::api::error::ErrorKind::IncompatibleRoomVersion(
-                ruma::api::error::IncompatibleRoomVersionErrorData::new(version.clone()),
-            ),
-            format!("The room has version {version}, which the joining server does not support"),
-        ));
-    }
+    require_version_in(&body.ver, &services.rooms.version(&body.room_id)?)?;
     let (version, template) =
         services.rooms.membership_template(&body.room_id, &body.user_id, MembershipState::Join).await?;
     let mut response = prepare_join_event::v1::Response::new(raw(&template)?);
@@ -75,13 +83,14 @@ async fn make_join(
 }
 
 /// `PUT /v2/send_join`: the signed join of a user of the calling server; answered with the
-/// state before it and its auth chain.
+/// state before it, its auth chain, and the event as stored (countersigned by us when we
+/// vouched for a restricted join).
 async fn send_join(
     services: Arc<Services>,
     req: Req<create_join_event::v2::Request>,
 ) -> Result<create_join_event::v2::Response, ApiError> {
     let body = req.body;
-    services
+    let stored = services
         .rooms
         .receive_membership(&req.auth, &body.room_id, &body.event_id, &body.pdu, MembershipState::Join)
         .await?;
@@ -89,9 +98,45 @@ async fn send_join(
     let mut room_state = create_join_event::v2::RoomState::new();
     room_state.state = state.iter().map(raw).collect::<Result<_, _>>()?;
     room_state.auth_chain = auth_chain.iter().map(raw).collect::<Result<_, _>>()?;
+    room_state.event = Some(raw(&stored)?);
     room_state.servers_in_room =
         Some(services.rooms.servers_in_room(&body.room_id)?.into_iter().map(|s| s.to_string()).collect());
     Ok(create_join_event::v2::Response::new(room_state))
+}
+
+/// `GET /make_knock`: a knock event template for a user of the calling server.
+async fn make_knock(
+    services: Arc<Services>,
+    req: Req<prepare_knock_event::v1::Request>,
+) -> Result<prepare_knock_event::v1::Response, ApiError> {
+    let body = req.body;
+    if body.user_id.server_name() != req.auth {
+        return Err(ApiError::forbidden("A server can only knock for its own users"));
+    }
+    require_version_in(&body.ver, &services.rooms.version(&body.room_id)?)?;
+    let (version, template) =
+        services.rooms.membership_template(&body.room_id, &body.user_id, MembershipState::Knock).await?;
+    Ok(prepare_knock_event::v1::Response::new(version, raw(&template)?))
+}
+
+/// `PUT /send_knock`: the signed knock of a user of the calling server; answered with the
+/// state that describes the room to them.
+async fn send_knock(
+    services: Arc<Services>,
+    req: Req<create_knock_event::v1::Request>,
+) -> Result<create_knock_event::v1::Response, ApiError> {
+    let body = req.body;
+    services
+        .rooms
+        .receive_membership(&req.auth, &body.room_id, &body.event_id, &body.pdu, MembershipState::Knock)
+        .await?;
+    let knock_room_state = services
+        .rooms
+        .invite_state(&body.room_id)?
+        .iter()
+        .map(|event| raw(event).map(RawStrippedState::Pdu))
+        .collect::<Result<_, _>>()?;
+    Ok(create_knock_event::v1::Response::new(knock_room_state))
 }
 
 /// `GET /make_leave`: a leave event template for a user of the calling server (to leave a
@@ -128,31 +173,10 @@ async fn invite(
     req: Req<create_invite::v2::Request>,
 ) -> Result<create_invite::v2::Response, ApiError> {
     let body = req.body;
-    if !SUPPORTED_VERSIONS.contains(&body.room_version) {
-        return Err(ApiError::new(
-            http::StatusCode::BAD_REQUEST,
-            ruma::api::error::ErrorKind::IncompatibleRoomVersion(
-                ruma::api::error::IncompatibleRoomVersionErrorData::new(body.room_version.clone()),
-            ),
-            format!("Room version {} is not supported here", body.room_version),
-        ));
-    }
-    let invite_state: Vec<JsonValue> = body
-        .invite_room_state
-        .iter()
-        .filter_map(|state| {
-            #[allow(deprecated, reason = "servers before Matrix 1.16 still send stripped events")]
-            let json = match state {
-                RawStrippedState::Pdu(pdu) => pdu.get(),
-                RawStrippedState::Stripped(event) => event.json().get(),
-                _ => return None,
-            };
-            serde_json::from_str(json).ok()
-        })
-        .collect();
+    require_version_in(SUPPORTED_VERSIONS, &body.room_version)?;
     let signed = services
         .rooms
-        .receive_invite(&req.auth, &body.room_id, &body.room_version, &body.event, invite_state)
+        .receive_invite(&req.auth, &body.room_id, &body.room_version, &body.event, &body.invite_room_state)
         .await?;
     Ok(create_invite::v2::Response::new(raw(&signed)?))
 }

@@ -214,6 +214,12 @@ impl From<crate::error::Error> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, ErrorKind::DuplicateAnnotation, message)
             }
             E::UnknownPos(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnknownPos, message),
+            E::UnableToAuthoriseJoin(_) => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnableToAuthorizeJoin, message)
+            }
+            E::UnableToGrantJoin(_) => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnableToGrantJoin, message)
+            }
             E::Federation(_) => Self::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, message),
             E::UnsupportedRoomVersion(_) => {
                 Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion, message)

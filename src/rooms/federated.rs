@@ -20,7 +20,7 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, json};
 
-use super::{Error, EventSpec, Pdu, Result, Rooms, rules_of};
+use super::{Error, EventSpec, Pdu, Result, Rooms, restricted::AUTHORISING_USER, rules_of};
 use crate::storage::{Placement, RoomRecord, StateKey};
 
 /// What became of an event handed to [`Rooms::add_event`].
@@ -206,8 +206,10 @@ impl Rooms {
         Ok(resolved.into_iter().map(|((kind, key), id)| ((kind.to_string(), key), id)).collect())
     }
 
-    /// The template of a join or leave event another server's user asks to sign
-    /// (`make_join`, `make_leave`), refused here already when the room's rules would refuse it.
+    /// The template of a join, knock or leave event another server's user asks to sign
+    /// (`make_join`, `make_knock`, `make_leave`), refused here already when the room's rules
+    /// would refuse it. A join the join rules restrict names the user of ours who vouches
+    /// for it.
     pub async fn membership_template(
         &self,
         room_id: &RoomId,
@@ -218,8 +220,13 @@ impl Rooms {
         let _guard = lock.lock().await;
         let room = self.room(room_id)?;
         let rules = rules_of(&room)?;
-        let spec =
-            EventSpec::state(TimelineEventType::RoomMember, user.as_str(), json!({"membership": membership}));
+        let mut content = json!({"membership": membership});
+        if membership == MembershipState::Join
+            && let Some(authoriser) = self.join_authoriser(&room, user)?
+        {
+            content[AUTHORISING_USER] = json!(authoriser);
+        }
+        let spec = EventSpec::state(TimelineEventType::RoomMember, user.as_str(), content);
         // Built and checked like a local event; the user's server signs its own copy.
         let (_, mut template) = self.prepare_at_tip(&room, &rules, user, spec)?;
         if let Some(object) = template.as_object_mut() {
@@ -280,8 +287,8 @@ impl Rooms {
         Ok((room.version, pdu.event_id, json))
     }
 
-    /// The room described for another server's user invited to it: a few current state
-    /// events, as the full PDUs the spec (since v1.16) asks for.
+    /// The room described for another server's user invited to it or knocking on it: a few
+    /// current state events, as the full PDUs the spec (since v1.16) asks for.
     pub fn invite_state(&self, room_id: &RoomId) -> Result<Vec<JsonValue>> {
         let mut events = Vec::new();
         for pdu in self.current_state(room_id)? {

@@ -1,15 +1,19 @@
 //! PDUs other servers send in their transactions: checked by the federation transport
 //! ([`crate::federation::Federation::verify_pdu`]), their gaps filled with
-//! `/get_missing_events` from the sender, then added with [`Rooms::add_event`].
+//! `/get_missing_events` from the sender, then added with [`Rooms::add_event`]; and the
+//! joins, knocks and leaves they send for their users (`send_join`, `send_knock`,
+//! `send_leave`).
 
 use ruma::{
     EventId, OwnedEventId, OwnedRoomId, RoomId, ServerName, UserId,
     api::federation::event::get_missing_events, events::room::member::MembershipState,
     room_version_rules::RoomVersionRules,
 };
-use serde_json::value::RawValue as RawJsonValue;
+use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 
-use super::{Added, Error, Result, Rooms, rules_of};
+use super::{
+    Added, Error, Result, Rooms, remote_membership::raw_json, restricted::AUTHORISING_USER, rules_of,
+};
 use crate::federation::{CheckedPdu, event_id_of};
 
 /// How many missing events to ask for at once.
@@ -18,7 +22,8 @@ const MISSING_EVENTS_LIMIT: u32 = 20;
 impl Rooms {
     /// Checks and stores one PDU of a transaction from `origin`; returns its id and the
     /// outcome the transaction's answer reports. `None` when it cannot even be identified
-    /// (no room we have, or not JSON).
+    /// (not JSON), or is for a room we do not have and does not end a local user's invite
+    /// or knock there.
     pub async fn receive_pdu(
         &self,
         origin: &ServerName,
@@ -29,7 +34,9 @@ impl Rooms {
             room_id: OwnedRoomId,
         }
         let room_id = serde_json::from_str::<RoomOf>(raw.get()).ok()?.room_id;
-        let room = self.room(&room_id).ok()?;
+        let Ok(room) = self.room(&room_id) else {
+            return self.receive_remote_membership_end(origin, &room_id, raw).await;
+        };
         let rules = room.version.rules()?;
         let checked = match self.federation.verify_pdu(raw, &rules).await {
             Ok(checked) => checked,
@@ -89,9 +96,10 @@ impl Rooms {
 }
 
 impl Rooms {
-    /// Checks and stores a join or leave another server signed for one of its users
-    /// (`send_join`, `send_leave`): it must be that user's own `membership` event, and the
-    /// event the request names.
+    /// Checks and stores a join, knock or leave another server signed for one of its users
+    /// (`send_join`, `send_knock`, `send_leave`): it must be that user's own `membership`
+    /// event, and the event the request names. A restricted join that names one of our users
+    /// as vouching for it gets our signature first. Returns the event as stored.
     pub async fn receive_membership(
         &self,
         origin: &ServerName,
@@ -99,22 +107,35 @@ impl Rooms {
         event_id: &EventId,
         pdu: &RawJsonValue,
         membership: MembershipState,
-    ) -> Result<()> {
+    ) -> Result<JsonValue> {
         let room = self.room(room_id)?;
         let rules = rules_of(&room)?;
-        let checked = self.federation.verify_pdu(pdu, &rules).await.map_err(Error::BadJson)?;
-        let json = &checked.json;
+        let mut json: JsonValue =
+            serde_json::from_str(pdu.get()).map_err(|e| Error::InvalidParam(e.to_string()))?;
         let sender = json["sender"].as_str().unwrap_or_default();
         let is_expected = json["type"] == "m.room.member"
             && json["content"]["membership"] == membership.as_str()
             && json["state_key"] == sender
+            && json["room_id"] == room_id.as_str()
             && UserId::parse(sender).is_ok_and(|user| user.server_name() == origin);
-        if !is_expected || checked.event_id != event_id {
-            return Err(Error::BadJson(format!(
-                "Not a {membership} of a user of the calling server, or not the named event"
+        if !is_expected {
+            return Err(Error::InvalidParam(format!(
+                "Not a {membership} of a user of the calling server in {room_id}"
             )));
         }
-        self.add_event(room_id, &checked.event_id, checked.json).await?;
-        Ok(())
+        if membership == MembershipState::Join
+            && rules.authorization.restricted_join_rule
+            && json["content"][AUTHORISING_USER].is_string()
+        {
+            self.check_remote_authorised_join(&room, &json)?;
+            json = self.co_sign(json, &rules)?;
+        }
+        let checked =
+            self.federation.verify_pdu(&raw_json(&json)?, &rules).await.map_err(Error::InvalidParam)?;
+        if checked.event_id != event_id {
+            return Err(Error::InvalidParam(format!("The event is not {event_id}")));
+        }
+        self.add_event(room_id, &checked.event_id, checked.json.clone()).await?;
+        Ok(checked.json)
     }
 }

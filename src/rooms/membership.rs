@@ -1,5 +1,5 @@
-//! Joining, inviting, leaving, kicking, banning: each is an `m.room.member` event whose
-//! legality the auth rules decide; a few extra checks give clearer refusals.
+//! Joining, knocking, inviting, leaving, kicking, banning: each is an `m.room.member`
+//! event whose legality the auth rules decide; a few extra checks give clearer refusals.
 
 use ruma::{
     OwnedUserId, RoomId, UserId,
@@ -7,7 +7,7 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, json};
 
-use super::{Error, EventSpec, INVITE_STATE_TYPES, Result, Rooms, stripped};
+use super::{Error, EventSpec, INVITE_STATE_TYPES, Result, Rooms, restricted::AUTHORISING_USER, stripped};
 
 /// What a member event says about the member.
 #[derive(Debug, Clone, Default)]
@@ -120,18 +120,47 @@ impl Rooms {
     }
 
     /// Joins a local user to a room this server has. Joining a room one is already in
-    /// changes nothing.
+    /// changes nothing. Where the join rules admit members of other rooms, one of our users
+    /// who may invite vouches for the join ([`Rooms::join_authoriser`]).
     pub(super) async fn join_here(
         &self,
         room_id: &RoomId,
         user: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
-        self.room(room_id)?;
+        let room = self.room(room_id)?;
         if self.membership(room_id, user)? == Some(MembershipState::Join) {
             return Ok(());
         }
-        let content = self.member_profile(user).member_content(&MembershipState::Join, reason);
+        let mut content = self.member_profile(user).member_content(&MembershipState::Join, reason);
+        if let Some(authoriser) = self.join_authoriser(&room, user)? {
+            content[AUTHORISING_USER] = json!(authoriser);
+        }
+        self.set_membership(room_id, user, user, content).await
+    }
+
+    /// Knocks on a room this server has, asking its members for an invite. Those in the room,
+    /// invited or banned cannot; whether the join rules allow knocking is the auth rules' call.
+    pub(super) async fn knock_here(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        self.room(room_id)?;
+        match self.membership(room_id, user)? {
+            Some(MembershipState::Join) => {
+                return Err(Error::Forbidden(format!("{user} is already in {room_id}")));
+            }
+            Some(MembershipState::Invite) => {
+                return Err(Error::Forbidden(format!("{user} is already invited to {room_id}")));
+            }
+            Some(MembershipState::Ban) => {
+                return Err(Error::Forbidden(format!("{user} is banned from {room_id}")));
+            }
+            _ => {}
+        }
+        let content = self.member_profile(user).member_content(&MembershipState::Knock, reason);
         self.set_membership(room_id, user, user, content).await
     }
 
@@ -225,21 +254,22 @@ impl Rooms {
         }
     }
 
-    /// What an invited user is shown of the room, as stripped state events: a few state
-    /// events that describe it, the invite, and the inviter's member event. For a room only
-    /// another server has, what that server sent with the invite.
     /// Who invited `user` to the room, as the invite's stripped state tells.
     pub fn inviter(&self, user: &UserId, room_id: &RoomId) -> Result<Option<OwnedUserId>> {
-        let state = self.invite_state_for(user, room_id)?;
+        let state = self.stripped_state_for(user, room_id)?;
         let invite = state
             .iter()
             .find(|event| event["type"] == "m.room.member" && event["state_key"] == user.as_str());
         Ok(invite.and_then(|invite| UserId::parse(invite["sender"].as_str()?).ok()))
     }
 
-    pub fn invite_state_for(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<JsonValue>> {
-        if let Some(invite) = self.store.remote_invite(user, room_id)? {
-            return Ok(invite.invite_state);
+    /// What a user invited to or knocking on the room is shown of it, as stripped state
+    /// events: a few state events that describe it, their own member event (the invite or
+    /// knock), and an inviter's member event. For a room only another server has, what that
+    /// server sent with the invite or in answer to the knock.
+    pub fn stripped_state_for(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<JsonValue>> {
+        if let Some(remote) = self.store.remote_membership(user, room_id)? {
+            return Ok(remote.stripped_state);
         }
         let state = self.current_state(room_id)?;
         let invite = state.iter().find(|pdu| {

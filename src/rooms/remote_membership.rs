@@ -2,46 +2,50 @@
 //!
 //! - Joining a room this server does not have: `make_join` to a resident server for a
 //!   template, sign it, `send_join` it, check what comes back, and start our copy of the
-//!   room from the state the resident server sent ([`Rooms::adopt_joined_room`]).
-//! - Inviting another server's user: that server must co-sign the invite (`/invite`)
-//!   before it is stored and sent to the room like any event.
-//! - Being invited from another server: check and co-sign the invite, and keep it (with
-//!   the stripped state that describes the room) for the user's `/sync`.
-//! - Rejecting such an invite: `make_leave` and `send_leave` through the inviting server.
+//!   room from the state the resident server sent ([`Rooms::adopt_joined_room`]). In a
+//!   restricted room the template names a user of the resident server who vouches for the
+//!   join, and that server countersigns the event it returns.
+//! - Knocking on a room this server does not have: `make_knock`, sign, `send_knock`; the
+//!   knock is kept, with the stripped state the resident server answered with, for `/sync`.
+//! - Leaving a room this server does not have (rejecting an invite, rescinding a knock):
+//!   `make_leave` and `send_leave` through the server that sent the invite or took the knock.
 //!
-//! [`Rooms::join`], [`Rooms::invite`] and [`Rooms::leave`] are the operations the client
-//! API calls: each goes through another server only when this one cannot act alone.
+//! [`Rooms::join`], [`Rooms::knock`] and [`Rooms::leave`] are the operations the client API
+//! calls: each goes through another server only when this one cannot act alone. Invites
+//! across servers are in `remote_invites`.
+
+use std::future::Future;
 
 use ruma::{
-    CanonicalJsonObject, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomAliasId, RoomId,
+    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId,
     RoomOrAliasId, RoomVersionId, UserId,
     api::federation::{
         membership::{
-            RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
-            prepare_leave_event,
+            create_join_event, create_knock_event, create_leave_event, prepare_join_event,
+            prepare_knock_event, prepare_leave_event,
         },
         query::get_room_information,
     },
-    events::{TimelineEventType, room::member::MembershipState},
+    events::room::member::MembershipState,
     room_version_rules::RoomVersionRules,
-    signatures::{hash_and_sign_event, sign_json},
+    signatures::hash_and_sign_event,
 };
 use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 
-use super::{EventSpec, Rooms, SUPPORTED_VERSIONS};
+use super::{MemberProfile, Rooms, SUPPORTED_VERSIONS, restricted::AUTHORISING_USER};
 use crate::{
     error::{Error, Result},
     federation::event_id_of,
     now_ms,
-    storage::RemoteInvite,
+    storage::RemoteMembership,
 };
 
-fn raw_json(value: &impl serde::Serialize) -> Result<Box<RawJsonValue>> {
+pub(super) fn raw_json(value: &impl serde::Serialize) -> Result<Box<RawJsonValue>> {
     serde_json::value::to_raw_value(value).map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// The rules of a room version this server supports.
-fn supported_rules(version: &RoomVersionId) -> Result<RoomVersionRules> {
+pub(super) fn supported_rules(version: &RoomVersionId) -> Result<RoomVersionRules> {
     version
         .rules()
         .filter(|_| SUPPORTED_VERSIONS.contains(version))
@@ -75,7 +79,8 @@ impl Rooms {
     }
 
     /// Joins a local user to a room: here when this server has the room, otherwise through
-    /// another server in it: those in `via`, the one that sent an invite, the room id's.
+    /// another server in it: those in `via`, the one that sent an invite or took a knock,
+    /// the room id's.
     pub async fn join(
         &self,
         room_id: &RoomId,
@@ -86,19 +91,38 @@ impl Rooms {
         if self.store.room(room_id)?.is_some() {
             return self.join_here(room_id, user, reason).await;
         }
-        if let Some(invite) = self.store.remote_invite(user, room_id)? {
-            via.push(invite.via);
+        if let Some(remote) = self.store.remote_membership(user, room_id)? {
+            via.push(remote.via);
         }
+        self.through_any(room_id, via, |server| self.join_through(server, room_id, user, reason)).await?;
+        self.store.remove_remote_membership(user, room_id).await?;
+        Ok(())
+    }
+
+    /// Tries `attempt` through each server of `via` (then the room id's) but this one, until
+    /// one succeeds; otherwise fails as the last one did.
+    async fn through_any<T, F, Fut>(
+        &self,
+        room_id: &RoomId,
+        mut via: Vec<OwnedServerName>,
+        mut attempt: F,
+    ) -> Result<T>
+    where
+        F: FnMut(OwnedServerName) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         via.extend(room_id.server_name().map(ToOwned::to_owned));
-        let mut last_error = Error::NotFound(format!("no server to join {room_id} through"));
-        for server in via.iter().filter(|s| **s != self.server_name) {
-            match self.join_through(server, room_id, user, reason).await {
-                Ok(()) => {
-                    self.store.remove_remote_invite(user, room_id).await?;
-                    return Ok(());
-                }
+        let mut last_error = Error::NotFound(format!("no server to reach {room_id} through"));
+        let mut tried = Vec::new();
+        for server in via {
+            if server == self.server_name || tried.contains(&server) {
+                continue;
+            }
+            tried.push(server.clone());
+            match attempt(server.clone()).await {
+                Ok(done) => return Ok(done),
                 Err(e) => {
-                    tracing::info!(%server, %room_id, error = %e, "could not join through this server");
+                    tracing::info!(%server, %room_id, error = %e, "could not reach the room through this server");
                     last_error = e;
                 }
             }
@@ -108,7 +132,7 @@ impl Rooms {
 
     async fn join_through(
         &self,
-        server: &OwnedServerName,
+        server: OwnedServerName,
         room_id: &RoomId,
         user: &UserId,
         reason: Option<&str>,
@@ -116,19 +140,42 @@ impl Rooms {
         let client = &self.federation.client;
         let mut request = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
         request.ver = SUPPORTED_VERSIONS.to_vec();
-        let template = client.send(server, request).await?;
+        let template = client.send(&server, request).await?;
         let content = self.member_profile(user).member_content(&MembershipState::Join, reason);
+        let template_version = template.room_version.unwrap_or(RoomVersionId::V1);
         let (version, rules, event_id, event) =
-            self.sign_template(server, user, template.room_version, &template.event, content)?;
+            self.sign_template(&server, user, template_version, &template.event, content)?;
+        let authorised = event
+            .get("content")
+            .and_then(|c| c.as_object())
+            .is_some_and(|c| c.contains_key(AUTHORISING_USER));
         let response = client
             .send(
-                server,
+                &server,
                 create_join_event::v2::Request::new(room_id.to_owned(), event_id.clone(), raw_json(&event)?),
             )
             .await?;
+        // A restricted join counts only with the signature of the server that vouched for
+        // it, on the copy it sends back; the event id does not cover signatures.
+        let join = match &response.room_state.event {
+            Some(signed) => {
+                let checked = self.federation.verify_pdu(signed, &rules).await.map_err(|why| {
+                    Error::Federation(format!("{server} returned a badly signed join: {why}"))
+                })?;
+                if checked.event_id != event_id {
+                    return Err(Error::Federation(format!("{server} returned another join than ours")));
+                }
+                checked.json
+            }
+            None if authorised => {
+                return Err(Error::Federation(format!(
+                    "{server} did not countersign the join it vouched for"
+                )));
+            }
+            None => serde_json::to_value(&event).map_err(|e| Error::Internal(e.to_string()))?,
+        };
         let state = self.federation.verify_all(&response.room_state.state, &rules).await;
         let auth_chain = self.federation.verify_all(&response.room_state.auth_chain, &rules).await;
-        let join = serde_json::to_value(&event).map_err(|e| Error::Internal(e.to_string()))?;
         let pairs = |checked: Vec<crate::federation::CheckedPdu>| {
             checked.into_iter().map(|pdu| (pdu.event_id, pdu.json)).collect()
         };
@@ -136,24 +183,32 @@ impl Rooms {
     }
 
     /// Fills in and signs a membership event template another server made (`make_join`,
-    /// `make_leave`) for `user`, after checking it is one.
+    /// `make_knock`, `make_leave`) for `user`, after checking it is one: `content` replaces
+    /// the template's, keeping the user who vouches for a restricted join.
     fn sign_template(
         &self,
         server: &OwnedServerName,
         user: &UserId,
-        version: Option<RoomVersionId>,
+        version: RoomVersionId,
         template: &RawJsonValue,
-        content: JsonValue,
+        mut content: JsonValue,
     ) -> Result<(RoomVersionId, RoomVersionRules, OwnedEventId, CanonicalJsonObject)> {
-        let version = version.unwrap_or(RoomVersionId::V1);
         let rules = supported_rules(&version)?;
         let mut event: CanonicalJsonObject = serde_json::from_str(template.get())
             .map_err(|e| Error::Federation(format!("{server} sent a bad membership template: {e}")))?;
+        let template_content = match event.get("content") {
+            Some(CanonicalJsonValue::Object(content)) => content.clone(),
+            _ => CanonicalJsonObject::new(),
+        };
         let is_users = event.get("type").and_then(|t| t.as_str()) == Some("m.room.member")
             && event.get("state_key").and_then(|k| k.as_str()) == Some(user.as_str())
-            && event.get("sender").and_then(|k| k.as_str()) == Some(user.as_str());
+            && event.get("sender").and_then(|k| k.as_str()) == Some(user.as_str())
+            && template_content.get("membership").and_then(|m| m.as_str()) == content["membership"].as_str();
         if !is_users {
             return Err(Error::Federation(format!("{server} sent a membership template for something else")));
+        }
+        if let Some(CanonicalJsonValue::String(authoriser)) = template_content.get(AUTHORISING_USER) {
+            content[AUTHORISING_USER] = JsonValue::String(authoriser.clone());
         }
         event.insert(
             "content".to_owned(),
@@ -161,7 +216,7 @@ impl Rooms {
         );
         event.insert(
             "origin_server_ts".to_owned(),
-            ruma::CanonicalJsonValue::Integer(ruma::Int::try_from(now_ms()).unwrap_or_default()),
+            CanonicalJsonValue::Integer(ruma::Int::try_from(now_ms()).unwrap_or_default()),
         );
         hash_and_sign_event(self.server_name.as_str(), &*self.key, &mut event, &rules.redaction)
             .map_err(|e| Error::Internal(format!("cannot sign the membership event: {e}")))?;
@@ -169,33 +224,89 @@ impl Rooms {
         Ok((version, rules, event_id, event))
     }
 
-    /// Leaves a room or rejects an invite. An invite to a room only the inviting server has
-    /// is rejected through that server.
+    /// Knocks on a room for a local user, asking its members to let them in: here when this
+    /// server has the room, otherwise through another server in it (`make_knock`,
+    /// `send_knock`): those in `via`, then the room id's.
+    pub async fn knock(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        reason: Option<&str>,
+        via: Vec<OwnedServerName>,
+    ) -> Result<()> {
+        if self.store.room(room_id)?.is_some() {
+            return self.knock_here(room_id, user, reason).await;
+        }
+        if self
+            .store
+            .remote_membership(user, room_id)?
+            .is_some_and(|r| r.membership == MembershipState::Invite)
+        {
+            return Err(Error::Forbidden(format!("{user} is already invited to {room_id}")));
+        }
+        let knock = self
+            .through_any(room_id, via, |server| self.knock_through(server, room_id, user, reason))
+            .await?;
+        let position = self.store.store_remote_membership(user, room_id, &knock).await?;
+        self.notifier.notify([user], position);
+        Ok(())
+    }
+
+    async fn knock_through(
+        &self,
+        server: OwnedServerName,
+        room_id: &RoomId,
+        user: &UserId,
+        reason: Option<&str>,
+    ) -> Result<RemoteMembership> {
+        let client = &self.federation.client;
+        let mut request = prepare_knock_event::v1::Request::new(room_id.to_owned(), user.to_owned());
+        request.ver = SUPPORTED_VERSIONS.to_vec();
+        let template = client.send(&server, request).await?;
+        let content = self.member_profile(user).member_content(&MembershipState::Knock, reason);
+        let (version, rules, event_id, event) =
+            self.sign_template(&server, user, template.room_version, &template.event, content)?;
+        let request = create_knock_event::v1::Request::new(room_id.to_owned(), event_id, raw_json(&event)?);
+        let response = client.send(&server, request).await?;
+        let event = serde_json::to_value(&event).map_err(|e| Error::Internal(e.to_string()))?;
+        let stripped_state = self.stripped_room_state(&response.knock_room_state, &rules, &event).await;
+        Ok(RemoteMembership {
+            membership: MembershipState::Knock,
+            room_version: version,
+            event,
+            stripped_state,
+            via: server,
+        })
+    }
+
+    /// Leaves a room, rejects an invite or rescinds a knock. An invite or knock in a room
+    /// only other servers have ends through the server that sent or took it.
     pub async fn leave(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
         if self.store.room(room_id)?.is_none()
-            && let Some(invite) = self.store.remote_invite(user, room_id)?
+            && let Some(remote) = self.store.remote_membership(user, room_id)?
         {
-            return self.reject_remote_invite(room_id, user, &invite.via).await;
+            return self.leave_remote(room_id, user, reason, &remote.via).await;
         }
         self.leave_here(room_id, user, reason).await
     }
 
-    /// Rejects an invite to a room this server does not have, through the server that sent
-    /// it (`make_leave`, `send_leave`), and forgets it here either way.
-    async fn reject_remote_invite(
+    /// Leaves a room this server does not have (an invite or a knock) through `via`
+    /// (`make_leave`, `send_leave`), and forgets the invite or knock here either way.
+    async fn leave_remote(
         &self,
         room_id: &RoomId,
         user: &UserId,
+        reason: Option<&str>,
         via: &OwnedServerName,
     ) -> Result<()> {
         let client = &self.federation.client;
-        let rejected = async {
+        let left = async {
             let template = client
                 .send(via, prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned()))
                 .await?;
-            let content = serde_json::json!({"membership": MembershipState::Leave});
-            let (_, _, event_id, event) =
-                self.sign_template(via, user, template.room_version, &template.event, content)?;
+            let content = MemberProfile::default().member_content(&MembershipState::Leave, reason);
+            let version = template.room_version.unwrap_or(RoomVersionId::V1);
+            let (_, _, event_id, event) = self.sign_template(via, user, version, &template.event, content)?;
             client
                 .send(
                     via,
@@ -204,138 +315,12 @@ impl Rooms {
                 .await?;
             Ok::<(), Error>(())
         };
-        if let Err(e) = rejected.await {
-            // The invite is still dropped here: the user asked to be rid of it.
-            tracing::info!(%via, %room_id, error = %e, "could not tell the inviting server of the rejection");
+        if let Err(e) = left.await {
+            // Still dropped here: the user asked to be rid of it.
+            tracing::info!(%via, %room_id, error = %e, "could not tell the room's server that the user left");
         }
-        let position = self.store.reject_remote_invite(user, room_id).await?;
+        let position = self.store.end_remote_membership(user, room_id, MembershipState::Leave).await?;
         self.notifier.notify([user], position);
         Ok(())
     }
-
-    /// Invites a user, of this server or another. Another server co-signs the invite of
-    /// its user before it is stored and sent to the room like any event.
-    pub async fn invite(
-        &self,
-        room_id: &RoomId,
-        sender: &UserId,
-        target: &UserId,
-        reason: Option<&str>,
-        is_direct: bool,
-    ) -> Result<()> {
-        let content = self.invite_content(room_id, target, reason, is_direct)?;
-        if target.server_name() == self.server_name {
-            if !self.accounts.exists(target)? {
-                return Err(Error::NotFound(format!("unknown user {target}")));
-            }
-            return self.set_membership(room_id, sender, target, content).await;
-        }
-        let spec = EventSpec::state(TimelineEventType::RoomMember, target.as_str(), content);
-        let (version, event_id, pdu) = self.prepare_event(room_id, sender, spec).await?;
-        let rules = version.rules().ok_or_else(|| Error::Internal("unknown room version".to_owned()))?;
-        let invite_state = self
-            .invite_state(room_id)?
-            .iter()
-            .map(|event| Ok(RawStrippedState::Pdu(raw_json(event)?)))
-            .collect::<Result<Vec<_>>>()?;
-        let request = create_invite::v2::Request::new(
-            room_id.to_owned(),
-            event_id.clone(),
-            version,
-            raw_json(&pdu)?,
-            invite_state,
-        );
-        let response = self.federation.client.send(target.server_name(), request).await?;
-        let signed = self.federation.verify_pdu(&response.event, &rules).await.map_err(|why| {
-            Error::Federation(format!("{} returned a bad invite: {why}", target.server_name()))
-        })?;
-        if signed.event_id != event_id {
-            return Err(Error::Federation(format!("{} changed the invite", target.server_name())));
-        }
-        self.add_event(room_id, &event_id, signed.json).await?;
-        Ok(())
-    }
-
-    /// `PUT /invite` from another server: checks the invite is for one of our users and
-    /// signed by its sender's server, co-signs it, and keeps it for the user's `/sync`.
-    pub async fn receive_invite(
-        &self,
-        origin: &OwnedServerName,
-        room_id: &RoomId,
-        version: &RoomVersionId,
-        event: &RawJsonValue,
-        invite_state: Vec<JsonValue>,
-    ) -> Result<JsonValue> {
-        let rules = supported_rules(version)?;
-        let checked = self.federation.verify_pdu(event, &rules).await.map_err(Error::Forbidden)?;
-        let pdu = &checked.json;
-        let target = pdu["state_key"]
-            .as_str()
-            .and_then(|key| UserId::parse(key).ok())
-            .filter(|user| user.server_name() == self.server_name)
-            .ok_or_else(|| Error::Forbidden("the invite is not for a user of this server".to_owned()))?;
-        let sender = pdu["sender"].as_str().and_then(|s| UserId::parse(s).ok());
-        let is_invite = pdu["type"] == "m.room.member" && pdu["content"]["membership"] == "invite";
-        if !is_invite
-            || sender.is_none_or(|s| s.server_name() != origin)
-            || pdu["room_id"] != room_id.as_str()
-        {
-            return Err(Error::Forbidden("not an invite from the requesting server".to_owned()));
-        }
-        if !self.accounts.exists(&target)? {
-            return Err(Error::NotFound(format!("no user {target} here")));
-        }
-        let signed = self.co_sign(checked.json.clone(), &rules)?;
-        let invite = RemoteInvite {
-            room_version: version.clone(),
-            event: signed.clone(),
-            invite_state: stripped_invite_state(&invite_state, &target, pdu),
-            via: origin.clone(),
-        };
-        let position = self.store.store_remote_invite(&target, room_id, &invite).await?;
-        self.notifier.notify([&*target], position);
-        Ok(signed)
-    }
-
-    /// Adds our signature over the redacted event to another server's event, as for the
-    /// events we send.
-    fn co_sign(&self, event: JsonValue, rules: &RoomVersionRules) -> Result<JsonValue> {
-        let mut object: CanonicalJsonObject =
-            serde_json::from_value(event).map_err(|e| Error::BadJson(e.to_string()))?;
-        let mut redacted = ruma::canonical_json::redact(object.clone(), &rules.redaction, None)
-            .map_err(|e| Error::BadJson(e.to_string()))?;
-        redacted.remove("unsigned");
-        redacted.remove("signatures");
-        sign_json(self.server_name.as_str(), &*self.key, &mut redacted)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        if let Some(ours) = redacted.get("signatures").and_then(|s| s.as_object()).cloned()
-            && let Some(ruma::CanonicalJsonValue::Object(signatures)) = object.get_mut("signatures")
-        {
-            signatures.extend(ours);
-        }
-        serde_json::to_value(&object).map_err(|e| Error::Internal(e.to_string()))
-    }
-}
-
-/// What the invited user's clients are shown of a room: the inviting server sends full
-/// PDUs (or, before v1.16, stripped events), and clients get the stripped form either way,
-/// with the invite itself.
-fn stripped_invite_state(
-    invite_state: &[JsonValue],
-    target: &OwnedUserId,
-    invite: &JsonValue,
-) -> Vec<JsonValue> {
-    let mut state: Vec<JsonValue> = invite_state
-        .iter()
-        .map(|event| {
-            serde_json::json!({
-                "type": event["type"], "state_key": event["state_key"],
-                "sender": event["sender"], "content": event["content"],
-            })
-        })
-        .collect();
-    state.push(serde_json::json!({
-        "type": "m.room.member", "state_key": target, "sender": invite["sender"], "content": invite["content"],
-    }));
-    state
 }

@@ -1,11 +1,13 @@
 //! Federation: the durable outbound queue, other servers' signing keys, inbound
-//! transaction ids, and invites from other servers to local users.
+//! transaction ids, and local users' invites to and knocks on rooms only other servers have.
 //!
 //! Trees and keys:
 //! - `outbound_queue`: destination, `0xff`, sequence (big-endian) → [`Outgoing`]
 //! - `server_keys`: server name → the server's key list as fetched, with its expiry
 //! - `inbound_txns`: origin, `0xff`, transaction id → `[]` once processed
-//! - `remote_invites`: user, `0xff`, room id → [`RemoteInvite`]
+//! - `remote_invites`: user, `0xff`, room id → [`RemoteMembership`] (the tree kept its name
+//!   when knocks joined the invites; records written before have no `membership` and are
+//!   invites)
 
 use ruma::{
     OwnedServerName, RoomId, RoomVersionId, ServerName, UserId, events::room::member::MembershipState,
@@ -33,16 +35,25 @@ pub struct CachedServerKeys {
     pub valid_until_ts: u64,
 }
 
-/// An invite to a room on another server, kept until the user joins or rejects it.
+/// A local user's invite to, or knock on, a room only other servers have, kept until the
+/// user joins, declines (rejects the invite, rescinds the knock) or is turned away.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RemoteInvite {
+pub struct RemoteMembership {
+    /// `invite` or `knock`.
+    #[serde(default = "invited")]
+    pub membership: MembershipState,
     pub room_version: RoomVersionId,
-    /// The invite event, signed by both servers.
+    /// The membership event: an invite signed by both servers, or the knock we sent.
     pub event: JsonValue,
-    /// Stripped state the inviting server sent to describe the room.
-    pub invite_state: Vec<JsonValue>,
-    /// The server that sent the invite: where to join through.
+    /// Stripped state the other server sent to describe the room.
+    #[serde(rename = "invite_state")]
+    pub stripped_state: Vec<JsonValue>,
+    /// The server that sent the invite or took the knock: where to join or leave through.
     pub via: OwnedServerName,
+}
+
+fn invited() -> MembershipState {
+    MembershipState::Invite
 }
 
 impl Store {
@@ -112,41 +123,47 @@ impl Store {
         self.durable().await
     }
 
-    /// Records an invite from another server and lists the room under the user's invites.
-    pub async fn store_remote_invite(
+    /// Records an invite or a knock in a room only other servers have (replacing any earlier
+    /// one) and lists the room under the user's rooms with that membership.
+    pub async fn store_remote_membership(
         &self,
         user: &UserId,
         room_id: &RoomId,
-        invite: &RemoteInvite,
+        record: &RemoteMembership,
     ) -> Result<u64> {
         let guard = self.begin_position()?;
         let position = guard.position();
-        self.remote_invites.insert(composite_key(&[user.as_bytes(), room_id.as_bytes()]), encode(invite))?;
-        self.set_user_room(user, room_id, MembershipState::Invite, position)?;
+        self.remote_invites.insert(composite_key(&[user.as_bytes(), room_id.as_bytes()]), encode(record))?;
+        self.set_user_room(user, room_id, record.membership.clone(), position)?;
         self.durable().await?;
         drop(guard);
         Ok(position)
     }
 
-    pub fn remote_invite(&self, user: &UserId, room_id: &RoomId) -> Result<Option<RemoteInvite>> {
+    pub fn remote_membership(&self, user: &UserId, room_id: &RoomId) -> Result<Option<RemoteMembership>> {
         self.remote_invites
             .get(composite_key(&[user.as_bytes(), room_id.as_bytes()]))?
-            .map(|b| decode("remote invite", &b))
+            .map(|b| decode("remote membership", &b))
             .transpose()
     }
 
-    /// Forgets an invite from another server (joined, or rejected).
-    pub async fn remove_remote_invite(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
+    /// Forgets an invite or knock once the user joined the room.
+    pub async fn remove_remote_membership(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
         self.remote_invites.remove(composite_key(&[user.as_bytes(), room_id.as_bytes()]))?;
         self.durable().await
     }
 
-    /// Rejects an invite that only this server knows of: the user's membership becomes
-    /// `leave` at a new position, which is returned.
-    pub async fn reject_remote_invite(&self, user: &UserId, room_id: &RoomId) -> Result<u64> {
+    /// Ends an invite or knock that only this server keeps: the user's membership becomes
+    /// `membership` (`leave`, or `ban`) at a new position, which is returned.
+    pub async fn end_remote_membership(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        membership: MembershipState,
+    ) -> Result<u64> {
         let guard = self.begin_position()?;
         self.remote_invites.remove(composite_key(&[user.as_bytes(), room_id.as_bytes()]))?;
-        self.set_user_room(user, room_id, MembershipState::Leave, guard.position())?;
+        self.set_user_room(user, room_id, membership, guard.position())?;
         self.durable().await?;
         Ok(guard.position())
     }

@@ -86,7 +86,7 @@ impl Store {
     }
 
     /// Sets a user's membership in their own room list only, for a room this server has no
-    /// events of (an invite from another server, and its rejection).
+    /// events of (an invite from or a knock through another server, and its end).
     pub(super) fn set_user_room(
         &self,
         user: &UserId,

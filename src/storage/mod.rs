@@ -43,7 +43,7 @@ pub use directory::AliasRecord;
 pub use durability::Announced;
 use durability::GroupCommit;
 pub use e2ee::{ClaimedKey, FallbackKey, SignatureTarget, ToDeviceMessage};
-pub use federation::{CachedServerKeys, Outgoing, RemoteInvite};
+pub use federation::{CachedServerKeys, Outgoing, RemoteMembership};
 pub use media::MediaRecord;
 pub use memberships::UserRoom;
 pub use misc::{OpenIdToken, Report};

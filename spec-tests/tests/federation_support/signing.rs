@@ -6,7 +6,7 @@ use ruma::{
     serde::Base64,
     signatures::{Ed25519KeyPair, sign_json},
 };
-use spec_tests::{Server, Value, json};
+use spec_tests::{Resp, Server, Value, json};
 
 /// An `Authorization: X-Matrix ...` value for a request, signed as the spec describes.
 pub fn x_matrix(
@@ -37,4 +37,17 @@ pub fn signing_key_of(server: &Server) -> Ed25519KeyPair {
     let [_, version, document] = parts[..] else { panic!("signing.key: {text}") };
     let der = Base64::<ruma::serde::base64::Standard>::parse(document).expect("base64 key");
     Ed25519KeyPair::from_der(der.as_bytes(), version.to_owned()).expect("ed25519 key")
+}
+
+/// A request from `from` to `to`'s federation listener, signed with `from`'s own key as
+/// `from` would sign it.
+pub async fn signed_request(
+    from: &Server,
+    to: &Server,
+    method: &str,
+    uri: &str,
+    body: Option<&Value>,
+) -> Resp {
+    let header = x_matrix(&signing_key_of(from), &from.server_name(), &to.server_name(), method, uri, body);
+    to.federation_client().request_with(method, uri, &[("authorization", &header)], body).await
 }

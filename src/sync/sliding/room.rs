@@ -230,7 +230,7 @@ impl Builder<'_> {
 
     /// An invite (or knock): what the inviting server says of the room, sent once per change.
     fn invited(&self, candidate: &Candidate, remember: RoomSent) -> Result<SentRoom> {
-        let stripped = self.rooms.invite_state_for(&self.session.user_id, &candidate.room_id)?;
+        let stripped = self.rooms.stripped_state_for(&self.session.user_id, &candidate.room_id)?;
         let mut room = response::Room::new();
         room.initial = Some(true);
         room.invite_state = Some(stripped.iter().map(raw).collect());

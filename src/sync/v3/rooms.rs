@@ -1,4 +1,4 @@
-//! The `rooms` section of a `/sync` response: joined, invited and left rooms.
+//! The `rooms` section of a `/sync` response: joined, invited, knocked and left rooms.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -10,8 +10,8 @@ use ruma::{
     api::client::sync::sync_events::{
         UnreadNotificationsCount,
         v3::{
-            Ephemeral, InviteState, InvitedRoom, JoinedRoom, LeftRoom, RoomAccountData, RoomSummary,
-            Rooms as SyncRooms, State, StateEvents, Timeline,
+            Ephemeral, InviteState, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, RoomAccountData,
+            RoomSummary, Rooms as SyncRooms, State, StateEvents, Timeline,
         },
     },
     events::{AnyRoomAccountDataEvent, room::member::MembershipState},
@@ -59,13 +59,20 @@ impl Builder<'_> {
                 MembershipState::Invite if changed_since => {
                     let inviter = self.rooms.inviter(&self.session.user_id, &room_id)?;
                     if !inviter.is_some_and(|inviter| ignored.contains(&inviter)) {
-                        rooms.invite.insert(room_id.clone(), self.invited(&room_id)?);
+                        let state = self.stripped_state(&room_id)?;
+                        rooms.invite.insert(room_id, InvitedRoom::from(InviteState::from(state)));
                     }
+                }
+                MembershipState::Knock if changed_since => {
+                    let mut knocked = KnockedRoom::new();
+                    knocked.knock_state.events = self.stripped_state(&room_id)?;
+                    rooms.knock.insert(room_id, knocked);
                 }
                 MembershipState::Leave | MembershipState::Ban
                     if since.is_some() && changed_since || since.is_none() && room_filter.include_leave =>
                 {
-                    // A rejected invite from another server: nothing of the room is here.
+                    // An invite or knock ended in a room only another server has: nothing of
+                    // the room is here.
                     let left = match self.rooms.room(&room_id) {
                         Ok(_) => self.left(&room_id, since, &entry)?,
                         Err(_) => LeftRoom::new(),
@@ -236,10 +243,9 @@ impl Builder<'_> {
         Ok(summary)
     }
 
-    fn invited(&self, room_id: &RoomId) -> Result<InvitedRoom> {
-        let events: Vec<_> =
-            self.rooms.invite_state_for(&self.session.user_id, room_id)?.into_iter().map(raw).collect();
-        Ok(InvitedRoom::from(InviteState::from(events)))
+    /// What an invited or knocking user is shown of the room.
+    fn stripped_state<T>(&self, room_id: &RoomId) -> Result<Vec<Raw<T>>> {
+        Ok(self.rooms.stripped_state_for(&self.session.user_id, room_id)?.into_iter().map(raw).collect())
     }
 
     fn left(&self, room_id: &RoomId, since: Option<u64>, entry: &UserRoom) -> Result<LeftRoom> {
