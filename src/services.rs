@@ -63,6 +63,7 @@ impl Services {
             notifier.clone(),
             server_name.clone(),
             config.registration.mode,
+            config.login.token_login,
             federation.clone(),
         ));
         let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));

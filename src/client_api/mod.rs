@@ -26,7 +26,7 @@ use crate::{config::Config, http::router::Router};
 pub fn router(config: &Config) -> Router {
     let mut router = Router::default();
     discovery::routes(&mut router);
-    session::routes(&mut router);
+    session::routes(&mut router, config);
     register::routes(&mut router);
     account::routes(&mut router);
     devices::routes(&mut router);

@@ -35,6 +35,7 @@ pub struct Config {
     /// When unset it is derived from `listen`.
     pub public_baseurl: Option<String>,
     pub registration: RegistrationConfig,
+    pub login: LoginConfig,
     pub limits: LimitsConfig,
     pub rate_limits: RateLimitsConfig,
     pub storage: StorageConfig,
@@ -54,6 +55,16 @@ pub struct RegistrationConfig {
     /// Open registration on a non-loopback address lets anyone on the internet create
     /// accounts; the server refuses to start that way unless this is set.
     pub allow_open_on_public_address: bool,
+}
+
+/// How users log in, beyond passwords.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// Logged-in users may ask for a single-use, short-lived login token
+    /// (`POST /login/get_token`) with which another client logs in as them (`m.login.token`),
+    /// as when a phone signs in by scanning a QR code shown by a desktop client.
+    pub token_login: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -274,6 +285,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./myelin-data"),
             public_baseurl: None,
             registration: RegistrationConfig::default(),
+            login: LoginConfig::default(),
             limits: LimitsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             storage: StorageConfig::default(),
