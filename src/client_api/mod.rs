@@ -18,6 +18,7 @@ mod rooms;
 mod session;
 mod sync;
 mod sync_body;
+mod threepids;
 mod user_data;
 
 use crate::{config::Config, http::router::Router};
@@ -42,5 +43,6 @@ pub fn router(config: &Config) -> Router {
     backup::routes(&mut router);
     media::routes(&mut router, config);
     misc::routes(&mut router);
+    threepids::routes(&mut router);
     router
 }

@@ -49,6 +49,7 @@ pub use federated::{Added, INVITE_STATE_TYPES, stripped};
 pub use member_view::MemberView;
 pub use membership::MemberProfile;
 pub use relations::RelationFilter;
+pub use reports::{FiledReport, ReportTarget};
 pub use user_directory::FoundUser;
 
 use crate::{
