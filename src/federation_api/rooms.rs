@@ -17,7 +17,7 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 
-use super::require_in_room;
+use super::{require_allowed, require_in_room};
 use crate::{
     federation::event_id_of,
     http::{
@@ -54,6 +54,7 @@ async fn make_join(
     req: Req<prepare_join_event::v1::Request>,
 ) -> Result<prepare_join_event::v1::Response, ApiError> {
     let body = req.body;
+    require_allowed(&services, &req.auth, &body.room_id)?;
     if body.user_id.server_name() != req.auth {
         return Err(ApiError::forbidden("A server can only join its own users"));
     }
@@ -81,6 +82,7 @@ async fn send_join(
     req: Req<create_join_event::v2::Request>,
 ) -> Result<create_join_event::v2::Response, ApiError> {
     let body = req.body;
+    require_allowed(&services, &req.auth, &body.room_id)?;
     services
         .rooms
         .receive_membership(&req.auth, &body.room_id, &body.event_id, &body.pdu, MembershipState::Join)
@@ -101,6 +103,7 @@ async fn make_leave(
     req: Req<prepare_leave_event::v1::Request>,
 ) -> Result<prepare_leave_event::v1::Response, ApiError> {
     let body = req.body;
+    require_allowed(&services, &req.auth, &body.room_id)?;
     if body.user_id.server_name() != req.auth {
         return Err(ApiError::forbidden("A server can only make its own users leave"));
     }
@@ -115,6 +118,7 @@ async fn send_leave(
     req: Req<create_leave_event::v2::Request>,
 ) -> Result<create_leave_event::v2::Response, ApiError> {
     let body = req.body;
+    require_allowed(&services, &req.auth, &body.room_id)?;
     services
         .rooms
         .receive_membership(&req.auth, &body.room_id, &body.event_id, &body.pdu, MembershipState::Leave)
@@ -128,6 +132,7 @@ async fn invite(
     req: Req<create_invite::v2::Request>,
 ) -> Result<create_invite::v2::Response, ApiError> {
     let body = req.body;
+    require_allowed(&services, &req.auth, &body.room_id)?;
     if !SUPPORTED_VERSIONS.contains(&body.room_version) {
         return Err(ApiError::new(
             http::StatusCode::BAD_REQUEST,

@@ -22,6 +22,7 @@ mod redaction;
 mod relations;
 mod remote_membership;
 mod reports;
+mod server_acl;
 mod state;
 mod state_snapshots;
 mod threads;
