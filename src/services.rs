@@ -103,6 +103,7 @@ impl Services {
             &config.data_dir,
             server_name.clone(),
             config.media.max_upload_bytes,
+            config.media.allow_legacy_unauthenticated,
             federation.clone(),
         );
         Ok(Self {

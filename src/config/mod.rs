@@ -144,6 +144,11 @@ pub struct StorageConfig {
 pub struct MediaConfig {
     /// Largest file a user may upload, in bytes.
     pub max_upload_bytes: usize,
+    /// Serve files stored from now on through the deprecated unauthenticated endpoints
+    /// (`/_matrix/media/v3/download` and `thumbnail`) too. Off, those endpoints serve only
+    /// files stored before authenticated media (spec v1.11), as the spec's "freeze" asks;
+    /// files stored while this is on stay reachable there after it is turned off.
+    pub allow_legacy_unauthenticated: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -212,7 +217,7 @@ impl Default for MetricsConfig {
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        Self { max_upload_bytes: 50 * 1024 * 1024 }
+        Self { max_upload_bytes: 50 * 1024 * 1024, allow_legacy_unauthenticated: false }
     }
 }
 
