@@ -99,6 +99,12 @@ async fn login_with(server: &Server, user: &str, encryption: EncryptionSettings)
     login_as(server, user, encryption, None).await
 }
 
+/// For clients that download files: the SDK uses authenticated media
+/// (`/_matrix/client/v1/media/*`) once a server claims v1.11, and new files are not served
+/// on the frozen legacy paths. Myelin serves those endpoints whether or not `/versions`
+/// claims v1.11 yet (see src/client_api/discovery.rs), so such a client is told it does.
+const AUTHENTICATED_MEDIA: &[MatrixVersion] = &[MatrixVersion::V1_11];
+
 /// `versions` overrides what the SDK would read from `GET /versions`.
 async fn login_as(
     server: &Server,
@@ -434,11 +440,7 @@ async fn an_image_uploaded_by_one_sdk_client_downloads_byte_identical_with_a_thu
     register(&server, "alice").await;
     register(&server, "bob").await;
     let alice = login(&server, "alice").await;
-    // The SDK downloads through authenticated media (`/_matrix/client/v1/media/*`) once a
-    // server claims v1.11, and new files are not served on the frozen legacy paths. Myelin
-    // serves those endpoints whether or not /versions claims v1.11 yet (see
-    // src/client_api/discovery.rs), so this client is told the server has it.
-    let bob = login_as(&server, "bob", EncryptionSettings::default(), Some(&[MatrixVersion::V1_11])).await;
+    let bob = login_as(&server, "bob", EncryptionSettings::default(), Some(AUTHENTICATED_MEDIA)).await;
     let room = create_room(&alice, &[&bob], false).await;
     join(&bob, &alice, &room).await;
 
@@ -513,7 +515,7 @@ async fn two_sdk_clients_exchange_end_to_end_encrypted_messages_and_each_decrypt
     register(&server, "alice").await;
     register(&server, "bob").await;
     let alice = login(&server, "alice").await;
-    let bob = login(&server, "bob").await;
+    let bob = login_as(&server, "bob", EncryptionSettings::default(), Some(AUTHENTICATED_MEDIA)).await;
 
     let room = create_room(&alice, &[&bob], true).await;
     let room_id: OwnedRoomId = room.room_id().to_owned();

@@ -58,7 +58,8 @@ async fn login(
     let client_ip = Some(req.client_ip.to_string());
     let password = match request.login_info {
         LoginInfo::Password(password) => password,
-        LoginInfo::Token(token) => {
+        // Not offered unless configured: then it is an unsupported login type like any other.
+        LoginInfo::Token(token) if services.accounts.token_login_enabled() => {
             let logged_in = services
                 .accounts
                 .login_with_token(TokenLogin {
