@@ -8,22 +8,41 @@ use serde_json::Value as JsonValue;
 
 use crate::{
     accounts::{self, Logout, RegistrationTokenInfo},
-    rooms,
+    rooms::{self, FiledReport},
     services::Services,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
-    UserCreate { name: String, password: Option<String>, admin: bool },
+    UserCreate {
+        name: String,
+        password: Option<String>,
+        admin: bool,
+    },
     UserList,
-    UserPasswd { name: String, password: String },
-    UserDeactivate { name: String },
-    TokenCreate { token: Option<String>, uses_allowed: Option<u32>, expiry_time: Option<u64> },
+    UserPasswd {
+        name: String,
+        password: String,
+    },
+    UserDeactivate {
+        name: String,
+    },
+    TokenCreate {
+        token: Option<String>,
+        uses_allowed: Option<u32>,
+        expiry_time: Option<u64>,
+    },
     TokenList,
-    TokenRevoke { token: String },
+    TokenRevoke {
+        token: String,
+    },
     // One stored event exactly as signed (or as redacted), for operators debugging a room.
-    RoomEvent { event_id: OwnedEventId },
+    RoomEvent {
+        event_id: OwnedEventId,
+    },
+    /// Every report users made of events, rooms and users, oldest first.
+    ReportList,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +56,7 @@ pub enum Reply {
     Tokens { tokens: Vec<RegistrationTokenInfo> },
     TokenRevoked { token: String },
     RoomEvent(StoredEventInfo),
+    Reports { reports: Vec<FiledReport> },
 }
 
 /// One stored event, for operators debugging a room.
@@ -137,5 +157,6 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
                 redacted_because: stored.redacted_because,
             })
         }
+        Command::ReportList => Reply::Reports { reports: services.rooms.reports()? },
     })
 }

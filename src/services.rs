@@ -63,6 +63,7 @@ impl Services {
             notifier.clone(),
             server_name.clone(),
             config.registration.mode,
+            config.login.token_login,
             federation.clone(),
         ));
         let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
@@ -102,6 +103,7 @@ impl Services {
             &config.data_dir,
             server_name.clone(),
             config.media.max_upload_bytes,
+            config.media.allow_legacy_unauthenticated,
             federation.clone(),
         );
         Ok(Self {

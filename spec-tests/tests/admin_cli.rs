@@ -1,7 +1,7 @@
 //! The `myelin` admin CLI, through both doors: the admin socket of a running server and the
 //! store of a stopped one. Users (create, list, passwd, deactivate, `--admin`, generated
-//! passwords), registration tokens (create, list, revoke), `config check`, and the admin
-//! socket's file mode.
+//! passwords), registration tokens (create, list, revoke), the reports users made,
+//! `config check`, and the admin socket's file mode.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -191,6 +191,56 @@ async fn token_commands_work_on_a_stopped_server_too() {
     assert_eq!(created["token"]["token"], "offline");
     let list = json_out(&server.cli(&["token", "list", "--json"], None));
     assert_eq!(list["tokens"][0]["token"], "offline", "{list}");
+}
+
+#[tokio::test]
+async fn reports_list_shows_every_report_with_or_without_the_server() {
+    let mut server = Server::start().await;
+    assert_eq!(cli_ok(&server.cli(&["reports", "list"], None)).trim(), "no reports");
+    let alice = server.client().register("alice", "pw").await;
+    let bob = server.client().register("bob", "pw").await;
+    let room = alice.create_room(&json!({"preset": "public_chat"})).await;
+    let event = alice.send_text(&room, "offensive").await;
+    alice
+        .post(&format!("/_matrix/client/v3/rooms/{}/report/{}", enc(&room), enc(&event)), &json!({}))
+        .await
+        .expect(200);
+    bob.post(&format!("/_matrix/client/v3/rooms/{}/report", enc(&room)), &json!({"reason": "a spam room"}))
+        .await
+        .expect(200);
+    alice
+        .post(
+            &format!("/_matrix/client/v3/users/{}/report", enc(bob.user_id())),
+            &json!({"reason": "line one\nline two"}),
+        )
+        .await
+        .expect(200);
+
+    let check = |out: &str| {
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 7, "{out}");
+        assert!(lines[0].contains(&format!("event {event} in {room} reported by @alice:localhost")), "{out}");
+        assert_eq!(lines[1].trim(), "(no reason given)", "{out}");
+        assert!(lines[2].contains(&format!("room {room} reported by @bob:localhost")), "{out}");
+        assert_eq!(lines[3].trim(), "a spam room", "{out}");
+        assert!(lines[4].contains("user @bob:localhost reported by @alice:localhost"), "{out}");
+        assert!(lines[4].contains(" UTC "), "a readable time: {out}");
+        assert_eq!((lines[5].trim(), lines[6].trim()), ("line one", "line two"), "{out}");
+    };
+    let online = cli_ok(&server.cli(&["reports", "list"], None));
+    check(&online);
+    let json = json_out(&server.cli(&["--json", "report", "list"], None));
+    assert_eq!(json["reply"], "reports", "{json}");
+    let reports = json["reports"].as_array().unwrap();
+    let kinds: Vec<&str> = reports.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["event", "room", "user"], "{json}");
+    assert_eq!(reports[0]["event_id"], event.as_str(), "{json}");
+    assert_eq!(reports[0]["reason"], Value::Null, "{json}");
+    assert_eq!(reports[2]["user_id"], "@bob:localhost", "{json}");
+    assert!(reports.iter().all(|r| r["ts"].as_u64().is_some() && r["id"].as_u64().is_some()), "{json}");
+
+    assert!(server.stop().await.success());
+    assert_eq!(cli_ok(&server.cli(&["reports", "list"], None)), online, "the same on the store");
 }
 
 #[tokio::test]

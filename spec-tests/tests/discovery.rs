@@ -40,11 +40,14 @@ async fn capabilities_offer_password_change_and_room_version_12() {
     let alice = server.client().register("alice", "pw-alice").await;
     let body = alice.get("/_matrix/client/v3/capabilities").await.expect(200);
     let caps = &body["capabilities"];
-    // The spec lets a server leave out a capability that has its default value; for
-    // m.change_password (and the profile ones) that default is "enabled".
+    // Listed even where the spec lets a server leave out a default, since clients differ
+    // in what they assume for a missing one.
     for name in ["m.change_password", "m.set_displayname", "m.set_avatar_url"] {
-        assert!(caps.get(name).is_none_or(|c| c["enabled"] == true), "{name}: {body}");
+        assert_eq!(caps[name], json!({"enabled": true}), "{name}: {body}");
     }
+    // No third-party identifiers, and login tokens only when configured.
+    assert_eq!(caps["m.3pid_changes"], json!({"enabled": false}), "{body}");
+    assert_eq!(caps["m.get_login_token"], json!({"enabled": false}), "{body}");
     assert_eq!(caps["m.room_versions"]["default"], "12", "{body}");
     for version in ["10", "11", "12"] {
         assert_eq!(caps["m.room_versions"]["available"][version], "stable", "{body}");

@@ -2,7 +2,9 @@
 //! (`/_matrix/client/v1/media/download`) and legacy (`/_matrix/media/v3/download`) paths,
 //! file names and `Content-Disposition`, the headers that keep browsers from running
 //! uploads, size limits, thumbnails of real PNGs, asynchronous uploads
-//! (`/media/v1/create` then `PUT /upload/{server}/{id}`) and `/config` on both paths.
+//! (`/media/v1/create` then `PUT /upload/{server}/{id}`), `/config` on both paths, and the
+//! freeze of the legacy paths: they serve only files stored before it (or while
+//! `media.allow_legacy_unauthenticated` is on).
 
 use std::{
     io::Cursor,
@@ -16,6 +18,9 @@ use spec_tests::*;
 const PASSWORD: &str = "correct horse battery staple";
 const UPLOAD: &str = "/_matrix/media/v3/upload";
 const CREATE: &str = "/_matrix/media/v1/create";
+
+/// Without the freeze, for the tests of what the legacy paths do with what they serve.
+const UNFROZEN: &str = "[rate_limits]\nenabled = false\n[media]\nallow_legacy_unauthenticated = true\n";
 
 /// A raw media response: status, headers and body bytes.
 struct Got {
@@ -113,7 +118,7 @@ fn transparent_png(width: u32, height: u32) -> Vec<u8> {
 
 #[tokio::test]
 async fn an_upload_downloads_byte_identical_on_both_paths() {
-    let server = Server::start().await;
+    let server = Server::start_with_config(UNFROZEN).await;
     let alice = server.client().register("alice", PASSWORD).await;
     let bytes: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
     let mxc = upload(&alice, "application/octet-stream", None, &bytes).await;
@@ -146,7 +151,7 @@ async fn uploads_need_a_token() {
 
 #[tokio::test]
 async fn the_upload_file_name_and_the_file_name_variant_set_content_disposition() {
-    let server = Server::start().await;
+    let server = Server::start_with_config(UNFROZEN).await;
     let alice = server.client().register("alice", PASSWORD).await;
     let named = upload(&alice, "text/plain", Some("notes.txt"), b"some notes").await;
     let unnamed = upload(&alice, "text/plain", None, b"other notes").await;
@@ -181,7 +186,7 @@ async fn the_upload_file_name_and_the_file_name_variant_set_content_disposition(
 
 #[tokio::test]
 async fn downloads_carry_a_restrictive_csp_and_nosniff_and_scripts_are_attachments() {
-    let server = Server::start().await;
+    let server = Server::start_with_config(UNFROZEN).await;
     let alice = server.client().register("alice", PASSWORD).await;
     let html = upload(&alice, "text/html", Some("page.html"), b"<script>alert(1)</script>").await;
     let svg = upload(&alice, "image/svg+xml", None, b"<svg xmlns='http://www.w3.org/2000/svg'/>").await;
@@ -254,7 +259,7 @@ async fn unknown_or_malformed_media_is_404_not_found() {
 
 #[tokio::test]
 async fn thumbnails_of_a_png_fit_the_requested_box() {
-    let server = Server::start().await;
+    let server = Server::start_with_config(UNFROZEN).await;
     let alice = server.client().register("alice", PASSWORD).await;
     let opaque = upload(&alice, "image/png", None, &opaque_png(400, 200)).await;
     let transparent = upload(&alice, "image/png", None, &transparent_png(300, 300)).await;
@@ -322,7 +327,7 @@ async fn bad_thumbnail_requests_are_refused() {
 
 #[tokio::test]
 async fn an_asynchronous_upload_fills_a_created_id_once_and_only_by_its_creator() {
-    let server = Server::start().await;
+    let server = Server::start_with_config(UNFROZEN).await;
     let alice = server.client().register("alice", PASSWORD).await;
     let bob = server.client().register("bob", PASSWORD).await;
     let created = send(&alice, "POST", CREATE, None, Vec::new()).await;
@@ -383,4 +388,55 @@ async fn a_download_waits_for_a_pending_upload_within_its_timeout() {
     assert_eq!(got.status, 200, "the waiting download failed: {}", got.json());
     assert_eq!(got.bytes, b"worth the wait");
     assert!(started.elapsed() < Duration::from_secs(10), "the download did not wake up for the upload");
+}
+
+/// The spec's freeze (v1.11): the unauthenticated paths serve a file stored before it (here:
+/// while `allow_legacy_unauthenticated` was on, as a file from an older Myelin is), and
+/// answer 404 for one stored after it, which the authenticated paths serve.
+#[tokio::test]
+async fn the_legacy_paths_serve_only_files_stored_before_the_freeze() {
+    let mut server = Server::start_with_config(UNFROZEN).await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let old_file = upload(&alice, "text/plain", Some("old.txt"), b"from before").await;
+    let old_image = upload(&alice, "image/png", None, &opaque_png(40, 40)).await;
+    assert!(server.stop().await.success());
+    std::fs::write(server.config_path(), TEST_CONFIG).unwrap();
+    server.restart().await;
+
+    let new_file = upload(&alice, "text/plain", Some("new.txt"), b"from after").await;
+    let new_image = upload(&alice, "image/png", None, &opaque_png(40, 40)).await;
+    let reserved = send(&alice, "POST", CREATE, None, Vec::new()).await.json()["content_uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let legacy_thumbnail = |mxc: &str, version: &str| {
+        format!("/_matrix/media/{version}/thumbnail/{}?width=8&height=8", media_path(mxc))
+    };
+    let anonymous = server.client();
+
+    for version in ["v3", "r0"] {
+        let download = |mxc: &str| format!("/_matrix/media/{version}/download/{}", media_path(mxc));
+        let got = get(&anonymous, &download(&old_file)).await;
+        assert_eq!((got.status, got.bytes.as_slice()), (200, b"from before".as_slice()), "{version}");
+        let got = get(&anonymous, &format!("{}/renamed.txt", download(&old_file))).await;
+        assert_eq!(got.status, 200, "{version}: {}", got.json());
+        assert_eq!(get(&anonymous, &legacy_thumbnail(&old_image, version)).await.status, 200, "{version}");
+
+        get(&anonymous, &download(&new_file)).await.expect_error(404, "M_NOT_FOUND");
+        get(&alice, &download(&new_file)).await.expect_error(404, "M_NOT_FOUND");
+        get(&anonymous, &format!("{}/renamed.txt", download(&new_file)))
+            .await
+            .expect_error(404, "M_NOT_FOUND");
+        get(&anonymous, &legacy_thumbnail(&new_image, version)).await.expect_error(404, "M_NOT_FOUND");
+        // Not worth waiting for either.
+        let started = Instant::now();
+        get(&anonymous, &format!("{}?timeout_ms=5000", download(&reserved)))
+            .await
+            .expect_error(404, "M_NOT_FOUND");
+        assert!(started.elapsed() < Duration::from_secs(4));
+    }
+    for mxc in [&old_file, &new_file] {
+        assert_eq!(get(&alice, &download_path(mxc)).await.status, 200);
+    }
+    assert_eq!(get(&alice, &thumbnail_path(&new_image, 8, 8, "scale")).await.status, 200);
 }

@@ -1,6 +1,6 @@
 //! The smaller endpoints clients call at start-up and in daily use: `/voip/turnServer`,
-//! `/thirdparty/protocols`, OpenID tokens, the user directory, reporting events and rooms,
-//! `/account/3pid`, and presence (`GET`/`PUT /presence/{userId}/status` and its `/sync`
+//! `/thirdparty/protocols`, OpenID tokens, the user directory, reporting events, rooms and
+//! users, the `/account/3pid` endpoints (no 3PIDs here), and presence (`GET`/`PUT /presence/{userId}/status` and its `/sync`
 //! section, and turning it off).
 
 mod sync_support;
@@ -83,6 +83,65 @@ async fn thirdparty_protocols_is_an_empty_object_and_3pids_an_empty_list() {
     assert_eq!(alice.get("/_matrix/client/v3/thirdparty/protocols").await.expect(200), json!({}));
     assert_eq!(alice.get("/_matrix/client/v3/account/3pid").await.expect(200), json!({"threepids": []}));
     server.client().get("/_matrix/client/v3/account/3pid").await.expect_error(401, "M_MISSING_TOKEN");
+}
+
+/// Myelin keeps no e-mail addresses or phone numbers: each 3PID endpoint answers with the
+/// error its spec names for that, or has nothing to remove.
+#[tokio::test]
+async fn the_3pid_endpoints_say_no_3pids_are_kept() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let anonymous = server.client();
+    let request_token = json!({"client_secret": "s3cret", "email": "a@example.org", "send_attempt": 1});
+    let phone_token =
+        json!({"client_secret": "s3cret", "country": "GB", "phone_number": "07700900000", "send_attempt": 1});
+    let session = json!({"client_secret": "s3cret", "sid": "1234"});
+    let bind = json!({"client_secret": "s3cret", "sid": "1234", "id_server": "id.example.org", "id_access_token": "t"});
+    let remove = json!({"medium": "email", "address": "a@example.org"});
+
+    for (path, body) in
+        [("3pid/email/requestToken", &request_token), ("3pid/msisdn/requestToken", &phone_token)]
+    {
+        let path = format!("/_matrix/client/v3/account/{path}");
+        anonymous.post(&path, body).await.expect_error(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED");
+    }
+    for (path, body) in
+        [("register/email/requestToken", &request_token), ("register/msisdn/requestToken", &phone_token)]
+    {
+        anonymous
+            .post(&format!("/_matrix/client/v3/{path}"), body)
+            .await
+            .expect_error(403, "M_THREEPID_DENIED");
+    }
+    for (path, body) in [
+        ("account/password/email/requestToken", &request_token),
+        ("account/password/msisdn/requestToken", &phone_token),
+    ] {
+        anonymous
+            .post(&format!("/_matrix/client/v3/{path}"), body)
+            .await
+            .expect_error(400, "M_THREEPID_NOT_FOUND");
+    }
+    alice.post("/_matrix/client/v3/account/3pid/add", &session).await.expect_error(403, "M_THREEPID_DENIED");
+    alice.post("/_matrix/client/v3/account/3pid/bind", &bind).await.expect_error(403, "M_THREEPID_DENIED");
+    for path in ["delete", "unbind"] {
+        let path = format!("/_matrix/client/v3/account/3pid/{path}");
+        assert_eq!(
+            alice.post(&path, &remove).await.expect(200),
+            json!({"id_server_unbind_result": "no-support"})
+        );
+        anonymous.post(&path, &remove).await.expect_error(401, "M_MISSING_TOKEN");
+        alice.post(&path, &json!({"medium": "email"})).await.expect_error(400, "M_MISSING_PARAM");
+    }
+    anonymous
+        .post("/_matrix/client/v3/account/3pid/add", &session)
+        .await
+        .expect_error(401, "M_MISSING_TOKEN");
+    anonymous
+        .post("/_matrix/client/v3/account/3pid/email/requestToken", &json!({"email": "a@example.org"}))
+        .await
+        .expect_error(400, "M_MISSING_PARAM");
+    assert_eq!(alice.get("/_matrix/client/r0/account/3pid").await.expect(200), json!({"threepids": []}));
 }
 
 #[tokio::test]
@@ -247,6 +306,49 @@ async fn anyone_can_report_an_existing_room() {
     // The reason may be blank (and v1.13 clients leave it out).
     outsider.post(&path(&room), &json!({"reason": ""})).await.expect(200);
     server.client().post(&path(&room), &json!({"reason": "x"})).await.expect_error(401, "M_MISSING_TOKEN");
+}
+
+#[tokio::test]
+async fn anyone_can_report_a_user_this_server_knows() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    let path = |user: &str| format!("/_matrix/client/v3/users/{}/report", enc(user));
+
+    assert_eq!(alice.post(&path(bob.user_id()), &json!({"reason": "spam"})).await.expect(200), json!({}));
+    alice.post(&path(bob.user_id()), &json!({"reason": ""})).await.expect(200);
+    alice.post(&path("@nobody:localhost"), &json!({"reason": "x"})).await.expect_error(404, "M_NOT_FOUND");
+    // Another server's user who was never in a room here is unknown too.
+    alice
+        .post(&path("@someone:elsewhere.example"), &json!({"reason": "x"}))
+        .await
+        .expect_error(404, "M_NOT_FOUND");
+    alice.post(&path(bob.user_id()), &json!({})).await.expect_error(400, "M_MISSING_PARAM");
+    alice.post(&path("not-a-user-id"), &json!({"reason": "x"})).await.expect_error(400, "M_INVALID_PARAM");
+    server
+        .client()
+        .post(&path(bob.user_id()), &json!({"reason": "x"}))
+        .await
+        .expect_error(401, "M_MISSING_TOKEN");
+}
+
+#[tokio::test]
+async fn a_report_reason_longer_than_1000_characters_is_refused() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    let room = create_room(&alice, json!({"preset": "public_chat"})).await;
+    let event = sync_support::send_text(&alice, &room, "hello").await;
+    let paths = [
+        format!("/_matrix/client/v3/rooms/{}/report/{}", enc(&room), enc(&event)),
+        format!("/_matrix/client/v3/rooms/{}/report", enc(&room)),
+        format!("/_matrix/client/v3/users/{}/report", enc(bob.user_id())),
+    ];
+    for path in &paths {
+        // Counted in characters, not bytes.
+        alice.post(path, &json!({"reason": "é".repeat(1000)})).await.expect(200);
+        alice.post(path, &json!({"reason": "x".repeat(1001)})).await.expect_error(400, "M_INVALID_PARAM");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

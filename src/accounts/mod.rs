@@ -5,6 +5,7 @@
 //! [`Error`], which the HTTP layer turns into Matrix errors and the CLI into messages.
 
 mod devices;
+mod login_tokens;
 mod password;
 mod profiles;
 mod registration_tokens;
@@ -23,6 +24,7 @@ use ruma::{
 use serde_json::Value as JsonValue;
 
 pub use devices::Device;
+pub use login_tokens::TokenLogin;
 pub use registration_tokens::RegistrationTokenInfo;
 
 use crate::{
@@ -125,6 +127,8 @@ pub struct Accounts {
     notifier: Arc<Notifier>,
     server_name: OwnedServerName,
     registration: RegistrationMode,
+    /// `login.token_login`: login tokens are offered.
+    token_login: bool,
     /// Asks other servers for their users' profiles.
     federation: Arc<Federation>,
 }
@@ -137,9 +141,10 @@ impl Accounts {
         notifier: Arc<Notifier>,
         server_name: OwnedServerName,
         registration: RegistrationMode,
+        token_login: bool,
         federation: Arc<Federation>,
     ) -> Self {
-        Self { store, notifier, server_name, registration, federation }
+        Self { store, notifier, server_name, registration, token_login, federation }
     }
 
     /// Wakes everyone who tracks `user`'s devices (the store recorded the change when it
@@ -491,6 +496,25 @@ fn default_profile(user_id: &UserId) -> BTreeMap<String, JsonValue> {
     BTreeMap::from([("displayname".to_owned(), JsonValue::String(user_id.localpart().to_owned()))])
 }
 
+/// `Accounts` on a fresh store in a scratch directory named `name`, for unit tests.
+#[cfg(test)]
+fn accounts_for_test(name: &str, token_login: bool) -> (Arc<Store>, Accounts) {
+    let dir = crate::storage::scratch_dir(name);
+    let store = Arc::new(Store::open(&dir, 8).unwrap());
+    let server_name: OwnedServerName = "example.org".try_into().unwrap();
+    let key = Arc::new(crate::signing_key::SigningKey::load_or_generate(&dir).unwrap());
+    let federation = Arc::new(Federation::new(
+        store.clone(),
+        server_name.clone(),
+        key,
+        crate::config::FederationConfig::default(),
+    ));
+    let notifier = Arc::new(Notifier::default());
+    let accounts =
+        Accounts::new(store.clone(), notifier, server_name, RegistrationMode::Open, token_login, federation);
+    (store, accounts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,23 +523,7 @@ mod tests {
     /// again with the current ones when its owner logs in; a wrong password changes nothing.
     #[tokio::test]
     async fn a_login_rehashes_a_password_stored_with_older_settings() {
-        let dir = crate::storage::scratch_dir("rehash-on-login");
-        let store = Arc::new(Store::open(&dir, 8).unwrap());
-        let server_name: OwnedServerName = "example.org".try_into().unwrap();
-        let key = Arc::new(crate::signing_key::SigningKey::load_or_generate(&dir).unwrap());
-        let federation = Arc::new(Federation::new(
-            store.clone(),
-            server_name.clone(),
-            key,
-            crate::config::FederationConfig::default(),
-        ));
-        let accounts = Accounts::new(
-            store.clone(),
-            Arc::new(Notifier::default()),
-            server_name,
-            RegistrationMode::Open,
-            federation,
-        );
+        let (store, accounts) = accounts_for_test("rehash-on-login", false);
         let user_id = accounts.create_user("alice", None, false).await.unwrap();
         let old = password::hash_with_older_settings("correct horse");
         store.update_user(&user_id, |user| user.password_hash = Some(old.clone())).await.unwrap();

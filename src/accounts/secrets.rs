@@ -1,5 +1,5 @@
 //! Random secrets: access tokens, device ids, registration tokens, UIA session ids, OpenID
-//! tokens.
+//! tokens, login tokens.
 
 use rand::{Rng, distributions::Alphanumeric};
 use sha2::{Digest, Sha256};
@@ -19,12 +19,18 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Device ids are shown to people, so they are short and upper-case, like other servers'.
 /// A new OpenID token: handed to a third party, which asks us whose it is.
 pub fn new_openid_token() -> String {
     random_string(32)
 }
 
+/// A new login token (`m.login.token`): as strong as an access token, since it is one in
+/// waiting, and stored only as its hash too.
+pub fn new_login_token() -> String {
+    format!("myl_login_{}", random_string(43))
+}
+
+/// Device ids are shown to people, so they are short and upper-case, like other servers'.
 pub fn new_device_id() -> String {
     rand::thread_rng()
         .sample_iter(&Alphanumeric)

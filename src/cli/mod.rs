@@ -1,5 +1,6 @@
-//! The `myelin` command: `serve`, `config check`, and the admin commands (`user`, `token`, `room`),
-//! which talk to a running server over its admin socket or open the store when it is stopped.
+//! The `myelin` command: `serve`, `config check`, and the admin commands (`user`, `token`,
+//! `room`, `report`), which talk to a running server over its admin socket or open the store
+//! when it is stopped.
 
 mod admin_client;
 mod output;
@@ -67,6 +68,15 @@ enum Commands {
     /// Inspect rooms.
     #[command(subcommand)]
     Room(RoomCommand),
+    /// What users reported to the administrators.
+    #[command(subcommand, visible_alias = "reports")]
+    Report(ReportCommand),
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// List every report of an event, a room or a user, oldest first.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -179,6 +189,10 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         Commands::Token(command) => admin_command(&cli.config, &overrides, cli.json, token_command(command)?),
         Commands::Room(RoomCommand::Event { event_id }) => {
             let prepared = Prepared { command: Command::RoomEvent { event_id }, generated_password: None };
+            admin_command(&cli.config, &overrides, cli.json, prepared)
+        }
+        Commands::Report(ReportCommand::List) => {
+            let prepared = Prepared { command: Command::ReportList, generated_password: None };
             admin_command(&cli.config, &overrides, cli.json, prepared)
         }
         Commands::Keys(KeysCommand::Show) => {

@@ -1,6 +1,10 @@
 //! How admin replies look: readable text by default, JSON with `--json`.
 
-use crate::{accounts::RegistrationTokenInfo, admin::Reply};
+use crate::{
+    accounts::RegistrationTokenInfo,
+    admin::Reply,
+    rooms::{FiledReport, ReportTarget},
+};
 
 pub fn print(reply: &Reply, generated_password: Option<&str>, json: bool) {
     if json {
@@ -46,6 +50,14 @@ pub fn print(reply: &Reply, generated_password: Option<&str>, json: bool) {
             }
             println!("{}", serde_json::to_string_pretty(&event.pdu).expect("JSON values serialise"));
         }
+        Reply::Reports { reports } => {
+            if reports.is_empty() {
+                println!("no reports");
+            }
+            for report in reports {
+                print_report(report);
+            }
+        }
     }
     if let Some(password) = generated_password {
         println!("password: {password}");
@@ -63,4 +75,51 @@ fn describe_token(token: &RegistrationTokenInfo) -> String {
     };
     let state = if token.valid { "valid" } else { "no longer valid" };
     format!("{}  ({uses}, {expiry}, {state})", token.token)
+}
+
+/// One report: a line saying who reported what when, then the reason, indented.
+fn print_report(report: &FiledReport) {
+    let (kind, target) = match &report.target {
+        ReportTarget::Event { room_id, event_id } => ("event", format!("{event_id} in {room_id}")),
+        ReportTarget::Room { room_id } => ("room", room_id.to_string()),
+        ReportTarget::User { user_id } => ("user", user_id.to_string()),
+    };
+    println!("#{} {} {kind} {target} reported by {}", report.id, utc(report.ts), report.reporter);
+    match report.reason.as_deref() {
+        Some(reason) if !reason.is_empty() => {
+            for line in reason.lines() {
+                println!("    {line}");
+            }
+        }
+        _ => println!("    (no reason given)"),
+    }
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian
+/// calendar, from Howard Hinnant's `civil_from_days`).
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_735_689_599_999), "2024-12-31 23:59:59 UTC");
+    }
 }

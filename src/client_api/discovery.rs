@@ -8,7 +8,10 @@ use ruma::{
         discover_homeserver::{self, HomeserverInfo},
         get_capabilities::{
             self,
-            v3::{Capabilities, ProfileFieldsCapability, RoomVersionStability, RoomVersionsCapability},
+            v3::{
+                Capabilities, GetLoginTokenCapability, ProfileFieldsCapability, RoomVersionStability,
+                RoomVersionsCapability,
+            },
         },
         get_supported_versions,
     },
@@ -17,7 +20,7 @@ use ruma::{
 use crate::{
     http::{
         ApiError,
-        router::{Req, Router},
+        router::{JsonObject, Req, Router},
     },
     services::Services,
 };
@@ -55,10 +58,15 @@ async fn well_known(
     Ok(discover_homeserver::Response::new(HomeserverInfo::new(services.config.client_base_url())))
 }
 
+/// Capabilities listed even when they say what clients assume without them: ruma leaves
+/// out a capability at its default, and clients differ in what they assume for a missing one.
+const ALWAYS_LISTED: &[&str] =
+    &["m.change_password", "m.set_displayname", "m.set_avatar_url", "m.3pid_changes", "m.get_login_token"];
+
 async fn capabilities(
-    _: Arc<Services>,
+    services: Arc<Services>,
     _: Req<get_capabilities::v3::Request>,
-) -> Result<get_capabilities::v3::Response, ApiError> {
+) -> Result<JsonObject, ApiError> {
     let mut capabilities = Capabilities::new();
     capabilities.change_password.enabled = true;
     capabilities.profile_fields = Some(ProfileFieldsCapability::new(true));
@@ -69,6 +77,7 @@ async fn capabilities(
         capabilities.set_avatar_url.enabled = true;
     }
     capabilities.thirdparty_id_changes.enabled = false;
+    capabilities.get_login_token = GetLoginTokenCapability::new(services.accounts.token_login_enabled());
     capabilities.room_versions = RoomVersionsCapability::new(
         RoomVersionId::V12,
         [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12]
@@ -76,5 +85,11 @@ async fn capabilities(
             .map(|v| (v, RoomVersionStability::Stable))
             .collect(),
     );
-    Ok(get_capabilities::v3::Response::new(capabilities))
+    let mut listed = serde_json::to_value(&capabilities).map_err(|_| ApiError::internal())?;
+    for name in ALWAYS_LISTED {
+        if let (Some(object), Some(value)) = (listed.as_object_mut(), capabilities.get(name)) {
+            object.insert((*name).to_owned(), value.into_owned());
+        }
+    }
+    Ok(JsonObject(serde_json::json!({ "capabilities": listed })))
 }

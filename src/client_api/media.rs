@@ -1,5 +1,6 @@
 //! The content repository: upload, download and thumbnails, on both the authenticated
-//! (`/_matrix/client/v1/media`) and the legacy (`/_matrix/media/v3`) paths.
+//! (`/_matrix/client/v1/media`) and the legacy (`/_matrix/media/v3`) paths; the legacy
+//! downloads serve only what the media freeze leaves them (see `media`).
 
 // The legacy media endpoints are deprecated in the spec but clients still call them.
 #![allow(deprecated)]
@@ -105,7 +106,7 @@ async fn download_legacy(
     req: Req<media::get_content::v3::Request>,
 ) -> Result<media::get_content::v3::Response, ApiError> {
     let b = req.body;
-    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
+    let content = services.media.download_unauthenticated(&b.server_name, &b.media_id, b.timeout_ms).await?;
     let (file, content_type, disposition) = content.served(None);
     Ok(media::get_content::v3::Response::new(file, content_type, disposition))
 }
@@ -115,7 +116,7 @@ async fn download_legacy_named(
     req: Req<media::get_content_as_filename::v3::Request>,
 ) -> Result<media::get_content_as_filename::v3::Response, ApiError> {
     let b = req.body;
-    let content = services.media.download(&b.server_name, &b.media_id, b.timeout_ms).await?;
+    let content = services.media.download_unauthenticated(&b.server_name, &b.media_id, b.timeout_ms).await?;
     let (file, content_type, disposition) = content.served(Some(b.filename));
     Ok(media::get_content_as_filename::v3::Response::new(file, content_type, disposition))
 }
@@ -126,7 +127,8 @@ async fn thumbnail_legacy(
 ) -> Result<media::get_content_thumbnail::v3::Response, ApiError> {
     let b = req.body;
     let request = thumbnail_request(b.width, b.height, b.method)?;
-    let content = services.media.thumbnail(&b.server_name, &b.media_id, request, b.timeout_ms).await?;
+    let content =
+        services.media.thumbnail_unauthenticated(&b.server_name, &b.media_id, request, b.timeout_ms).await?;
     let (file, content_type, disposition) = content.served(None);
     Ok(media::get_content_thumbnail::v3::Response::new(file, content_type, disposition))
 }

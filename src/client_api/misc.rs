@@ -1,12 +1,13 @@
 //! The rest of what clients call at start-up and in daily use: TURN credentials,
-//! third-party protocols, OpenID tokens, the user directory, reports, 3PIDs and presence.
+//! third-party protocols, OpenID tokens, the user directory, reports and presence.
 
 use std::{sync::Arc, time::Duration};
 
 use ruma::{
     api::client::{
-        account::{get_3pids, request_openid_token},
+        account::request_openid_token,
         presence::{get_presence, set_presence},
+        reporting::report_user,
         room::{report_content, report_room},
         thirdparty::get_protocols,
         user_directory::search_users::{self, v3::User},
@@ -19,7 +20,7 @@ use ruma::{
 use crate::{
     http::{
         ApiError,
-        router::{JsonObject, Req, Router},
+        router::{Req, Router},
     },
     services::Services,
 };
@@ -31,7 +32,7 @@ pub fn routes(router: &mut Router) {
     router.ruma(user_directory);
     router.ruma(report_event);
     router.ruma(report_whole_room);
-    router.ruma(threepids);
+    router.ruma(report_a_user);
     router.ruma(presence_get);
     router.ruma(presence_set);
 }
@@ -109,10 +110,13 @@ async fn report_whole_room(
     Ok(report_room::v3::Response::new())
 }
 
-async fn threepids(_: Arc<Services>, _: Req<get_3pids::v3::Request>) -> Result<JsonObject, ApiError> {
-    // Myelin keeps no e-mail addresses or phone numbers. ruma leaves an empty list out, but
-    // Element's settings read `threepids` without checking that it is there.
-    Ok(JsonObject(serde_json::json!({"threepids": []})))
+async fn report_a_user(
+    services: Arc<Services>,
+    req: Req<report_user::v3::Request>,
+) -> Result<report_user::v3::Response, ApiError> {
+    let b = req.body;
+    services.rooms.report_user(&req.auth.user_id, &b.user_id, b.reason).await?;
+    Ok(report_user::v3::Response::new())
 }
 
 async fn presence_get(

@@ -19,6 +19,7 @@ mod session;
 mod spaces;
 mod sync;
 mod sync_body;
+mod threepids;
 mod user_data;
 
 use crate::{config::Config, http::router::Router};
@@ -27,7 +28,7 @@ use crate::{config::Config, http::router::Router};
 pub fn router(config: &Config) -> Router {
     let mut router = Router::default();
     discovery::routes(&mut router);
-    session::routes(&mut router);
+    session::routes(&mut router, config);
     register::routes(&mut router);
     account::routes(&mut router);
     devices::routes(&mut router);
@@ -44,5 +45,6 @@ pub fn router(config: &Config) -> Router {
     backup::routes(&mut router);
     media::routes(&mut router, config);
     misc::routes(&mut router);
+    threepids::routes(&mut router);
     router
 }

@@ -1,12 +1,13 @@
-//! Logging in and out.
+//! Logging in and out, and login tokens for logging in another client.
 
 use std::sync::Arc;
 
 use ruma::api::client::{
     session::{
+        get_login_token,
         get_login_types::{
             self,
-            v3::{LoginType, PasswordLoginType},
+            v3::{LoginType, PasswordLoginType, TokenLoginType},
         },
         login::{self, v3::LoginInfo},
         logout, logout_all,
@@ -15,7 +16,8 @@ use ruma::api::client::{
 };
 
 use crate::{
-    accounts::PasswordLogin,
+    accounts::{LoggedIn, PasswordLogin, TokenLogin},
+    config::Config,
     http::{
         ApiError,
         router::{RateLimitClass, Req, Router},
@@ -23,18 +25,29 @@ use crate::{
     services::Services,
 };
 
-pub fn routes(router: &mut Router) {
+pub fn routes(router: &mut Router, config: &Config) {
     router.ruma(login_types);
     router.ruma_limited(RateLimitClass::Login, login);
     router.ruma(logout);
     router.ruma(logout_all);
+    // Off, the endpoint is not there at all (404 M_UNRECOGNIZED), as for any optional
+    // endpoint a server does not offer. It shares the login rate limit: a token is a login.
+    if config.login.token_login {
+        router.ruma_limited(RateLimitClass::Login, get_token);
+    }
 }
 
 async fn login_types(
-    _: Arc<Services>,
+    services: Arc<Services>,
     _: Req<get_login_types::v3::Request>,
 ) -> Result<get_login_types::v3::Response, ApiError> {
-    Ok(get_login_types::v3::Response::new(vec![LoginType::Password(PasswordLoginType::new())]))
+    let mut flows = vec![LoginType::Password(PasswordLoginType::new())];
+    if services.accounts.token_login_enabled() {
+        let mut token = TokenLoginType::new();
+        token.get_login_token = true;
+        flows.push(LoginType::Token(token));
+    }
+    Ok(get_login_types::v3::Response::new(flows))
 }
 
 async fn login(
@@ -42,12 +55,29 @@ async fn login(
     req: Req<login::v3::Request>,
 ) -> Result<login::v3::Response, ApiError> {
     let request = req.body;
-    let LoginInfo::Password(password) = request.login_info else {
-        return Err(ApiError::new(
-            http::StatusCode::BAD_REQUEST,
-            ruma::api::error::ErrorKind::Unknown,
-            "Only m.login.password is supported",
-        ));
+    let client_ip = Some(req.client_ip.to_string());
+    let password = match request.login_info {
+        LoginInfo::Password(password) => password,
+        // Not offered unless configured: then it is an unsupported login type like any other.
+        LoginInfo::Token(token) if services.accounts.token_login_enabled() => {
+            let logged_in = services
+                .accounts
+                .login_with_token(TokenLogin {
+                    token: token.token,
+                    device_id: request.device_id,
+                    initial_device_display_name: request.initial_device_display_name,
+                    client_ip,
+                })
+                .await?;
+            return Ok(response(logged_in));
+        }
+        _ => {
+            return Err(ApiError::new(
+                http::StatusCode::BAD_REQUEST,
+                ruma::api::error::ErrorKind::Unknown,
+                "Only the login types GET /login offers are supported",
+            ));
+        }
     };
     #[allow(deprecated)] // `user` predates `identifier`; older clients still send it.
     let user = match (password.identifier, password.user) {
@@ -69,10 +99,23 @@ async fn login(
             password: password.password,
             device_id: request.device_id,
             initial_device_display_name: request.initial_device_display_name,
-            client_ip: Some(req.client_ip.to_string()),
+            client_ip,
         })
         .await?;
-    Ok(login::v3::Response::new(logged_in.user_id, logged_in.access_token, logged_in.device_id))
+    Ok(response(logged_in))
+}
+
+fn response(logged_in: LoggedIn) -> login::v3::Response {
+    login::v3::Response::new(logged_in.user_id, logged_in.access_token, logged_in.device_id)
+}
+
+/// `POST /login/get_token`: a single-use token for another client, after UIA.
+async fn get_token(
+    services: Arc<Services>,
+    req: Req<get_login_token::v1::Request>,
+) -> Result<get_login_token::v1::Response, ApiError> {
+    let (token, lifetime) = services.accounts.issue_login_token(&req.auth, req.body.auth).await?;
+    Ok(get_login_token::v1::Response::new(lifetime, token))
 }
 
 async fn logout(

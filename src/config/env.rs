@@ -21,6 +21,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir",
     "public_baseurl",
     "registration",
+    "login",
     "limits",
     "rate_limits",
     "storage",

@@ -35,6 +35,7 @@ pub struct Config {
     /// When unset it is derived from `listen`.
     pub public_baseurl: Option<String>,
     pub registration: RegistrationConfig,
+    pub login: LoginConfig,
     pub limits: LimitsConfig,
     pub rate_limits: RateLimitsConfig,
     pub storage: StorageConfig,
@@ -54,6 +55,16 @@ pub struct RegistrationConfig {
     /// Open registration on a non-loopback address lets anyone on the internet create
     /// accounts; the server refuses to start that way unless this is set.
     pub allow_open_on_public_address: bool,
+}
+
+/// How users log in, beyond passwords.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// Logged-in users may ask for a single-use, short-lived login token
+    /// (`POST /login/get_token`) with which another client logs in as them (`m.login.token`),
+    /// as when a phone signs in by scanning a QR code shown by a desktop client.
+    pub token_login: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -133,6 +144,11 @@ pub struct StorageConfig {
 pub struct MediaConfig {
     /// Largest file a user may upload, in bytes.
     pub max_upload_bytes: usize,
+    /// Serve files stored from now on through the deprecated unauthenticated endpoints
+    /// (`/_matrix/media/v3/download` and `thumbnail`) too. Off, those endpoints serve only
+    /// files stored before authenticated media (spec v1.11), as the spec's "freeze" asks;
+    /// files stored while this is on stay reachable there after it is turned off.
+    pub allow_legacy_unauthenticated: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,7 +217,7 @@ impl Default for MetricsConfig {
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        Self { max_upload_bytes: 50 * 1024 * 1024 }
+        Self { max_upload_bytes: 50 * 1024 * 1024, allow_legacy_unauthenticated: false }
     }
 }
 
@@ -274,6 +290,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./myelin-data"),
             public_baseurl: None,
             registration: RegistrationConfig::default(),
+            login: LoginConfig::default(),
             limits: LimitsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             storage: StorageConfig::default(),

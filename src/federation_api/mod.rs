@@ -74,8 +74,19 @@ async fn version(
     Ok(response)
 }
 
+/// Fails with 403 `M_FORBIDDEN` when the room's server ACL denies `origin` (spec: every
+/// endpoint that acts in or reads a room checks it).
+fn require_allowed(services: &Services, origin: &ServerName, room_id: &RoomId) -> Result<(), ApiError> {
+    if !services.rooms.server_allowed(room_id, origin)? {
+        return Err(ApiError::forbidden(format!("{origin} is denied by the server ACL of {room_id}")));
+    }
+    Ok(())
+}
+
 /// Fails unless `origin` has a joined member in the room: servers see what their users may.
+/// Checks the room's server ACL first.
 fn require_in_room(services: &Services, origin: &ServerName, room_id: &RoomId) -> Result<(), ApiError> {
+    require_allowed(services, origin, room_id)?;
     let servers: std::collections::BTreeSet<OwnedServerName> = services.rooms.servers_in_room(room_id)?;
     if !servers.iter().any(|s| s == origin) {
         return Err(ApiError::forbidden(format!("{origin} has no member in {room_id}")));

@@ -17,7 +17,7 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 
-use super::require_in_room;
+use super::{require_allowed, require_in_room};
 use crate::{
     federation::event_id_of,
     http::{
@@ -71,6 +71,7 @@ async fn make_join(
     req: Req<prepare_join_event::v1::Request>,
 ) -> Result<prepare_join_event::v1::Response, ApiError> {
     let body = req.body;
+    require_allowed(&services, &req.auth, &body.room_id)?;
     if body.user_id.server_name() != req.auth {
         return Err(ApiError::forbidden("A server can only join its own users"));
     }
@@ -90,6 +91,7 @@ async fn send_join(
     req: Req<create_join_event::v2::Request>,
 ) -> Result<create_join_event::v2::Response, ApiError> {
     let body = req.body;
+    require_allowed(&services, &req.auth, &body.room_id)?;
     let stored = services
         .rooms
         .receive_membership(&req.auth, &body.room_id, &body.event_id, &body.pdu, MembershipState::Join)
@@ -113,6 +115,7 @@ async fn make_knock(
     if body.user_id.server_name() != req.auth {
         return Err(ApiError::forbidden("A server can only knock for its own users"));
     }
+    require_allowed(&services, &req.auth, &body.room_id)?;
     require_version_in(&body.ver, &services.rooms.version(&body.room_id)?)?;
     let (version, template) =
         services.rooms.membership_template(&body.room_id, &body.user_id, MembershipState::Knock).await?;
@@ -126,6 +129,7 @@ async fn send_knock(
     req: Req<create_knock_event::v1::Request>,
 ) -> Result<create_knock_event::v1::Response, ApiError> {
     let body = req.body;
+    require_allowed(&services, &req.auth, &body.room_id)?;
     services
         .rooms
         .receive_membership(&req.auth, &body.room_id, &body.event_id, &body.pdu, MembershipState::Knock)
@@ -146,6 +150,7 @@ async fn make_leave(
     req: Req<prepare_leave_event::v1::Request>,
 ) -> Result<prepare_leave_event::v1::Response, ApiError> {
     let body = req.body;
+    require_allowed(&services, &req.auth, &body.room_id)?;
     if body.user_id.server_name() != req.auth {
         return Err(ApiError::forbidden("A server can only make its own users leave"));
     }
@@ -160,6 +165,7 @@ async fn send_leave(
     req: Req<create_leave_event::v2::Request>,
 ) -> Result<create_leave_event::v2::Response, ApiError> {
     let body = req.body;
+    require_allowed(&services, &req.auth, &body.room_id)?;
     services
         .rooms
         .receive_membership(&req.auth, &body.room_id, &body.event_id, &body.pdu, MembershipState::Leave)
@@ -173,6 +179,7 @@ async fn invite(
     req: Req<create_invite::v2::Request>,
 ) -> Result<create_invite::v2::Response, ApiError> {
     let body = req.body;
+    require_allowed(&services, &req.auth, &body.room_id)?;
     require_version_in(SUPPORTED_VERSIONS, &body.room_version)?;
     let signed = services
         .rooms

@@ -1,11 +1,13 @@
-//! `PUT /send/{txnId}`: the PDUs and EDUs another server sends. Each PDU goes to `rooms`,
-//! each EDU, parsed with ruma's types, to the domain it concerns. A transaction seen before
-//! is answered without applying it again.
+//! `PUT /send/{txnId}`: the PDUs and EDUs another server sends. Each PDU goes to `rooms`
+//! (which refuses those of rooms whose server ACL denies the sender), each EDU, parsed with
+//! ruma's types, to the domain it concerns; typing and receipts in a room whose ACL denies
+//! the sender are ignored (spec v1.13). A transaction seen before is answered without
+//! applying it again.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use ruma::{
-    ServerName, UserId,
+    RoomId, ServerName, UserId,
     api::federation::transactions::{edu::Edu, send_transaction_message},
     events::receipt::ReceiptThread,
     to_device::DeviceIdOrAllDevices,
@@ -71,6 +73,14 @@ async fn send_transaction(
     Ok(send_transaction_message::v1::Response::new(outcomes))
 }
 
+/// A server denied by a room's server ACL has nothing to say about it.
+fn allowed_in(services: &Services, origin: &ServerName, room_id: &RoomId) -> Result<()> {
+    if !services.rooms.server_allowed(room_id, origin)? {
+        return Err(Error::Forbidden(format!("{origin} is denied by the server ACL of {room_id}")));
+    }
+    Ok(())
+}
+
 /// A server speaks only for its own users.
 fn speaks_for(origin: &ServerName, user: &UserId) -> Result<()> {
     if user.server_name() != origin {
@@ -83,11 +93,16 @@ async fn apply_edu(services: &Services, origin: &ServerName, edu: Edu) -> Result
     match edu {
         Edu::Typing(typing) => {
             speaks_for(origin, &typing.user_id)?;
+            allowed_in(services, origin, &typing.room_id)?;
             let timeout = typing.typing.then_some(REMOTE_TYPING_TIMEOUT);
             services.rooms.set_typing(&typing.room_id, &typing.user_id, timeout).await
         }
         Edu::Receipt(receipts) => {
             for (room_id, map) in receipts.receipts {
+                if let Err(e) = allowed_in(services, origin, &room_id) {
+                    tracing::info!(%origin, error = %e, "ignored receipts");
+                    continue;
+                }
                 for (user, receipt) in map.read {
                     speaks_for(origin, &user)?;
                     let thread = match &receipt.data.thread {

@@ -4,6 +4,10 @@
 //! A file is written to a temporary name, synced and renamed before its metadata is
 //! committed, so an acknowledged upload survives a crash and a crash never leaves metadata
 //! pointing at half a file.
+//!
+//! The deprecated unauthenticated endpoints are "frozen" (spec v1.11): they serve only files
+//! stored before this server spoke authenticated media, or while
+//! `media.allow_legacy_unauthenticated` was on. Each record says which it is.
 
 mod remote;
 mod thumbnail;
@@ -41,6 +45,8 @@ pub struct Media {
     dir: PathBuf,
     server_name: OwnedServerName,
     max_upload: usize,
+    /// `media.allow_legacy_unauthenticated`: no freeze.
+    allow_unauthenticated: bool,
     /// Woken whenever a reserved id gets its upload, for downloads waiting on one.
     uploaded: tokio::sync::Notify,
     /// Fetches other servers' files.
@@ -113,6 +119,7 @@ impl Media {
         data_dir: &Path,
         server_name: OwnedServerName,
         max_upload: usize,
+        allow_unauthenticated: bool,
         federation: Arc<Federation>,
     ) -> Self {
         Self {
@@ -120,6 +127,7 @@ impl Media {
             dir: data_dir.join("media"),
             server_name,
             max_upload,
+            allow_unauthenticated,
             uploaded: tokio::sync::Notify::new(),
             federation,
         }
@@ -188,6 +196,7 @@ impl Media {
             size,
             created_ts: now_ms(),
             pending: false,
+            authenticated_only: !self.allow_unauthenticated,
         };
         Ok(self.store.set_media(media_id, &record).await?)
     }
@@ -203,6 +212,7 @@ impl Media {
             size: 0,
             created_ts: now,
             pending: true,
+            authenticated_only: !self.allow_unauthenticated,
         };
         self.store.set_media(&media_id, &record).await?;
         Ok((self.mxc(&media_id), now + PENDING_LIFETIME.as_millis() as u64))
@@ -266,6 +276,7 @@ impl Media {
             size,
             created_ts: now_ms(),
             pending: false,
+            authenticated_only: !self.allow_unauthenticated,
         };
         Ok(self.store.set_media(&key, &record).await?)
     }
@@ -302,6 +313,44 @@ impl Media {
             .await
             .map_err(|e| Error::Internal(format!("reading media {media_id}: {e}")))?;
         Ok(Content { bytes, content_type: record.content_type, filename: record.filename })
+    }
+
+    /// Fails with "not found" unless the deprecated unauthenticated endpoints may serve the
+    /// file: any file while the freeze is off, else one stored before it. Another server's
+    /// file not cached yet is not fetched for them: it would be new.
+    fn check_unauthenticated(&self, server: &ServerName, media_id: &str) -> Result<()> {
+        if self.allow_unauthenticated {
+            return Ok(());
+        }
+        match self.store.media(&self.key(server, media_id)?)? {
+            Some(record) if !record.authenticated_only => Ok(()),
+            _ => Err(Error::NotFound(format!(
+                "no media {media_id} without authentication; use /_matrix/client/v1/media"
+            ))),
+        }
+    }
+
+    /// [`Media::download`] for the deprecated unauthenticated endpoints.
+    pub async fn download_unauthenticated(
+        &self,
+        server: &ServerName,
+        media_id: &str,
+        wait: Duration,
+    ) -> Result<Content> {
+        self.check_unauthenticated(server, media_id)?;
+        self.download(server, media_id, wait).await
+    }
+
+    /// [`Media::thumbnail`] for the deprecated unauthenticated endpoints.
+    pub async fn thumbnail_unauthenticated(
+        &self,
+        server: &ServerName,
+        media_id: &str,
+        request: Thumbnail,
+        wait: Duration,
+    ) -> Result<Content> {
+        self.check_unauthenticated(server, media_id)?;
+        self.thumbnail(server, media_id, request, wait).await
     }
 
     /// A thumbnail, generated on first request and read from disk afterwards.

@@ -23,7 +23,8 @@ impl Rooms {
     /// Checks and stores one PDU of a transaction from `origin`; returns its id and the
     /// outcome the transaction's answer reports. `None` when it cannot even be identified
     /// (not JSON), or is for a room we do not have and does not end a local user's invite
-    /// or knock there.
+    /// or knock there. A PDU for a room whose server ACL denies `origin` is refused unread
+    /// (spec: ACLs apply to each PDU of a transaction).
     pub async fn receive_pdu(
         &self,
         origin: &ServerName,
@@ -38,13 +39,19 @@ impl Rooms {
             return self.receive_remote_membership_end(origin, &room_id, raw).await;
         };
         let rules = room.version.rules()?;
+        let refuse = |why: String| {
+            tracing::warn!(%origin, %why, "refused a PDU");
+            let object: ruma::CanonicalJsonObject = serde_json::from_str(raw.get()).ok()?;
+            Some((event_id_of(&object, &rules).ok()?, Err(why)))
+        };
+        match self.server_allowed(&room_id, origin) {
+            Ok(true) => {}
+            Ok(false) => return refuse(format!("{origin} is denied by the server ACL of {room_id}")),
+            Err(e) => return refuse(e.to_string()),
+        }
         let checked = match self.federation.verify_pdu(raw, &rules).await {
             Ok(checked) => checked,
-            Err(why) => {
-                tracing::warn!(%origin, %why, "refused a PDU");
-                let object: ruma::CanonicalJsonObject = serde_json::from_str(raw.get()).ok()?;
-                return Some((event_id_of(&object, &rules).ok()?, Err(why)));
-            }
+            Err(why) => return refuse(why),
         };
         self.fetch_missing_prev_events(origin, &room_id, &rules, &checked).await;
         let outcome = match self.add_event(&room_id, &checked.event_id, checked.json).await {

@@ -26,6 +26,7 @@ mod remote_invites;
 mod remote_membership;
 mod reports;
 mod restricted;
+mod server_acl;
 mod state;
 mod state_snapshots;
 mod threads;
@@ -55,6 +56,7 @@ pub use hierarchy::{HierarchyPage, HierarchyRequest, ServerHierarchy};
 pub use member_view::MemberView;
 pub use membership::MemberProfile;
 pub use relations::RelationFilter;
+pub use reports::{FiledReport, ReportTarget};
 pub use user_directory::FoundUser;
 
 use crate::{

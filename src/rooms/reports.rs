@@ -1,9 +1,38 @@
-//! Reports of rooms and events to the server's administrators.
+//! Reports of events, rooms and users to the server's administrators, who list them with
+//! `myelin reports list`.
 
-use ruma::{EventId, RoomId, UserId, events::room::member::MembershipState};
+use ruma::{
+    EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId, events::room::member::MembershipState,
+};
+use serde::{Deserialize, Serialize};
 
 use super::{Error, Result, Rooms};
 use crate::{now_ms, storage::Report};
+
+/// The longest reason a report may give, in characters: room for a few paragraphs, not
+/// for a file.
+const MAX_REASON_CHARS: usize = 1000;
+
+/// What a report is about.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReportTarget {
+    Event { room_id: OwnedRoomId, event_id: OwnedEventId },
+    Room { room_id: OwnedRoomId },
+    User { user_id: OwnedUserId },
+}
+
+/// A report as administrators see it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FiledReport {
+    pub id: u64,
+    pub reporter: OwnedUserId,
+    #[serde(flatten)]
+    pub target: ReportTarget,
+    pub reason: Option<String>,
+    /// When it was made, in milliseconds since the epoch.
+    pub ts: u64,
+}
 
 impl Rooms {
     /// Reports an event. Only members may (spec), and an event that does not exist or that
@@ -15,36 +44,87 @@ impl Rooms {
         event_id: &EventId,
         reason: Option<String>,
     ) -> Result<()> {
+        check_reason(reason.as_deref())?;
         let not_found = || Error::NotFound("no such event, or you are not joined to its room".to_owned());
         if self.membership(room_id, reporter).ok().flatten() != Some(MembershipState::Join) {
             return Err(not_found());
         }
         self.event(event_id)?.filter(|event| event.pdu.room_id == room_id).ok_or_else(not_found)?;
-        self.file_report(reporter, room_id, Some(event_id), reason).await
+        let target = ReportTarget::Event { room_id: room_id.to_owned(), event_id: event_id.to_owned() };
+        self.file_report(reporter, target, reason).await
     }
 
     /// Reports a whole room (any user may, of any room this server knows).
     pub async fn report_room(&self, reporter: &UserId, room_id: &RoomId, reason: String) -> Result<()> {
+        check_reason(Some(&reason))?;
         self.room(room_id)?;
-        self.file_report(reporter, room_id, None, Some(reason)).await
+        self.file_report(reporter, ReportTarget::Room { room_id: room_id.to_owned() }, Some(reason)).await
+    }
+
+    /// Reports a user (spec v1.14): one of this server's accounts, or another server's user
+    /// this server has seen in a room. Anyone may report anyone.
+    pub async fn report_user(&self, reporter: &UserId, user_id: &UserId, reason: String) -> Result<()> {
+        check_reason(Some(&reason))?;
+        let known = if user_id.server_name() == self.server_name {
+            self.accounts.exists(user_id)?
+        } else {
+            self.store.has_user_rooms(user_id)?
+        };
+        if !known {
+            return Err(Error::NotFound(format!("this server knows no user {user_id}")));
+        }
+        self.file_report(reporter, ReportTarget::User { user_id: user_id.to_owned() }, Some(reason)).await
+    }
+
+    /// Every report, oldest first.
+    pub fn reports(&self) -> Result<Vec<FiledReport>> {
+        let reports = self.store.reports()?;
+        Ok(reports
+            .into_iter()
+            .filter_map(|(id, report)| {
+                let target = match (report.room_id, report.event_id, report.user_id) {
+                    (Some(room_id), Some(event_id), _) => ReportTarget::Event { room_id, event_id },
+                    (Some(room_id), None, _) => ReportTarget::Room { room_id },
+                    (None, _, Some(user_id)) => ReportTarget::User { user_id },
+                    (None, _, None) => {
+                        tracing::warn!(id, "a stored report names nothing it reports");
+                        return None;
+                    }
+                };
+                Some(FiledReport {
+                    id,
+                    reporter: report.reporter,
+                    target,
+                    reason: report.reason,
+                    ts: report.ts,
+                })
+            })
+            .collect())
     }
 
     async fn file_report(
         &self,
         reporter: &UserId,
-        room_id: &RoomId,
-        event_id: Option<&EventId>,
+        target: ReportTarget,
         reason: Option<String>,
     ) -> Result<()> {
-        let report = Report {
-            reporter: reporter.to_owned(),
-            room_id: room_id.to_owned(),
-            event_id: event_id.map(ToOwned::to_owned),
-            reason,
-            ts: now_ms(),
+        tracing::warn!(%reporter, ?target, "content reported");
+        let (room_id, event_id, user_id) = match target {
+            ReportTarget::Event { room_id, event_id } => (Some(room_id), Some(event_id), None),
+            ReportTarget::Room { room_id } => (Some(room_id), None, None),
+            ReportTarget::User { user_id } => (None, None, Some(user_id)),
         };
-        self.store.add_report(&report).await?;
-        tracing::warn!(%reporter, room = %room_id, event = ?event_id, "content reported");
-        Ok(())
+        let report =
+            Report { reporter: reporter.to_owned(), room_id, event_id, user_id, reason, ts: now_ms() };
+        Ok(self.store.add_report(&report).await?)
+    }
+}
+
+fn check_reason(reason: Option<&str>) -> Result<()> {
+    match reason {
+        Some(reason) if reason.chars().count() > MAX_REASON_CHARS => Err(Error::InvalidParam(format!(
+            "a report's reason may have at most {MAX_REASON_CHARS} characters"
+        ))),
+        _ => Ok(()),
     }
 }

@@ -7,6 +7,8 @@
 //!   never stored
 //! - `profiles`: user id → JSON object of profile fields
 //! - `registration_tokens`: token → [`RegistrationTokenRecord`]
+//! - `login_tokens`: SHA-256 of an `m.login.token` token (32 bytes) → [`LoginTokenRecord`];
+//!   like access tokens, the token itself is never stored
 
 use std::collections::BTreeMap;
 
@@ -62,6 +64,14 @@ impl RegistrationTokenRecord {
         self.uses_allowed.is_none_or(|allowed| self.completed < allowed)
             && self.expiry_time.is_none_or(|expiry| now_ms < expiry)
     }
+}
+
+/// A single-use login token (`m.login.token`) not spent yet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginTokenRecord {
+    pub user_id: OwnedUserId,
+    /// Milliseconds since the epoch from which it is refused.
+    pub expires_ts: u64,
 }
 
 /// A device to create together with a login.
@@ -386,5 +396,34 @@ impl Store {
         let existed = self.registration_tokens.remove(token.as_bytes())?.is_some();
         self.durable().await?;
         Ok(existed)
+    }
+}
+
+impl Store {
+    /// Stores a new login token, and forgets those that expired before `now_ms`: they live
+    /// minutes, so the tree holds only the last few minutes' tokens and the sweep is short.
+    pub async fn add_login_token(
+        &self,
+        token_hash: &[u8; 32],
+        record: &LoginTokenRecord,
+        now_ms: u64,
+    ) -> Result<()> {
+        for item in self.login_tokens.iter() {
+            let (key, value) = item?;
+            let old: LoginTokenRecord = decode("login token", &value)?;
+            if old.expires_ts <= now_ms {
+                self.login_tokens.remove(key)?;
+            }
+        }
+        self.login_tokens.insert(&token_hash[..], encode(record))?;
+        self.durable().await
+    }
+
+    /// Removes a login token and returns what it was, so that two logins racing with the
+    /// same token cannot both have it (sled's `remove` is atomic).
+    pub async fn take_login_token(&self, token_hash: &[u8; 32]) -> Result<Option<LoginTokenRecord>> {
+        let Some(bytes) = self.login_tokens.remove(&token_hash[..])? else { return Ok(None) };
+        self.durable().await?;
+        Ok(Some(decode("login token", &bytes)?))
     }
 }

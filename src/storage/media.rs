@@ -18,6 +18,12 @@ pub struct MediaRecord {
     pub created_ts: u64,
     /// Reserved with `/media/v1/create` and not uploaded yet.
     pub pending: bool,
+    /// Stored after the unauthenticated-media freeze: the deprecated unauthenticated
+    /// endpoints do not serve it (see `media`). Records written before the field existed
+    /// read as `false`, "from before the freeze", which is what they are, so they need no
+    /// migration.
+    #[serde(default)]
+    pub authenticated_only: bool,
 }
 
 impl Store {
@@ -28,5 +34,19 @@ impl Store {
     pub async fn set_media(&self, media_id: &str, record: &MediaRecord) -> Result<()> {
         self.media.insert(media_id.as_bytes(), encode(record))?;
         self.durable().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MediaRecord;
+
+    /// A record written before the media freeze existed has no `authenticated_only`, and
+    /// reads as a file from before the freeze.
+    #[test]
+    fn a_record_from_before_the_freeze_reads_as_unfrozen() {
+        let old = br#"{"uploader":"@a:x","content_type":"text/plain","filename":null,"size":3,"created_ts":1,"pending":false}"#;
+        let record: MediaRecord = super::decode("media", old).unwrap();
+        assert!(!record.authenticated_only);
     }
 }

@@ -85,6 +85,12 @@ impl Store {
             .collect()
     }
 
+    /// Whether any room of this server has (or had) the user as a member, invitee or the
+    /// like, and they have not forgotten it: whether this server knows the user at all.
+    pub fn has_user_rooms(&self, user_id: &UserId) -> Result<bool> {
+        Ok(self.user_rooms.scan_prefix(prefix_of(user_id.as_bytes())).next().transpose()?.is_some())
+    }
+
     /// Sets a user's membership in their own room list only, for a room this server has no
     /// events of (an invite from or a knock through another server, and its end).
     pub(super) fn set_user_room(

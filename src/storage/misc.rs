@@ -5,13 +5,18 @@
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
-use super::{Result, Store, decode, encode};
+use super::{Result, Store, decode, encode, positioned};
 
+/// A report to the administrators: of an event (room and event id), a room (room id
+/// only) or a user (user id only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub reporter: OwnedUserId,
-    pub room_id: OwnedRoomId,
+    /// Always set before user reports existed, so older records read as they were.
+    pub room_id: Option<OwnedRoomId>,
     pub event_id: Option<OwnedEventId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<OwnedUserId>,
     pub reason: Option<String>,
     pub ts: u64,
 }
@@ -26,6 +31,11 @@ impl Store {
     pub async fn add_report(&self, report: &Report) -> Result<()> {
         self.reports.insert(self.db.generate_id()?.to_be_bytes(), encode(report))?;
         self.durable().await
+    }
+
+    /// Every report, oldest first, with its id (for administrators; not on any hot path).
+    pub fn reports(&self) -> Result<Vec<(u64, Report)>> {
+        self.reports.iter().map(|item| positioned("report", item)).collect()
     }
 
     pub async fn add_openid_token(&self, token: &str, record: &OpenIdToken) -> Result<()> {

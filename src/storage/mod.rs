@@ -36,7 +36,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 pub use account_data::{AccountDataEntry, AccountDataRecord};
 pub use accounts::{
-    CreateUserError, DeviceRecord, NewDevice, RegistrationTokenRecord, TokenOwner, UserRecord,
+    CreateUserError, DeviceRecord, LoginTokenRecord, NewDevice, RegistrationTokenRecord, TokenOwner,
+    UserRecord,
 };
 pub use backup::{BackedUpSession, BackupDeletion, BackupVersionRecord};
 pub use directory::AliasRecord;
@@ -76,6 +77,7 @@ pub struct Store {
     devices: sled::Tree,
     access_tokens: sled::Tree,
     registration_tokens: sled::Tree,
+    login_tokens: sled::Tree,
     profiles: sled::Tree,
     meta: sled::Tree,
     rooms: sled::Tree,
@@ -203,6 +205,7 @@ impl Store {
             devices: db.open_tree("devices")?,
             access_tokens: db.open_tree("access_tokens")?,
             registration_tokens: db.open_tree("registration_tokens")?,
+            login_tokens: db.open_tree("login_tokens")?,
             profiles: db.open_tree("profiles")?,
             meta: db.open_tree(schema::META_TREE)?,
             rooms: db.open_tree("rooms")?,

@@ -3,6 +3,10 @@
 //! A database records the schema version it was written with. Opening a database from a
 //! newer Myelin is refused (it may hold data this version would misread or destroy); an
 //! older one is brought forward by running each migration in turn.
+//!
+//! A field added to a record with a serde default that means what the older records meant
+//! needs no migration and no new version (such as `MediaRecord::authenticated_only`, false
+//! for files stored before the media freeze, or `Report::user_id`).
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
-//! Shared by the federation tests: a user's `/sync` stream to wait on, and how long
-//! effects may take to cross between servers.
+//! Shared by the federation tests: two federating servers with a room in common, a user's
+//! `/sync` stream to wait on, and how long effects may take to cross between servers.
 
 // Each test crate that includes this module uses a different part of it.
 #![allow(dead_code)]
@@ -8,7 +8,7 @@ pub mod signing;
 
 use std::time::{Duration, Instant};
 
-use spec_tests::{Client, Value};
+use spec_tests::{Client, Server, Value, json, rooms::PASSWORD};
 
 use super::sync_support::{joined, next_batch, of_type, sync};
 
@@ -93,4 +93,24 @@ impl Feed {
 /// The body of an `m.room.message` event.
 pub fn text(event: &Value) -> &str {
     event["content"]["body"].as_str().unwrap_or_default()
+}
+
+/// Two federating servers, A and B.
+pub async fn two_servers() -> (Server, Server) {
+    (Server::start_federating().await, Server::start_federating().await)
+}
+
+/// Alice on A and Bob on B, in a private room on A that Bob joined through an invite.
+/// Returns once A has seen Bob's join, so A sends the room's events to B from then on.
+pub async fn shared_room(a: &Server, b: &Server) -> (Client, Client, String) {
+    let alice = a.client().register("alice", PASSWORD).await;
+    let bob = b.client().register("bob", PASSWORD).await;
+    let mut alice_feed = Feed::new(&alice, &a.server_name()).await;
+    let room = alice.create_room(&json!({"preset": "private_chat", "name": "Across"})).await;
+    let invite = alice.membership_action(&room, "invite", bob.user_id()).await;
+    assert_eq!(invite.status, 200, "POST /rooms/{room}/invite {} on A: {}", bob.user_id(), invite.body);
+    let join = bob.join_room(&room).await;
+    assert_eq!(join.status, 200, "POST /join/{room} on B: {}", join.body);
+    alice_feed.membership(&room, bob.user_id(), "join").await;
+    (alice, bob, room)
 }

@@ -1,6 +1,7 @@
 // Content repository through matrix-js-sdk: uploadContent, then fetching the bytes back
-// through the URLs the SDK builds (legacy and authenticated media), a thumbnail, and an
-// m.image message whose mxc URI the other client downloads.
+// through the URLs the SDK builds (authenticated media; the legacy URLs answer 404 for
+// files stored since the freeze), a thumbnail, and an m.image message whose mxc URI the
+// other client downloads.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -71,12 +72,12 @@ test("uploadContent, download it back, thumbnail it, and share it in a room", as
     );
     assert.match(textUri, /^mxc:\/\/localhost\/[A-Za-z0-9_-]+$/, "content_uri");
 
-    await s.step("download through the SDK's legacy URL (GET /_matrix/media/v3/download)", async () => {
+    await s.step("the SDK's legacy URL is frozen for new files (GET /_matrix/media/v3/download → 404)", async () => {
         const url = alice.mxcUrlToHttp(textUri);
         assert.ok(url.includes("/_matrix/media/v3/download/"), url);
-        const got = await fetchBytes(url);
-        assert.deepEqual(got.body, text, "downloaded bytes equal the upload");
-        assert.match(got.type, /^text\/plain/);
+        const response = await fetch(url);
+        assert.equal(response.status, 404);
+        assert.equal((await response.json()).errcode, "M_NOT_FOUND");
     });
 
     await s.step("download through the SDK's authenticated URL (GET /_matrix/client/v1/media/download)", async () => {
@@ -84,6 +85,7 @@ test("uploadContent, download it back, thumbnail it, and share it in a room", as
         assert.ok(url.includes("/_matrix/client/v1/media/download/"), url);
         const got = await fetchBytes(url, bob.getAccessToken());
         assert.deepEqual(got.body, text, "downloaded bytes equal the upload");
+        assert.match(got.type, /^text\/plain/);
         assert.match(got.disposition ?? "", /hello\.txt/, "content-disposition carries the file name");
     });
 
@@ -92,10 +94,10 @@ test("uploadContent, download it back, thumbnail it, and share it in a room", as
         alice.uploadContent(new Blob([png], { type: "image/png" }), { name: "gradient.png", type: "image/png" }),
     );
 
-    await s.step("thumbnail through the SDK's URL (GET /_matrix/media/v3/thumbnail)", async () => {
-        const url = bob.mxcUrlToHttp(imageUri, 64, 64, "scale");
-        assert.ok(url.includes("/_matrix/media/v3/thumbnail/"), url);
-        const got = await fetchBytes(url);
+    await s.step("thumbnail through the SDK's URL (GET /_matrix/client/v1/media/thumbnail)", async () => {
+        const url = bob.mxcUrlToHttp(imageUri, 64, 64, "scale", false, true, true);
+        assert.ok(url.includes("/_matrix/client/v1/media/thumbnail/"), url);
+        const got = await fetchBytes(url, bob.getAccessToken());
         assert.match(got.type, /^image\/(png|jpeg|webp)/);
         assert.ok(got.body.length > 0 && got.body.length < png.length, `thumbnail is smaller than the original (${got.body.length} vs ${png.length})`);
     });
@@ -128,7 +130,8 @@ test("uploadContent, download it back, thumbnail it, and share it in a room", as
     );
     const [event] = await s.step("bob: receives the image message", () => received);
     await s.step("bob: downloads the image from the event", async () => {
-        const got = await fetchBytes(bob.mxcUrlToHttp(event.getContent().url));
+        const url = bob.mxcUrlToHttp(event.getContent().url, undefined, undefined, undefined, false, true, true);
+        const got = await fetchBytes(url, bob.getAccessToken());
         assert.deepEqual(got.body, png, "image bytes equal the upload");
         assert.equal(got.type, "image/png");
     });
