@@ -1,8 +1,9 @@
-//! Spaces: the rooms under a space (`/hierarchy`).
+//! Spaces and room previews: the rooms under a space (`/hierarchy`), and what one room is
+//! (`/room_summary`).
 
 use std::sync::Arc;
 
-use ruma::api::client::space::get_hierarchy;
+use ruma::api::client::{room::get_summary, space::get_hierarchy};
 
 use crate::{
     http::{
@@ -15,6 +16,21 @@ use crate::{
 
 pub fn routes(router: &mut Router) {
     router.ruma(hierarchy);
+    router.ruma(room_summary);
+}
+
+/// `GET /room_summary/{roomIdOrAlias}`: answered to anonymous callers too, for rooms
+/// anyone may look into.
+async fn room_summary(
+    services: Arc<Services>,
+    req: Req<get_summary::v1::Request>,
+) -> Result<get_summary::v1::Response, ApiError> {
+    let viewer = req.auth.as_ref().map(|session| &*session.user_id);
+    let (summary, membership) =
+        services.rooms.room_preview(&req.body.room_id_or_alias, &req.body.via, viewer).await?;
+    let mut response = get_summary::v1::Response::new(summary);
+    response.membership = membership;
+    Ok(response)
 }
 
 async fn hierarchy(

@@ -107,7 +107,7 @@ fn stripped_child(pdu: &Pdu) -> Raw<HierarchySpaceChildEvent> {
 }
 
 /// A summary read from this server's state, in the wire format.
-fn wire_summary(summary: StateSummary) -> RoomSummary {
+pub(super) fn wire_summary(summary: StateSummary) -> RoomSummary {
     let join_rule = match summary.join_rule.as_deref() {
         Some("public") => JoinRuleSummary::Public,
         Some("knock") => JoinRuleSummary::Knock,
@@ -138,7 +138,7 @@ fn wire_summary(summary: StateSummary) -> RoomSummary {
 
 /// Whether anyone may look into the room: world-readable history, or a join rule that
 /// lets anyone join or knock.
-fn open_to_anyone(summary: &RoomSummary) -> bool {
+pub(super) fn open_to_anyone(summary: &RoomSummary) -> bool {
     summary.world_readable
         || matches!(
             summary.join_rule,
@@ -341,7 +341,7 @@ impl Rooms {
     }
 
     /// Whether a user of this server is in the room, so that its state here is current.
-    fn is_resident(&self, room_id: &RoomId) -> Result<bool> {
+    pub(super) fn is_resident(&self, room_id: &RoomId) -> Result<bool> {
         let Some(room) = self.store.room(room_id)? else { return Ok(false) };
         Ok(self.member_view(&room)?.joined().any(|user| user.server_name() == self.server_name))
     }
@@ -372,7 +372,7 @@ impl Rooms {
     /// Whether the spec lets `/hierarchy` show the room to a user: they are joined or
     /// invited, could join or knock, or its history is world-readable. Banned users are not
     /// shown it.
-    fn user_may_see(&self, user: &UserId, summary: &RoomSummary) -> Result<bool> {
+    pub(super) fn user_may_see(&self, user: &UserId, summary: &RoomSummary) -> Result<bool> {
         match self.membership(&summary.room_id, user)? {
             Some(MembershipState::Join | MembershipState::Invite) => return Ok(true),
             Some(MembershipState::Ban) => return Ok(false),
@@ -412,7 +412,7 @@ impl Rooms {
 
     /// Another server's answer about a room, from the cache or asked of the servers in
     /// `via` in turn; `None` if none of them answers.
-    async fn remote_hierarchy(
+    pub(super) async fn remote_hierarchy(
         &self,
         room_id: &RoomId,
         via: &[OwnedServerName],

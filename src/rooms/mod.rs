@@ -26,6 +26,7 @@ mod remote_invites;
 mod remote_membership;
 mod reports;
 mod restricted;
+mod room_summary;
 mod server_acl;
 mod state;
 mod state_snapshots;
