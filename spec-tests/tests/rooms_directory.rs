@@ -278,3 +278,32 @@ async fn a_canonical_alias_event_may_only_name_valid_aliases_of_this_room() {
         .await
         .expect_error(403, "M_FORBIDDEN");
 }
+
+/// v1.4: `filter.room_types` picks rooms by their type; `null` stands for rooms without one.
+#[tokio::test]
+async fn public_rooms_filter_by_room_type() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let space = alice
+        .create_room(&json!({"preset": "public_chat", "visibility": "public", "creation_content": {"type": "m.space"}}))
+        .await;
+    let plain = alice.create_room(&json!({"preset": "public_chat", "visibility": "public"})).await;
+    let listed = |types: Value| {
+        let alice = &alice;
+        async move {
+            let reply =
+                alice.post("/_matrix/client/v3/publicRooms", &json!({"filter": {"room_types": types}})).await;
+            let chunk = reply.expect(200)["chunk"].as_array().unwrap().clone();
+            let mut ids: Vec<String> =
+                chunk.iter().map(|r| r["room_id"].as_str().unwrap().to_owned()).collect();
+            ids.sort();
+            ids
+        }
+    };
+    let mut both = vec![space.clone(), plain.clone()];
+    both.sort();
+    assert_eq!(listed(json!([])).await, both);
+    assert_eq!(listed(json!(["m.space"])).await, [space.clone()]);
+    assert_eq!(listed(json!([null])).await, [plain.clone()]);
+    assert_eq!(listed(json!([null, "m.space"])).await, both);
+}

@@ -103,7 +103,7 @@ async fn public_rooms(
     let body = req.body;
     let page = services
         .rooms
-        .directory_page(body.server.as_deref(), None, body.limit, body.since.as_deref())
+        .directory_page(body.server.as_deref(), &Default::default(), body.limit, body.since.as_deref())
         .await?;
     Ok(crate::public_rooms_response!(get_public_rooms::v3::Response::new(Vec::new()), page))
 }
@@ -113,10 +113,9 @@ async fn public_rooms_filtered(
     req: Req<get_public_rooms_filtered::v3::Request>,
 ) -> Result<get_public_rooms_filtered::v3::Response, ApiError> {
     let body = req.body;
-    let search = body.filter.generic_search_term.as_deref();
     let page = services
         .rooms
-        .directory_page(body.server.as_deref(), search, body.limit, body.since.as_deref())
+        .directory_page(body.server.as_deref(), &body.filter, body.limit, body.since.as_deref())
         .await?;
     Ok(crate::public_rooms_response!(get_public_rooms_filtered::v3::Response::new(), page))
 }

@@ -27,7 +27,8 @@ async fn public_rooms(
     services: Arc<Services>,
     req: Req<get_public_rooms::v1::Request>,
 ) -> Result<get_public_rooms::v1::Response, ApiError> {
-    let page = services.rooms.public_rooms_page(None, req.body.limit, req.body.since.as_deref())?;
+    let page =
+        services.rooms.public_rooms_page(&Default::default(), req.body.limit, req.body.since.as_deref())?;
     Ok(crate::public_rooms_response!(get_public_rooms::v1::Response::new(), page))
 }
 
@@ -37,8 +38,7 @@ async fn public_rooms_filtered(
     req: Req<get_public_rooms_filtered::v1::Request>,
 ) -> Result<get_public_rooms_filtered::v1::Response, ApiError> {
     let body = req.body;
-    let search = body.filter.generic_search_term.as_deref();
-    let page = services.rooms.public_rooms_page(search, body.limit, body.since.as_deref())?;
+    let page = services.rooms.public_rooms_page(&body.filter, body.limit, body.since.as_deref())?;
     Ok(crate::public_rooms_response!(get_public_rooms_filtered::v1::Response::new(), page))
 }
 

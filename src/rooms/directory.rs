@@ -152,10 +152,11 @@ impl Rooms {
         Ok(open)
     }
 
-    /// Published rooms whose name, topic or alias contains `search` (case-insensitive),
-    /// most joined members first.
-    pub fn public_rooms(&self, search: Option<&str>) -> Result<Vec<RoomSummary>> {
-        let search = search.map(str::to_lowercase).filter(|s| !s.is_empty());
+    /// Published rooms that pass the filter — name, topic or alias containing its search
+    /// term (case-insensitive), of one of its room types (v1.4; none: any type) — most
+    /// joined members first.
+    pub fn public_rooms(&self, filter: &Filter) -> Result<Vec<RoomSummary>> {
+        let search = filter.generic_search_term.as_deref().map(str::to_lowercase).filter(|s| !s.is_empty());
         let mut rooms = Vec::new();
         for room_id in self.store.published_rooms()? {
             let summary = self.summary(&room_id)?;
@@ -165,7 +166,9 @@ impl Rooms {
                     .flatten()
                     .any(|text| text.to_lowercase().contains(term.as_str()))
             });
-            if matches {
+            let of_type = filter.room_types.is_empty()
+                || filter.room_types.iter().any(|wanted| wanted.as_str() == summary.room_type.as_deref());
+            if matches && of_type {
                 rooms.push(summary);
             }
         }
@@ -178,31 +181,29 @@ impl Rooms {
     pub async fn directory_page(
         &self,
         server: Option<&ServerName>,
-        search: Option<&str>,
+        filter: &Filter,
         limit: Option<UInt>,
         since: Option<&str>,
     ) -> Result<PublicRoomsPage> {
         match server {
             Some(server) if server != self.server_name => {
-                self.remote_directory_page(server, search, limit, since).await
+                self.remote_directory_page(server, filter, limit, since).await
             }
-            _ => self.public_rooms_page(search, limit, since),
+            _ => self.public_rooms_page(filter, limit, since),
         }
     }
 
     async fn remote_directory_page(
         &self,
         server: &ServerName,
-        search: Option<&str>,
+        filter: &Filter,
         limit: Option<UInt>,
         since: Option<&str>,
     ) -> Result<PublicRoomsPage> {
         let mut request = get_public_rooms_filtered::v1::Request::new();
         request.limit = limit;
         request.since = since.map(str::to_owned);
-        let mut filter = Filter::new();
-        filter.generic_search_term = search.map(str::to_owned);
-        request.filter = filter;
+        request.filter = filter.clone();
         request.room_network = RoomNetwork::Matrix;
         let response = self
             .federation
@@ -224,11 +225,11 @@ impl Rooms {
     /// server handed out as `next_batch` or `prev_batch`.
     pub fn public_rooms_page(
         &self,
-        search: Option<&str>,
+        filter: &Filter,
         limit: Option<UInt>,
         since: Option<&str>,
     ) -> Result<PublicRoomsPage> {
-        let rooms = self.public_rooms(search)?;
+        let rooms = self.public_rooms(filter)?;
         let count = rooms.len();
         let offset = match since {
             Some(token) => token
