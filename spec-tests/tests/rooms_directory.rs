@@ -303,7 +303,7 @@ async fn public_rooms_filter_by_room_type() {
     let mut both = vec![space.clone(), plain.clone()];
     both.sort();
     assert_eq!(listed(json!([])).await, both);
-    assert_eq!(listed(json!(["m.space"])).await, [space.clone()]);
-    assert_eq!(listed(json!([null])).await, [plain.clone()]);
+    assert_eq!(listed(json!(["m.space"])).await, vec![space.clone()]);
+    assert_eq!(listed(json!([null])).await, vec![plain.clone()]);
     assert_eq!(listed(json!([null, "m.space"])).await, both);
 }

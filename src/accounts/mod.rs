@@ -62,6 +62,8 @@ pub enum Error {
     InvalidParam(String),
     /// User-interactive auth is needed (or the last stage failed): answer with this 401.
     AuthRequired(Box<UiaaInfo>),
+    /// A token this server did not issue, or that expired.
+    UnknownToken(String),
     Storage(StorageError),
 }
 
@@ -71,7 +73,10 @@ impl std::fmt::Display for Error {
             Self::UserInUse => f.write_str("a user with that id already exists"),
             Self::InvalidUsername(why) => write!(f, "invalid username: {why}"),
             Self::UserDeactivated => f.write_str("the account has been deactivated"),
-            Self::Forbidden(why) | Self::NotFound(why) | Self::InvalidParam(why) => f.write_str(why),
+            Self::Forbidden(why)
+            | Self::NotFound(why)
+            | Self::InvalidParam(why)
+            | Self::UnknownToken(why) => f.write_str(why),
             Self::GuestAccessForbidden => f.write_str("guest access is not supported"),
             Self::AuthRequired(_) => f.write_str("user-interactive authentication required"),
             Self::Storage(e) => e.fmt(f),

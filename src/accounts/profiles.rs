@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use ruma::{UserId, api::federation::query::get_profile_information};
+use ruma::{OwnedUserId, UserId, api::federation::query::get_profile_information};
 use serde_json::Value as JsonValue;
 
 use super::{Accounts, Error, Result, secrets};
@@ -50,6 +50,15 @@ impl Accounts {
         }
         self.store.set_profile_field(target, field, value).await?;
         Ok(())
+    }
+
+    /// The user an OpenID token was issued to, while it is valid: how another service (an
+    /// integration manager, a widget) learns who presented it, through federation.
+    pub fn openid_user(&self, token: &str) -> Result<OwnedUserId> {
+        match self.store.openid_token(token)? {
+            Some(record) if record.expires_ts > now_ms() => Ok(record.user_id),
+            _ => Err(Error::UnknownToken("the OpenID token is unknown or has expired".to_owned())),
+        }
     }
 
     /// A new OpenID token for `user` and how long it is valid.

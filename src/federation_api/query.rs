@@ -1,9 +1,10 @@
-//! Queries about this server's users, aliases and public rooms.
+//! Queries about this server's users (profiles, OpenID tokens), aliases and public rooms.
 
 use std::sync::Arc;
 
 use ruma::api::federation::{
     directory::{get_public_rooms, get_public_rooms_filtered},
+    openid::get_openid_userinfo,
     query::{get_profile_information, get_room_information},
 };
 
@@ -20,6 +21,16 @@ pub fn routes(router: &mut Router) {
     router.ruma(directory);
     router.ruma(public_rooms);
     router.ruma(public_rooms_filtered);
+    router.ruma(openid_userinfo);
+}
+
+/// `GET /openid/userinfo`: who an OpenID token this server issued belongs to. Asked with
+/// the token alone (no server signature): the token is the credential.
+async fn openid_userinfo(
+    services: Arc<Services>,
+    req: Req<get_openid_userinfo::v1::Request>,
+) -> Result<get_openid_userinfo::v1::Response, ApiError> {
+    Ok(get_openid_userinfo::v1::Response::new(services.accounts.openid_user(&req.body.access_token)?))
 }
 
 /// `GET /publicRooms`: this server's room directory.

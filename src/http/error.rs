@@ -174,6 +174,9 @@ impl From<accounts::Error> for ApiError {
             E::NotFound(_) => Self::not_found(message),
             E::InvalidParam(_) => Self::invalid_param(message),
             E::AuthRequired(info) => Self::Uiaa(info),
+            E::UnknownToken(_) => {
+                Self::new(StatusCode::UNAUTHORIZED, ErrorKind::UnknownToken(Default::default()), message)
+            }
             E::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
                 Self::internal()
