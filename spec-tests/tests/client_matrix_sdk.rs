@@ -31,13 +31,10 @@ use matrix_sdk::{
     room::MessagesOptions,
     ruma::{
         OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt,
-        api::{
-            MatrixVersion,
-            client::{
-                filter::FilterDefinition, receipt::create_receipt::v3::ReceiptType,
-                room::create_room::v3::Request as CreateRoom, session::get_login_types::v3::LoginType,
-                sync::sync_events::v3::Filter,
-            },
+        api::client::{
+            filter::FilterDefinition, receipt::create_receipt::v3::ReceiptType,
+            room::create_room::v3::Request as CreateRoom, session::get_login_types::v3::LoginType,
+            sync::sync_events::v3::Filter,
         },
         events::{
             AnySyncEphemeralRoomEvent, AnySyncTimelineEvent, InitialStateEvent,
@@ -96,22 +93,6 @@ async fn login(server: &Server, user: &str) -> Device {
 }
 
 async fn login_with(server: &Server, user: &str, encryption: EncryptionSettings) -> Device {
-    login_as(server, user, encryption, None).await
-}
-
-/// For clients that download files: the SDK uses authenticated media
-/// (`/_matrix/client/v1/media/*`) once a server claims v1.11, and new files are not served
-/// on the frozen legacy paths. Myelin serves those endpoints whether or not `/versions`
-/// claims v1.11 yet (see src/client_api/discovery.rs), so such a client is told it does.
-const AUTHENTICATED_MEDIA: &[MatrixVersion] = &[MatrixVersion::V1_11];
-
-/// `versions` overrides what the SDK would read from `GET /versions`.
-async fn login_as(
-    server: &Server,
-    user: &str,
-    encryption: EncryptionSettings,
-    versions: Option<&[MatrixVersion]>,
-) -> Device {
     // The SDK logs what it tolerates (a failed key upload, a backup that did not take) as
     // warnings: the test harness shows them with a failing test's output.
     let _ = tracing_subscriber::fmt()
@@ -121,11 +102,8 @@ async fn login_as(
         )
         .with_test_writer()
         .try_init();
-    let mut builder = Client::builder().homeserver_url(server.base_url());
-    if let Some(versions) = versions {
-        builder = builder.server_versions(versions.iter().cloned());
-    }
-    let client = builder
+    let client = Client::builder()
+        .homeserver_url(server.base_url())
         // Fail fast instead of the SDK's patient retries, so a broken endpoint shows.
         .request_config(RequestConfig::new().retry_limit(2).timeout(Duration::from_secs(30)))
         .with_encryption_settings(encryption)
@@ -440,7 +418,7 @@ async fn an_image_uploaded_by_one_sdk_client_downloads_byte_identical_with_a_thu
     register(&server, "alice").await;
     register(&server, "bob").await;
     let alice = login(&server, "alice").await;
-    let bob = login_as(&server, "bob", EncryptionSettings::default(), Some(AUTHENTICATED_MEDIA)).await;
+    let bob = login(&server, "bob").await;
     let room = create_room(&alice, &[&bob], false).await;
     join(&bob, &alice, &room).await;
 
@@ -515,7 +493,7 @@ async fn two_sdk_clients_exchange_end_to_end_encrypted_messages_and_each_decrypt
     register(&server, "alice").await;
     register(&server, "bob").await;
     let alice = login(&server, "alice").await;
-    let bob = login_as(&server, "bob", EncryptionSettings::default(), Some(AUTHENTICATED_MEDIA)).await;
+    let bob = login(&server, "bob").await;
 
     let room = create_room(&alice, &[&bob], true).await;
     let room_id: OwnedRoomId = room.room_id().to_owned();

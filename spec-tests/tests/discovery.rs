@@ -14,6 +14,12 @@ async fn versions_lists_stable_versions_without_auth() {
     let body = server.client().get("/_matrix/client/versions").await.expect(200);
     let versions = versions_of(&body);
     assert!(versions.contains(&"v1.1"), "{versions:?}");
+    // v1.4 switches threads on in clients, v1.11 authenticated media; v1.15 is the newest
+    // whose every requirement Myelin meets (docs/spec-coverage.md).
+    for version in ["v1.4", "v1.11", "v1.15"] {
+        assert!(versions.contains(&version), "{version} missing: {versions:?}");
+    }
+    assert!(!versions.contains(&"v1.16"), "{versions:?}");
     assert!(body.get("unstable_features").is_none_or(Value::is_object), "{body}");
 }
 

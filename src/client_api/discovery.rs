@@ -33,7 +33,10 @@ pub fn routes(router: &mut Router) {
 
 /// Spec versions whose every required endpoint for clients we serve. Raise this only
 /// together with what the version switches on in clients (see CLIENTS.md).
-const SPEC_VERSIONS: &[&str] = &["r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3"];
+const SPEC_VERSIONS: &[&str] = &[
+    "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9",
+    "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15",
+];
 
 /// Unstable features clients look for before they use them, each implemented here:
 /// native sliding sync (Element X refuses a server without it), and cross-signing, which
