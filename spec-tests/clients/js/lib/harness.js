@@ -151,8 +151,11 @@ export class Scenario {
         ].join("\n");
     }
 
-    /** Registers `localpart` and logs in with matrix-js-sdk, as Element Web does. */
-    async login(localpart, { crypto = true } = {}) {
+    /**
+     * Registers `localpart` and logs in with matrix-js-sdk, as Element Web does; `threads`
+     * turns on the SDK's thread support, which Element enables when the server has v1.4.
+     */
+    async login(localpart, { crypto = true, threads = false } = {}) {
         const account = await this.step(`register ${localpart}`, () => registerUser(this.baseUrl, localpart));
         const recorder = new HttpRecorder(localpart);
         const anonymous = sdk.createClient({ baseUrl: this.baseUrl, fetchFn: recorder.fetch });
@@ -188,6 +191,7 @@ export class Scenario {
         });
         const entry = this.clients.at(-1);
         entry.client = client;
+        entry.recorder = recorder;
         client.on(sdk.ClientEvent.Sync, (state, _prev, data) => {
             if (state === sdk.SyncState.Error) entry.lastSyncError = data?.error;
         });
@@ -197,7 +201,7 @@ export class Scenario {
         }
         await this.step(`${localpart}: startClient until PREPARED`, async () => {
             const prepared = waitForEmit(client, sdk.ClientEvent.Sync, (state) => state === sdk.SyncState.Prepared, "sync state PREPARED", 20_000);
-            await client.startClient({ initialSyncLimit: 20, lazyLoadMembers: true });
+            await client.startClient({ initialSyncLimit: 20, lazyLoadMembers: true, threadSupport: threads });
             await prepared;
         });
         return client;
