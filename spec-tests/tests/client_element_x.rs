@@ -7,7 +7,9 @@
 //! the right names, unread counts and order; a message sent by another client appears in
 //! an open timeline; an invite shows and is accepted; back-pagination reaches the room's
 //! creation; an encrypted room decrypts through the sync's to-device and e2ee extensions;
-//! a client that sleeps and comes back, and one whose connection was evicted, miss nothing.
+//! a client that sleeps and comes back, and one whose connection was evicted, miss nothing;
+//! a thread, a reaction and an edit show as Element X shows them, and an upgraded room
+//! points to its successor.
 //!
 //! The other side of each conversation is a plain HTTP client (or a second SDK client for
 //! encryption). Waits are bounded; a failure says what never showed.
@@ -32,7 +34,9 @@ use matrix_sdk_ui::{
     eyeball_im::Vector,
     room_list_service::{RoomListItem, RoomListService, filters},
     sync_service::SyncService,
-    timeline::{RoomExt, Timeline, TimelineItem},
+    timeline::{
+        AnyOtherFullStateEventContent, RoomExt, Timeline, TimelineFocus, TimelineItem, TimelineItemContent,
+    },
 };
 use spec_tests::{Server, json, rooms::PASSWORD};
 
@@ -134,18 +138,26 @@ fn has_text(items: &Vector<Arc<TimelineItem>>, body: &str) -> bool {
 
 /// Waits until a message with `body` is in the timeline; returns that item.
 async fn wait_for_text(timeline: &Timeline, body: &str) -> Arc<TimelineItem> {
+    wait_for_item(timeline, &format!("{body:?} in the timeline"), |item| {
+        item.as_event().and_then(|e| e.content().as_message()).is_some_and(|m| m.body() == body)
+    })
+    .await
+}
+
+/// Waits until an item of the timeline satisfies `found`; returns it.
+async fn wait_for_item(
+    timeline: &Timeline,
+    what: &str,
+    found: impl Fn(&TimelineItem) -> bool,
+) -> Arc<TimelineItem> {
     let (mut items, stream) = timeline.subscribe().await;
     let mut stream = Box::pin(stream);
-    bounded(&format!("{body:?} in the timeline"), async {
+    bounded(what, async {
         loop {
-            if let Some(found) = items.iter().find(|item| {
-                item.as_event().and_then(|e| e.content().as_message()).is_some_and(|m| m.body() == body)
-            }) {
+            if let Some(found) = items.iter().find(|item| found(item)) {
                 return found.clone();
             }
-            let Some(diffs) = stream.next().await else {
-                panic!("the timeline stream ended before {body:?}")
-            };
+            let Some(diffs) = stream.next().await else { panic!("the timeline stream ended: {what}") };
             for diff in diffs {
                 diff.apply(&mut items);
             }
@@ -371,5 +383,144 @@ async fn an_evicted_connection_recovers_without_losing_messages() {
     // Still receiving after the restart of the connection.
     alice_http.send_text(&room_id, "from the other device").await;
     wait_for_text(&timeline, "from the other device").await;
+    app.sync.stop().await;
+}
+
+fn thread_reply(root: &str, body: &str) -> serde_json::Value {
+    json!({"msgtype": "m.text", "body": body,
+        "m.relates_to": {"rel_type": "m.thread", "event_id": root, "is_falling_back": true}})
+}
+
+/// What another client did shows as Element X shows it: a thread root with its reply
+/// count and latest reply (the server's bundled summary), the thread opened on its own, an
+/// edited message with its new text, and a reaction sent from the app reaching the server.
+#[tokio::test]
+async fn a_thread_an_edit_and_a_reaction() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    let room = alice.create_room(&json!({"name": "Threads", "preset": "public_chat"})).await;
+    bob.join_room(&room).await.expect(200);
+    let root = bob.send_text(&room, "Thread root").await;
+    for body in ["first reply", "second reply"] {
+        bob.send_event(&room, "m.room.message", &thread_reply(&root, body)).await.expect(200);
+    }
+    let typo = bob.send_text(&room, "helo wrld").await;
+    let edit = json!({"msgtype": "m.text", "body": "* hello world",
+        "m.new_content": {"msgtype": "m.text", "body": "hello world"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": typo}});
+    bob.send_event(&room, "m.room.message", &edit).await.expect(200);
+
+    let app = App::login(&server, "alice").await;
+    app.wait_for_rooms("the room", |rooms| rooms.len() == 1).await;
+    let room_id = RoomId::parse(&room).unwrap();
+    let timeline = app.open(&room_id).await;
+
+    let root_item = wait_for_item(&timeline, "the thread root with its summary", |item| {
+        item.as_event().is_some_and(|e| e.event_id().is_some_and(|id| id == root.as_str()))
+            && item.as_event().and_then(|e| e.content().thread_summary()).is_some_and(|s| s.num_replies == 2)
+    })
+    .await;
+    let edited = wait_for_text(&timeline, "hello world").await;
+    let message = edited.as_event().and_then(|e| e.content().as_message()).expect("a message");
+    assert!(message.is_edited(), "the edit is shown as one");
+
+    // The thread, opened on its own, holds both replies.
+    let matrix_room = app.client.get_room(&room_id).expect("the room");
+    let thread = bounded(
+        "a thread timeline",
+        matrix_room
+            .timeline_builder()
+            .with_focus(TimelineFocus::Thread { root_event_id: root.as_str().try_into().unwrap() })
+            .build(),
+    )
+    .await
+    .expect("thread timeline");
+    bounded("thread pagination", thread.paginate_backwards(20)).await.expect("paginate the thread");
+    wait_for_text(&thread, "first reply").await;
+    wait_for_text(&thread, "second reply").await;
+
+    // A reaction from the app reaches the server, and shows on the root.
+    let root_id = root_item.as_event().expect("event").identifier();
+    bounded("toggle_reaction", timeline.toggle_reaction(&root_id, "👍")).await.expect("react");
+    wait_for_item(&timeline, "the reaction on the root", |item| {
+        item.as_event().is_some_and(|e| {
+            e.event_id().is_some_and(|id| id == root.as_str())
+                && e.content().reactions().is_some_and(|r| r.get("👍").is_some_and(|by| !by.is_empty()))
+        })
+    })
+    .await;
+    let relations = format!(
+        "/_matrix/client/v1/rooms/{}/relations/{}/m.annotation",
+        spec_tests::enc(&room),
+        spec_tests::enc(&root)
+    );
+    let mut found = false;
+    for _ in 0..50 {
+        let chunk = bob.get(&relations).await.expect(200)["chunk"].clone();
+        if chunk.as_array().is_some_and(|c| c.iter().any(|e| e["content"]["m.relates_to"]["key"] == "👍")) {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found, "the reaction never reached the server");
+    app.sync.stop().await;
+}
+
+/// A room upgraded by another of the user's devices: the old room's timeline shows the
+/// tombstone, the SDK knows the successor, and the new room knows its predecessor.
+#[tokio::test]
+async fn an_upgraded_room_points_to_its_successor() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let room = alice.create_room(&json!({"name": "Old home", "room_version": "11"})).await;
+    alice.send_text(&room, "before the move").await;
+
+    let app = App::login(&server, "alice").await;
+    app.wait_for_rooms("the old room", |rooms| rooms.len() == 1).await;
+    let old_id = RoomId::parse(&room).unwrap();
+    let timeline = app.open(&old_id).await;
+    wait_for_text(&timeline, "before the move").await;
+
+    let upgrade = format!("/_matrix/client/v3/rooms/{}/upgrade", spec_tests::enc(&room));
+    let reply = alice.post(&upgrade, &json!({"new_version": "12"})).await.expect(200);
+    let new_room = reply["replacement_room"].as_str().expect("replacement_room").to_owned();
+
+    wait_for_item(&timeline, "the tombstone in the old room", |item| {
+        matches!(
+            item.as_event().map(|e| e.content()),
+            Some(TimelineItemContent::OtherState(state))
+                if matches!(state.content(), AnyOtherFullStateEventContent::RoomTombstone(_))
+        )
+    })
+    .await;
+    let old = app.client.get_room(&old_id).expect("the old room");
+    let successor = bounded("the successor", async {
+        loop {
+            if let Some(successor) = old.successor_room() {
+                return successor;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(successor.room_id.as_str(), new_room);
+
+    app.wait_for_rooms("the new room too", |rooms| rooms.iter().any(|r| r.room_id().as_str() == new_room))
+        .await;
+    let new_id = OwnedRoomId::try_from(new_room.as_str()).unwrap();
+    let new = app.client.get_room(&new_id).expect("the new room");
+    let predecessor = bounded("the predecessor", async {
+        loop {
+            if let Some(predecessor) = new.predecessor_room() {
+                return predecessor;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(predecessor.room_id.as_str(), room);
+    assert_eq!(new.state(), RoomState::Joined);
     app.sync.stop().await;
 }
