@@ -303,82 +303,57 @@ fn relations(
     Ok((chunk, next, depth))
 }
 
+/// Answers one of the three `/relations` requests, whose fields share their names.
+macro_rules! relations_response {
+    ($services:expr, $session:expr, $body:expr, $filter:expr, $response:ty) => {{
+        let body = &$body;
+        let query = RelationsQuery {
+            room_id: &body.room_id,
+            parent: &body.event_id,
+            filter: $filter,
+            from: body.from.as_deref(),
+            to: body.to.as_deref(),
+            dir: body.dir,
+            limit: body.limit,
+        };
+        let (chunk, next, depth) = relations(&$services, &$session, query)?;
+        let mut response = <$response>::new(chunk);
+        response.next_batch = next;
+        response.recursion_depth = depth;
+        Ok(response)
+    }};
+}
+
 async fn relations_all(
     services: Arc<Services>,
     req: Req<get_relating_events::v1::Request>,
 ) -> Result<get_relating_events::v1::Response, ApiError> {
-    let b = req.body;
-    let filter = RelationFilter { recurse: b.recurse, ..Default::default() };
-    let (chunk, next, depth) = relations(
-        &services,
-        &req.auth,
-        RelationsQuery {
-            room_id: &b.room_id,
-            parent: &b.event_id,
-            filter,
-            from: b.from.as_deref(),
-            to: b.to.as_deref(),
-            dir: b.dir,
-            limit: b.limit,
-        },
-    )?;
-    let mut response = get_relating_events::v1::Response::new(chunk);
-    response.next_batch = next;
-    response.recursion_depth = depth;
-    Ok(response)
+    let filter = RelationFilter { recurse: req.body.recurse, ..Default::default() };
+    relations_response!(services, req.auth, req.body, filter, get_relating_events::v1::Response)
 }
 
 async fn relations_by_type(
     services: Arc<Services>,
     req: Req<get_relating_events_with_rel_type::v1::Request>,
 ) -> Result<get_relating_events_with_rel_type::v1::Response, ApiError> {
-    let b = req.body;
-    let rel_type = b.rel_type.to_string();
-    let filter = RelationFilter { rel_type: Some(&rel_type), kind: None, recurse: b.recurse };
-    let (chunk, next, depth) = relations(
-        &services,
-        &req.auth,
-        RelationsQuery {
-            room_id: &b.room_id,
-            parent: &b.event_id,
-            filter,
-            from: b.from.as_deref(),
-            to: b.to.as_deref(),
-            dir: b.dir,
-            limit: b.limit,
-        },
-    )?;
-    let mut response = get_relating_events_with_rel_type::v1::Response::new(chunk);
-    response.next_batch = next;
-    response.recursion_depth = depth;
-    Ok(response)
+    let rel_type = req.body.rel_type.to_string();
+    let filter = RelationFilter { rel_type: Some(&rel_type), kind: None, recurse: req.body.recurse };
+    relations_response!(services, req.auth, req.body, filter, get_relating_events_with_rel_type::v1::Response)
 }
 
 async fn relations_by_type_and_kind(
     services: Arc<Services>,
     req: Req<get_relating_events_with_rel_type_and_event_type::v1::Request>,
 ) -> Result<get_relating_events_with_rel_type_and_event_type::v1::Response, ApiError> {
-    let b = req.body;
-    let rel_type = b.rel_type.to_string();
-    let kind = b.event_type.to_string();
-    let filter = RelationFilter { rel_type: Some(&rel_type), kind: Some(&kind), recurse: b.recurse };
-    let (chunk, next, depth) = relations(
-        &services,
-        &req.auth,
-        RelationsQuery {
-            room_id: &b.room_id,
-            parent: &b.event_id,
-            filter,
-            from: b.from.as_deref(),
-            to: b.to.as_deref(),
-            dir: b.dir,
-            limit: b.limit,
-        },
-    )?;
-    let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(chunk);
-    response.next_batch = next;
-    response.recursion_depth = depth;
-    Ok(response)
+    let (rel_type, kind) = (req.body.rel_type.to_string(), req.body.event_type.to_string());
+    let filter = RelationFilter { rel_type: Some(&rel_type), kind: Some(&kind), recurse: req.body.recurse };
+    relations_response!(
+        services,
+        req.auth,
+        req.body,
+        filter,
+        get_relating_events_with_rel_type_and_event_type::v1::Response
+    )
 }
 
 /// `GET /rooms/{roomId}/threads`: the room's thread roots, most recently active first.

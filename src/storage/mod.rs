@@ -26,6 +26,7 @@ mod room_records;
 mod rooms;
 mod schema;
 mod state;
+mod state_plans;
 mod threads;
 mod timeline;
 mod txn_ids;

@@ -31,15 +31,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 
 use super::{
-    PositionGuard, Result, StorageError, Store, be_u64, composite_key, decode, encode, event_id_from,
+    PositionGuard, Result, StorageError, Store, be_u64, composite_key, decode, encode,
     event_writes::{Index, WriteSet},
     memberships::UserRoom,
+    state_plans::StatePlan,
     txn_ids,
 };
-
-/// A delta chain longer than this is replaced by a full copy, bounding how many records a
-/// state lookup reads.
-const FULL_SNAPSHOT_EVERY: u32 = 64;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoomRecord {
@@ -104,26 +101,12 @@ fn raw_pdu(pdu: &JsonValue) -> Box<RawJsonValue> {
     serde_json::value::to_raw_value(pdu).expect("JSON values serialise")
 }
 
-/// How one event changes the stored state: see [`Placement`].
-struct StatePlan {
-    /// The snapshot of the state before the event.
-    state_before: Option<u64>,
-    /// New snapshots to write.
-    snapshots: Vec<(u64, Snapshot)>,
-    /// Current-state entries to set and to remove.
-    set: Vec<(u64, OwnedEventId)>,
-    unset: Vec<u64>,
-    memberships: Vec<(OwnedUserId, MembershipState)>,
-    /// The event that held the new event's state key before it.
-    replaces: Option<OwnedEventId>,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Snapshot {
     pub(super) parent: Option<u64>,
     /// State keys (short ids) set by this link; with no parent, the whole state.
     pub(super) changes: Vec<(u64, OwnedEventId)>,
-    chain_len: u32,
+    pub(super) chain_len: u32,
 }
 
 /// An event that relates to another through `m.relates_to`.
@@ -338,114 +321,6 @@ impl Store {
         }
         let stored = self.write_event(room, &updated, event, plan, position)?;
         Ok((updated, stored, guard))
-    }
-
-    /// State changes of an event on top of the room's current state.
-    fn tip_state_plan(
-        &self,
-        room: &RoomRecord,
-        event: &NewEvent<'_>,
-        updated: &mut RoomRecord,
-    ) -> Result<StatePlan> {
-        let mut new_snapshot = None;
-        let mut replaces = None;
-        let state_short = match event.state {
-            Some((kind, state_key)) => {
-                let short = self.state_key_short_or_new(kind, state_key)?;
-                replaces = self
-                    .room_state
-                    .get(room_key(room.short, short))?
-                    .map(|id| event_id_from(&id))
-                    .transpose()?;
-                let parent = match room.snapshot {
-                    Some(id) => Some((
-                        id,
-                        decode::<Snapshot>(
-                            "snapshot",
-                            &self
-                                .snapshots
-                                .get(id.to_be_bytes())?
-                                .ok_or_else(|| StorageError::Corrupt(format!("snapshot {id}")))?,
-                        )?
-                        .chain_len,
-                    )),
-                    None => None,
-                };
-                let snapshot = match parent {
-                    Some((parent, chain_len)) if chain_len < FULL_SNAPSHOT_EVERY => Snapshot {
-                        parent: Some(parent),
-                        changes: vec![(short, event.event_id.to_owned())],
-                        chain_len: chain_len + 1,
-                    },
-                    _ => {
-                        let mut full: BTreeMap<u64, OwnedEventId> = self
-                            .room_state
-                            .scan_prefix(room.short.to_be_bytes())
-                            .map(|item| {
-                                let (key, value) = item?;
-                                Ok((u64_from(&key[8..])?, event_id_from(&value)?))
-                            })
-                            .collect::<Result<_>>()?;
-                        full.insert(short, event.event_id.to_owned());
-                        Snapshot { parent: None, changes: full.into_iter().collect(), chain_len: 0 }
-                    }
-                };
-                let id = self.db.generate_id()?;
-                updated.snapshot = Some(id);
-                new_snapshot = Some((id, snapshot));
-                Some(short)
-            }
-            None => None,
-        };
-        Ok(StatePlan {
-            state_before: room.snapshot,
-            snapshots: new_snapshot.into_iter().collect(),
-            set: state_short.map(|short| (short, event.event_id.to_owned())).into_iter().collect(),
-            unset: vec![],
-            memberships: vec![],
-            replaces,
-        })
-    }
-
-    /// State changes given as whole maps: full snapshots of the state before the event and
-    /// after it, and the room's current state rewritten to the latter.
-    fn resolved_state_plan(
-        &self,
-        room: &RoomRecord,
-        before: &BTreeMap<StateKey, OwnedEventId>,
-        after: &BTreeMap<StateKey, OwnedEventId>,
-        memberships: Vec<(OwnedUserId, MembershipState)>,
-        updated: &mut RoomRecord,
-    ) -> Result<StatePlan> {
-        let full = |state: &BTreeMap<StateKey, OwnedEventId>| -> Result<(u64, Snapshot)> {
-            let changes = state
-                .iter()
-                .map(|((kind, key), id)| Ok((self.state_key_short_or_new(kind, key)?, id.clone())))
-                .collect::<Result<BTreeMap<u64, OwnedEventId>>>()?;
-            Ok((
-                self.db.generate_id()?,
-                Snapshot { parent: None, changes: changes.into_iter().collect(), chain_len: 0 },
-            ))
-        };
-        let before = full(before)?;
-        let after = full(after)?;
-        let current: Vec<u64> = self
-            .room_state
-            .scan_prefix(room.short.to_be_bytes())
-            .keys()
-            .map(|key| u64_from(&key?[8..]))
-            .collect::<Result<_>>()?;
-        let set: Vec<(u64, OwnedEventId)> = after.1.changes.clone();
-        let unset = current.into_iter().filter(|short| !set.iter().any(|(s, _)| s == short)).collect();
-        updated.snapshot = Some(after.0);
-        Ok(StatePlan {
-            state_before: Some(before.0),
-            snapshots: vec![before, after],
-            set,
-            unset,
-            memberships,
-            replaces: None,
-        })
     }
 
     /// Writes an event and its state plan, atomically (see `event_writes`); returns the
