@@ -30,13 +30,7 @@ use ruma::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 
-use super::{
-    PositionGuard, Result, StorageError, Store, be_u64, composite_key, decode, encode,
-    event_writes::{Index, WriteSet},
-    memberships::UserRoom,
-    state_plans::StatePlan,
-    txn_ids,
-};
+use super::{Result, StorageError, Store, be_u64, composite_key, decode, encode};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoomRecord {
@@ -97,7 +91,7 @@ impl StoredEvent {
     }
 }
 
-fn raw_pdu(pdu: &JsonValue) -> Box<RawJsonValue> {
+pub(super) fn raw_pdu(pdu: &JsonValue) -> Box<RawJsonValue> {
     serde_json::value::to_raw_value(pdu).expect("JSON values serialise")
 }
 
@@ -274,132 +268,6 @@ impl Store {
         self.event_records.insert(key, encode(&stored))?;
         self.durable().await?;
         Ok(Some(stored))
-    }
-
-    /// Writes a new event at the end of its room's timeline, updating state, memberships,
-    /// extremities and the transaction id index, atomically. Returns the room as it
-    /// is afterwards, the event's record, and its stream position, which readers cannot see
-    /// until the caller drops it. The caller holds the room's append lock.
-    ///
-    /// The write is *not yet durable*: the caller releases the room's lock and then awaits
-    /// [`Store::durable`] before acknowledging, so concurrent sends to one room share a flush.
-    pub fn stage_event(
-        &self,
-        room: &RoomRecord,
-        event: NewEvent<'_>,
-        placement: Placement<'_>,
-    ) -> Result<(RoomRecord, StoredEvent, PositionGuard)> {
-        let guard = self.begin_position()?;
-        let position = guard.position();
-        let mut updated = room.clone();
-        updated.depth = room.depth.max(event.depth);
-        updated.last_position = position;
-        // Resolving branches may change the state whatever the event is.
-        let resolved = matches!(placement, Placement::Resolved { .. });
-        let plan = match placement {
-            Placement::Tip => {
-                updated.extremities = vec![event.event_id.to_owned()];
-                self.tip_state_plan(room, &event, &mut updated)?
-            }
-            Placement::Resolved { before, after, extremities, memberships } => {
-                updated.extremities = extremities;
-                let mut plan = self.resolved_state_plan(room, before, after, memberships, &mut updated)?;
-                plan.replaces = event.state.and_then(|(kind, state_key)| {
-                    before.get(&(kind.to_owned(), state_key.to_owned())).cloned()
-                });
-                plan
-            }
-        };
-        if event.membership.is_some() || !plan.memberships.is_empty() {
-            updated.last_membership_change = position;
-        }
-        if event.state.is_some() || resolved {
-            updated.last_state_change = position;
-        }
-        if event.bumps {
-            updated.last_bump = position;
-        }
-        let stored = self.write_event(room, &updated, event, plan, position)?;
-        Ok((updated, stored, guard))
-    }
-
-    /// Writes an event and its state plan, atomically (see `event_writes`); returns the
-    /// event's record.
-    fn write_event(
-        &self,
-        room: &RoomRecord,
-        updated: &RoomRecord,
-        event: NewEvent<'_>,
-        plan: StatePlan,
-        position: u64,
-    ) -> Result<StoredEvent> {
-        let stored = StoredEvent {
-            event_id: event.event_id.to_owned(),
-            pdu: raw_pdu(&event.pdu),
-            room_id: room.room_id.clone(),
-            position,
-            state_before: plan.state_before,
-            txn: event.txn.map(|(_, device, txn)| (device.to_string(), txn.to_owned())),
-            redacted_because: None,
-            replaces_state: plan.replaces,
-        };
-        let event_bytes = encode(&stored);
-        let room_bytes = encode(updated);
-        let snapshot_bytes: Vec<([u8; 8], Vec<u8>)> =
-            plan.snapshots.iter().map(|(id, s)| (id.to_be_bytes(), encode(s))).collect();
-        let memberships_changed: Vec<(OwnedUserId, MembershipState)> = plan
-            .memberships
-            .into_iter()
-            .chain(event.membership.map(|(user, m)| (user.to_owned(), m.clone())))
-            .collect();
-
-        // Every index write goes into one write set, the room record last: see `event_writes`.
-        let record_key = room_key(room.short, position);
-        let mut writes = WriteSet::default();
-        writes.insert(Index::EventKeys, event.event_id.as_bytes(), record_key);
-        for short in &plan.unset {
-            writes.remove(Index::RoomState, room_key(room.short, *short));
-        }
-        for (short, id) in &plan.set {
-            writes.insert(Index::RoomState, room_key(room.short, *short), id.as_bytes());
-        }
-        for (id, bytes) in snapshot_bytes {
-            writes.insert(Index::Snapshots, id, bytes);
-        }
-        for (user, membership) in &memberships_changed {
-            let entry = encode(&UserRoom { membership: membership.clone(), position });
-            writes.insert(
-                Index::Memberships,
-                composite_key(&[room.room_id.as_bytes(), user.as_bytes()]),
-                entry.clone(),
-            );
-            writes.insert(
-                Index::UserRooms,
-                composite_key(&[user.as_bytes(), room.room_id.as_bytes()]),
-                entry,
-            );
-        }
-        if let Some(relation) = event.relation {
-            let record = Relation {
-                event_id: event.event_id.to_owned(),
-                rel_type: relation.rel_type.to_owned(),
-                kind: relation.kind.to_owned(),
-                position,
-                sender: Some(relation.sender.to_owned()),
-            };
-            writes.insert(Index::Relations, relation_key(relation.parent, position), encode(&record));
-        }
-        if let Some(root) = event.thread_reply_to {
-            self.thread_writes(room, root, position, &mut writes)?;
-        }
-        if let Some((user, device, txn)) = event.txn {
-            writes.insert(Index::TxnIds, txn_ids::key(user, device, txn), txn_ids::value(event.event_id));
-        }
-        writes.insert(Index::Rooms, room.room_id.as_bytes(), room_bytes);
-        self.write_event_and_indexes(position, &record_key, event_bytes, &writes)?;
-        self.room_records.put(updated.clone(), Some((position, event.event_id.to_owned())));
-        crate::metrics::metrics().events_persisted.inc();
-        Ok(stored)
     }
 
     /// Stores an event that is not part of the timeline (an "outlier"): the state and auth
