@@ -134,6 +134,8 @@ struct Staged {
     guard: PositionGuard,
     /// For member events: whose membership changed, and to what.
     member: Option<(OwnedUserId, MembershipState)>,
+    /// The thread the event is in (`None`: the main timeline), for its notifications.
+    thread: Option<OwnedEventId>,
 }
 
 /// A client's transaction id for idempotent sends, scoped to its device.
@@ -385,6 +387,7 @@ impl Rooms {
             _ => None,
         };
         let relates_to = relations::relates_to(&pdu.content_json());
+        let thread = self.thread_of_relation(relates_to.as_ref())?;
         let event = NewEvent {
             relation: relates_to.as_ref().map(|relation| NewRelation {
                 parent: &relation.parent,
@@ -407,7 +410,7 @@ impl Rooms {
         let (updated, stored, guard) = self.store.stage_event(room, event, placement)?;
         // An outlier joining the timeline is replaced, so this is a `put` even for new events.
         self.events.put(Arc::new(Event { pdu: pdu.clone(), stored }));
-        Ok(Staged { room: updated, guard, member })
+        Ok(Staged { room: updated, guard, member, thread })
     }
 
     /// Makes a staged event durable, records its notifications, and only then lets syncs
@@ -420,14 +423,14 @@ impl Rooms {
         staged: Staged,
         write: Option<Announced>,
     ) -> Result<()> {
-        let Staged { room: after, guard, member } = staged;
+        let Staged { room: after, guard, member, thread } = staged;
         // The room's members as the event leaves them.
         let members = self.member_view(&after)?;
         let destinations = self.destinations_of(pdu, &members, member.as_ref().map(|(user, _)| &**user));
         self.outbox.queue(&destinations, Outgoing::Pdu(pdu.event_id.clone()))?;
         let position = guard.position();
         let member = member.as_ref().map(|(user, m)| (&**user, m));
-        self.push_event(room, pdu, position, &members, member).await?;
+        self.push_event(room, pdu, position, &members, member, thread).await?;
         // One flush makes the event, its queue entries and its notifications durable.
         match write {
             Some(write) => write.durable().await?,
@@ -471,6 +474,7 @@ impl Rooms {
         position: u64,
         members: &member_view::MemberView,
         member: Option<(&UserId, &MembershipState)>,
+        thread: Option<OwnedEventId>,
     ) -> Result<()> {
         let joined: Vec<&OwnedUserId> = members.joined().collect();
         let invitee = member.filter(|(_, m)| **m == MembershipState::Invite).map(|(u, _)| u.to_owned());
@@ -490,7 +494,7 @@ impl Rooms {
             member_count: joined.len() as u64,
             power_levels: members.power_levels.clone(),
             recipients,
-            thread: self.thread_of(&pdu.content_json())?,
+            thread,
         };
         let client_event = pdu.client_event().to_json();
         self.push.process(pdu, &client_event, position, context).await

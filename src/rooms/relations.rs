@@ -98,8 +98,18 @@ impl Rooms {
     /// the thread), up to [`MAX_HOPS`] relations up. `None`: the main timeline, where thread
     /// roots themselves are.
     pub(super) fn thread_of(&self, content: &JsonValue) -> Result<Option<OwnedEventId>> {
-        let mut relation = relates_to(content);
-        for _ in 0..MAX_HOPS {
+        self.thread_of_relation(relates_to(content).as_ref())
+    }
+
+    /// [`Rooms::thread_of`] from the relation an event's content names.
+    pub(super) fn thread_of_relation(&self, relation: Option<&RelatesTo>) -> Result<Option<OwnedEventId>> {
+        let Some(first) = relation else { return Ok(None) };
+        if first.rel_type == THREAD {
+            return Ok(Some(first.parent.clone()));
+        }
+        let mut relation =
+            self.event(&first.parent)?.and_then(|parent| relates_to(&parent.pdu.content_json()));
+        for _ in 1..MAX_HOPS {
             let Some(current) = relation else { return Ok(None) };
             if current.rel_type == THREAD {
                 return Ok(Some(current.parent));
