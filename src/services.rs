@@ -86,6 +86,7 @@ impl Services {
                 outbox,
                 federation: federation.clone(),
                 accounts: accounts.clone(),
+                account_data: account_data.clone(),
             },
         );
         let presence = Arc::new(Presence::new(config.presence.enabled, store.clone(), notifier.clone()));

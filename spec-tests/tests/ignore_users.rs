@@ -98,3 +98,31 @@ async fn an_ignore_list_without_its_object_is_refused() {
     alice.put(&path, &json!({"ignored_users": ["@bob:x"]})).await.expect_error(400, "M_BAD_JSON");
     alice.put(&path, &json!({})).await.expect_error(400, "M_BAD_JSON");
 }
+
+/// A thread's summary leaves out the replies of users the reader ignores: in its count and
+/// as its latest reply.
+#[tokio::test]
+async fn a_thread_summary_leaves_out_ignored_users_replies() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    let carol = server.client().register("carol", PASSWORD).await;
+    let room = alice.create_room(&json!({"preset": "public_chat"})).await;
+    bob.join_room(&room).await.expect(200);
+    carol.join_room(&room).await.expect(200);
+    let root = bob.send_text(&room, "root").await;
+    for (who, body) in [(&bob, "from bob"), (&carol, "from carol")] {
+        let reply = json!({"msgtype": "m.text", "body": body,
+            "m.relates_to": {"rel_type": "m.thread", "event_id": root}});
+        who.send_event(&room, "m.room.message", &reply).await.expect(200);
+    }
+    ignore(&alice, &[carol.user_id()]).await;
+    let path = room_path(&room, &format!("event/{}", enc(&root)));
+    let summary = |event: Value| event["unsigned"]["m.relations"]["m.thread"].clone();
+    let for_alice = summary(alice.get(&path).await.expect(200));
+    assert_eq!(for_alice["count"], 1, "{for_alice}");
+    assert_eq!(for_alice["latest_event"]["content"]["body"], "from bob");
+    let for_bob = summary(bob.get(&path).await.expect(200));
+    assert_eq!(for_bob["count"], 2, "{for_bob}");
+    assert_eq!(for_bob["latest_event"]["content"]["body"], "from carol");
+}

@@ -104,7 +104,20 @@ impl Rooms {
         }
         let viewer = viewer_device.map(|(user, _)| user);
         let mut bundle = BundledRelations::default();
-        let thread: Vec<&Relation> = relations.iter().filter(|r| r.rel_type == THREAD).collect();
+        // The spec leaves ignored users' replies out of the count and the latest reply.
+        let ignored = viewer.map(|viewer| self.account_data.ignored_users(viewer)).transpose()?;
+        let mut thread: Vec<&Relation> = Vec::new();
+        for reply in relations.iter().filter(|r| r.rel_type == THREAD) {
+            let hidden = match &ignored {
+                Some(ignored) if !ignored.is_empty() => {
+                    self.relation_sender(reply)?.is_some_and(|sender| ignored.contains(&sender))
+                }
+                _ => false,
+            };
+            if !hidden {
+                thread.push(reply);
+            }
+        }
         if let Some(latest) = self.newest_existing(&thread)? {
             let participated = match viewer {
                 Some(viewer) => self.took_part_in_thread(event, &thread, viewer)?,

@@ -61,6 +61,7 @@ pub use reports::{FiledReport, ReportTarget};
 pub use user_directory::FoundUser;
 
 use crate::{
+    account_data::AccountData,
     accounts::Accounts,
     federation::Federation,
     notifier::Notifier,
@@ -158,6 +159,8 @@ pub struct Rooms {
     federation: Arc<Federation>,
     /// Who exists here, and their profiles (which member events carry).
     accounts: Arc<Accounts>,
+    /// Whom each reader ignores, for what `client_view` bundles.
+    account_data: Arc<AccountData>,
     member_views: member_view::MemberViews,
     events: event_cache::EventCache,
     state_snapshots: state_snapshots::StateSnapshots,
@@ -181,11 +184,12 @@ pub struct RoomsDeps {
     pub outbox: Arc<Outbox>,
     pub federation: Arc<Federation>,
     pub accounts: Arc<Accounts>,
+    pub account_data: Arc<AccountData>,
 }
 
 impl Rooms {
     pub fn new(server_name: OwnedServerName, key: Arc<SigningKey>, deps: RoomsDeps) -> Self {
-        let RoomsDeps { store, notifier, push, outbox, federation, accounts } = deps;
+        let RoomsDeps { store, notifier, push, outbox, federation, accounts, account_data } = deps;
         Self {
             store,
             server_name,
@@ -195,6 +199,7 @@ impl Rooms {
             outbox,
             federation,
             accounts,
+            account_data,
             member_views: Default::default(),
             events: Default::default(),
             state_snapshots: Default::default(),
