@@ -153,6 +153,9 @@ pub struct Unsigned<'a> {
     pub prev_content: Option<&'a RawJsonValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaces_state: Option<&'a EventId>,
+    /// The reader's membership in the room when the event was sent (v1.11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub membership: Option<MembershipState>,
     /// The aggregations of the events relating to this one (`m.relations`).
     #[serde(rename = "m.relations", skip_serializing_if = "Option::is_none")]
     pub relations: Option<Box<RawJsonValue>>,

@@ -423,3 +423,48 @@ async fn world_readable_history_is_readable_by_non_members_who_still_cannot_send
         .await
         .expect_error(403, "M_FORBIDDEN");
 }
+
+/// v1.11: each event tells the reader their own membership as the event left it.
+#[tokio::test]
+async fn events_carry_the_readers_membership_at_the_time() {
+    let server = Server::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    let room = alice.create_room(&json!({"preset": "public_chat"})).await;
+    let before = alice.send_text(&room, "before bob").await;
+    bob.join_room(&room).await.expect(200);
+    let while_in = alice.send_text(&room, "bob is here").await;
+    bob.post(&room_path(&room, "leave"), &json!({})).await.expect(200);
+    let while_out = alice.send_text(&room, "bob left").await;
+    bob.join_room(&room).await.expect(200);
+    let back = alice.send_text(&room, "bob is back").await;
+
+    let membership = |event_id: String| {
+        let bob = &bob;
+        let path = room_path(&room, &format!("event/{}", enc(&event_id)));
+        async move { bob.get(&path).await.expect(200)["unsigned"]["membership"].clone() }
+    };
+    // Bob may read the history from before he joined: the room is shared.
+    assert_eq!(membership(before).await, "leave", "before bob ever joined");
+    assert_eq!(membership(while_in).await, "join");
+    assert_eq!(membership(back).await, "join");
+    let messages = bob.messages(&room, "dir=b&limit=50").await.expect(200);
+    let out = messages["chunk"].as_array().unwrap().iter().find(|e| e["event_id"] == while_out.as_str());
+    if let Some(out) = out {
+        assert_eq!(out["unsigned"]["membership"], "leave", "{out}");
+    }
+    let own_joins: Vec<&Value> = messages["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["type"] == "m.room.member"
+                && e["state_key"] == bob.user_id()
+                && e["content"]["membership"] == "join"
+        })
+        .collect();
+    assert_eq!(own_joins.len(), 2, "both of bob's joins");
+    for join in own_joins {
+        assert_eq!(join["unsigned"]["membership"], "join", "including the event's own change: {join}");
+    }
+}

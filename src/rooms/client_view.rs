@@ -2,7 +2,10 @@
 //! computes per reader — age, transaction id, the redaction, the state content it replaced
 //! and the aggregations of the events relating to it.
 
-use ruma::{DeviceId, UserId, events::TimelineEventType};
+use ruma::{
+    DeviceId, UserId,
+    events::{TimelineEventType, room::member::MembershipState},
+};
 use serde::Serialize;
 use serde_json::value::RawValue as RawJsonValue;
 
@@ -74,6 +77,8 @@ impl Rooms {
         let redaction =
             stored.redacted_because.as_deref().map(|because| self.event(because)).transpose()?.flatten();
         let replaced = stored.replaces_state.as_deref().map(|id| self.event(id)).transpose()?.flatten();
+        let membership =
+            viewer_device.map(|(user, _)| self.membership_at(event, user)).transpose()?.flatten();
         let relations = match nesting <= MAX_NESTING {
             true => self.bundled_relations(event, viewer_device, nesting)?,
             false => None,
@@ -85,9 +90,32 @@ impl Rooms {
             redacted_because: redaction.as_ref().map(|redaction| Box::new(redaction.pdu.client_event())),
             prev_content: replaced.as_ref().map(|replaced| &*replaced.pdu.content),
             replaces_state: stored.replaces_state.as_deref(),
+            membership,
             relations,
         });
         Ok(client.to_raw_json())
+    }
+
+    /// `user`'s membership in the event's room as the event leaves it (v1.11): their
+    /// current one if it was set at or before the event (the usual case, read from one index
+    /// entry), else what the state at the event says; `leave` before they had any.
+    fn membership_at(&self, event: &Event, user: &UserId) -> Result<Option<MembershipState>> {
+        let Some(entry) = self.store.membership_entry(&event.pdu.room_id, user)? else {
+            return Ok(Some(MembershipState::Leave));
+        };
+        if entry.position <= event.stored.position || event.stored.position == 0 {
+            return Ok(Some(entry.membership));
+        }
+        if event.pdu.state_key.as_deref() == Some(user.as_str())
+            && let Some(own) = event.pdu.membership()
+        {
+            return Ok(Some(own));
+        }
+        let state = self.state_before(&event.stored)?;
+        let Some(id) = state.get(&("m.room.member".to_owned(), user.to_string())) else {
+            return Ok(Some(MembershipState::Leave));
+        };
+        Ok(Some(self.pdu(id)?.and_then(|pdu| pdu.membership()).unwrap_or(MembershipState::Leave)))
     }
 
     /// The aggregations of the events relating to `event`, if it has any the spec bundles:
