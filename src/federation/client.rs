@@ -37,6 +37,15 @@ pub enum FederationError {
     /// what was asked for), with its explanation. Domains pass this on as their own answer:
     /// a join another server refuses is refused.
     Denied { status: http::StatusCode, message: String },
+    /// The server does not know the endpoint (404 or 405 `M_UNRECOGNIZED`): it predates it.
+    Unrecognized(String),
+}
+
+/// A file as another server's deprecated unauthenticated media endpoint serves it.
+pub struct LegacyMedia {
+    pub bytes: Bytes,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
 }
 
 impl std::fmt::Display for FederationError {
@@ -46,6 +55,7 @@ impl std::fmt::Display for FederationError {
             Self::Unreachable(why) => write!(f, "unreachable: {why}"),
             Self::Refused(why) => write!(f, "refused: {why}"),
             Self::Denied { message, .. } => f.write_str(message),
+            Self::Unrecognized(what) => write!(f, "the server does not know {what}"),
         }
     }
 }
@@ -59,6 +69,7 @@ impl From<FederationError> for crate::error::Error {
                 Self::NotFound(message)
             }
             FederationError::Denied { message, .. } => Self::Forbidden(message),
+            FederationError::Unrecognized(what) => Self::NotFound(format!("the server does not know {what}")),
             e => Self::Federation(e.to_string()),
         }
     }
@@ -155,6 +166,9 @@ impl FederationClient {
         *http_response.status_mut() = status;
         *http_response.headers_mut() = headers;
         R::IncomingResponse::try_from_http_response(http_response).map_err(|e| {
+            if let Some(error) = unrecognized(status, &body) {
+                return FederationError::Unrecognized(format!("{what} ({error})"));
+            }
             if matches!(status, http::StatusCode::FORBIDDEN | http::StatusCode::NOT_FOUND) {
                 let explanation = serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()
@@ -168,6 +182,45 @@ impl FederationClient {
                 body.chars().take(300).collect::<String>()
             ))
         })
+    }
+
+    /// A file from another server's deprecated `/_matrix/media/v3/download`, for servers that
+    /// predate authenticated media (v1.11): unsigned, and with `allow_remote=false` so the
+    /// server does not in turn fetch it elsewhere.
+    pub async fn legacy_media(
+        &self,
+        destination: &ServerName,
+        media_id: &str,
+    ) -> Result<LegacyMedia, FederationError> {
+        // Media ids are URL-safe by the spec; anything else is not asked for.
+        if media_id.is_empty()
+            || !media_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(FederationError::Refused(format!("{media_id:?} is not a media id")));
+        }
+        let base = self.base_url(destination).await?;
+        let url = format!("{base}/_matrix/media/v3/download/{destination}/{media_id}?allow_remote=false");
+        let what = format!("GET {url}");
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| FederationError::Unreachable(format!("{what}: {e}")))?;
+        let status = response.status();
+        let header = |name: http::header::HeaderName| {
+            response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
+        };
+        let content_type = header(http::header::CONTENT_TYPE);
+        let filename = header(http::header::CONTENT_DISPOSITION)
+            .and_then(|value| value.parse::<ruma::http_headers::ContentDisposition>().ok())
+            .and_then(|disposition| disposition.filename);
+        let bytes =
+            response.bytes().await.map_err(|e| FederationError::Unreachable(format!("{what}: {e}")))?;
+        if !status.is_success() {
+            return Err(FederationError::Denied { status, message: format!("{what}: {status}") });
+        }
+        Ok(LegacyMedia { bytes, content_type, filename })
     }
 
     /// `https://host:port` for a server name (see [`super::discovery`]).
@@ -187,4 +240,13 @@ impl FederationClient {
             .insert(destination.to_owned(), (url.clone(), Instant::now()));
         Ok(url)
     }
+}
+
+/// The errcode of a 404 or 405 `M_UNRECOGNIZED` answer: the server lacks the endpoint.
+fn unrecognized(status: http::StatusCode, body: &[u8]) -> Option<String> {
+    if !matches!(status, http::StatusCode::NOT_FOUND | http::StatusCode::METHOD_NOT_ALLOWED) {
+        return None;
+    }
+    let error: serde_json::Value = serde_json::from_slice(body).ok()?;
+    (error["errcode"] == "M_UNRECOGNIZED").then(|| format!("{status} M_UNRECOGNIZED"))
 }

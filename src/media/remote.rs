@@ -1,6 +1,7 @@
 //! Other servers' media: fetched once over federation (`/_matrix/federation/v1/media/
-//! download`, answered as `multipart/mixed`, which ruma takes apart) and cached in the
-//! content repository, which serves and thumbnails it from then on.
+//! download`, answered as `multipart/mixed`, which ruma takes apart; from a server that
+//! predates it, the deprecated `/_matrix/media/v3/download`, as the spec requires) and cached
+//! in the content repository, which serves and thumbnails it from then on.
 
 use ruma::{
     ServerName,
@@ -8,7 +9,10 @@ use ruma::{
 };
 
 use super::{Content, Media};
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    federation::FederationError,
+};
 
 impl Media {
     /// Makes sure another server's file is here; nothing to do for ours.
@@ -16,11 +20,24 @@ impl Media {
         if server == self.server_name || self.is_cached(server, media_id)? {
             return Ok(());
         }
+        let unavailable = |e: FederationError| {
+            Error::NotFound(format!("media {media_id} of {server} is not available: {e}"))
+        };
         let request = get_content::v1::Request::new(media_id.to_owned());
-        let response =
-            self.federation.client.send(server, request).await.map_err(|e| {
-                Error::NotFound(format!("media {media_id} of {server} is not available: {e}"))
-            })?;
+        let response = match self.federation.client.send(server, request).await {
+            Ok(response) => response,
+            Err(FederationError::Unrecognized(_)) => {
+                let legacy =
+                    self.federation.client.legacy_media(server, media_id).await.map_err(unavailable)?;
+                let content = Content {
+                    filename: legacy.filename,
+                    content_type: legacy.content_type,
+                    bytes: legacy.bytes.to_vec(),
+                };
+                return self.cache_remote(server, media_id, content).await;
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
         let FileOrLocation::File(file) = response.content else {
             // A redirect to a URL outside federation: not followed (it could point anywhere).
             return Err(Error::NotFound(format!(
