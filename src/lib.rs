@@ -18,6 +18,7 @@ pub mod media;
 pub mod metrics;
 pub mod notifier;
 pub mod ops_api;
+pub mod outbound;
 pub mod outbox;
 pub mod pdu;
 pub mod presence;

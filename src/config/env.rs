@@ -31,6 +31,8 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "voip",
     "metrics",
     "federation",
+    "outbound",
+    "push",
     "log",
 ];
 

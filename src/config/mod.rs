@@ -12,8 +12,10 @@ use ruma::OwnedServerName;
 use serde::Deserialize;
 
 mod env;
+mod outbound;
 
 use env::apply_env;
+pub use outbound::{OutboundConfig, PushConfig};
 
 /// The whole configuration. Unknown keys are rejected (`deny_unknown_fields`) so that a
 /// typo never silently falls back to a default.
@@ -45,6 +47,8 @@ pub struct Config {
     pub voip: VoipConfig,
     pub metrics: MetricsConfig,
     pub federation: FederationConfig,
+    pub outbound: OutboundConfig,
+    pub push: PushConfig,
     pub log: LogConfig,
 }
 
@@ -300,6 +304,8 @@ impl Default for Config {
             voip: VoipConfig::default(),
             metrics: MetricsConfig::default(),
             federation: FederationConfig::default(),
+            outbound: OutboundConfig::default(),
+            push: PushConfig::default(),
             log: LogConfig::default(),
             ignored_env: Vec::new(),
         }

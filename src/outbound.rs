@@ -1,0 +1,237 @@
+//! HTTP requests a user can make the server send go only where they may (docs/architecture.md,
+//! decision 13): public addresses over HTTPS, plus the networks the operator lists in
+//! `outbound.allowed_networks`, the only places plain `http://` may go.
+//!
+//! The check is made on the addresses the connection will use, not on a name looked up
+//! separately: the clients resolve names through [`GuardedResolver`], which drops refused
+//! addresses, and the HTTP stack connects only to what its resolver returned. So a name that
+//! resolves to a public address when checked and to `127.0.0.1` when connected (DNS
+//! rebinding) cannot slip through. What the resolver never sees is checked before sending:
+//! IP-literal hosts ([`OutboundHttp::client_for`]), redirects (never followed) and proxies
+//! (never used).
+
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
+
+use hickory_resolver::TokioResolver;
+use ipnet::IpNet;
+use reqwest::Url;
+
+/// Addresses that are not on the public internet: private, loopback, link-local,
+/// carrier-grade NAT, documentation, benchmarking, multicast, reserved, and the IPv6
+/// translation prefixes that could lead back to any of them.
+const NOT_PUBLIC: &[&str] = &[
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "64:ff9b::/96",
+    "2001:db8::/32",
+    "2002::/16",
+    "fc00::/7",
+    "fe80::/10",
+    "fec0::/10",
+    "ff00::/8",
+];
+
+static NOT_PUBLIC_NETS: LazyLock<Vec<IpNet>> =
+    LazyLock::new(|| NOT_PUBLIC.iter().map(|net| net.parse().expect("a valid CIDR")).collect());
+
+/// Where outbound requests may go.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundPolicy {
+    allowed: Vec<IpNet>,
+}
+
+impl OutboundPolicy {
+    pub fn new(allowed_networks: Vec<IpNet>) -> Self {
+        Self { allowed: allowed_networks }
+    }
+
+    /// Whether a request may connect to `ip`; `secure`: over TLS. Plain HTTP goes only to
+    /// the listed networks, which may also be non-public ones.
+    pub fn permits(&self, ip: IpAddr, secure: bool) -> bool {
+        // `::ffff:127.0.0.1` is 127.0.0.1.
+        let ip = ip.to_canonical();
+        if self.allowed.iter().any(|net| net.contains(&ip)) {
+            return true;
+        }
+        secure && !NOT_PUBLIC_NETS.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Why a URL may not be requested.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Name resolution that returns only the addresses the policy permits.
+struct GuardedResolver {
+    /// `None` without a system DNS configuration: then the system's own lookup is used.
+    dns: Option<TokioResolver>,
+    policy: Arc<OutboundPolicy>,
+    secure: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let dns = self.dns.clone();
+        let policy = self.policy.clone();
+        let secure = self.secure;
+        Box::pin(async move {
+            let host = name.as_str();
+            let ips: Vec<IpAddr> = match dns {
+                Some(dns) => dns.lookup_ip(host).await?.iter().collect(),
+                None => tokio::net::lookup_host((host, 0)).await?.map(|addr| addr.ip()).collect(),
+            };
+            let permitted: Vec<SocketAddr> = ips
+                .iter()
+                .filter(|ip| policy.permits(**ip, secure))
+                .map(|ip| SocketAddr::new(*ip, 0))
+                .collect();
+            if permitted.is_empty() {
+                let refused = Refused(format!(
+                    "{host} resolves to {ips:?}, which outbound.allowed_networks does not open{}",
+                    if secure { "" } else { " (plain http goes only to those networks)" }
+                ));
+                return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(permitted.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// HTTP clients for user-triggered requests: one for `https://` URLs, one for `http://`.
+pub struct OutboundHttp {
+    policy: Arc<OutboundPolicy>,
+    secure: reqwest::Client,
+    plain: reqwest::Client,
+}
+
+impl OutboundHttp {
+    /// `timeout` bounds a whole request, connecting included.
+    pub fn new(policy: OutboundPolicy, timeout: Duration) -> Self {
+        let policy = Arc::new(policy);
+        let dns = match TokioResolver::builder_tokio() {
+            Ok(builder) => Some(builder.build()),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DNS configuration: outbound requests use the system lookup");
+                None
+            }
+        };
+        let client = |secure: bool| {
+            let resolver = GuardedResolver { dns: dns.clone(), policy: policy.clone(), secure };
+            reqwest::Client::builder()
+                .dns_resolver(Arc::new(resolver))
+                // A redirect's target was never checked, and a proxy would be resolved
+                // instead of the target: neither is used.
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(5)))
+                .pool_max_idle_per_host(64)
+                .user_agent(concat!("Myelin/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("the TLS stack initialises")
+        };
+        Self { secure: client(true), plain: client(false), policy }
+    }
+
+    /// The client to request `url` with, or why it may not be requested. Names are checked
+    /// when the client resolves them; an IP-literal host is checked here.
+    pub fn client_for(&self, url: &Url) -> Result<&reqwest::Client, Refused> {
+        let secure = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            other => return Err(Refused(format!("{other}:// is not http or https"))),
+        };
+        let host = url.host_str().ok_or_else(|| Refused("the URL has no host".to_owned()))?;
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
+            && !self.policy.permits(ip, secure)
+        {
+            return Err(Refused(format!(
+                "{ip} is not a public address{} and outbound.allowed_networks does not open it",
+                if secure { "" } else { " reached over https" }
+            )));
+        }
+        Ok(if secure { &self.secure } else { &self.plain })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn by_default_only_public_addresses_over_tls() {
+        let policy = OutboundPolicy::default();
+        for refused in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(!policy.permits(ip(refused), true), "{refused}");
+        }
+        assert!(policy.permits(ip("93.184.216.34"), true));
+        assert!(policy.permits(ip("2a00:1450::1"), true));
+        assert!(!policy.permits(ip("93.184.216.34"), false), "plain http needs a listed network");
+    }
+
+    #[test]
+    fn listed_networks_open_private_addresses_and_plain_http() {
+        let policy = OutboundPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        assert!(policy.permits(ip("127.0.0.1"), false));
+        assert!(policy.permits(ip("::ffff:127.0.0.2"), true));
+        assert!(!policy.permits(ip("10.0.0.1"), true));
+    }
+
+    #[test]
+    fn ip_literals_are_checked_before_sending() {
+        let http = OutboundHttp::new(OutboundPolicy::default(), Duration::from_secs(1));
+        let refused = |url: &str| http.client_for(&Url::parse(url).unwrap()).is_err();
+        assert!(refused("https://127.0.0.1/x"));
+        // The URL parser normalises other spellings of loopback.
+        assert!(refused("https://0x7f.1/x"));
+        assert!(refused("https://[::1]:8448/x"));
+        assert!(refused("https://[::ffff:7f00:1]/x"));
+        assert!(refused("ftp://example.org/x"));
+        assert!(!refused("https://push.example.org/x"));
+        assert!(!refused("https://93.184.216.34/x"));
+    }
+}
