@@ -253,7 +253,7 @@ impl Store {
                     Ok(true)
                 },
             ))?;
-        self.forget_devices_e2ee(user_id, &device_ids).await?;
+        self.forget_device_data(user_id, &device_ids).await?;
         self.durable().await?;
         Ok(existed)
     }
@@ -314,13 +314,15 @@ impl Store {
             (&self.devices, &self.access_tokens)
                 .transaction(|(devices, tokens)| remove_devices_tx(devices, tokens, user_id, device_ids)),
         )?;
-        self.forget_devices_e2ee(user_id, device_ids).await
+        self.forget_device_data(user_id, device_ids).await
     }
 
-    /// A removed device's keys and messages go with it, and the user's device list changed.
-    async fn forget_devices_e2ee(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> Result<()> {
+    /// A removed device's keys, messages and pushers go with it, and the user's device list
+    /// changed.
+    async fn forget_device_data(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> Result<()> {
         for device in device_ids {
             self.remove_device_e2ee(user_id, device)?;
+            self.remove_device_pushers(user_id, device).await?;
         }
         self.mark_key_change(user_id).await?;
         Ok(())

@@ -23,6 +23,7 @@ mod misc;
 mod notified_sets;
 mod positions;
 mod push;
+mod pushers;
 mod room_records;
 mod rooms;
 mod schema;
@@ -56,6 +57,7 @@ pub use push::{
     EventNotifications, MAIN_THREAD, NotificationRecord, ReadMarks, ReceiptRecord, ThreadedCounts,
     UnreadCounts,
 };
+pub use pushers::{PusherKey, PusherRecord, PusherState};
 use room_records::RoomRecords;
 pub use rooms::{NewEvent, NewRelation, Placement, Relation, RoomRecord, StateKey, StateMap, StoredEvent};
 use ruma::{OwnedServerName, ServerName};
@@ -105,6 +107,8 @@ pub struct Store {
     read_positions: sled::Tree,
     receipts: sled::Tree,
     pushers: sled::Tree,
+    pusher_state: sled::Tree,
+    pushers_by_key: sled::Tree,
     device_keys: sled::Tree,
     one_time_keys: sled::Tree,
     one_time_key_order: sled::Tree,
@@ -233,6 +237,8 @@ impl Store {
             read_positions: db.open_tree("read_positions")?,
             receipts: db.open_tree("receipts")?,
             pushers: db.open_tree("pushers")?,
+            pusher_state: db.open_tree("pusher_state")?,
+            pushers_by_key: db.open_tree("pushers_by_key")?,
             device_keys: db.open_tree("device_keys")?,
             one_time_keys: db.open_tree("one_time_keys")?,
             one_time_key_order: db.open_tree("one_time_key_order")?,

@@ -1,4 +1,4 @@
-//! Notifications, read positions, receipts and pushers.
+//! Notifications, read positions and receipts.
 //!
 //! Trees:
 //! - `event_notifications`: room, `0xff`, position → whom an event notifies (for unread
@@ -8,7 +8,6 @@
 //!   (unthreaded receipts); user, `0xff`, room, `0xff`, thread id → the same for threaded
 //!   receipts (`main` for the main timeline, else the thread root)
 //! - `receipts`: room, `0xff`, user, `0xff`, type, `0xff`, thread → [`ReceiptRecord`]
-//! - `pushers`: user, `0xff`, app id, `0xff`, push key → the pusher's JSON
 
 use std::{borrow::Cow, collections::BTreeMap};
 
@@ -67,6 +66,11 @@ impl EventNotifications {
 
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
+    }
+
+    /// Everyone the event notifies.
+    pub fn recipients(&self) -> impl Iterator<Item = &OwnedUserId> {
+        self.groups.iter().flat_map(|group| &group.users)
     }
 }
 
@@ -322,34 +326,84 @@ impl Store {
     ) -> Result<Vec<(u64, NotificationRecord)>> {
         let mut found = Vec::new();
         for room in rooms {
-            let start = composite_key(&[room.as_bytes(), &be(0)]);
-            let end = composite_key(&[room.as_bytes(), &be(before)]);
-            let mut in_room = 0;
-            for item in self.event_notifications.range(start..end).rev() {
-                let (position, event): (u64, StoredNotifications) = positioned("notifications", item)?;
-                let Some((highlight, actions)) = self.notified_as(event.groups, event.recipients, user)?
-                else {
-                    continue;
-                };
-                found.push((
-                    position,
-                    NotificationRecord {
-                        room_id: event.room_id,
-                        event_id: event.event_id,
-                        thread: event.thread,
-                        actions,
-                        highlight,
-                        ts: event.ts,
-                    },
-                ));
-                in_room += 1;
-                if in_room == limit {
-                    break;
-                }
-            }
+            found.extend(self.notifications_in(user, room, 0, before, true, limit)?);
         }
         found.sort_by_key(|(position, _)| std::cmp::Reverse(*position));
         found.truncate(limit);
+        Ok(found)
+    }
+
+    /// The user's notifications in `rooms` at positions `after < p <= upto`, oldest first:
+    /// what a pusher whose delivery got to `after` has still to deliver.
+    pub fn notifications_after(
+        &self,
+        user: &UserId,
+        rooms: &[OwnedRoomId],
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, NotificationRecord)>> {
+        let mut found = Vec::new();
+        for room in rooms {
+            let start = after.saturating_add(1);
+            found.extend(self.notifications_in(user, room, start, upto.saturating_add(1), false, limit)?);
+        }
+        found.sort_by_key(|(position, _)| *position);
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    /// The notification the event at `position` in the room is for `user`, if it is one.
+    pub fn notification_at(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        position: u64,
+    ) -> Result<Option<NotificationRecord>> {
+        let found = self.notifications_in(user, room, position, position.saturating_add(1), false, 1)?;
+        Ok(found.into_iter().next().map(|(_, record)| record))
+    }
+
+    /// Up to `limit` of the user's notifications in the room at positions `from <= p < to`,
+    /// newest first when `newest_first`.
+    fn notifications_in(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        from: u64,
+        to: u64,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<Vec<(u64, NotificationRecord)>> {
+        let start = composite_key(&[room.as_bytes(), &be(from)]);
+        let end = composite_key(&[room.as_bytes(), &be(to)]);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let range = self.event_notifications.range(start..end);
+        let entries: Box<dyn Iterator<Item = _>> =
+            if newest_first { Box::new(range.rev()) } else { Box::new(range) };
+        let mut found = Vec::new();
+        for item in entries {
+            let (position, event): (u64, StoredNotifications) = positioned("notifications", item)?;
+            let Some((highlight, actions)) = self.notified_as(event.groups, event.recipients, user)? else {
+                continue;
+            };
+            found.push((
+                position,
+                NotificationRecord {
+                    room_id: event.room_id,
+                    event_id: event.event_id,
+                    thread: event.thread,
+                    actions,
+                    highlight,
+                    ts: event.ts,
+                },
+            ));
+            if found.len() == limit {
+                break;
+            }
+        }
         Ok(found)
     }
 
@@ -422,25 +476,6 @@ impl Store {
             .values()
             .map(|v| decode("receipt", &v?))
             .collect()
-    }
-
-    pub async fn set_pusher(
-        &self,
-        user: &UserId,
-        app_id: &str,
-        pushkey: &str,
-        pusher: Option<&JsonValue>,
-    ) -> Result<()> {
-        let key = composite_key(&[user.as_bytes(), app_id.as_bytes(), pushkey.as_bytes()]);
-        match pusher {
-            Some(pusher) => self.pushers.insert(key, encode(pusher))?,
-            None => self.pushers.remove(key)?,
-        };
-        self.durable().await
-    }
-
-    pub fn pushers(&self, user: &UserId) -> Result<Vec<JsonValue>> {
-        self.pushers.scan_prefix(prefix_of(user.as_bytes())).values().map(|v| decode("pusher", &v?)).collect()
     }
 }
 

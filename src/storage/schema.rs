@@ -18,7 +18,7 @@ pub const META_TREE: &str = "meta";
 const VERSION_KEY: &[u8] = b"schema_version";
 
 /// The schema this build writes.
-pub const CURRENT: u32 = 6;
+pub const CURRENT: u32 = 7;
 
 /// `MIGRATIONS[n]` turns schema `n + 1` into `n + 2`.
 const MIGRATIONS: &[fn(&sled::Db) -> Result<()>] = &[
@@ -27,6 +27,7 @@ const MIGRATIONS: &[fn(&sled::Db) -> Result<()>] = &[
     key_events_by_position,
     fold_timeline_into_event_records,
     acknowledge_to_device_by_token,
+    index_pushers_by_pushkey,
 ];
 
 /// 1 → 2: notifications moved from one record per member and event to one per event. The
@@ -176,6 +177,22 @@ fn acknowledge_to_device_by_token(db: &sled::Db) -> Result<()> {
     }
     db.flush()?;
     db.drop_tree("to_device_deliveries")?;
+    Ok(())
+}
+
+/// 6 → 7: pushers are also indexed by app id and push key (`pushers_by_key`), so that a
+/// client taking a push key over (`append: false`) finds the other users holding it
+/// without reading every pusher. Their delivery state starts when first read.
+fn index_pushers_by_pushkey(db: &sled::Db) -> Result<()> {
+    let by_key = db.open_tree("pushers_by_key")?;
+    for key in db.open_tree("pushers")?.iter().keys() {
+        let key = key?;
+        let mut parts = key.splitn(3, |b| *b == super::SEP);
+        let (Some(user), Some(app), Some(pushkey)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(StorageError::Corrupt("pusher key".to_owned()));
+        };
+        by_key.insert(super::composite_key(&[app, pushkey, user]), &[])?;
+    }
     Ok(())
 }
 
