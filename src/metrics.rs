@@ -25,6 +25,13 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushLabels {
+    /// `delivered`, `failed` (to be retried), `dropped` (given up), `rejected` (the
+    /// gateway refused the push key), `badge` (a count-only update).
+    pub outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -34,6 +41,7 @@ pub struct Metrics {
     pub flush_batch_writers: Histogram,
     pub flush_seconds: Histogram,
     pub db_size_bytes: Gauge,
+    pub pushes: Family<PushLabels, Counter>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -69,6 +77,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     registry.register("flush_duration_seconds", "Time one database flush takes", flush_seconds.clone());
     let db_size_bytes = Gauge::default();
     registry.register("database_size_bytes", "Size of the database on disk", db_size_bytes.clone());
+    let pushes = Family::<PushLabels, Counter>::default();
+    registry.register("push_notifications", "Requests to push gateways, by outcome", pushes.clone());
     Metrics {
         registry,
         requests,
@@ -78,6 +88,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         flush_batch_writers,
         flush_seconds,
         db_size_bytes,
+        pushes,
     }
 });
 

@@ -106,6 +106,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     {
         tokio::spawn(services.federation.sender.clone().run(woken));
     }
+    services.push.start_delivery().map_err(|e| format!("cannot start push delivery: {e}"))?;
     tokio::spawn(forget_old_transaction_ids(store.clone()));
     let client = Arc::new(Pipeline::new(services.clone(), router, true));
     let metrics_listener = match services.config.metrics.enabled {

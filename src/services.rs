@@ -15,6 +15,7 @@ use crate::{
     federation::Federation,
     media::Media,
     notifier::Notifier,
+    outbound::OutboundPolicy,
     outbox::Outbox,
     presence::Presence,
     push::Push,
@@ -67,7 +68,12 @@ impl Services {
             federation.clone(),
         ));
         let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
-        let push = Arc::new(Push::new(store.clone(), account_data.clone()));
+        let push = Arc::new(Push::new(
+            store.clone(),
+            account_data.clone(),
+            config.push.clone(),
+            OutboundPolicy::new(config.outbound.allowed_networks.clone()),
+        ));
         let e2ee = Arc::new(E2ee::new(
             store.clone(),
             notifier.clone(),

@@ -179,13 +179,9 @@ async fn put_pusher(
     let user = &req.auth.user_id;
     match req.body.action {
         PusherAction::Post(data) => {
-            let json = serde_json::to_value(&data.pusher).map_err(|e| ApiError::bad_json(e.to_string()))?;
-            services
-                .push
-                .set_pusher(user, &data.pusher.ids.app_id, &data.pusher.ids.pushkey, Some(&json))
-                .await?;
+            services.push.set_pusher(user, Some(&req.auth.device_id), data.pusher, data.append).await?
         }
-        PusherAction::Delete(ids) => services.push.set_pusher(user, &ids.app_id, &ids.pushkey, None).await?,
+        PusherAction::Delete(ids) => services.push.remove_pusher(user, &ids.app_id, &ids.pushkey).await?,
         _ => return Err(ApiError::bad_json("unknown pusher action")),
     }
     Ok(set_pusher::v3::Response::new())

@@ -1,17 +1,22 @@
-//! Push rules, notification counts, `/notifications` and pushers.
+//! Push rules, notification counts, `/notifications`, pushers and delivery to their
+//! gateways.
 //!
 //! The rules live in the user's `m.push_rules` account data (as clients expect to find
 //! them in `/sync`), starting from ruma's server-default ruleset. Every new event is
 //! evaluated against the rules of each local member it could notify; notifying events are
 //! recorded, and the unread counts are the recorded events after the member's read receipt.
+//! The same records are what each HTTP pusher delivers to its gateway ([`delivery`]).
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
 };
 
+use reqwest::Url;
+
 use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
+    DeviceId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
+    api::client::push::{Pusher, PusherKind},
     events::room::power_levels::RoomPowerLevels,
     push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset},
     serde::Raw,
@@ -20,14 +25,26 @@ use serde_json::{Value as JsonValue, json, value::RawValue as RawJsonValue};
 
 use crate::{
     account_data::AccountData,
+    config::PushConfig,
     error::{Error, Result},
+    outbound::OutboundPolicy,
     pdu::Pdu,
-    storage::{EventNotifications, NotificationRecord, ReadMarks, Store, ThreadedCounts},
+    storage::{
+        EventNotifications, NotificationRecord, PusherKey, PusherRecord, PusherState, Store, ThreadedCounts,
+    },
 };
 
+mod counts;
+mod delivery;
 mod evaluation;
+mod gateway;
+mod notification;
 
+use counts::UnreadCounter;
+use delivery::Delivery;
+pub use delivery::TestOutcome;
 use evaluation::{Evaluation, RuleIds, Rules};
+pub use gateway::NOTIFY_PATH;
 
 const RULES_TYPE: &str = "m.push_rules";
 
@@ -50,28 +67,31 @@ pub struct Push {
     /// change through [`Push::update_ruleset`], which replaces the entry.
     rulesets: Mutex<HashMap<OwnedUserId, Arc<Rules>>>,
     rule_ids: RuleIds,
-    /// The unread counts each user's last sync computed per room, to continue from.
-    tallies: Mutex<HashMap<(OwnedUserId, OwnedRoomId), Tally>>,
-}
-
-/// Unread counts of one user in one room: the notifying events up to `upto` that `marks`
-/// leave unread.
-#[derive(Debug, Clone)]
-struct Tally {
-    marks: ReadMarks,
-    upto: u64,
-    counts: ThreadedCounts,
+    counter: Arc<UnreadCounter>,
+    delivery: Delivery,
 }
 
 impl Push {
-    pub fn new(store: Arc<Store>, account_data: Arc<AccountData>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        account_data: Arc<AccountData>,
+        config: PushConfig,
+        outbound: OutboundPolicy,
+    ) -> Self {
+        let counter = Arc::new(UnreadCounter::default());
         Self {
+            delivery: Delivery::new(store.clone(), counter.clone(), config, outbound),
             store,
             account_data,
             rulesets: Mutex::default(),
             rule_ids: RuleIds::default(),
-            tallies: Mutex::default(),
+            counter,
         }
+    }
+
+    /// Starts delivering to push gateways (a running server does; the CLI does not).
+    pub fn start_delivery(&self) -> Result<()> {
+        self.delivery.start()
     }
 
     /// The user's rules: what they stored, or the server defaults.
@@ -114,14 +134,15 @@ impl Push {
     }
 
     /// Evaluates a new event for its recipients and records the notifications it causes,
-    /// durable with the event's own flush.
+    /// durable with the event's own flush. Returns whom it notifies, for
+    /// [`Push::deliver`] once the event is durable.
     pub async fn process(
         &self,
         pdu: &Pdu,
         client_event: &JsonValue,
         position: u64,
         context: RoomContext,
-    ) -> Result<()> {
+    ) -> Result<Vec<OwnedUserId>> {
         let raw: Raw<JsonValue> = Raw::from_json(
             serde_json::value::to_raw_value(client_event).map_err(|e| Error::Internal(e.to_string()))?,
         );
@@ -158,14 +179,23 @@ impl Push {
                 );
             }
         }
-        Ok(self.store.stage_notifications(position, &notified)?)
+        self.store.stage_notifications(position, &notified)?;
+        Ok(notified.recipients().cloned().collect())
+    }
+
+    /// Hands a durable event's notifications to the recipients' pushers; returns at once.
+    /// Call before the event's position becomes visible (see [`delivery`]).
+    pub fn deliver(&self, room: &OwnedRoomId, position: u64, recipients: &[OwnedUserId]) {
+        self.delivery.notified(room, position, recipients.iter());
+    }
+
+    /// A local user's read receipt moved: their phones' badges follow.
+    pub fn receipt_moved(&self, user: &UserId) {
+        self.delivery.receipt_moved(user);
     }
 
     /// The user's unread counts in the room by thread, counting events at or before `upto`
-    /// (the position a sync answers up to, so the counts match the timeline it sends) and
-    /// after `joined_at`, the position of the user's join: without a read receipt, what came
-    /// before the join (such as the invite that notified them) is not unread in the joined
-    /// room.
+    /// and after `joined_at` (see [`UnreadCounter::unread_counts`]).
     pub fn unread_counts(
         &self,
         user: &UserId,
@@ -173,26 +203,7 @@ impl Push {
         joined_at: u64,
         upto: u64,
     ) -> Result<ThreadedCounts> {
-        let mut marks = self.store.read_marks(user, room)?;
-        marks.unthreaded = marks.unthreaded.max(joined_at);
-        let key = (user.to_owned(), room.to_owned());
-        let cached = self.tallies.lock().expect("never poisoned").get(&key).cloned();
-        // Each sync counts only what came since the last one, unless a receipt moved. Events
-        // of threads without a receipt of their own are unread from the unthreaded mark on,
-        // so that is where a full count starts.
-        let counts = match cached {
-            Some(mut tally) if tally.marks == marks && tally.upto <= upto => {
-                let new = self.store.count_notifications(user, room, &marks, tally.upto, upto)?;
-                tally.counts.add(&new);
-                tally.counts
-            }
-            _ => self.store.count_notifications(user, room, &marks, marks.unthreaded, upto)?,
-        };
-        self.tallies
-            .lock()
-            .expect("never poisoned")
-            .insert(key, Tally { marks, upto, counts: counts.clone() });
-        Ok(counts)
+        self.counter.unread_counts(&self.store, user, room, joined_at, upto)
     }
 
     /// The user's notifications, newest first, before the `from` token.
@@ -213,18 +224,82 @@ impl Push {
         Ok(marks.read_upto(notification.thread.as_deref().map(|t| t.as_str())) >= position)
     }
 
+    /// The user's pushers as the client set them.
     pub fn pushers(&self, user: &UserId) -> Result<Vec<JsonValue>> {
+        Ok(self.store.pushers(user)?.into_iter().map(|record| record.pusher).collect())
+    }
+
+    /// The user's pushers with their delivery state, for operators.
+    pub fn pusher_records(&self, user: &UserId) -> Result<Vec<PusherRecord>> {
         Ok(self.store.pushers(user)?)
     }
 
-    /// Adds or replaces a pusher; `None` deletes it (the spec's `kind: null`).
+    /// Adds or replaces a pusher set by `device`. Unless `append`, other users' pushers with
+    /// the same app id and push key are removed (the key moved to this user's account).
     pub async fn set_pusher(
         &self,
         user: &UserId,
-        app_id: &str,
-        pushkey: &str,
-        pusher: Option<&JsonValue>,
+        device: Option<&DeviceId>,
+        pusher: Pusher,
+        append: bool,
     ) -> Result<()> {
-        Ok(self.store.set_pusher(user, app_id, pushkey, pusher).await?)
+        self.check_pusher(&pusher)?;
+        let key = PusherKey {
+            user_id: user.to_owned(),
+            app_id: pusher.ids.app_id.clone(),
+            pushkey: pusher.ids.pushkey.clone(),
+        };
+        let json = serde_json::to_value(&pusher).map_err(|e| Error::Internal(e.to_string()))?;
+        // Delivery starts from now: a new phone is not sent the past.
+        let state = PusherState {
+            set_at_ms: MilliSecondsSinceUnixEpoch::now().get().into(),
+            device_id: device.map(ToOwned::to_owned),
+            delivered_upto: self.store.visible_position(),
+            failing_since: None,
+        };
+        let taken = self.store.set_pusher(&key, &json, &state, !append).await?;
+        for other in &taken {
+            self.delivery.pusher_removed(other);
+        }
+        self.delivery.pusher_set(PusherRecord { key, pusher: json, state });
+        Ok(())
+    }
+
+    /// Removes a pusher (the spec's `kind: null`); removing one that does not exist is fine.
+    pub async fn remove_pusher(&self, user: &UserId, app_id: &str, pushkey: &str) -> Result<()> {
+        let key =
+            PusherKey { user_id: user.to_owned(), app_id: app_id.to_owned(), pushkey: pushkey.to_owned() };
+        self.store.remove_pusher(&key).await?;
+        self.delivery.pusher_removed(&key);
+        Ok(())
+    }
+
+    /// Sends each of the user's HTTP pushers a badge update and reports the answers.
+    pub async fn test_pushers(&self, user: &UserId) -> Result<Vec<(PusherKey, TestOutcome)>> {
+        self.delivery.test(user).await
+    }
+
+    /// The spec's rules for a pusher: limits on the ids, and for `http` a URL to the push
+    /// gateway API's one path, to a place outbound requests may go.
+    fn check_pusher(&self, pusher: &Pusher) -> Result<()> {
+        if pusher.ids.pushkey.len() > 512 {
+            return Err(Error::InvalidParam("pushkey is longer than 512 bytes".to_owned()));
+        }
+        if pusher.ids.app_id.chars().count() > 64 {
+            return Err(Error::InvalidParam("app_id is longer than 64 characters".to_owned()));
+        }
+        let data = match &pusher.kind {
+            PusherKind::Http(data) => data,
+            PusherKind::Email(_) => return Ok(()),
+            _ => return Err(Error::InvalidParam("kind must be http or email".to_owned())),
+        };
+        let url = Url::parse(&data.url)
+            .map_err(|e| Error::InvalidParam(format!("data.url {:?} is not a URL: {e}", data.url)))?;
+        if url.path() != NOTIFY_PATH || url.query().is_some() || url.fragment().is_some() {
+            return Err(Error::InvalidParam(format!(
+                "data.url must be a URL of the push gateway API: https://…{NOTIFY_PATH}"
+            )));
+        }
+        self.delivery.check_url(&url).map_err(|refused| Error::InvalidParam(format!("data.url: {refused}")))
     }
 }

@@ -180,6 +180,9 @@ impl Rooms {
             }});
             self.outbox.send_edu(self.remote_servers(room_id)?, edu).await?;
         }
+        if user.server_name() == self.server_name && matches!(receipt_type, "m.read" | "m.read.private") {
+            self.push.receipt_moved(user);
+        }
         if receipt_type == "m.read.private" {
             self.notifier.notify([user], position);
         } else {

@@ -435,13 +435,15 @@ impl Rooms {
         self.outbox.queue(&destinations, Outgoing::Pdu(pdu.event_id.clone()))?;
         let position = guard.position();
         let member = member.as_ref().map(|(user, m)| (&**user, m));
-        self.push_event(room, pdu, position, &members, member, thread).await?;
+        let notified = self.push_event(room, pdu, position, &members, member, thread).await?;
         // One flush makes the event, its queue entries and its notifications durable.
         match write {
             Some(write) => write.durable().await?,
             None => self.store.durable().await?,
         }
         self.outbox.wake(destinations);
+        // Before the position is visible: pushers deliver in stream order (push::delivery).
+        self.push.deliver(&room.room_id, position, &notified);
         self.store.settle_event(position)?;
         // Only now may syncs see the event: its unread counts are recorded with it.
         drop(guard);
@@ -471,7 +473,7 @@ impl Rooms {
     }
 
     /// Evaluates push rules for the room's local members (and a local invitee) and records
-    /// the notifications, before anyone's sync can see the event.
+    /// the notifications, before anyone's sync can see the event. Returns whom it notifies.
     async fn push_event(
         &self,
         room: &RoomRecord,
@@ -480,7 +482,7 @@ impl Rooms {
         members: &member_view::MemberView,
         member: Option<(&UserId, &MembershipState)>,
         thread: Option<OwnedEventId>,
-    ) -> Result<()> {
+    ) -> Result<Vec<OwnedUserId>> {
         let joined: Vec<&OwnedUserId> = members.joined().collect();
         let invitee = member.filter(|(_, m)| **m == MembershipState::Invite).map(|(u, _)| u.to_owned());
         let mut recipients = Vec::new();
@@ -492,7 +494,7 @@ impl Rooms {
             recipients.push((user, display_name));
         }
         if recipients.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let context = RoomContext {
             room_id: room.room_id.clone(),

@@ -1,0 +1,443 @@
+//! Delivering notifications to push gateways: one task per HTTP pusher, each an ordered,
+//! durable queue.
+//!
+//! Nothing is copied to queue a push. A pusher's queue is the user's notification records
+//! (written with each event, in its flush) after the pusher's cursor, `delivered_upto`,
+//! which moves only once the gateway has answered. So a restart — even `kill -9` — resumes
+//! from the store: nothing acknowledged to the gateway is sent again, nothing else is lost
+//! (the one request in flight at the crash may be repeated; gateways de-duplicate by event
+//! id, as the push gateway API expects).
+//!
+//! While the server runs, a sender only drops a hint — (position, room) — into the channel
+//! of each recipient's pushers and returns: nobody's send waits for a gateway. Hints are
+//! dropped before the event's position becomes visible, so once a worker sees position `p`
+//! visible it holds every hint up to `p` and can deliver in stream order. A worker that
+//! falls far behind forgets its hints and reads them back from the store.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use reqwest::Url;
+use ruma::{
+    OwnedRoomId, OwnedUserId, UserId,
+    api::client::push::{Pusher, PusherKind},
+};
+use tokio::sync::mpsc;
+
+use super::{
+    counts::UnreadCounter,
+    gateway::{Gateway, GatewayError},
+    notification::{PushedEvents, Target},
+};
+use crate::{
+    config::PushConfig,
+    error::Result,
+    metrics::{PushLabels, metrics},
+    now_ms,
+    outbound::OutboundPolicy,
+    storage::{PusherKey, PusherRecord, PusherState, Store},
+};
+
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(60 * 60);
+/// Hints a worker keeps in memory; beyond them it reads its backlog from the store.
+const MAX_QUEUED: usize = 1000;
+
+/// What wakes a pusher's worker.
+enum Wake {
+    /// The event at this position in the room notifies the pusher's user.
+    Notification(u64, OwnedRoomId),
+    /// The user's read receipts moved: the badge may have changed.
+    Badge,
+}
+
+/// A running worker: which pusher it delivers to, and its wake-up channel.
+type WorkerHandle = (PusherKey, mpsc::UnboundedSender<Wake>);
+
+/// Everything the workers share.
+struct Shared {
+    store: Arc<Store>,
+    counter: Arc<UnreadCounter>,
+    gateway: Gateway,
+    events: PushedEvents,
+    config: PushConfig,
+}
+
+pub struct Delivery {
+    shared: Arc<Shared>,
+    /// Each user's running workers; empty until [`Delivery::start`].
+    workers: Mutex<HashMap<OwnedUserId, Vec<WorkerHandle>>>,
+    started: std::sync::atomic::AtomicBool,
+}
+
+/// What a gateway said to a test notification.
+pub type TestOutcome = std::result::Result<Vec<String>, GatewayError>;
+
+impl Delivery {
+    pub fn new(
+        store: Arc<Store>,
+        counter: Arc<UnreadCounter>,
+        config: PushConfig,
+        policy: OutboundPolicy,
+    ) -> Self {
+        let shared =
+            Shared { store, counter, gateway: Gateway::new(policy), events: PushedEvents::default(), config };
+        Self { shared: Arc::new(shared), workers: Mutex::default(), started: Default::default() }
+    }
+
+    /// Whether a pusher URL is refused outright (see [`Gateway::check`]).
+    pub fn check_url(&self, url: &Url) -> std::result::Result<(), crate::outbound::Refused> {
+        self.shared.gateway.check(url)
+    }
+
+    /// Starts a worker for every stored HTTP pusher, each resuming where it got to. Only a
+    /// running server delivers; the CLI on a stopped server leaves its queues in the store.
+    pub fn start(&self) -> Result<()> {
+        self.started.store(true, std::sync::atomic::Ordering::SeqCst);
+        for record in self.shared.store.all_pushers()? {
+            self.spawn(record);
+        }
+        Ok(())
+    }
+
+    /// A pusher was set (or set again, which restarts it from now).
+    pub fn pusher_set(&self, record: PusherRecord) {
+        self.pusher_removed(&record.key);
+        if self.started.load(std::sync::atomic::Ordering::SeqCst) {
+            self.spawn(record);
+        }
+    }
+
+    /// A pusher is gone: its worker stops (dropping its channel ends the worker's wait).
+    pub fn pusher_removed(&self, key: &PusherKey) {
+        let mut workers = self.workers.lock().expect("never poisoned");
+        if let Some(list) = workers.get_mut(&key.user_id) {
+            list.retain(|(k, _)| k != key);
+            if list.is_empty() {
+                workers.remove(&key.user_id);
+            }
+        }
+    }
+
+    /// The event at `position` in `room` notifies `users`. Called after the event is durable
+    /// and before its position is visible (see the module docs).
+    pub fn notified<'a>(
+        &self,
+        room: &OwnedRoomId,
+        position: u64,
+        users: impl Iterator<Item = &'a OwnedUserId>,
+    ) {
+        let workers = self.workers.lock().expect("never poisoned");
+        if workers.is_empty() {
+            return;
+        }
+        for user in users {
+            for (_, tx) in workers.get(user).into_iter().flatten() {
+                let _ = tx.send(Wake::Notification(position, room.clone()));
+            }
+        }
+    }
+
+    /// The user's read receipts moved: their pushers update the badge.
+    pub fn receipt_moved(&self, user: &UserId) {
+        for (_, tx) in self.workers.lock().expect("never poisoned").get(user).into_iter().flatten() {
+            let _ = tx.send(Wake::Badge);
+        }
+    }
+
+    /// Sends each of the user's HTTP pushers a badge update with the current count, and
+    /// reports what each gateway answered (for `myelin pushers test`).
+    pub async fn test(&self, user: &UserId) -> Result<Vec<(PusherKey, TestOutcome)>> {
+        let badge = self.shared.counter.badge(&self.shared.store, user)?;
+        let mut outcomes = Vec::new();
+        for record in self.shared.store.pushers(user)? {
+            let Some((target, url)) = target(&record) else { continue };
+            let outcome =
+                self.shared.gateway.notify(&url, target.badge_notification(&record.state), Some(badge)).await;
+            outcomes.push((record.key, outcome));
+        }
+        Ok(outcomes)
+    }
+
+    fn spawn(&self, record: PusherRecord) {
+        let Some((target, url)) = target(&record) else { return };
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.workers
+            .lock()
+            .expect("never poisoned")
+            .entry(record.key.user_id.clone())
+            .or_default()
+            .push((record.key.clone(), tx));
+        let backlog_until = self.shared.store.visible_position();
+        let worker = Worker {
+            shared: self.shared.clone(),
+            target,
+            url,
+            state: record.state,
+            rx,
+            queue: BTreeSet::new(),
+            backlog_until,
+            badge_due: false,
+            last_badge: None,
+            retry: FIRST_RETRY,
+        };
+        tokio::spawn(worker.run());
+    }
+}
+
+/// An HTTP pusher's gateway and URL; `None` for other kinds, or a URL that no longer parses.
+fn target(record: &PusherRecord) -> Option<(Target, Url)> {
+    let pusher: Pusher = serde_json::from_value(record.pusher.clone()).ok()?;
+    let PusherKind::Http(data) = pusher.kind else { return None };
+    let url = Url::parse(&data.url).ok()?;
+    Some((Target { key: record.key.clone(), data }, url))
+}
+
+/// Whether a worker goes on.
+enum Next {
+    Continue,
+    Stop,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    target: Target,
+    url: Url,
+    state: PusherState,
+    rx: mpsc::UnboundedReceiver<Wake>,
+    /// Hinted notifications not delivered yet, in stream order.
+    queue: BTreeSet<(u64, OwnedRoomId)>,
+    /// Notifications up to this position may be missing from `queue` (at start, or after
+    /// it overflowed) and are read from the store.
+    backlog_until: u64,
+    badge_due: bool,
+    /// The badge count the gateway last got, so an unchanged one is not sent again.
+    last_badge: Option<u64>,
+    retry: Duration,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let mut visible = self.shared.store.watch_visible_position();
+        loop {
+            let upto = *visible.borrow_and_update();
+            // Every hint up to `upto` is in the channel by now.
+            while let Ok(wake) = self.rx.try_recv() {
+                self.take(wake);
+            }
+            match self.deliver_upto(upto).await {
+                Ok(Next::Continue) => {}
+                Ok(Next::Stop) => return,
+                Err(e) => {
+                    tracing::error!(pusher = ?self.target.key, error = %e, "push delivery failed; retrying");
+                    if let Next::Stop = self.pause().await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            let waiting_for_visibility = self.queue.first().is_some_and(|(position, _)| *position > upto);
+            tokio::select! {
+                wake = self.rx.recv() => match wake {
+                    Some(wake) => self.take(wake),
+                    None => return,
+                },
+                changed = visible.changed(), if waiting_for_visibility => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, wake: Wake) {
+        match wake {
+            Wake::Notification(position, room) => {
+                if position > self.state.delivered_upto {
+                    self.queue.insert((position, room));
+                }
+                if self.queue.len() > MAX_QUEUED {
+                    let newest = self.queue.last().map_or(0, |(position, _)| *position);
+                    self.backlog_until = self.backlog_until.max(newest);
+                    self.queue.clear();
+                }
+            }
+            Wake::Badge => self.badge_due = true,
+        }
+    }
+
+    /// Delivers what is queued up to `upto`, in order, then a due badge update.
+    async fn deliver_upto(&mut self, upto: u64) -> Result<Next> {
+        loop {
+            if self.state.delivered_upto < self.backlog_until.min(upto) {
+                self.read_backlog(upto)?;
+            }
+            let Some((position, room)) = self.queue.first().cloned().filter(|(p, _)| *p <= upto) else {
+                break;
+            };
+            if let Next::Stop = self.deliver(position, &room).await? {
+                return Ok(Next::Stop);
+            }
+            self.queue.remove(&(position, room));
+        }
+        if self.badge_due {
+            self.badge_due = false;
+            self.send_badge().await?;
+        }
+        Ok(Next::Continue)
+    }
+
+    /// Queues the oldest undelivered notifications from the store.
+    fn read_backlog(&mut self, upto: u64) -> Result<()> {
+        let store = &self.shared.store;
+        let user = &self.target.key.user_id;
+        let rooms: Vec<OwnedRoomId> = store.user_rooms(user)?.into_iter().map(|(room, _)| room).collect();
+        let found = store.notifications_after(user, &rooms, self.state.delivered_upto, upto, MAX_QUEUED)?;
+        if found.len() < MAX_QUEUED && upto >= self.backlog_until {
+            self.backlog_until = 0;
+        }
+        // What the backlog does not hold up to where it reached is not for this user.
+        let reached = if found.len() < MAX_QUEUED { upto } else { found.last().map_or(upto, |(p, _)| *p) };
+        self.queue.retain(|(position, _)| *position > reached);
+        self.queue.extend(found.into_iter().map(|(position, record)| (position, record.room_id)));
+        if self.queue.first().is_none_or(|(position, _)| *position > reached) {
+            self.state.delivered_upto = self.state.delivered_upto.max(reached);
+        }
+        Ok(())
+    }
+
+    /// Delivers one notification, retrying until the gateway takes it or it is given up.
+    async fn deliver(&mut self, position: u64, room: &OwnedRoomId) -> Result<Next> {
+        let shared = self.shared.clone();
+        let store = &shared.store;
+        let user = &self.target.key.user_id.clone();
+        if position <= self.state.delivered_upto {
+            return Ok(Next::Continue);
+        }
+        let record = store.notification_at(user, room, position)?;
+        // Read meanwhile (on another device), or gone: nothing to ring for.
+        let unread = match &record {
+            Some(record) => {
+                store.read_marks(user, room)?.read_upto(record.thread.as_deref().map(|t| t.as_str()))
+                    < position
+            }
+            None => false,
+        };
+        let event = match record.as_ref().filter(|_| unread) {
+            Some(record) => shared.events.get(store, &record.event_id)?,
+            None => None,
+        };
+        let (Some(record), Some(event)) = (record, event) else {
+            // Not persisted on its own: a restart just skips it again.
+            self.state.delivered_upto = position;
+            return Ok(Next::Continue);
+        };
+        loop {
+            if !store.pusher_exists(&self.target.key)? {
+                return Ok(Next::Stop);
+            }
+            let badge = shared.counter.badge(store, user)?;
+            let notification = self.target.event_notification(
+                &self.state,
+                &event,
+                &record.actions,
+                badge,
+                shared.config.include_content,
+            );
+            match shared.gateway.notify(&self.url, notification, None).await {
+                Ok(rejected) => {
+                    count("delivered");
+                    self.last_badge = Some(badge);
+                    return self.delivered(position, &rejected).await;
+                }
+                Err(e) => {
+                    let now = now_ms();
+                    let since = *self.state.failing_since.get_or_insert(now);
+                    if now.saturating_sub(since) >= shared.config.give_up_after_secs.saturating_mul(1000) {
+                        count("dropped");
+                        tracing::warn!(pusher = ?self.target.key, event = %event.event_id, error = %e,
+                            "push gateway failing for too long: notification dropped");
+                        self.state.delivered_upto = position;
+                        return self.save().await;
+                    }
+                    count("failed");
+                    if since == now {
+                        tracing::warn!(pusher = ?self.target.key, error = %e, "push gateway failed; retrying with backoff");
+                        if let Next::Stop = self.save().await? {
+                            return Ok(Next::Stop);
+                        }
+                    } else {
+                        tracing::debug!(pusher = ?self.target.key, error = %e, "push gateway still failing");
+                    }
+                    if let Next::Stop = self.pause().await {
+                        return Ok(Next::Stop);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After the gateway took the notification at `position`.
+    async fn delivered(&mut self, position: u64, rejected: &[String]) -> Result<Next> {
+        self.retry = FIRST_RETRY;
+        self.state.failing_since = None;
+        self.state.delivered_upto = position;
+        if rejected.contains(&self.target.key.pushkey) {
+            count("rejected");
+            tracing::info!(pusher = ?self.target.key, "the push gateway rejected the push key: pusher removed");
+            self.shared.store.remove_pusher(&self.target.key).await?;
+            return Ok(Next::Stop);
+        }
+        self.save().await
+    }
+
+    /// Persists the cursor; stops if the pusher was removed meanwhile.
+    async fn save(&mut self) -> Result<Next> {
+        Ok(match self.shared.store.set_pusher_state(&self.target.key, &self.state).await? {
+            true => Next::Continue,
+            false => Next::Stop,
+        })
+    }
+
+    /// Waits out the backoff, taking hints meanwhile; stops if the pusher is removed.
+    async fn pause(&mut self) -> Next {
+        let wait = tokio::time::sleep(self.retry);
+        tokio::pin!(wait);
+        self.retry = (self.retry * 2).min(LAST_RETRY);
+        loop {
+            tokio::select! {
+                () = &mut wait => return Next::Continue,
+                wake = self.rx.recv() => match wake {
+                    Some(wake) => self.take(wake),
+                    None => return Next::Stop,
+                },
+            }
+        }
+    }
+
+    /// Sends the badge if it changed since the gateway last heard it. Not retried: the next
+    /// notification carries the count anyway.
+    async fn send_badge(&mut self) -> Result<()> {
+        let badge = self.shared.counter.badge(&self.shared.store, &self.target.key.user_id)?;
+        if self.last_badge == Some(badge) {
+            return Ok(());
+        }
+        let notification = self.target.badge_notification(&self.state);
+        match self.shared.gateway.notify(&self.url, notification, Some(badge)).await {
+            Ok(_) => {
+                count("badge");
+                self.last_badge = Some(badge);
+            }
+            Err(e) => tracing::debug!(pusher = ?self.target.key, error = %e, "badge update failed"),
+        }
+        Ok(())
+    }
+}
+
+fn count(outcome: &'static str) {
+    metrics().pushes.get_or_create(&PushLabels { outcome }).inc();
+}
