@@ -43,6 +43,14 @@ pub enum Command {
     },
     /// Every report users made of events, rooms and users, oldest first.
     ReportList,
+    /// A user's pushers, with how far delivery to each has got.
+    PusherList {
+        user_id: OwnedUserId,
+    },
+    /// Sends each of a user's HTTP pushers a badge update and reports what the gateways said.
+    PusherTest {
+        user_id: OwnedUserId,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +65,33 @@ pub enum Reply {
     TokenRevoked { token: String },
     RoomEvent(StoredEventInfo),
     Reports { reports: Vec<FiledReport> },
+    Pushers { pushers: Vec<PusherSummary> },
+    PusherTests { results: Vec<PusherTestResult> },
+}
+
+/// One pusher, for operators.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PusherSummary {
+    pub app_id: String,
+    pub pushkey: String,
+    /// The pusher as the client set it (kind, data with the gateway URL, names).
+    pub pusher: JsonValue,
+    pub device_id: Option<String>,
+    /// Stream position up to which notifications were delivered.
+    pub delivered_upto: u64,
+    /// Since when (ms) deliveries fail, if they do.
+    pub failing_since: Option<u64>,
+}
+
+/// What one gateway answered to a test notification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PusherTestResult {
+    pub app_id: String,
+    pub pushkey: String,
+    /// `None`: delivered; otherwise why not.
+    pub error: Option<String>,
+    /// Whether the gateway rejected the push key (the pusher would be removed).
+    pub rejected: bool,
 }
 
 /// One stored event, for operators debugging a room.
@@ -158,5 +193,34 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
             })
         }
         Command::ReportList => Reply::Reports { reports: services.rooms.reports()? },
+        Command::PusherList { user_id } => Reply::Pushers {
+            pushers: services
+                .push
+                .pusher_records(&user_id)?
+                .into_iter()
+                .map(|record| PusherSummary {
+                    app_id: record.key.app_id,
+                    pushkey: record.key.pushkey,
+                    pusher: record.pusher,
+                    device_id: record.state.device_id.map(|d| d.to_string()),
+                    delivered_upto: record.state.delivered_upto,
+                    failing_since: record.state.failing_since,
+                })
+                .collect(),
+        },
+        Command::PusherTest { user_id } => Reply::PusherTests {
+            results: services
+                .push
+                .test_pushers(&user_id)
+                .await?
+                .into_iter()
+                .map(|(key, outcome)| PusherTestResult {
+                    rejected: outcome.as_ref().is_ok_and(|rejected| rejected.contains(&key.pushkey)),
+                    error: outcome.err().map(|e| e.to_string()),
+                    app_id: key.app_id,
+                    pushkey: key.pushkey,
+                })
+                .collect(),
+        },
     })
 }

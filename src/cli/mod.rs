@@ -15,7 +15,7 @@ use std::{
 };
 
 use clap::{Args, Parser, Subcommand};
-use ruma::{OwnedEventId, OwnedServerName};
+use ruma::{OwnedEventId, OwnedServerName, OwnedUserId};
 
 use crate::{
     admin::{self, Command},
@@ -71,6 +71,17 @@ enum Commands {
     /// What users reported to the administrators.
     #[command(subcommand, visible_alias = "reports")]
     Report(ReportCommand),
+    /// Users' pushers: where their phones' notifications go.
+    #[command(subcommand, visible_alias = "pusher")]
+    Pushers(PushersCommand),
+}
+
+#[derive(Subcommand)]
+enum PushersCommand {
+    /// List a user's pushers and how far delivery to each has got.
+    List { user_id: OwnedUserId },
+    /// Send each of a user's HTTP pushers a badge update and show what the gateways answered.
+    Test { user_id: OwnedUserId },
 }
 
 #[derive(Subcommand)]
@@ -190,6 +201,13 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         Commands::Room(RoomCommand::Event { event_id }) => {
             let prepared = Prepared { command: Command::RoomEvent { event_id }, generated_password: None };
             admin_command(&cli.config, &overrides, cli.json, prepared)
+        }
+        Commands::Pushers(command) => {
+            let command = match command {
+                PushersCommand::List { user_id } => Command::PusherList { user_id },
+                PushersCommand::Test { user_id } => Command::PusherTest { user_id },
+            };
+            admin_command(&cli.config, &overrides, cli.json, Prepared { command, generated_password: None })
         }
         Commands::Report(ReportCommand::List) => {
             let prepared = Prepared { command: Command::ReportList, generated_password: None };

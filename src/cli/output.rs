@@ -50,6 +50,36 @@ pub fn print(reply: &Reply, generated_password: Option<&str>, json: bool) {
             }
             println!("{}", serde_json::to_string_pretty(&event.pdu).expect("JSON values serialise"));
         }
+        Reply::Pushers { pushers } => {
+            if pushers.is_empty() {
+                println!("no pushers");
+            }
+            for pusher in pushers {
+                let kind = pusher.pusher["kind"].as_str().unwrap_or("?");
+                let url = pusher.pusher["data"]["url"].as_str().unwrap_or("-");
+                let failing = match pusher.failing_since {
+                    Some(since) => format!(", failing since {}", utc(since)),
+                    None => String::new(),
+                };
+                println!(
+                    "{} {} {kind} {url} (delivered up to {}{failing})",
+                    pusher.app_id, pusher.pushkey, pusher.delivered_upto
+                );
+            }
+        }
+        Reply::PusherTests { results } => {
+            if results.is_empty() {
+                println!("no http pushers");
+            }
+            for result in results {
+                let outcome = match (&result.error, result.rejected) {
+                    (Some(error), _) => format!("error: {error}"),
+                    (None, true) => "rejected: the gateway no longer accepts this push key".to_owned(),
+                    (None, false) => "ok".to_owned(),
+                };
+                println!("{} {}: {outcome}", result.app_id, result.pushkey);
+            }
+        }
         Reply::Reports { reports } => {
             if reports.is_empty() {
                 println!("no reports");
