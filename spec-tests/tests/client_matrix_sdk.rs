@@ -4,8 +4,9 @@
 //! redactions, typing, read receipts, the room named after its hero), images up and down
 //! with thumbnails through authenticated media, end-to-end encryption
 //! (Olm and Megolm, an encrypted attachment, a device added mid-conversation) decrypted on
-//! every side, and a second device that reads earlier encrypted history through recovery
-//! (secret storage, cross-signing) and the server-side key backup.
+//! every side, a second device that reads earlier encrypted history through recovery
+//! (secret storage, cross-signing) and the server-side key backup, and a pusher set through
+//! the SDK that brings a message to a push gateway.
 //!
 //! The SDK talks sync v2 (`/sync`) here: Element X itself also needs simplified sliding
 //! sync (MSC4186), which Myelin does not serve yet.
@@ -32,8 +33,11 @@ use matrix_sdk::{
     ruma::{
         OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt,
         api::client::{
-            filter::FilterDefinition, receipt::create_receipt::v3::ReceiptType,
-            room::create_room::v3::Request as CreateRoom, session::get_login_types::v3::LoginType,
+            filter::FilterDefinition,
+            push::{PusherIds, PusherInit, PusherKind},
+            receipt::create_receipt::v3::ReceiptType,
+            room::create_room::v3::Request as CreateRoom,
+            session::get_login_types::v3::LoginType,
             sync::sync_events::v3::Filter,
         },
         events::{
@@ -48,10 +52,11 @@ use matrix_sdk::{
                 message::{ImageMessageEventContent, MessageType, RoomMessageEventContent},
             },
         },
+        push::{HttpPusherData, PushFormat},
         serde::Raw,
     },
 };
-use spec_tests::{Server, Value, enc, json};
+use spec_tests::{Server, Value, enc, json, push_gateway::PushGateway};
 
 /// How long any one expected effect may take to show up on the other side.
 const WAIT: Duration = Duration::from_secs(30);
@@ -714,4 +719,45 @@ async fn sdk_clients_on_two_servers_exchange_end_to_end_encrypted_messages() {
 
     send_text(&bob, &bob_room, "and one back").await;
     wait_for_decrypted(&alice, &room_id, &bob, "and one back").await;
+}
+
+/// A phone's pusher, set through the SDK as Element X sets it (`event_id_only`, since the
+/// app fetches and decrypts the event itself), brings an encrypted message to the push
+/// gateway: the server cannot read it, but the phone must still ring.
+#[tokio::test]
+async fn a_pusher_set_through_the_sdk_brings_an_encrypted_message_to_the_push_gateway() {
+    // Test servers may call the test's gateway on loopback only because this opens it.
+    let server = Server::start_with_config("[outbound]\nallowed_networks = [\"127.0.0.0/8\"]\n").await;
+    let gateway = PushGateway::start().await;
+    register(&server, "alice").await;
+    register(&server, "bob").await;
+    let alice = login(&server, "alice").await;
+    let bob = login(&server, "bob").await;
+    let room = create_room(&alice, &[&bob], true).await;
+    join(&bob, &alice, &room).await;
+
+    let mut data = HttpPusherData::new(gateway.url());
+    data.format = Some(PushFormat::EventIdOnly);
+    data.data.insert("default_payload".to_owned(), json!({"aps": {"mutable-content": 1}}));
+    let pusher = PusherInit {
+        ids: PusherIds::new("bob-phone-token".to_owned(), "io.element.elementx".to_owned()),
+        kind: PusherKind::Http(data),
+        app_display_name: "Element X".to_owned(),
+        device_display_name: "Bob's phone".to_owned(),
+        profile_tag: None,
+        lang: "en".to_owned(),
+    };
+    bounded("POST /pushers/set", bob.client.pusher().set(pusher.into()))
+        .await
+        .unwrap_or_else(|e| panic!("POST /pushers/set: {e}"));
+
+    let sent = send_text(&alice, &room, "ring, phone").await;
+    let notification = gateway.wait_for_events(1, WAIT).await.remove(0);
+    assert_eq!(notification["event_id"], sent.as_str(), "{notification:#}");
+    assert_eq!(notification["room_id"], room.room_id().as_str());
+    assert_eq!(notification["counts"]["unread"], 1, "{notification:#}");
+    let device = &notification["devices"][0];
+    assert_eq!(device["app_id"], "io.element.elementx");
+    assert_eq!(device["pushkey"], "bob-phone-token");
+    assert_eq!(device["data"]["default_payload"], json!({"aps": {"mutable-content": 1}}), "{device}");
 }
