@@ -1,13 +1,19 @@
 //! One request to a push gateway: `POST /_matrix/push/v1/notify` (the push gateway API),
 //! through the outbound guard.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use reqwest::Url;
 use ruma::api::{
     IncomingResponseExt, OutgoingRequestExt,
     push_gateway::send_event_notification::v1::{Notification, Request, Response},
 };
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::outbound::{OutboundHttp, OutboundPolicy, Refused};
 
@@ -16,6 +22,16 @@ pub const NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
 
 /// A gateway slower than this is treated as down, and retried.
 const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Requests in flight to one gateway. Most users of a server share a handful of gateways
+/// (their apps' push services), so one message in a big room sends hundreds of requests to
+/// the same one at once: without a limit each would open its own connection, and most of
+/// those would be closed again, since the HTTP client keeps only so many idle. Within the
+/// limit, the same connections are reused message after message.
+const IN_FLIGHT_PER_GATEWAY: usize = 32;
+
+/// Origins remembered with their limits before unused ones are forgotten.
+const REMEMBERED_GATEWAYS: usize = 1024;
 
 /// Why a notification did not reach the gateway.
 #[derive(Debug)]
@@ -40,11 +56,29 @@ impl std::fmt::Display for GatewayError {
 
 pub struct Gateway {
     http: OutboundHttp,
+    /// Each gateway origin's limit on requests in flight.
+    in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Gateway {
     pub fn new(policy: OutboundPolicy) -> Self {
-        Self { http: OutboundHttp::new(policy, TIMEOUT) }
+        Self { http: OutboundHttp::new(policy, TIMEOUT), in_flight: Mutex::default() }
+    }
+
+    /// Waits for a turn to send to `origin`.
+    async fn turn(&self, origin: &str) -> OwnedSemaphorePermit {
+        let limit = {
+            let mut limits = self.in_flight.lock().expect("never poisoned");
+            if limits.len() >= REMEMBERED_GATEWAYS {
+                // Forget the origins nobody is sending to (only the map holds them).
+                limits.retain(|_, limit| Arc::strong_count(limit) > 1);
+            }
+            limits
+                .entry(origin.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(IN_FLIGHT_PER_GATEWAY)))
+                .clone()
+        };
+        limit.acquire_owned().await.expect("the semaphore is never closed")
     }
 
     /// Whether requests to `url` are refused outright (an IP-literal host outside what the
@@ -73,12 +107,14 @@ impl Gateway {
         };
         let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
             .map_err(|e| GatewayError::Failed(format!("cannot build the request: {e}")))?;
+        let turn = self.turn(&base).await;
         let response = client.execute(request).await.map_err(|e| match refusal(&e) {
             Some(refused) => GatewayError::Refused(refused.clone()),
             None => GatewayError::Unreachable(error_chain(&e)),
         })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| GatewayError::Unreachable(error_chain(&e)))?;
+        drop(turn);
         if !status.is_success() {
             let excerpt: String = String::from_utf8_lossy(&body).chars().take(200).collect();
             return Err(GatewayError::Failed(format!("{status}: {excerpt}")));
