@@ -149,6 +149,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     );
 
     let _ = std::fs::remove_file(&socket_path);
+    services.push.finish_delivery().map_err(|e| format!("cannot record push delivery: {e}"))?;
     store.flush().map_err(|e| format!("final flush failed: {e}"))?;
     tracing::info!("stopped");
     Ok(())

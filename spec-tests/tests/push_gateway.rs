@@ -306,15 +306,34 @@ async fn notifications_queued_for_a_down_gateway_survive_kill_9() {
     assert_eq!(ids, sent, "each queued notification once, in order");
 
     // What the gateway acknowledged is not sent again after another restart. (Without the
-    // pause, the last one may be sent again: the crash can come between the gateway's
-    // answer and the cursor's write.)
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // pause, the last ones may be sent again: cursors reach the disk within about a second.)
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     server.kill9();
     server.restart().await;
     let later = alice.send_text(&room, "after the second restart").await;
     let arrived = gateway.wait_for_events(4, WAIT).await;
     assert_eq!(arrived.len(), 4, "{arrived:#?}");
     assert_eq!(arrived[3]["event_id"], later.as_str());
+}
+
+#[tokio::test]
+async fn a_clean_restart_right_after_delivery_sends_nothing_twice() {
+    let mut server = Server::start_with_config(OPEN_LOOPBACK).await;
+    let gateway = PushGateway::start().await;
+    let (alice, bob, room) = lounge(&server, 0).await;
+    set_pusher(&bob, &pusher(&gateway.url(), "bob-phone", json!({}))).await;
+    alice.send_text(&room, "before the restart").await;
+    gateway.wait_for_events(1, WAIT).await;
+
+    // Cursors are written in batches; stopping cleanly writes the last one.
+    assert!(server.stop().await.success());
+    server.restart().await;
+    let later = alice.send_text(&room, "after the restart").await;
+    gateway.wait_for_events(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = gateway.received();
+    assert_eq!(received.len(), 2, "{received:#?}");
+    assert_eq!(received[1]["event_id"], later.as_str());
 }
 
 #[tokio::test]

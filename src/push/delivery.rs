@@ -4,15 +4,19 @@
 //! Nothing is copied to queue a push. A pusher's queue is the user's notification records
 //! (written with each event, in its flush) after the pusher's cursor, `delivered_upto`,
 //! which moves only once the gateway has answered. So a restart — even `kill -9` — resumes
-//! from the store: nothing acknowledged to the gateway is sent again, nothing else is lost
-//! (the one request in flight at the crash may be repeated; gateways de-duplicate by event
-//! id, as the push gateway API expects).
+//! from the store and loses nothing. Cursors are written together, every
+//! [`CURSOR_WRITE_INTERVAL`], not one by one: one message in a room of a thousand moves a
+//! thousand cursors, and a store write for each cost three times the rest of the delivery.
+//! A crash may therefore repeat the notifications of its last second or so; apps show one
+//! notification per event id, so a repeat replaces itself.
 //!
-//! While the server runs, a sender only drops a hint — (position, room) — into the channel
-//! of each recipient's pushers and returns: nobody's send waits for a gateway. Hints are
-//! dropped before the event's position becomes visible, so once a worker sees position `p`
-//! visible it holds every hint up to `p` and can deliver in stream order. A worker that
-//! falls far behind forgets its hints and reads them back from the store.
+//! While the server runs, a sender only leaves a hint — (position, room, recipients) — and
+//! returns: nobody's send waits for a gateway. Hints are left before the event's position
+//! becomes visible; a dispatcher hands them to the recipients' workers once it is, in
+//! stream order, so a worker delivers in order without waiting for anything. Waking the
+//! workers only then also keeps a thousand of them from running ahead of the sender's own
+//! response. A worker that falls far behind forgets its hints and reads them back from the
+//! store.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -45,6 +49,8 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LAST_RETRY: Duration = Duration::from_secs(60 * 60);
 /// Hints a worker keeps in memory; beyond them it reads its backlog from the store.
 const MAX_QUEUED: usize = 1000;
+/// How often the cursors that moved are written to the store.
+const CURSOR_WRITE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// What wakes a pusher's worker.
 enum Wake {
@@ -57,6 +63,43 @@ enum Wake {
 /// A running worker: which pusher it delivers to, and its wake-up channel.
 type WorkerHandle = (PusherKey, mpsc::UnboundedSender<Wake>);
 
+/// An event's position, room, and the users it notifies.
+type Hint = (u64, OwnedRoomId, Vec<OwnedUserId>);
+
+/// Where hints go: each user's running workers.
+#[derive(Default)]
+struct Router {
+    /// Each user's running workers; empty until [`Delivery::start`].
+    workers: Mutex<HashMap<OwnedUserId, Vec<WorkerHandle>>>,
+    /// Hints for positions that are not visible yet.
+    waiting: Mutex<Vec<Hint>>,
+}
+
+impl Router {
+    /// Hands the waiting hints up to `visible` to the workers, in stream order.
+    fn dispatch(&self, visible: u64) {
+        let mut ready: Vec<Hint> = {
+            let mut waiting = self.waiting.lock().expect("never poisoned");
+            if waiting.is_empty() {
+                return;
+            }
+            let (ready, later) =
+                std::mem::take(&mut *waiting).into_iter().partition(|(p, _, _)| *p <= visible);
+            *waiting = later;
+            ready
+        };
+        ready.sort_by_key(|(position, _, _)| *position);
+        let workers = self.workers.lock().expect("never poisoned");
+        for (position, room, users) in ready {
+            for user in users {
+                for (_, tx) in workers.get(&user).into_iter().flatten() {
+                    let _ = tx.send(Wake::Notification(position, room.clone()));
+                }
+            }
+        }
+    }
+}
+
 /// Everything the workers share.
 struct Shared {
     store: Arc<Store>,
@@ -64,12 +107,25 @@ struct Shared {
     gateway: Gateway,
     events: PushedEvents,
     config: PushConfig,
+    /// Cursors moved since they were last written.
+    moved_cursors: Mutex<HashMap<PusherKey, PusherState>>,
+}
+
+impl Shared {
+    /// Writes the cursors that moved.
+    fn write_cursors(&self) -> Result<()> {
+        let moved: Vec<_> =
+            std::mem::take(&mut *self.moved_cursors.lock().expect("never poisoned")).into_iter().collect();
+        if moved.is_empty() {
+            return Ok(());
+        }
+        Ok(self.store.set_pusher_states(&moved)?)
+    }
 }
 
 pub struct Delivery {
     shared: Arc<Shared>,
-    /// Each user's running workers; empty until [`Delivery::start`].
-    workers: Mutex<HashMap<OwnedUserId, Vec<WorkerHandle>>>,
+    router: Arc<Router>,
     started: std::sync::atomic::AtomicBool,
 }
 
@@ -83,9 +139,15 @@ impl Delivery {
         config: PushConfig,
         policy: OutboundPolicy,
     ) -> Self {
-        let shared =
-            Shared { store, counter, gateway: Gateway::new(policy), events: PushedEvents::default(), config };
-        Self { shared: Arc::new(shared), workers: Mutex::default(), started: Default::default() }
+        let shared = Shared {
+            store,
+            counter,
+            gateway: Gateway::new(policy),
+            events: PushedEvents::default(),
+            config,
+            moved_cursors: Mutex::default(),
+        };
+        Self { shared: Arc::new(shared), router: Arc::default(), started: Default::default() }
     }
 
     /// Whether a pusher URL is refused outright (see [`Gateway::check`]).
@@ -100,7 +162,29 @@ impl Delivery {
         for record in self.shared.store.all_pushers()? {
             self.spawn(record);
         }
+        let (router, mut visible) = (self.router.clone(), self.shared.store.watch_visible_position());
+        tokio::spawn(async move {
+            while visible.changed().await.is_ok() {
+                let upto = *visible.borrow_and_update();
+                router.dispatch(upto);
+            }
+        });
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(CURSOR_WRITE_INTERVAL);
+            loop {
+                every.tick().await;
+                if let Err(e) = shared.write_cursors() {
+                    tracing::error!(error = %e, "cannot record how far push delivery got");
+                }
+            }
+        });
         Ok(())
+    }
+
+    /// Writes the cursors not written yet: on shutdown, so a clean restart repeats nothing.
+    pub fn write_cursors(&self) -> Result<()> {
+        self.shared.write_cursors()
     }
 
     /// A pusher was set (or set again, which restarts it from now).
@@ -111,9 +195,13 @@ impl Delivery {
         }
     }
 
-    /// A pusher is gone: its worker stops (dropping its channel ends the worker's wait).
+    /// A pusher is gone: its worker stops (dropping its channel ends the worker's wait), and
+    /// its cursor is not written again: a pusher set anew starts from its own.
     pub fn pusher_removed(&self, key: &PusherKey) {
-        let mut workers = self.workers.lock().expect("never poisoned");
+        // Held while the channel closes, so the worker's `save` sees it closed or is undone.
+        let mut moved = self.shared.moved_cursors.lock().expect("never poisoned");
+        moved.remove(key);
+        let mut workers = self.router.workers.lock().expect("never poisoned");
         if let Some(list) = workers.get_mut(&key.user_id) {
             list.retain(|(k, _)| k != key);
             if list.is_empty() {
@@ -124,26 +212,16 @@ impl Delivery {
 
     /// The event at `position` in `room` notifies `users`. Called after the event is durable
     /// and before its position is visible (see the module docs).
-    pub fn notified<'a>(
-        &self,
-        room: &OwnedRoomId,
-        position: u64,
-        users: impl Iterator<Item = &'a OwnedUserId>,
-    ) {
-        let workers = self.workers.lock().expect("never poisoned");
-        if workers.is_empty() {
+    pub fn notified(&self, room: &OwnedRoomId, position: u64, users: Vec<OwnedUserId>) {
+        if users.is_empty() || self.router.workers.lock().expect("never poisoned").is_empty() {
             return;
         }
-        for user in users {
-            for (_, tx) in workers.get(user).into_iter().flatten() {
-                let _ = tx.send(Wake::Notification(position, room.clone()));
-            }
-        }
+        self.router.waiting.lock().expect("never poisoned").push((position, room.clone(), users));
     }
 
     /// The user's read receipts moved: their pushers update the badge.
     pub fn receipt_moved(&self, user: &UserId) {
-        for (_, tx) in self.workers.lock().expect("never poisoned").get(user).into_iter().flatten() {
+        for (_, tx) in self.router.workers.lock().expect("never poisoned").get(user).into_iter().flatten() {
             let _ = tx.send(Wake::Badge);
         }
     }
@@ -165,7 +243,8 @@ impl Delivery {
     fn spawn(&self, record: PusherRecord) {
         let Some((target, url)) = target(&record) else { return };
         let (tx, rx) = mpsc::unbounded_channel();
-        self.workers
+        self.router
+            .workers
             .lock()
             .expect("never poisoned")
             .entry(record.key.user_id.clone())
@@ -221,14 +300,11 @@ struct Worker {
 
 impl Worker {
     async fn run(mut self) {
-        let mut visible = self.shared.store.watch_visible_position();
         loop {
-            let upto = *visible.borrow_and_update();
-            // Every hint up to `upto` is in the channel by now.
             while let Ok(wake) = self.rx.try_recv() {
                 self.take(wake);
             }
-            match self.deliver_upto(upto).await {
+            match self.deliver_queued().await {
                 Ok(Next::Continue) => {}
                 Ok(Next::Stop) => return,
                 Err(e) => {
@@ -239,17 +315,9 @@ impl Worker {
                     continue;
                 }
             }
-            let waiting_for_visibility = self.queue.first().is_some_and(|(position, _)| *position > upto);
-            tokio::select! {
-                wake = self.rx.recv() => match wake {
-                    Some(wake) => self.take(wake),
-                    None => return,
-                },
-                changed = visible.changed(), if waiting_for_visibility => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
+            match self.rx.recv().await {
+                Some(wake) => self.take(wake),
+                None => return,
             }
         }
     }
@@ -270,15 +338,17 @@ impl Worker {
         }
     }
 
-    /// Delivers what is queued up to `upto`, in order, then a due badge update.
-    async fn deliver_upto(&mut self, upto: u64) -> Result<Next> {
+    /// Delivers what is queued (every hint a worker gets is for a visible position), in
+    /// order, then a due badge update.
+    async fn deliver_queued(&mut self) -> Result<Next> {
         loop {
+            // Read again each time: hints taken while a delivery was retried are for
+            // positions that became visible meanwhile.
+            let upto = self.shared.store.visible_position();
             if self.state.delivered_upto < self.backlog_until.min(upto) {
                 self.read_backlog(upto)?;
             }
-            let Some((position, room)) = self.queue.first().cloned().filter(|(p, _)| *p <= upto) else {
-                break;
-            };
+            let Some((position, room)) = self.queue.first().cloned() else { break };
             if let Next::Stop = self.deliver(position, &room).await? {
                 return Ok(Next::Stop);
             }
@@ -362,14 +432,13 @@ impl Worker {
                         tracing::warn!(pusher = ?self.target.key, event = %event.event_id, error = %e,
                             "push gateway failing for too long: notification dropped");
                         self.state.delivered_upto = position;
-                        return self.save().await;
+                        self.save();
+                        return Ok(Next::Continue);
                     }
                     count("failed");
                     if since == now {
                         tracing::warn!(pusher = ?self.target.key, error = %e, "push gateway failed; retrying with backoff");
-                        if let Next::Stop = self.save().await? {
-                            return Ok(Next::Stop);
-                        }
+                        self.save();
                     } else {
                         tracing::debug!(pusher = ?self.target.key, error = %e, "push gateway still failing");
                     }
@@ -392,15 +461,17 @@ impl Worker {
             self.shared.store.remove_pusher(&self.target.key).await?;
             return Ok(Next::Stop);
         }
-        self.save().await
+        self.save();
+        Ok(Next::Continue)
     }
 
-    /// Persists the cursor; stops if the pusher was removed meanwhile.
-    async fn save(&mut self) -> Result<Next> {
-        Ok(match self.shared.store.set_pusher_state(&self.target.key, &self.state).await? {
-            true => Next::Continue,
-            false => Next::Stop,
-        })
+    /// Records the cursor, to be written with the others, unless the pusher was removed or
+    /// replaced meanwhile (see [`Delivery::pusher_removed`]).
+    fn save(&self) {
+        let mut moved = self.shared.moved_cursors.lock().expect("never poisoned");
+        if !self.rx.is_closed() {
+            moved.insert(self.target.key.clone(), self.state.clone());
+        }
     }
 
     /// Waits out the backoff, taking hints meanwhile; stops if the pusher is removed.

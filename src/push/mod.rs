@@ -94,6 +94,11 @@ impl Push {
         self.delivery.start()
     }
 
+    /// Records how far delivery got, before the server stops.
+    pub fn finish_delivery(&self) -> Result<()> {
+        self.delivery.write_cursors()
+    }
+
     /// The user's rules: what they stored, or the server defaults.
     pub fn ruleset(&self, user: &UserId) -> Result<Ruleset> {
         match self.store.account_data(user, None, RULES_TYPE)? {
@@ -185,8 +190,8 @@ impl Push {
 
     /// Hands a durable event's notifications to the recipients' pushers; returns at once.
     /// Call before the event's position becomes visible (see [`delivery`]).
-    pub fn deliver(&self, room: &OwnedRoomId, position: u64, recipients: &[OwnedUserId]) {
-        self.delivery.notified(room, position, recipients.iter());
+    pub fn deliver(&self, room: &OwnedRoomId, position: u64, recipients: Vec<OwnedUserId>) {
+        self.delivery.notified(room, position, recipients);
     }
 
     /// A local user's read receipt moved: their phones' badges follow.

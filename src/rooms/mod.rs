@@ -443,7 +443,7 @@ impl Rooms {
         }
         self.outbox.wake(destinations);
         // Before the position is visible: pushers deliver in stream order (push::delivery).
-        self.push.deliver(&room.room_id, position, &notified);
+        self.push.deliver(&room.room_id, position, notified);
         self.store.settle_event(position)?;
         // Only now may syncs see the event: its unread counts are recorded with it.
         drop(guard);

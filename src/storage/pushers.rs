@@ -118,19 +118,22 @@ impl Store {
         Ok(existed)
     }
 
-    /// Records how far delivery got, if the pusher still exists (it may have been removed
-    /// while a notification was on its way); `false` if it does not. Durable on return: a
-    /// restart resumes after what the gateway acknowledged.
-    pub async fn set_pusher_state(&self, key: &PusherKey, state: &PusherState) -> Result<bool> {
-        let exists = flatten((&self.pushers, &self.pusher_state).transaction(|(pushers, states)| {
-            if pushers.get(key.bytes())?.is_none() {
-                return TxResult::Ok(false);
+    /// Records how far delivery got for each pusher that still exists (one may have been
+    /// removed while a notification was on its way), in one write.
+    ///
+    /// Not flushed on its own: cursors move with every notification, and delivery batches
+    /// them (see `push::delivery`); the store's periodic flush (every second) or the next
+    /// durable write carries them, so a crash can repeat recently delivered notifications,
+    /// and never lose one.
+    pub fn set_pusher_states(&self, states: &[(PusherKey, PusherState)]) -> Result<()> {
+        flatten((&self.pushers, &self.pusher_state).transaction(|(pushers, stored)| {
+            for (key, state) in states {
+                if pushers.get(key.bytes())?.is_some() {
+                    stored.insert(key.bytes(), encode(state))?;
+                }
             }
-            states.insert(key.bytes(), encode(state))?;
-            TxResult::Ok(true)
-        }))?;
-        self.durable().await?;
-        Ok(exists)
+            TxResult::Ok(())
+        }))
     }
 
     /// A user's pushers.
