@@ -6,6 +6,7 @@
 
 mod matrix;
 mod process;
+mod push;
 mod scenarios;
 mod sliding;
 mod stats;
@@ -30,8 +31,8 @@ struct Args {
     #[arg(long)]
     pid: Option<u32>,
     /// Scenarios to run (comma-separated): ceiling, send, fanout, initial, rooms, idle,
-    /// sliding.
-    #[arg(long, default_value = "ceiling,send,fanout,initial,rooms,idle,sliding")]
+    /// sliding, push.
+    #[arg(long, default_value = "ceiling,send,fanout,initial,rooms,idle,sliding,push")]
     only: String,
     /// Users in the one-room send test (U).
     #[arg(long, default_value_t = 50)]
@@ -75,6 +76,15 @@ struct Args {
     /// Idle sliding sync connections (each having seen every room) whose memory is measured.
     #[arg(long, default_value_t = 200)]
     sliding_idle: usize,
+    /// Members of the push fan-out room, each with a pusher but the sender.
+    #[arg(long, default_value_t = 1000)]
+    push_members: usize,
+    /// Messages sent in the push fan-out room (before and again after the pushers are set).
+    #[arg(long, default_value_t = 20)]
+    push_messages: usize,
+    /// Milliseconds between push fan-out messages.
+    #[arg(long, default_value_t = 500)]
+    push_pace_ms: u64,
 }
 
 #[tokio::main]
@@ -123,6 +133,16 @@ async fn main() -> Result<(), String> {
                 )
                 .await?
             }
+            "push" => {
+                push::push_fan_out(
+                    &target,
+                    args.push_members,
+                    args.push_messages,
+                    Duration::from_millis(args.push_pace_ms),
+                    args.pid,
+                )
+                .await?
+            }
             other => return Err(format!("unknown scenario {other}")),
         };
         let mut result = result;
@@ -142,6 +162,9 @@ async fn main() -> Result<(), String> {
     println!("{}", markdown_row(&report));
     if let Some(sliding) = report.get("sliding") {
         println!("{}", sliding::markdown_row(report["label"].as_str().unwrap_or("?"), sliding));
+    }
+    if let Some(push) = report.get("push") {
+        println!("{}", push::markdown_row(report["label"].as_str().unwrap_or("?"), push));
     }
     Ok(())
 }

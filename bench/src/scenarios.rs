@@ -31,6 +31,34 @@ impl Target {
         }
         Ok(users)
     }
+
+    /// Like [`Target::users`], with up to `in_flight` registrations at once: password
+    /// hashing makes registration slow on every server, and some scenarios need a thousand.
+    pub async fn users_concurrently(
+        &self,
+        label: &str,
+        n: usize,
+        in_flight: usize,
+    ) -> Result<Vec<User>, String> {
+        let http = http_client(in_flight);
+        let permits = Arc::new(tokio::sync::Semaphore::new(in_flight));
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            let permit = permits.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+            let (http, base) = (http.clone(), self.base.clone());
+            let (name, password) = (format!("{}{label}{i}", self.prefix), self.password.clone());
+            tasks.push(tokio::spawn(async move {
+                let user = register(&http, &base, &name, &password).await;
+                drop(permit);
+                user
+            }));
+        }
+        let mut users = Vec::with_capacity(n);
+        for task in tasks {
+            users.push(task.await.map_err(|e| e.to_string())??);
+        }
+        Ok(users)
+    }
 }
 
 /// Requests per second the generator itself manages on a trivial endpoint.
