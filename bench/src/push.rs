@@ -27,40 +27,48 @@ struct Arrivals {
     badges: usize,
 }
 
-/// A push gateway on a free loopback port that accepts everything and notes arrivals.
+/// A push gateway on a free loopback port that accepts everything and notes arrivals. It
+/// runs on a thread of its own, as a real gateway runs elsewhere: on the generator's
+/// runtime, its thousand requests would queue ahead of the sender's responses and show as
+/// send latency.
 async fn start_gateway() -> Result<(SocketAddr, Arc<Mutex<Arrivals>>), String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     let arrivals: Arc<Mutex<Arrivals>> = Arc::default();
     let seen = arrivals.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        let body =
-                            request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        let at = Instant::now();
-                        let notification: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                        let mut seen = seen.lock().unwrap();
-                        match notification["notification"]["event_id"].as_str() {
-                            Some(id) => seen.events.push((id.to_owned(), at)),
-                            None => seen.badges += 1,
-                        }
-                        let reply = Response::builder()
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from_static(br#"{"rejected":[]}"#)))
-                            .expect("a static response");
-                        Ok::<_, Infallible>(reply)
-                    }
-                });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-            });
-        }
-    });
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    std::thread::spawn(move || runtime.block_on(serve_gateway(listener, seen)));
     Ok((address, arrivals))
+}
+
+async fn serve_gateway(listener: std::net::TcpListener, seen: Arc<Mutex<Arrivals>>) {
+    let Ok(listener) = TcpListener::from_std(listener) else { return };
+    while let Ok((stream, _)) = listener.accept().await {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                let seen = seen.clone();
+                async move {
+                    let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let at = Instant::now();
+                    let notification: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let mut seen = seen.lock().unwrap();
+                    match notification["notification"]["event_id"].as_str() {
+                        Some(id) => seen.events.push((id.to_owned(), at)),
+                        None => seen.badges += 1,
+                    }
+                    let reply = Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from_static(br#"{"rejected":[]}"#)))
+                        .expect("a static response");
+                    Ok::<_, Infallible>(reply)
+                }
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
 }
 
 /// Runs `f` over `items` with at most `limit` in flight.

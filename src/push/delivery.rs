@@ -7,8 +7,8 @@
 //! from the store and loses nothing. Cursors are written together, every
 //! [`CURSOR_WRITE_INTERVAL`], not one by one: one message in a room of a thousand moves a
 //! thousand cursors, and a store write for each cost three times the rest of the delivery.
-//! A crash may therefore repeat the notifications of its last second or so; apps show one
-//! notification per event id, so a repeat replaces itself.
+//! A crash may therefore repeat the notifications of its last quarter second or so; apps
+//! show one notification per event id, so a repeat replaces itself.
 //!
 //! While the server runs, a sender only leaves a hint — (position, room, recipients) — and
 //! returns: nobody's send waits for a gateway. Hints are left before the event's position
@@ -112,14 +112,24 @@ struct Shared {
 }
 
 impl Shared {
-    /// Writes the cursors that moved.
-    fn write_cursors(&self) -> Result<()> {
+    /// Writes the cursors that moved; `false` if none had.
+    fn write_cursors(&self) -> Result<bool> {
         let moved: Vec<_> =
             std::mem::take(&mut *self.moved_cursors.lock().expect("never poisoned")).into_iter().collect();
         if moved.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
-        Ok(self.store.set_pusher_states(&moved)?)
+        self.store.set_pusher_states(&moved)?;
+        Ok(true)
+    }
+
+    /// Writes the cursors that moved and flushes them at once, so that the next send's
+    /// flush does not have them to write.
+    async fn write_cursors_durably(&self) -> Result<()> {
+        if self.write_cursors()? {
+            self.store.durable().await?;
+        }
+        Ok(())
     }
 }
 
@@ -174,7 +184,7 @@ impl Delivery {
             let mut every = tokio::time::interval(CURSOR_WRITE_INTERVAL);
             loop {
                 every.tick().await;
-                if let Err(e) = shared.write_cursors() {
+                if let Err(e) = shared.write_cursors_durably().await {
                     tracing::error!(error = %e, "cannot record how far push delivery got");
                 }
             }
@@ -184,7 +194,7 @@ impl Delivery {
 
     /// Writes the cursors not written yet: on shutdown, so a clean restart repeats nothing.
     pub fn write_cursors(&self) -> Result<()> {
-        self.shared.write_cursors()
+        self.shared.write_cursors().map(|_| ())
     }
 
     /// A pusher was set (or set again, which restarts it from now).

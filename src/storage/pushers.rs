@@ -121,10 +121,8 @@ impl Store {
     /// Records how far delivery got for each pusher that still exists (one may have been
     /// removed while a notification was on its way), in one write.
     ///
-    /// Not flushed on its own: cursors move with every notification, and delivery batches
-    /// them (see `push::delivery`); the store's periodic flush (every second) or the next
-    /// durable write carries them, so a crash can repeat recently delivered notifications,
-    /// and never lose one.
+    /// Not flushed: cursors move with every notification, and delivery batches them and
+    /// decides when they reach the disk (see `push::delivery`).
     pub fn set_pusher_states(&self, states: &[(PusherKey, PusherState)]) -> Result<()> {
         flatten((&self.pushers, &self.pusher_state).transaction(|(pushers, stored)| {
             for (key, state) in states {
