@@ -36,7 +36,7 @@ async fn put_alias(
     services: Arc<Services>,
     req: Req<create_alias::v3::Request>,
 ) -> Result<create_alias::v3::Response, ApiError> {
-    services.rooms.check_can_read(&req.body.room_id, &req.auth.user_id)?;
+    services.rooms.reader(&req.body.room_id, &req.auth.user_id)?.require_present()?;
     match services.rooms.create_alias(&req.body.room_alias, &req.body.room_id, &req.auth.user_id).await {
         Ok(()) => Ok(create_alias::v3::Response::new()),
         // The spec answers a taken alias here with 409 `M_UNKNOWN` (createRoom uses M_ROOM_IN_USE).
@@ -67,7 +67,7 @@ async fn room_aliases(
     services: Arc<Services>,
     req: Req<aliases::v3::Request>,
 ) -> Result<aliases::v3::Response, ApiError> {
-    services.rooms.check_can_read(&req.body.room_id, &req.auth.user_id)?;
+    services.rooms.reader(&req.body.room_id, &req.auth.user_id)?.require_present()?;
     Ok(aliases::v3::Response::new(services.rooms.room_aliases(&req.body.room_id)?))
 }
 

@@ -30,7 +30,7 @@ use crate::{
         ApiError,
         router::{Req, Router},
     },
-    rooms::{Event, Events, RelationFilter},
+    rooms::{Event, Events, Reader, RelationFilter},
     services::Services,
     sync::{SyncToken, filter},
 };
@@ -118,9 +118,9 @@ async fn event(
     req: Req<get_room_event::v3::Request>,
 ) -> Result<get_room_event::v3::Response, ApiError> {
     let body = req.body;
-    services.rooms.check_can_read_history(&body.room_id, &req.auth.user_id)?;
+    let mut reader = services.rooms.reader(&body.room_id, &req.auth.user_id)?;
     let event = event_in_room(&services, &body.room_id, &body.event_id)?;
-    services.rooms.visibility(&body.room_id, &req.auth.user_id)?.require(&event)?;
+    reader.require(&event)?;
     Ok(get_room_event::v3::Response::new(client_event(&services, &req.auth, &event)?))
 }
 
@@ -132,16 +132,22 @@ struct Walk {
     limit: usize,
 }
 
-/// Collects up to `limit` visible events that pass `filter`, walking from `from` in one
-/// direction and stopping at the `to` position. Returns them with the token after the last.
+/// Collects up to `limit` events visible to `reader` that pass `filter`, walking from
+/// `from` in one direction and stopping at the `to` position (or where the reader's view of
+/// the room ends). Returns them with the token after the last.
 fn walk(
     services: &Services,
     session: &Session,
+    reader: &mut Reader<'_>,
     room_id: &RoomId,
     Walk { from, to, forwards, limit }: Walk,
     filter: &RoomEventFilter,
 ) -> Result<(Events, Option<u64>), ApiError> {
-    let mut visibility = services.rooms.visibility(room_id, &session.user_id)?;
+    let (from, to) = match reader.last_position() {
+        Some(last) if forwards => (from, Some(to.map_or(last, |to| to.min(last)))),
+        Some(last) => (from.min(last), to),
+        None => (from, to),
+    };
     let ignored = services.account_data.ignored_users(&session.user_id)?;
     let mut found = Vec::new();
     let mut cursor = Some(from);
@@ -156,7 +162,7 @@ fn walk(
             }
             let token = if forwards { position } else { position - 1 };
             let shown = filter::matches(filter, &event.pdu) && !hidden_by_ignoring(&event.pdu, &ignored);
-            if shown && visibility.can_see(&event)? {
+            if shown && reader.can_see(&event)? {
                 found.push(event);
                 if found.len() == limit {
                     return Ok((found, Some(token)));
@@ -173,7 +179,7 @@ async fn messages(
 ) -> Result<get_message_events::v3::Response, ApiError> {
     let body = req.body;
     let room_id = &body.room_id;
-    services.rooms.check_can_read_history(room_id, &req.auth.user_id)?;
+    let mut reader = services.rooms.reader(room_id, &req.auth.user_id)?;
     let forwards = body.dir == Direction::Forward;
     let to = parse_token(body.to.as_deref(), "to")?;
     let start = match parse_token(body.from.as_deref(), "from")? {
@@ -182,8 +188,8 @@ async fn messages(
         None => services.rooms.latest_position(room_id)?,
     };
     let limit = limit_of(Some(body.limit), 10);
-    let (chunk, end) =
-        walk(&services, &req.auth, room_id, Walk { from: start, to, forwards, limit }, &body.filter)?;
+    let walk_from = Walk { from: start, to, forwards, limit };
+    let (chunk, end) = walk(&services, &req.auth, &mut reader, room_id, walk_from, &body.filter)?;
     let mut response = get_message_events::v3::Response::new();
     if !body.filter.lazy_load_options.is_disabled() {
         response.state = members_for(&services, &chunk)?;
@@ -200,9 +206,9 @@ async fn context(
 ) -> Result<get_context::v3::Response, ApiError> {
     let body = req.body;
     let room_id = &body.room_id;
-    services.rooms.check_can_read_history(room_id, &req.auth.user_id)?;
+    let mut reader = services.rooms.reader(room_id, &req.auth.user_id)?;
     let event = event_in_room(&services, room_id, &body.event_id)?;
-    services.rooms.visibility(room_id, &req.auth.user_id)?.require(&event)?;
+    reader.require(&event)?;
     let stored = &event.stored;
     let limit = limit_of(Some(body.limit), 10);
     let before_limit = limit / 2;
@@ -213,6 +219,7 @@ async fn context(
         walk(
             &services,
             &req.auth,
+            &mut reader,
             room_id,
             Walk { from: stored.position - 1, to: None, forwards: false, limit: before_limit },
             &body.filter,
@@ -224,6 +231,7 @@ async fn context(
         walk(
             &services,
             &req.auth,
+            &mut reader,
             room_id,
             Walk { from: stored.position, to: None, forwards: true, limit: after_limit },
             &body.filter,
@@ -274,10 +282,9 @@ fn relations(
     query: RelationsQuery<'_>,
 ) -> Result<RelationsPage, ApiError> {
     let RelationsQuery { room_id, parent, filter, from, to, dir, limit } = query;
-    services.rooms.check_can_read_history(room_id, &session.user_id)?;
+    let mut reader = services.rooms.reader(room_id, &session.user_id)?;
     let parent_event = event_in_room(services, room_id, parent)?;
-    let mut visibility = services.rooms.visibility(room_id, &session.user_id)?;
-    visibility.require(&parent_event)?;
+    reader.require(&parent_event)?;
     let forwards = dir == Direction::Forward;
     let from = parse_token(from, "from")?;
     let to = parse_token(to, "to")?;
@@ -290,7 +297,7 @@ fn relations(
         if to.is_some_and(|to| if forwards { stored.position > to } else { stored.position <= to }) {
             break;
         }
-        if !visibility.can_see(&event)? {
+        if !reader.can_see(&event)? {
             continue;
         }
         if chunk.len() == limit {
@@ -380,12 +387,11 @@ async fn timestamp_to_event(
     req: Req<get_event_by_timestamp::v1::Request>,
 ) -> Result<get_event_by_timestamp::v1::Response, ApiError> {
     let b = req.body;
-    services.rooms.check_can_read_history(&b.room_id, &req.auth.user_id)?;
-    let mut visibility = services.rooms.visibility(&b.room_id, &req.auth.user_id)?;
+    let mut reader = services.rooms.reader(&b.room_id, &req.auth.user_id)?;
     let event = services
         .rooms
         .event_at_timestamp(&b.room_id, b.ts.get().into(), b.dir == Direction::Forward, |event| {
-            visibility.can_see(event)
+            reader.can_see(event)
         })?
         .ok_or_else(|| ApiError::not_found("no event in that direction from the timestamp"))?;
     Ok(get_event_by_timestamp::v1::Response::new(event.pdu.event_id.clone(), event.pdu.origin_server_ts))

@@ -168,7 +168,7 @@ async fn state_all(
     services: Arc<Services>,
     req: Req<get_state_events::v3::Request>,
 ) -> Result<get_state_events::v3::Response, ApiError> {
-    let state = services.rooms.readable_state(&req.body.room_id, &req.auth.user_id)?;
+    let state = services.rooms.reader(&req.body.room_id, &req.auth.user_id)?.state()?;
     let events = state.iter().map(|pdu| pdu.client_event().to_raw()).collect();
     Ok(get_state_events::v3::Response::new(events))
 }
@@ -181,9 +181,8 @@ async fn state_one(
     let kind = body.event_type.to_string();
     let pdu = services
         .rooms
-        .readable_state(&body.room_id, &req.auth.user_id)?
-        .into_iter()
-        .find(|pdu| pdu.kind.to_string() == kind && pdu.state_key.as_deref() == Some(body.state_key.as_str()))
+        .reader(&body.room_id, &req.auth.user_id)?
+        .state_event(&kind, &body.state_key)?
         .ok_or_else(|| ApiError::not_found(format!("no {kind} state with key {:?}", body.state_key)))?;
     let value = match body.format {
         get_state_event_for_key::v3::StateEventFormat::Event => pdu.client_event().to_json(),
@@ -201,7 +200,8 @@ async fn members(
     let body = req.body;
     let chunk = services
         .rooms
-        .readable_state(&body.room_id, &req.auth.user_id)?
+        .reader(&body.room_id, &req.auth.user_id)?
+        .state()?
         .into_iter()
         .filter(|pdu| pdu.kind == TimelineEventType::RoomMember)
         .filter(|pdu| {
@@ -225,7 +225,7 @@ async fn joined_members_of(
     req: Req<joined_members::v3::Request>,
 ) -> Result<joined_members::v3::Response, ApiError> {
     let body = req.body;
-    services.rooms.check_can_read(&body.room_id, &req.auth.user_id)?;
+    services.rooms.reader(&body.room_id, &req.auth.user_id)?.require_present()?;
     let mut joined = std::collections::BTreeMap::new();
     for pdu in services.rooms.current_state(&body.room_id)? {
         if pdu.kind != TimelineEventType::RoomMember {

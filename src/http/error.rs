@@ -71,6 +71,14 @@ impl ApiError {
         )
     }
 
+    pub fn uri_too_long(limit: usize) -> Self {
+        Self::new(
+            StatusCode::URI_TOO_LONG,
+            ErrorKind::TooLarge,
+            format!("The request URI exceeds this server's limit of {limit} bytes"),
+        )
+    }
+
     pub fn limit_exceeded(retry_after: Duration) -> Self {
         let mut data = LimitExceededErrorData::new();
         data.retry_after = Some(RetryAfter::Delay(retry_after));
@@ -132,7 +140,22 @@ impl ApiError {
             Self::Uiaa(info) => json_response(StatusCode::UNAUTHORIZED, &*info),
         }
     }
+
+    /// The JSON body alone, for answers written below hyper (see `parse_errors`).
+    pub fn into_json_body(self) -> Vec<u8> {
+        match self {
+            Self::Standard { kind, message, .. } => {
+                serde_json::to_vec(&StandardErrorBody::new(kind, message)).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "could not serialise an error body");
+                    FALLBACK_BODY.to_vec()
+                })
+            }
+            Self::Uiaa(info) => serde_json::to_vec(&*info).unwrap_or_else(|_| FALLBACK_BODY.to_vec()),
+        }
+    }
 }
+
+const FALLBACK_BODY: &[u8] = br#"{"errcode":"M_UNKNOWN","error":"Internal server error"}"#;
 
 /// A JSON response from any serialisable value (for bodies that are not ruma responses).
 pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
@@ -153,7 +176,7 @@ fn fallback_internal_error() -> Response {
     http::Response::builder()
         .status(StatusCode::INTERNAL_SERVER_ERROR)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from_static(br#"{"errcode":"M_UNKNOWN","error":"Internal server error"}"#)))
+        .body(Full::new(Bytes::from_static(FALLBACK_BODY)))
         .expect("static response parts are valid")
 }
 

@@ -7,6 +7,7 @@
 //! an administrator).
 
 pub mod error;
+mod parse_errors;
 mod ratelimit;
 pub mod router;
 
@@ -47,6 +48,12 @@ use crate::services::Services;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The HTTP/2 header list a client may send (announced in the connection's SETTINGS):
+/// room for the longest URI a request can carry (65,534 bytes, as over HTTP/1) and
+/// ordinary headers. hyper's default of 16 KiB had the `h2` crate answer a request with a
+/// longer list, such as a 20 KB query that HTTP/1 serves, with an empty 431.
+const H2_MAX_HEADER_LIST_BYTES: u32 = 128 * 1024;
 
 /// One listener's routes and policies.
 pub struct Pipeline {
@@ -228,16 +235,17 @@ fn add_user_content_headers(headers: &mut http::HeaderMap) {
     headers.insert("cross-origin-resource-policy", HeaderValue::from_static("cross-origin"));
 }
 
+/// What browsers need to let a web client read the client API's answers.
+const CORS_HEADERS: [(header::HeaderName, &str); 3] = [
+    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+    (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    (header::ACCESS_CONTROL_ALLOW_HEADERS, "X-Requested-With, Content-Type, Authorization, Date"),
+];
+
 fn add_cors_headers(headers: &mut http::HeaderMap) {
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("X-Requested-With, Content-Type, Authorization, Date"),
-    );
+    for (name, value) in CORS_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
 }
 
 /// Something that accepts connections: a TCP or a Unix listener.
@@ -393,16 +401,16 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     client_ip: IpAddr,
     watcher: Watcher,
 ) {
-    let header_timeout = pipeline.header_timeout;
+    let (header_timeout, cors) = (pipeline.header_timeout, pipeline.cors);
     let service = service_fn(move |request| {
         let pipeline = pipeline.clone();
         async move { Ok::<_, Infallible>(pipeline.handle(request, client_ip).await) }
     });
-    let io = TokioIo::new(stream);
     let ended = match protocol {
         // Without a timer hyper has no header timeout, and a client that never finishes its
         // headers would hold the connection for ever.
         Protocol::Http1 => {
+            let io = TokioIo::new(parse_errors::MatrixParseErrors::new(stream, cors));
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
@@ -412,7 +420,9 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         // Boxed: an HTTP/2 connection's state is several times an HTTP/1 one's, and every
         // connection task would otherwise be sized for it.
         Protocol::Http2 => {
-            let connection = http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+            let connection = http2::Builder::new(TokioExecutor::new())
+                .max_header_list_size(H2_MAX_HEADER_LIST_BYTES)
+                .serve_connection(TokioIo::new(stream), service);
             Box::pin(watcher.watch(connection)).await
         }
     };

@@ -7,6 +7,7 @@
 //! current state ([`auth`]), and stores it with its state and membership changes in one
 //! transaction. Appends to different rooms run in parallel; one room's are ordered.
 
+mod access;
 mod auth;
 mod builder;
 mod client_view;
@@ -49,6 +50,7 @@ use ruma::{
 use serde_json::Value as JsonValue;
 
 pub use crate::pdu::Pdu;
+pub use access::Reader;
 pub use create::{CreateRoom, DEFAULT_VERSION, Preset, SUPPORTED_VERSIONS};
 pub use directory::{PublicRoomsPage, RoomSummary};
 pub use event_cache::Event;
@@ -553,19 +555,6 @@ impl Rooms {
             .filter(|(_, m)| m.membership == MembershipState::Join)
             .map(|(r, _)| r)
             .collect())
-    }
-
-    /// Fails unless `user_id` may read the room's current state and history: a joined member,
-    /// or anyone when the history is world-readable.
-    pub fn check_can_read(&self, room_id: &RoomId, user_id: &UserId) -> Result<()> {
-        if self.membership(room_id, user_id)? == Some(MembershipState::Join) {
-            return Ok(());
-        }
-        let visibility = self.state_content(room_id, &StateEventType::RoomHistoryVisibility, "")?;
-        if visibility.as_ref().and_then(|c| c["history_visibility"].as_str()) == Some("world_readable") {
-            return Ok(());
-        }
-        Err(Error::Forbidden(format!("{user_id} is not in room {room_id}")))
     }
 
     /// An event with its storage record, if it exists: from the cache, or loaded into it.

@@ -1,11 +1,8 @@
-//! Reading a room's state: current state, the state before or after an event, and the
-//! state a user may read.
+//! Reading a room's state: current state and the state before or after an event.
 
 use std::sync::Arc;
 
-use ruma::{
-    EventId, OwnedEventId, RoomId, UserId, events::StateEventType, events::room::member::MembershipState,
-};
+use ruma::{EventId, OwnedEventId, RoomId, events::StateEventType};
 use serde_json::Value as JsonValue;
 
 use super::{Error, Pdu, Result, Rooms, StoredPdu};
@@ -65,24 +62,6 @@ impl Rooms {
     pub fn current_state(&self, room_id: &RoomId) -> Result<Vec<Pdu>> {
         let room = self.room(room_id)?;
         self.pdus(self.store.current_state(&room)?.into_values())
-    }
-
-    /// The state a user may read: the current state while they are joined (or when the
-    /// history is world-readable), else the state when they left or were banned, as the
-    /// spec asks of `/state` and `/members`. Others are refused.
-    pub fn readable_state(&self, room_id: &RoomId, user: &UserId) -> Result<Vec<Pdu>> {
-        let room = self.room(room_id)?;
-        let membership = self.store.remembered_membership(user, room_id)?;
-        if matches!(membership, Some(MembershipState::Leave | MembershipState::Ban))
-            && let Some(id) = self.store.current_state_event(&room, "m.room.member", user.as_str())?
-            && let Some(event) = self.event(&id)?
-        {
-            let mut state = Arc::unwrap_or_clone(self.state_before(&event.stored)?);
-            state.insert(("m.room.member".to_owned(), user.to_string()), id);
-            return self.pdus(state.into_values());
-        }
-        self.check_can_read(room_id, user)?;
-        self.current_state(room_id)
     }
 
     /// The state before an event.

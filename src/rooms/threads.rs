@@ -17,9 +17,8 @@ impl Rooms {
         from: Option<u64>,
         limit: usize,
     ) -> Result<(Events, Option<u64>)> {
-        self.check_can_read_history(room_id, viewer)?;
+        let mut reader = self.reader(room_id, viewer)?;
         let room = self.room(room_id)?;
-        let mut visibility = self.visibility(room_id, viewer)?;
         let mut roots = Vec::new();
         // A token is the position of the next page's first thread's latest reply, plus one.
         for entry in self.store.threads(&room, from.unwrap_or(u64::MAX)) {
@@ -28,7 +27,7 @@ impl Rooms {
                 return Ok((roots, Some(latest_reply + 1)));
             }
             let Some(root) = self.event(&root_id)? else { continue };
-            if !visibility.can_see(&root)? {
+            if !reader.can_see(&root)? {
                 continue;
             }
             if participated_only {

@@ -1,7 +1,7 @@
 //! History visibility: which events a user may see (spec: "Room History Visibility",
 //! server behaviour).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
     RoomId, UserId,
@@ -35,31 +35,27 @@ pub struct Visibility<'a> {
     /// The user was joined at some moment before this timeline position (`u64::MAX` while
     /// they are joined now): `shared` history before it is theirs to read.
     joined_until: Option<u64>,
+    /// Nothing after this position is visible: the user left the room there.
+    until: Option<u64>,
     by_snapshot: HashMap<Option<u64>, Context>,
 }
 
 impl Rooms {
-    /// Fails unless the user may read some of the room's history: they have (or had) a
-    /// membership in it and have not forgotten it, or it is world-readable.
-    pub fn check_can_read_history(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
-        if self.store.remembered_membership(user, room_id)?.is_some() {
-            return Ok(());
-        }
-        self.check_can_read(room_id, user)
-    }
-
+    /// The visibility of the room's events to a user with a membership in it, for `/sync`,
+    /// which lists only such rooms. Read endpoints go through [`Rooms::reader`] instead.
     pub fn visibility<'a>(&'a self, room_id: &RoomId, user: &'a UserId) -> Result<Visibility<'a>> {
         let joined_until = match self.membership(room_id, user)? {
             Some(MembershipState::Join) => Some(u64::MAX),
-            Some(_) => self.end_of_last_join(room_id, user)?,
+            Some(_) => self.departure(room_id, user)?.map(|left| left.stored.position),
             None => None,
         };
-        Ok(Visibility { rooms: self, user, joined_until, by_snapshot: HashMap::new() })
+        Ok(Visibility::new(self, user, joined_until, None))
     }
 
-    /// For a user not joined now: the position of the event that ended their last stay
-    /// in the room, found by walking back through their membership events.
-    fn end_of_last_join(&self, room_id: &RoomId, user: &UserId) -> Result<Option<u64>> {
+    /// For a user not joined now: the event that ended their last stay in the room (a
+    /// leave, kick or ban after a join), found by walking back through their membership
+    /// events. `None` if they were never joined.
+    pub(super) fn departure(&self, room_id: &RoomId, user: &UserId) -> Result<Option<Arc<Event>>> {
         let room = self.room(room_id)?;
         let member_key = ("m.room.member".to_owned(), user.to_string());
         let mut current = self.store.current_state_event(&room, &member_key.0, &member_key.1)?;
@@ -70,7 +66,7 @@ impl Rooms {
             };
             let Some(previous_pdu) = self.pdu(&previous)? else { return Ok(None) };
             if previous_pdu.membership() == Some(MembershipState::Join) {
-                return Ok(Some(event.stored.position));
+                return Ok(Some(event));
             }
             current = Some(previous);
         }
@@ -78,9 +74,23 @@ impl Rooms {
     }
 }
 
+impl<'a> Visibility<'a> {
+    pub(super) fn new(
+        rooms: &'a Rooms,
+        user: &'a UserId,
+        joined_until: Option<u64>,
+        until: Option<u64>,
+    ) -> Self {
+        Visibility { rooms, user, joined_until, until, by_snapshot: HashMap::new() }
+    }
+}
+
 impl Visibility<'_> {
     pub fn can_see(&mut self, event: &Event) -> Result<bool> {
         let (pdu, stored) = (&event.pdu, &event.stored);
+        if self.until.is_some_and(|until| stored.position > until) {
+            return Ok(false);
+        }
         if !self.by_snapshot.contains_key(&stored.state_before) {
             let context = {
                 let state = self.rooms.state_before(stored)?;
@@ -140,7 +150,7 @@ impl Visibility<'_> {
     }
 
     /// Fails with "not found" unless the event is visible (hiding whether it exists).
-    pub fn require(&mut self, event: &Event) -> Result<()> {
+    pub(super) fn require(&mut self, event: &Event) -> Result<()> {
         if self.can_see(event)? {
             Ok(())
         } else {
