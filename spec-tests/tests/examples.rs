@@ -1,6 +1,7 @@
 //! The files in `examples/` against the real binary: every Myelin config there passes
 //! `myelin config check`, and the Grafana dashboard charts exactly the metrics a running
-//! server exposes, at the address the Prometheus config scrapes. (The systemd unit and the
+//! server exposes, at the address the Prometheus config scrapes; every example
+//! docs/self-hosting.md names exists. (The systemd unit and the
 //! proxy configs are checked by their own tools in `scripts/check-examples`; the bot runs
 //! in `client_echo_bot.rs`.)
 
@@ -150,5 +151,25 @@ fn prometheus_scrapes_the_metrics_listener_of_the_example_configs() {
             .unwrap_or_else(|| panic!("{config} names a metrics listen address"))
             .to_owned();
         assert!(prometheus.contains(&format!("\"127.0.0.1:{port}\"")), "prometheus.yml scrapes port {port}");
+    }
+}
+
+#[test]
+fn every_example_the_self_hosting_guide_names_exists() {
+    let guide =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/self-hosting.md"))
+            .expect("docs/self-hosting.md");
+    let mut named = BTreeSet::new();
+    for (start, _) in guide.match_indices("examples/") {
+        let path: String = guide[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_'))
+            .collect();
+        named.insert(path.trim_end_matches('.').to_owned());
+    }
+    assert!(named.len() >= 8, "the guide installs the examples: {named:?}");
+    for path in &named {
+        let full = examples_dir().join(path.trim_start_matches("examples/"));
+        assert!(full.exists(), "docs/self-hosting.md names {path}, which does not exist");
     }
 }
