@@ -3,7 +3,8 @@
 //! `.well-known/matrix/server`, exactly as docs/self-hosting.md sets one up. `--resolve
 //! localhost=127.0.0.1:PORT` stands in for DNS, `--ca-cert` for a public CA.
 //!
-//! Pass: every check of a well set-up server. Warn: open registration, no administrator.
+//! Pass: every check of a well set-up server. Warn: open registration, no administrator, a
+//! certificate about to expire.
 //! Fail: an invalid config, an unreachable federation endpoint, an untrusted and an expired
 //! certificate, another server's keys behind the proxy. Exit status 1 on any failure.
 
@@ -244,6 +245,16 @@ async fn an_untrusted_or_expired_certificate_fails_the_tls_check() {
     assert!(message.contains("names its port"), "{message}");
     let found = findings(&doctor(&server, &proxy, true));
     assert_eq!(finding(&found, "federation tls").0, "pass", "trusted with --ca-cert: {found:#?}");
+
+    // Trusted, but about to expire: renewal is not working.
+    let mut expiring = localhost_certificate();
+    expiring.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(5);
+    let (server, proxy) = deployment("localhost:{proxy}", "", expiring).await;
+    let output = doctor(&server, &proxy, true);
+    let (level, message) = finding(&findings(&output), "federation tls");
+    assert_eq!(level, "warn");
+    assert!(message.contains("(4 days)") || message.contains("(5 days)"), "{message}");
+    assert!(output.status.success(), "a warning is not a failure");
 
     let mut expired = localhost_certificate();
     expired.not_before = rcgen::date_time_ymd(2019, 1, 1);

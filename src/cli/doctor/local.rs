@@ -41,7 +41,7 @@ pub async fn administrators(config: &Config) -> Finding {
             format!("{} does not exist yet: start the server once", config.data_dir.display()),
         );
     }
-    let users = match super::super::execute_anywhere(config.clone(), Command::UserList).await {
+    let users = match crate::cli::execute_anywhere(config.clone(), Command::UserList).await {
         Ok(Reply::Users { users }) => users,
         Ok(other) => return Finding::warn("administrators", format!("unexpected answer: {other:?}")),
         Err(e) => return Finding::warn("administrators", format!("cannot list users: {e}")),
