@@ -19,12 +19,22 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// Loads the key from `dir`, creating it first if there is none.
-    pub fn load_or_generate(dir: &Path) -> Result<Self, String> {
+    /// Loads the key from `dir`, or `None` if there is none yet.
+    pub fn load(dir: &Path) -> Result<Option<Self>, String> {
         let path = dir.join(FILE_NAME);
         match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text).map_err(|e| format!("{}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(text) => Self::parse(&text).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Loads the key from `dir`, creating it first if there is none.
+    pub fn load_or_generate(dir: &Path) -> Result<Self, String> {
+        match Self::load(dir)? {
+            Some(key) => Ok(key),
+            None => {
+                let path = dir.join(FILE_NAME);
                 let version: String =
                     rand::thread_rng().sample_iter(&Alphanumeric).take(6).map(char::from).collect();
                 let document = Ed25519KeyPair::generate();
@@ -42,7 +52,6 @@ impl SigningKey {
                 tracing::info!(path = %path.display(), "generated a new signing key");
                 Self::parse(&line)
             }
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         }
     }
 

@@ -119,6 +119,15 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// `http://ADDR` of the metrics listener, as the server logged it (a config with
+    /// `[metrics] enabled = true` and `listen = "127.0.0.1:0"`).
+    pub fn metrics_url(&self) -> String {
+        let log = std::fs::read_to_string(self.log_path()).expect("server log");
+        let rest = log.split("metrics on http://").nth(1).expect("the server logs its metrics address");
+        let address = rest.split_whitespace().next().unwrap().trim_end_matches("/metrics");
+        format!("http://{address}")
+    }
+
     /// A client without an access token.
     pub fn client(&self) -> Client {
         Client::new(&self.base_url())
@@ -245,6 +254,14 @@ impl Drop for Server {
         }
         self.kill9();
     }
+}
+
+/// `myelin` as a plain command (no server, no config), without the developer's `MYELIN_*`
+/// variables: for commands such as `config check` on a file of the test's choosing.
+pub fn myelin_command() -> Command {
+    let mut command = Command::new(myelin_bin());
+    scrub_env(&mut command);
+    command
 }
 
 /// Keeps the developer's `MYELIN_*` variables (which override config keys) out of tests.

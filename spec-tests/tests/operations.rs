@@ -11,14 +11,6 @@ enabled = true
 listen = "127.0.0.1:0"
 "#;
 
-/// The metrics address the server logged.
-fn metrics_url(server: &Server) -> String {
-    let log = std::fs::read_to_string(server.log_path()).unwrap();
-    let rest = log.split("metrics on http://").nth(1).expect("the server logs its metrics address");
-    let address = rest.split_whitespace().next().unwrap().trim_end_matches("/metrics");
-    format!("http://{address}")
-}
-
 #[tokio::test]
 async fn health_answers_ok_without_authentication() {
     let server = Server::start().await;
@@ -46,7 +38,7 @@ async fn metrics_count_requests_events_flushes_and_database_size() {
     let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/t1", enc(&room));
     alice.put(&path, &json!({"msgtype": "m.text", "body": "hi"})).await.expect(200);
 
-    let url = metrics_url(&server);
+    let url = server.metrics_url();
     let body = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
     assert!(body.contains(r#"myelin_http_requests_total{method="PUT",route="/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}",status="200"} 1"#), "{body}");
     let persisted: f64 = body

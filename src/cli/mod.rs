@@ -1,8 +1,9 @@
-//! The `myelin` command: `serve`, `config check`, and the admin commands (`user`, `token`,
-//! `room`, `report`), which talk to a running server over its admin socket or open the store
-//! when it is stopped.
+//! The `myelin` command: `serve`, `config check`, `doctor`, and the admin commands (`user`,
+//! `token`, `room`, `report`, `pushers`), which talk to a running server over its admin socket
+//! or open the store when it is stopped.
 
 mod admin_client;
+mod doctor;
 mod output;
 
 use std::{
@@ -74,6 +75,9 @@ enum Commands {
     /// Users' pushers: where their phones' notifications go.
     #[command(subcommand, visible_alias = "pusher")]
     Pushers(PushersCommand),
+    /// Check the server as other servers and clients see it: config, discovery, TLS, the
+    /// federation API and keys, registration, admins, disk and clock. Exits 1 on a failure.
+    Doctor(doctor::Options),
 }
 
 #[derive(Subcommand)]
@@ -213,6 +217,15 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             let prepared = Prepared { command: Command::ReportList, generated_password: None };
             admin_command(&cli.config, &overrides, cli.json, prepared)
         }
+        Commands::Doctor(options) => {
+            init_cli_logging();
+            let findings = runtime(false).block_on(doctor::run(cli.config.as_deref(), &overrides, &options));
+            doctor::print(&findings, cli.json);
+            match findings.iter().filter(|f| f.level == doctor::Level::Fail).count() {
+                0 => Ok(()),
+                failed => Err(format!("{failed} check(s) failed")),
+            }
+        }
         Commands::Keys(KeysCommand::Show) => {
             let config = Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
             std::fs::create_dir_all(&config.data_dir)
@@ -303,17 +316,19 @@ fn admin_command(
     let config = Config::load(config_path.as_deref(), overrides).map_err(|e| e.to_string())?;
     init_cli_logging();
     warn_ignored_env(&config);
-    let socket = server::admin_socket_path(&config);
-    let reply = runtime(false).block_on(async {
-        match admin_client::send(&socket, &prepared.command).await {
-            Ok(reply) => reply,
-            Err(admin_client::Unreachable(why)) => {
-                run_locally(config, prepared.command.clone(), &socket, &why).await
-            }
-        }
-    })?;
+    let reply = runtime(false).block_on(execute_anywhere(config, prepared.command))?;
     output::print(&reply, prepared.generated_password.as_deref(), json);
     Ok(())
+}
+
+/// Runs an admin command through the running server's socket, or on the store when no
+/// server answers there.
+async fn execute_anywhere(config: Config, command: Command) -> Result<admin::Reply, String> {
+    let socket = server::admin_socket_path(&config);
+    match admin_client::send(&socket, &command).await {
+        Ok(reply) => reply,
+        Err(admin_client::Unreachable(why)) => run_locally(config, command, &socket, &why).await,
+    }
 }
 
 async fn run_locally(

@@ -89,17 +89,8 @@ pub struct FederationClient {
 impl FederationClient {
     pub fn new(server_name: OwnedServerName, key: Arc<SigningKey>, config: FederationConfig) -> Self {
         let resolver = discovery::Resolver::from_system();
-        let mut http = reqwest::Client::builder();
-        if let Some(resolver) = &resolver {
-            http = http.dns_resolver(resolver.clone());
-        }
-        let http = http
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
+        let http = http_builder(resolver.as_ref())
             .danger_accept_invalid_certs(config.trust_self_signed)
-            // Redirects would move a signed request to a destination it was not signed for.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Myelin/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the TLS stack initialises");
         Self { http, server_name, key, config, resolved: Mutex::default(), resolver }
@@ -240,6 +231,20 @@ impl FederationClient {
             .insert(destination.to_owned(), (url.clone(), Instant::now()));
         Ok(url)
     }
+}
+
+/// An HTTP client set up as the federation client's: SRV targets from `resolver`, timeouts,
+/// no redirects. `myelin doctor` starts from the same, so it sees what other servers see.
+pub fn http_builder(resolver: Option<&Arc<discovery::Resolver>>) -> reqwest::ClientBuilder {
+    let mut http = reqwest::Client::builder();
+    if let Some(resolver) = resolver {
+        http = http.dns_resolver(resolver.clone());
+    }
+    http.timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(10))
+        // Redirects would move a signed request to a destination it was not signed for.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Myelin/", env!("CARGO_PKG_VERSION")))
 }
 
 /// The errcode of a 404 or 405 `M_UNRECOGNIZED` answer: the server lacks the endpoint.

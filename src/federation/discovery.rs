@@ -47,7 +47,7 @@ impl Resolver {
 
     /// The target and port of `name`'s Matrix SRV record, preferring `_matrix-fed._tcp`; the
     /// target is remembered so connections to `name` go there.
-    async fn srv(&self, name: &str) -> Option<u16> {
+    async fn srv(&self, name: &str) -> Result<(String, u16), String> {
         for service in ["_matrix-fed._tcp", "_matrix._tcp"] {
             let Ok(records) = self.dns.srv_lookup(format!("{service}.{name}.")).await else { continue };
             // Lowest priority first, then highest weight (no weighted random choice: one
@@ -60,10 +60,10 @@ impl Resolver {
             if target.is_empty() {
                 continue;
             }
-            self.targets.lock().expect("never poisoned").insert(name.to_owned(), target);
-            return Some(best.port());
+            self.targets.lock().expect("never poisoned").insert(name.to_owned(), target.clone());
+            return Ok((target, best.port()));
         }
-        None
+        Err(format!("no _matrix-fed._tcp.{name} or _matrix._tcp.{name} record"))
     }
 }
 
@@ -86,27 +86,74 @@ struct WellKnown {
     server: String,
 }
 
+/// One step of discovery: not needed for this name, or what it found, or why it found
+/// nothing (for `myelin doctor`).
+#[derive(Debug, Clone)]
+pub enum Step<T> {
+    Skipped,
+    Found(T),
+    Missing(String),
+}
+
+/// Where a server's federation API answers, and how that was found.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    /// `https://host:port`, where requests go (with TLS and `Host` for `host`).
+    pub base_url: String,
+    /// The `m.server` of `https://<name>/.well-known/matrix/server`.
+    pub well_known: Step<String>,
+    /// The SRV record used: target host and port.
+    pub srv: Step<(String, u16)>,
+}
+
 /// `https://host:port` for `destination`, by the rules above.
 pub async fn base_url(
     http: &reqwest::Client,
     resolver: Option<&Resolver>,
     destination: &ServerName,
 ) -> String {
-    if let Some(url) = explicit(destination.as_str()) {
-        return url;
+    discover(http, resolver, destination).await.base_url
+}
+
+/// Discovery by the rules above, with what each step found.
+pub async fn discover(
+    http: &reqwest::Client,
+    resolver: Option<&Resolver>,
+    destination: &ServerName,
+) -> Discovery {
+    if let Some(base_url) = explicit(destination.as_str()) {
+        return Discovery { base_url, well_known: Step::Skipped, srv: Step::Skipped };
     }
-    let name = match well_known(http, destination).await {
-        Some(delegated) => match explicit(&delegated) {
-            Some(url) => return url,
-            None => delegated,
+    let well_known = well_known(http, destination).await;
+    let name = match &well_known {
+        Ok(delegated) => match explicit(delegated) {
+            Some(base_url) => {
+                return Discovery {
+                    base_url,
+                    well_known: Step::Found(delegated.clone()),
+                    srv: Step::Skipped,
+                };
+            }
+            None => delegated.clone(),
         },
-        None => destination.to_string(),
+        Err(_) => destination.to_string(),
     };
-    let port = match resolver {
-        Some(resolver) => resolver.srv(&name).await.unwrap_or(DEFAULT_PORT),
-        None => DEFAULT_PORT,
+    let srv = match resolver {
+        Some(resolver) => resolver.srv(&name).await,
+        None => Err("no DNS configuration to look up SRV records with".to_owned()),
     };
-    format!("https://{name}:{port}")
+    let port = srv.as_ref().map_or(DEFAULT_PORT, |(_, port)| *port);
+    Discovery {
+        base_url: format!("https://{name}:{port}"),
+        well_known: match well_known {
+            Ok(delegated) => Step::Found(delegated),
+            Err(why) => Step::Missing(why),
+        },
+        srv: match srv {
+            Ok(found) => Step::Found(found),
+            Err(why) => Step::Missing(why),
+        },
+    }
 }
 
 /// The URL for a name that needs no lookup: an IP literal, or any name with a port.
@@ -124,14 +171,42 @@ fn explicit(name: &str) -> Option<String> {
     }
 }
 
-async fn well_known(http: &reqwest::Client, destination: &ServerName) -> Option<String> {
+/// The delegated name, or why there is none.
+async fn well_known(http: &reqwest::Client, destination: &ServerName) -> Result<String, String> {
     let url = format!("https://{destination}/.well-known/matrix/server");
-    let response = http.get(&url).timeout(Duration::from_secs(10)).send().await.ok()?;
+    let response = http
+        .get(&url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
     if !response.status().is_success() {
-        return None;
+        return Err(format!("{url} answered {}", response.status()));
     }
-    let body: WellKnown = response.json().await.ok()?;
-    ServerName::parse(&body.server).is_ok().then_some(body.server)
+    let body: WellKnown = response.json().await.map_err(|e| format!("{url}: {e}"))?;
+    match ServerName::parse(&body.server) {
+        Ok(_) => Ok(body.server),
+        Err(_) => Err(format!("{url}: m.server {:?} is not a server name", body.server)),
+    }
+}
+
+/// A failed request's reason with its causes ("client error (Connect): tcp connect error:
+/// Connection refused"), without reqwest's own "error sending request for url (...)" when
+/// there is more to say: callers name the URL.
+pub fn error_chain(error: &reqwest::Error) -> String {
+    let mut source = std::error::Error::source(error);
+    let mut text = match source {
+        Some(_) => String::new(),
+        None => error.to_string(),
+    };
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text = if text.is_empty() { line } else { format!("{text}: {line}") };
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::{collections::BTreeSet, sync::Arc};
 use ruma::{
     CanonicalJsonObject, OwnedServerName, ServerName,
     api::federation::discovery::{ServerSigningKeys, get_server_keys},
-    serde::Base64,
+    serde::{Base64, Raw},
     signatures::{PublicKeyMap, PublicKeySet, verify_json},
 };
 
@@ -85,31 +85,32 @@ impl KeyRing {
         server: &ServerName,
     ) -> Result<CachedServerKeys, FederationError> {
         let response = client.send_unsigned(server, get_server_keys::v2::Request::new()).await?;
-        let keys: ServerSigningKeys = response
-            .server_key
-            .deserialize()
-            .map_err(|e| FederationError::Refused(format!("{server}: malformed key list: {e}")))?;
-        if keys.server_name != server {
-            return Err(FederationError::Refused(format!(
-                "{server} published keys for {}",
-                keys.server_name
-            )));
-        }
-        let json: serde_json::Value = serde_json::from_str(response.server_key.json().get())
-            .map_err(|e| FederationError::Refused(e.to_string()))?;
-        let object: CanonicalJsonObject = serde_json::from_value(json.clone()).map_err(|e| {
-            FederationError::Refused(format!("{server}: key list is not canonical JSON: {e}"))
-        })?;
-        let own_keys = key_set(&json).unwrap_or_default();
-        let map = PublicKeyMap::from([(server.to_string(), own_keys)]);
-        verify_json(&map, &object)
-            .map_err(|e| FederationError::Refused(format!("{server}: key list not signed by itself: {e}")))?;
+        let (keys, json) = check_key_list(server, &response.server_key).map_err(FederationError::Refused)?;
         let cached = CachedServerKeys { keys: json, valid_until_ts: keys.valid_until_ts.get().into() };
         if let Err(e) = self.store.store_server_keys(server, &cached) {
             tracing::warn!(%server, error = %e, "cannot cache the server's keys");
         }
         Ok(cached)
     }
+}
+
+/// A key list as a server published it (`/_matrix/key/v2/server`), checked to be for
+/// `server` and signed by itself: the parsed keys and the JSON they were signed as.
+pub fn check_key_list(
+    server: &ServerName,
+    raw: &Raw<ServerSigningKeys>,
+) -> Result<(ServerSigningKeys, serde_json::Value), String> {
+    let keys: ServerSigningKeys =
+        raw.deserialize().map_err(|e| format!("{server}: malformed key list: {e}"))?;
+    if keys.server_name != server {
+        return Err(format!("{server} published keys for {}", keys.server_name));
+    }
+    let json: serde_json::Value = serde_json::from_str(raw.json().get()).map_err(|e| e.to_string())?;
+    let object: CanonicalJsonObject = serde_json::from_value(json.clone())
+        .map_err(|e| format!("{server}: key list is not canonical JSON: {e}"))?;
+    let map = PublicKeyMap::from([(server.to_string(), key_set(&json).unwrap_or_default())]);
+    verify_json(&map, &object).map_err(|e| format!("{server}: key list not signed by itself: {e}"))?;
+    Ok((keys, json))
 }
 
 /// Key id → public key, from a key list's `verify_keys` and `old_verify_keys`.
