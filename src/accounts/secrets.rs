@@ -43,6 +43,11 @@ pub fn new_registration_token() -> String {
     random_string(16)
 }
 
+/// A shared-secret registration nonce: single use, so 256 bits leave nothing to guess.
+pub fn new_nonce() -> String {
+    random_string(43)
+}
+
 pub fn new_session_id() -> String {
     random_string(24)
 }

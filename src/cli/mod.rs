@@ -141,8 +141,13 @@ enum UserCommand {
         #[command(flatten)]
         password: PasswordSource,
     },
-    /// Deactivate a user: log out everywhere and refuse future logins.
-    Deactivate { name: String },
+    /// Deactivate a user: log out everywhere, leave every room and refuse future logins.
+    Deactivate {
+        name: String,
+        /// Also remove the display name and avatar.
+        #[arg(long)]
+        erase: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -251,8 +256,8 @@ fn user_command(command: UserCommand) -> Result<Prepared, String> {
             let (password, generated_password) = password.obtain()?;
             Prepared { command: Command::UserPasswd { name, password }, generated_password }
         }
-        UserCommand::Deactivate { name } => {
-            Prepared { command: Command::UserDeactivate { name }, generated_password: None }
+        UserCommand::Deactivate { name, erase } => {
+            Prepared { command: Command::UserDeactivate { name, erase }, generated_password: None }
         }
     })
 }

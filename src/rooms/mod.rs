@@ -28,6 +28,7 @@ mod reports;
 mod restricted;
 mod room_summary;
 mod server_acl;
+mod shadow_ban;
 mod state;
 mod state_snapshots;
 mod threads;

@@ -40,6 +40,9 @@ impl Rooms {
         is_direct: bool,
     ) -> Result<()> {
         let content = self.invite_content(room_id, target, reason, is_direct)?;
+        if self.swallows(sender)? {
+            return Ok(());
+        }
         if target.server_name() == self.server_name {
             if !self.accounts.exists(target)? {
                 return Err(Error::NotFound(format!("unknown user {target}")));

@@ -1,13 +1,17 @@
-//! Administration as one set of commands with several doors (docs/architecture.md,
+//! Administration as one set of operations with several doors (docs/architecture.md,
 //! decision 8): the CLI runs a [`Command`] against the admin socket of a running server, or
-//! directly on the store when none runs; both end in [`execute`].
+//! directly on the store when none runs; both end in [`execute`]. The Synapse-compatible
+//! admin API (`admin_api::synapse`) calls the same domain functions, and the operations
+//! here (`users`, ...) that take more than one call.
+
+pub mod users;
 
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
 use crate::{
-    accounts::{self, Logout, RegistrationTokenInfo},
+    accounts::{self, Logout, NewUser, RegistrationTokenInfo},
     rooms::{self, FiledReport},
     services::Services,
 };
@@ -27,6 +31,9 @@ pub enum Command {
     },
     UserDeactivate {
         name: String,
+        /// Also forget the profile, as a user asking to be erased would.
+        #[serde(default)]
+        erase: bool,
     },
     TokenCreate {
         token: Option<String>,
@@ -114,6 +121,25 @@ pub struct UserSummary {
     pub created_ts: u64,
 }
 
+/// One page of a listing: `from` and `limit` as an admin API client gives them.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// How many there are in all pages.
+    pub total: usize,
+    /// Where the next page starts, if there is one.
+    pub next: Option<usize>,
+}
+
+impl<T> Page<T> {
+    pub fn of(all: Vec<T>, from: usize, limit: usize) -> Self {
+        let total = all.len();
+        let items: Vec<T> = all.into_iter().skip(from).take(limit).collect();
+        let end = from.saturating_add(items.len());
+        Self { next: (end < total && !items.is_empty()).then_some(end), total, items }
+    }
+}
+
 /// Why a command failed, from whichever domain refused it.
 #[derive(Debug)]
 pub enum Error {
@@ -146,14 +172,15 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
     let accounts = &services.accounts;
     Ok(match command {
         Command::UserCreate { name, password, admin } => {
-            Reply::UserCreated { user_id: accounts.create_user(&name, password, admin).await? }
+            let new = NewUser { name, password, admin, displayname: None };
+            Reply::UserCreated { user_id: accounts.create_user(new).await? }
         }
         Command::UserList => Reply::Users {
             users: accounts
-                .users()?
+                .user_infos()?
                 .into_iter()
-                .map(|(user_id, u)| UserSummary {
-                    user_id,
+                .map(|u| UserSummary {
+                    user_id: u.user_id,
                     admin: u.admin,
                     deactivated: u.deactivated,
                     created_ts: u.created_ts,
@@ -166,9 +193,9 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
             accounts.set_password(&user_id, password, Logout::All).await?;
             Reply::PasswordChanged { user_id }
         }
-        Command::UserDeactivate { name } => {
+        Command::UserDeactivate { name, erase } => {
             let user_id = accounts.existing_local_user(&name)?;
-            services.rooms.deactivate_account(&user_id, false).await?;
+            services.rooms.deactivate_account(&user_id, erase).await?;
             Reply::UserDeactivated { user_id }
         }
         Command::TokenCreate { token, uses_allowed, expiry_time } => Reply::Token {

@@ -1,0 +1,293 @@
+//! Users: list, query, create or modify, deactivate, reset password, whois, joined rooms,
+//! admin flag and shadow ban.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use http::{Method, StatusCode};
+use ruma::api::client::admin::get_user_info::v3::{ConnectionInfo, DeviceInfo, SessionInfo};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::call::{self, AdminCall};
+use crate::{
+    accounts::{Logout, UserInfo},
+    admin::users::{self as admin_users, UserChanges, UserOrder, UserQuery},
+    http::{ApiError, Response, error::json_response, router::Router},
+    services::Services,
+};
+
+pub fn routes(router: &mut Router) {
+    call::route(router, Method::GET, "/_synapse/admin/v2/users", list);
+    call::route(router, Method::GET, "/_synapse/admin/v2/users/{user_id}", query);
+    call::route(router, Method::PUT, "/_synapse/admin/v2/users/{user_id}", put);
+    call::route(router, Method::POST, "/_synapse/admin/v1/deactivate/{user_id}", deactivate);
+    call::route(router, Method::POST, "/_synapse/admin/v1/reset_password/{user_id}", reset_password);
+    call::route(router, Method::GET, "/_synapse/admin/v1/whois/{user_id}", whois);
+    call::route(router, Method::GET, "/_synapse/admin/v1/users/{user_id}/joined_rooms", joined_rooms);
+    call::route(router, Method::GET, "/_synapse/admin/v1/users/{user_id}/admin", get_admin);
+    call::route(router, Method::PUT, "/_synapse/admin/v1/users/{user_id}/admin", put_admin);
+    call::route(router, Method::POST, "/_synapse/admin/v1/users/{user_id}/shadow_ban", |s, c| {
+        shadow_ban(s, c, true)
+    });
+    call::route(router, Method::DELETE, "/_synapse/admin/v1/users/{user_id}/shadow_ban", |s, c| {
+        shadow_ban(s, c, false)
+    });
+}
+
+/// A user as Synapse describes one, in lists and alone.
+#[derive(Serialize)]
+struct UserJson {
+    name: String,
+    displayname: Option<String>,
+    avatar_url: Option<String>,
+    is_guest: bool,
+    admin: bool,
+    user_type: Option<String>,
+    deactivated: bool,
+    erased: bool,
+    shadow_banned: bool,
+    locked: bool,
+    suspended: bool,
+    creation_ts: u64,
+    last_seen_ts: Option<u64>,
+    /// Only in the answer about one user.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    details: Option<Details>,
+}
+
+/// What Synapse adds about one user: things Myelin does not have, as empty as Synapse
+/// shows them for a user without any.
+#[derive(Serialize)]
+struct Details {
+    threepids: [(); 0],
+    external_ids: [(); 0],
+    appservice_id: Option<String>,
+    consent_server_notice_sent: Option<String>,
+    consent_version: Option<String>,
+    consent_ts: Option<u64>,
+}
+
+impl UserJson {
+    fn new(user: UserInfo) -> Self {
+        Self {
+            name: user.user_id.to_string(),
+            displayname: user.displayname,
+            avatar_url: user.avatar_url,
+            is_guest: false,
+            admin: user.admin,
+            user_type: None,
+            deactivated: user.deactivated,
+            erased: user.erased,
+            shadow_banned: user.shadow_banned,
+            locked: false,
+            suspended: false,
+            creation_ts: user.created_ts,
+            last_seen_ts: user.last_seen_ts,
+            details: None,
+        }
+    }
+
+    fn detailed(user: UserInfo) -> Self {
+        let details = Details {
+            threepids: [],
+            external_ids: [],
+            appservice_id: None,
+            consent_server_notice_sent: None,
+            consent_version: None,
+            consent_ts: None,
+        };
+        Self { details: Some(details), ..Self::new(user) }
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    from: usize,
+    #[serde(default = "default_limit")]
+    limit: usize,
+    user_id: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    deactivated: bool,
+    admins: Option<bool>,
+    #[serde(default)]
+    order_by: Option<String>,
+    #[serde(default)]
+    dir: Option<String>,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+/// `dir`: `f` (the default) or `b`; `true` for backwards.
+pub fn backwards(dir: Option<&str>) -> Result<bool, ApiError> {
+    match dir {
+        None | Some("f") => Ok(false),
+        Some("b") => Ok(true),
+        Some(other) => Err(ApiError::invalid_param(format!("dir must be f or b, not {other:?}"))),
+    }
+}
+
+async fn list(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
+    let q: ListQuery = call.input.query()?;
+    let order = match q.order_by.as_deref().unwrap_or("name") {
+        // Guests, user types and locks do not exist here: every user ties, in name order.
+        "name" | "is_guest" | "user_type" | "locked" => UserOrder::Name,
+        "displayname" => UserOrder::Displayname,
+        "admin" => UserOrder::Admin,
+        "deactivated" => UserOrder::Deactivated,
+        "shadow_banned" => UserOrder::ShadowBanned,
+        "avatar_url" => UserOrder::AvatarUrl,
+        "creation_ts" => UserOrder::CreationTs,
+        "last_seen_ts" => UserOrder::LastSeenTs,
+        other => return Err(ApiError::invalid_param(format!("unknown order_by {other:?}"))),
+    };
+    let query = UserQuery {
+        // Synapse ignores `user_id` when `name` is given.
+        user_id: q.user_id.filter(|_| q.name.is_none()),
+        name: q.name,
+        include_deactivated: q.deactivated,
+        admins: q.admins,
+        order,
+        descending: backwards(q.dir.as_deref())?,
+        from: q.from,
+        limit: q.limit,
+    };
+    let page = admin_users::list_users(&services, &query)?;
+    call::ok(&json!({
+        "users": page.items.into_iter().map(UserJson::new).collect::<Vec<_>>(),
+        "total": page.total,
+        "next_token": page.next.map(|n| n.to_string()),
+    }))
+}
+
+async fn query(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
+    let user_id = call.input.local_user(&services, 0)?;
+    call::ok(&UserJson::detailed(services.accounts.user_info(&user_id)?))
+}
+
+#[derive(Deserialize)]
+struct PutBody {
+    password: Option<String>,
+    #[serde(default = "yes")]
+    logout_devices: bool,
+    displayname: Option<String>,
+    avatar_url: Option<String>,
+    admin: Option<bool>,
+    deactivated: Option<bool>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn put(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
+    let user_id = call.input.local_user(&services, 0)?;
+    let body: PutBody = call.input.json()?;
+    if body.admin == Some(false) && user_id == call.admin {
+        return Err(ApiError::invalid_param("You may not demote yourself"));
+    }
+    let changes = UserChanges {
+        password: body.password,
+        logout_devices: body.logout_devices,
+        displayname: body.displayname,
+        avatar_url: body.avatar_url,
+        admin: body.admin,
+        deactivated: body.deactivated,
+    };
+    let created = admin_users::put_user(&services, &user_id, changes).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(json_response(status, &UserJson::detailed(services.accounts.user_info(&user_id)?)))
+}
+
+#[derive(Deserialize)]
+struct DeactivateBody {
+    #[serde(default)]
+    erase: bool,
+}
+
+async fn deactivate(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
+    let user_id = call.input.local_user(&services, 0)?;
+    let body: DeactivateBody = call.input.json()?;
+    services.accounts.user_info(&user_id)?;
+    services.rooms.deactivate_account(&user_id, body.erase).await?;
+    // Myelin binds no third-party ids, so there is nothing to unbind.
+    call::ok(&json!({ "id_server_unbind_result": "success" }))
+}
+
+#[derive(Deserialize)]
+struct ResetPasswordBody {
+    new_password: String,
+    #[serde(default = "yes")]
+    logout_devices: bool,
+}
+
+async fn reset_password(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
+    let user_id = call.input.local_user(&services, 0)?;
+    let body: ResetPasswordBody = call.input.json()?;
+    let logout = if body.logout_devices { Logout::All } else { Logout::None };
+    services.accounts.set_password(&user_id, body.new_password, logout).await?;
+    call::empty()
+}
+
+/// The client-server API's whois shape (ruma's types): one session per device, one
+/// connection per session, the last one seen.
+async fn whois(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
+    let user_id = call.input.local_user(&services, 0)?;
+    services.accounts.user_info(&user_id)?;
+    let devices: BTreeMap<String, DeviceInfo> = services
+        .accounts
+        .devices(&user_id)?
+        .into_iter()
+        .map(|device| {
+            let mut connection = ConnectionInfo::new();
+            connection.ip = device.last_seen_ip;
+            connection.last_seen = device
+                .last_seen_ts
+                .map(|ts| ruma::MilliSecondsSinceUnixEpoch(ruma::UInt::new_saturating(ts)));
+            let mut session = SessionInfo::new();
+            session.connections = vec![connection];
+            let mut info = DeviceInfo::new();
+            info.sessions = vec![session];
+            (device.device_id.to_string(), info)
+        })
+        .collect();
+    call::ok(&json!({ "user_id": user_id, "devices": devices }))
+}
+
+async fn joined_rooms(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
+    let user_id = call.input.any_user(0)?;
+    if user_id.server_name() == services.config.server_name {
+        services.accounts.user_info(&user_id)?;
+    }
+    let rooms = services.rooms.joined_rooms(&user_id)?;
+    call::ok(&json!({ "total": rooms.len(), "joined_rooms": rooms }))
+}
+
+async fn get_admin(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
+    let user_id = call.input.local_user(&services, 0)?;
+    call::ok(&json!({ "admin": services.accounts.user_info(&user_id)?.admin }))
+}
+
+#[derive(Deserialize)]
+struct AdminBody {
+    admin: bool,
+}
+
+async fn put_admin(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
+    let user_id = call.input.local_user(&services, 0)?;
+    let body: AdminBody = call.input.json()?;
+    if !body.admin && user_id == call.admin {
+        return Err(ApiError::invalid_param("You may not demote yourself"));
+    }
+    services.accounts.set_admin(&user_id, body.admin).await?;
+    call::empty()
+}
+
+async fn shadow_ban(services: Arc<Services>, call: AdminCall, banned: bool) -> Result<Response, ApiError> {
+    let user_id = call.input.local_user(&services, 0)?;
+    services.accounts.set_shadow_banned(&user_id, banned).await?;
+    call::empty()
+}
