@@ -17,13 +17,21 @@ pub fn user_path(version_and_area: &str, user_id: &str, rest: &str) -> String {
 
 /// Creates `name` as a server admin with the CLI and logs it in.
 pub async fn admin_client(server: &Server, name: &str) -> Client {
-    cli_ok(&server.cli(&["user", "create", name, "--admin", "--password-stdin"], Some(&format!("{PASSWORD}\n"))));
+    cli_ok(
+        &server.cli(&["user", "create", name, "--admin", "--password-stdin"], Some(&format!("{PASSWORD}\n"))),
+    );
     server.client().login(name, PASSWORD).await
 }
 
 /// Checks that an endpoint refuses a caller without a token (`401 M_MISSING_TOKEN`) and a
 /// caller who is not a server admin (`403 M_FORBIDDEN`).
-pub async fn assert_admin_only(server: &Server, user: &Client, method: &str, path: &str, body: Option<&Value>) {
+pub async fn assert_admin_only(
+    server: &Server,
+    user: &Client,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) {
     let anonymous = server.client().request(method, path, body).await;
     anonymous.expect_error(401, "M_MISSING_TOKEN");
     let refused: Resp = user.request(method, path, body).await;

@@ -10,8 +10,10 @@ const REGISTER: &str = "/_synapse/admin/v1/register";
 
 /// A server with registration closed and the shared secret set as given.
 async fn server_with(secret_setting: &str) -> Server {
-    Server::start_with_config(&format!("{TEST_CONFIG}\n[registration]\nmode = \"disabled\"\n{secret_setting}\n"))
-        .await
+    Server::start_with_config(&format!(
+        "{TEST_CONFIG}\n[registration]\nmode = \"disabled\"\n{secret_setting}\n"
+    ))
+    .await
 }
 
 /// Runs `register_new_matrix_user` against the server; returns its exit status and output.
@@ -21,7 +23,8 @@ async fn run_script(server: &Server, args: &[&str]) -> (bool, String) {
     let output = tokio::task::spawn_blocking(move || command.output().expect("run register_new_matrix_user"))
         .await
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)
 }
 
@@ -49,7 +52,11 @@ async fn register_new_matrix_user_creates_users_who_can_log_in() {
     // A wrong secret is refused.
     let (ok, out) = run_script(&server, &["-u", "mallory", "-p", PASSWORD, "-a", "-k", "guess"]).await;
     assert!(!ok && out.contains("HMAC incorrect"), "{out}");
-    server.client().post("/_matrix/client/v3/login", &login_body("mallory", PASSWORD)).await.expect_error(403, "M_FORBIDDEN");
+    server
+        .client()
+        .post("/_matrix/client/v3/login", &login_body("mallory", PASSWORD))
+        .await
+        .expect_error(403, "M_FORBIDDEN");
 }
 
 #[tokio::test]
@@ -79,7 +86,8 @@ async fn nonces_are_single_use_and_bad_requests_are_refused() {
     let first = nonce().await;
     assert_ne!(first, nonce().await, "every nonce is new");
 
-    let wrong_mac = json!({"nonce": first, "username": "eve", "password": "pw", "admin": true, "mac": "0123abcd"});
+    let wrong_mac =
+        json!({"nonce": first, "username": "eve", "password": "pw", "admin": true, "mac": "0123abcd"});
     client.post(REGISTER, &wrong_mac).await.expect_error(403, "M_FORBIDDEN");
     // Spent by the failed attempt.
     client.post(REGISTER, &wrong_mac).await.expect_error(400, "M_INVALID_PARAM");

@@ -9,10 +9,10 @@ mod login_tokens;
 mod password;
 mod profiles;
 mod registration_tokens;
-mod shared_secret;
-mod user_admin;
 mod secrets;
+mod shared_secret;
 mod uia;
+mod user_admin;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -479,8 +479,15 @@ fn accounts_for_test(name: &str, token_login: bool) -> (Arc<Store>, Accounts) {
         crate::config::FederationConfig::default(),
     ));
     let notifier = Arc::new(Notifier::default());
-    let accounts =
-        Accounts::new(store.clone(), notifier, server_name, RegistrationMode::Open, token_login, federation, None);
+    let accounts = Accounts::new(
+        store.clone(),
+        notifier,
+        server_name,
+        RegistrationMode::Open,
+        token_login,
+        federation,
+        None,
+    );
     (store, accounts)
 }
 

@@ -53,7 +53,8 @@ pub fn list_users(services: &Services, query: &UserQuery) -> Result<Page<UserInf
         .filter(|u| query.user_id.as_deref().is_none_or(|id| contains(u.user_id.as_str(), id)))
         .filter(|u| {
             query.name.as_deref().is_none_or(|name| {
-                contains(u.user_id.as_str(), name) || u.displayname.as_deref().is_some_and(|d| contains(d, name))
+                contains(u.user_id.as_str(), name)
+                    || u.displayname.as_deref().is_some_and(|d| contains(d, name))
             })
         })
         .collect();

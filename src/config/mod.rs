@@ -74,8 +74,7 @@ impl RegistrationConfig {
     pub fn shared_secret(&self) -> Result<Option<String>, ConfigError> {
         match (&self.shared_secret, &self.shared_secret_path) {
             (Some(_), Some(_)) => Err(ConfigError(
-                "registration.shared_secret, registration.shared_secret_path: give one or neither"
-                    .to_owned(),
+                "registration.shared_secret, registration.shared_secret_path: give one or neither".to_owned(),
             )),
             (Some(secret), None) if secret.is_empty() => {
                 Err(ConfigError("registration.shared_secret: must not be empty".to_owned()))
@@ -83,7 +82,10 @@ impl RegistrationConfig {
             (Some(secret), None) => Ok(Some(secret.clone())),
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError(format!("registration.shared_secret_path: cannot read {}: {e}", path.display()))
+                    ConfigError(format!(
+                        "registration.shared_secret_path: cannot read {}: {e}",
+                        path.display()
+                    ))
                 })?;
                 match text.lines().next().map(str::trim_end).filter(|line| !line.is_empty()) {
                     Some(secret) => Ok(Some(secret.to_owned())),
@@ -611,7 +613,10 @@ mod tests {
     fn the_shared_registration_secret_comes_from_the_config_or_a_file() {
         let secret = |text: &str| load(text, &[]).map(|c| c.registration.shared_secret().unwrap());
         assert_eq!(secret("").unwrap(), None);
-        assert_eq!(secret("[registration]\nshared_secret = \"s3cret\"\n").unwrap().as_deref(), Some("s3cret"));
+        assert_eq!(
+            secret("[registration]\nshared_secret = \"s3cret\"\n").unwrap().as_deref(),
+            Some("s3cret")
+        );
         let file = std::env::temp_dir().join(format!("myelin-secret-test-{}", rand::random::<u64>()));
         std::fs::write(&file, "from-file\nignored\n").unwrap();
         let path = format!("[registration]\nshared_secret_path = {:?}\n", file.display().to_string());

@@ -62,12 +62,16 @@ impl Input {
     /// missing field `M_MISSING_PARAM`, anything else the wrong shape `M_BAD_JSON`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         let body: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &self.body };
-        serde_json::from_slice(body).map_err(|e| match e.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+        serde_json::from_slice(body).map_err(|e| {
+            // serde stops at the first thing it did not expect, which may come before a
+            // syntax error: whether the body is JSON at all is asked separately.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
                 ApiError::new(StatusCode::BAD_REQUEST, ErrorKind::NotJson, format!("Content not JSON: {e}"))
+            } else if e.to_string().starts_with("missing field") {
+                ApiError::missing_param(e.to_string())
+            } else {
+                ApiError::bad_json(e.to_string())
             }
-            _ if e.to_string().starts_with("missing field") => ApiError::missing_param(e.to_string()),
-            _ => ApiError::bad_json(e.to_string()),
         })
     }
 }
