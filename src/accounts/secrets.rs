@@ -39,8 +39,8 @@ pub fn new_device_id() -> String {
         .collect()
 }
 
-pub fn new_registration_token() -> String {
-    random_string(16)
+pub fn new_registration_token(length: usize) -> String {
+    random_string(length)
 }
 
 /// A shared-secret registration nonce: single use, so 256 bits leave nothing to guess.

@@ -199,7 +199,7 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
             Reply::UserDeactivated { user_id }
         }
         Command::TokenCreate { token, uses_allowed, expiry_time } => Reply::Token {
-            token: accounts.create_registration_token(token, uses_allowed, expiry_time).await?,
+            token: accounts.create_registration_token(token, None, uses_allowed, expiry_time).await?,
         },
         Command::TokenList => Reply::Tokens { tokens: accounts.registration_tokens()? },
         Command::TokenRevoke { token } => {

@@ -408,6 +408,24 @@ impl Store {
             .collect()
     }
 
+    /// Applies `change` to a registration token and returns it changed; `None` if there is
+    /// no such token.
+    pub async fn update_registration_token(
+        &self,
+        token: &str,
+        change: impl Fn(&mut RegistrationTokenRecord),
+    ) -> Result<Option<RegistrationTokenRecord>> {
+        let updated = flatten(self.registration_tokens.transaction(|tokens| {
+            let Some(bytes) = tokens.get(token.as_bytes())? else { return Ok(None) };
+            let mut record: RegistrationTokenRecord = decode("registration token", &bytes).or_else(abort)?;
+            change(&mut record);
+            tokens.insert(token.as_bytes(), encode(&record))?;
+            Ok(Some(record))
+        }))?;
+        self.durable().await?;
+        Ok(updated)
+    }
+
     /// Deletes a registration token; `false` if there was none.
     pub async fn delete_registration_token(&self, token: &str) -> Result<bool> {
         let existed = self.registration_tokens.remove(token.as_bytes())?.is_some();

@@ -6,6 +6,7 @@
 mod call;
 mod devices;
 mod register;
+mod tokens;
 mod users;
 
 use http::Method;
@@ -20,4 +21,5 @@ pub fn routes(router: &mut Router) {
     register::routes(router);
     users::routes(router);
     devices::routes(router);
+    tokens::routes(router);
 }
