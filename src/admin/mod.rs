@@ -4,6 +4,7 @@
 //! admin API (`admin_api::synapse`) calls the same domain functions, and the operations
 //! here (`users`, ...) that take more than one call.
 
+pub mod rooms;
 pub mod users;
 
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId};
@@ -12,7 +13,7 @@ use serde_json::Value as JsonValue;
 
 use crate::{
     accounts::{self, Logout, NewUser, RegistrationTokenInfo},
-    rooms::{self, FiledReport},
+    rooms::FiledReport,
     services::Services,
 };
 
@@ -144,7 +145,7 @@ impl<T> Page<T> {
 #[derive(Debug)]
 pub enum Error {
     Accounts(accounts::Error),
-    Rooms(rooms::Error),
+    Rooms(crate::rooms::Error),
 }
 
 impl std::fmt::Display for Error {
@@ -162,8 +163,8 @@ impl From<accounts::Error> for Error {
     }
 }
 
-impl From<rooms::Error> for Error {
-    fn from(e: rooms::Error) -> Self {
+impl From<crate::rooms::Error> for Error {
+    fn from(e: crate::rooms::Error) -> Self {
         Self::Rooms(e)
     }
 }
@@ -207,10 +208,9 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
             Reply::TokenRevoked { token }
         }
         Command::RoomEvent { event_id } => {
-            let stored = services
-                .rooms
-                .stored_pdu(&event_id)?
-                .ok_or_else(|| rooms::Error::NotFound(format!("no event {event_id} is stored here")))?;
+            let stored = services.rooms.stored_pdu(&event_id)?.ok_or_else(|| {
+                crate::rooms::Error::NotFound(format!("no event {event_id} is stored here"))
+            })?;
             Reply::RoomEvent(StoredEventInfo {
                 event_id,
                 room_id: stored.room_id,

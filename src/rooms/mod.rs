@@ -7,6 +7,7 @@
 //! current state ([`auth`]), and stores it with its state and membership changes in one
 //! transaction. Appends to different rooms run in parallel; one room's are ordered.
 
+mod admin_view;
 mod auth;
 mod builder;
 mod client_view;
@@ -50,6 +51,7 @@ use ruma::{
 use serde_json::Value as JsonValue;
 
 pub use crate::pdu::Pdu;
+pub use admin_view::RoomDetails;
 pub use create::{CreateRoom, DEFAULT_VERSION, Preset, SUPPORTED_VERSIONS};
 pub use directory::{PublicRoomsPage, RoomSummary};
 pub use event_cache::Event;
@@ -58,7 +60,7 @@ pub use hierarchy::{HierarchyPage, HierarchyRequest, ServerHierarchy};
 pub use member_view::MemberView;
 pub use membership::MemberProfile;
 pub use relations::RelationFilter;
-pub use reports::{FiledReport, ReportTarget};
+pub use reports::{EventReport, FiledReport, ReportTarget};
 pub use user_directory::FoundUser;
 
 use crate::{

@@ -6,6 +6,8 @@
 mod call;
 mod devices;
 mod register;
+mod reports;
+mod rooms;
 mod tokens;
 mod users;
 
@@ -22,4 +24,6 @@ pub fn routes(router: &mut Router) {
     users::routes(router);
     devices::routes(router);
     tokens::routes(router);
+    rooms::routes(router);
+    reports::routes(router);
 }
