@@ -5,6 +5,7 @@
 
 mod call;
 mod devices;
+mod media;
 mod register;
 mod reports;
 mod rooms;
@@ -26,4 +27,5 @@ pub fn routes(router: &mut Router) {
     tokens::routes(router);
     rooms::routes(router);
     reports::routes(router);
+    media::routes(router);
 }
