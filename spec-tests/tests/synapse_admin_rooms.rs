@@ -1,5 +1,5 @@
 //! Synapse-compatible admin API: rooms (list with search, filters, order and paging;
-//! details, members, state) and event reports (list, show, delete).
+//! details, members, state, make_room_admin) and event reports (list, show, delete).
 
 use spec_tests::{
     admin_api::*,
@@ -40,6 +40,58 @@ async fn room_and_report_endpoints_are_for_admins_only() {
         assert_admin_only(&server, &alice, "GET", &path, None).await;
     }
     assert_admin_only(&server, &alice, "DELETE", &reports("/1"), None).await;
+    assert_admin_only(&server, &alice, "POST", &room(&room_id, "/make_room_admin"), Some(&json!({}))).await;
+    let levels = alice.get_state(&room_id, "m.room.power_levels", "").await.expect(200);
+    assert!(levels["users"].get("@alice:localhost").is_none(), "nothing changed: {levels}");
+}
+
+#[tokio::test]
+async fn make_room_admin_through_the_most_powerful_local_member() {
+    let server = Server::start().await;
+    let root = admin_client(&server, "root").await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    // A private room: the admin is invited, and may then act as a room admin.
+    let private = alice.create_room(&json!({"room_alias_name": "secret"})).await;
+    root.post(&room(&private, "/make_room_admin"), &json!({})).await.expect(200);
+    let levels = alice.get_state(&private, "m.room.power_levels", "").await.expect(200);
+    assert_eq!(levels["users"]["@root:localhost"], 100, "{levels}");
+    let member = alice.get_state(&private, "m.room.member", "@root:localhost").await.expect(200);
+    assert_eq!(member["membership"], "invite");
+    root.join_room(&private).await.expect(200);
+    root.put_state(&private, "m.room.name", "", &json!({"name": "taken over"})).await.expect(200);
+
+    // Someone else, named by alias, in a public room: promoted, not invited.
+    let public = alice.create_room(&json!({"preset": "public_chat"})).await;
+    root.post(&room(&public, "/make_room_admin"), &json!({"user_id": "@bob:localhost"})).await.expect(200);
+    assert_eq!(
+        alice.get_state(&public, "m.room.power_levels", "").await.expect(200)["users"]["@bob:localhost"],
+        100
+    );
+    alice.get_state(&public, "m.room.member", "@bob:localhost").await.expect_error(404, "M_NOT_FOUND");
+    let by_alias = rooms(&format!("/{}/make_room_admin", enc("#secret:localhost")));
+    root.post(&by_alias, &json!({"user_id": "@bob:localhost"})).await.expect(200);
+    let levels = alice.get_state(&private, "m.room.power_levels", "").await.expect(200);
+    assert_eq!(levels["users"]["@bob:localhost"], 100, "{levels}");
+    let member = alice.get_state(&private, "m.room.member", "@bob:localhost").await.expect(200);
+    assert_eq!(member["membership"], "invite", "a private room: invited");
+
+    // Nobody here left to act for the admin.
+    let empty = bob.create_room(&json!({})).await;
+    bob.post(&room_path(&empty, "leave"), &json!({})).await.expect(200);
+    root.post(&room(&empty, "/make_room_admin"), &json!({})).await.expect_error(400, "M_INVALID_PARAM");
+
+    root.post(&room("!unknown:localhost", "/make_room_admin"), &json!({}))
+        .await
+        .expect_error(404, "M_NOT_FOUND");
+    root.post(&room("not-a-room", "/make_room_admin"), &json!({})).await.expect_error(400, "M_INVALID_PARAM");
+    root.post(&room(&public, "/make_room_admin"), &json!({"user_id": "@nobody:localhost"}))
+        .await
+        .expect_error(404, "M_NOT_FOUND");
+    root.post(&room(&public, "/make_room_admin"), &json!({"user_id": "@x:elsewhere.example"}))
+        .await
+        .expect_error(400, "M_INVALID_PARAM");
+    root.request_raw("POST", &room(&public, "/make_room_admin"), "{").await.expect_error(400, "M_NOT_JSON");
 }
 
 #[tokio::test]

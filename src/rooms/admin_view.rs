@@ -1,11 +1,18 @@
 //! Rooms as a server's administrators see them: every room this server has, with what
-//! its current state says (name, rules, creator, members, tombstone), whoever asks.
+//! its current state says (name, rules, creator, members, tombstone), whoever asks; and
+//! making someone a room admin through the room's most powerful local member.
 
-use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId};
-use serde_json::Value as JsonValue;
+use ruma::{
+    OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId,
+    events::{
+        StateEventType, TimelineEventType,
+        room::{member::MembershipState, power_levels::UserPowerLevel},
+    },
+};
+use serde_json::{Value as JsonValue, json};
 
-use super::Rooms;
-use crate::error::Result;
+use super::{EventSpec, Rooms};
+use crate::error::{Error, Result};
 
 /// A room's current state, summed up for administrators (Synapse's room details).
 #[derive(Debug, Clone)]
@@ -83,5 +90,50 @@ impl Rooms {
             tombstoned: tombstone.is_object(),
             replacement_room: tombstone["replacement_room"].as_str().map(str::to_owned),
         })
+    }
+}
+
+impl Rooms {
+    /// Gives `target` (a local user) the power of the room's most powerful local member,
+    /// who sends the change; invites `target` if it is not in the room and the room is not
+    /// public. Fails when no local member may change the power levels.
+    pub async fn make_room_admin(&self, room_id: &RoomId, target: &UserId) -> Result<()> {
+        let levels = self.power_levels(room_id)?;
+        let admin = self
+            .current_members(room_id)?
+            .joined()
+            .filter(|user| user.server_name() == self.server_name)
+            .max_by_key(|user| levels.for_user(user))
+            .filter(|user| levels.user_can_send_state(user, StateEventType::RoomPowerLevels))
+            .cloned()
+            .ok_or_else(|| {
+                Error::InvalidParam("no local member of the room may change its power levels".to_owned())
+            })?;
+        let level = match levels.for_user(&admin) {
+            UserPowerLevel::Int(level) => level,
+            // A creator of a room whose version privileges them has no number: the target
+            // gets the highest number in use, and at least a room admin's 100.
+            _ => levels.max().max(100.into()),
+        };
+        if levels.for_user(target) < level {
+            let mut content = self
+                .state_content(room_id, &StateEventType::RoomPowerLevels, "")?
+                .ok_or_else(|| Error::InvalidParam("the room has no power levels".to_owned()))?;
+            content["users"][target.as_str()] = json!(level);
+            let spec = EventSpec::state(TimelineEventType::RoomPowerLevels, "", content);
+            self.append(room_id, &admin, spec, None).await?;
+        }
+        let in_room = matches!(
+            self.membership(room_id, target)?,
+            Some(MembershipState::Join | MembershipState::Invite)
+        );
+        let public = self
+            .state_content(room_id, &StateEventType::RoomJoinRules, "")?
+            .is_some_and(|rules| rules["join_rule"] == "public");
+        if !in_room && !public {
+            self.invite(room_id, &admin, target, None, false).await?;
+        }
+        tracing::info!(%room_id, %target, via = %admin, "made room admin");
+        Ok(())
     }
 }

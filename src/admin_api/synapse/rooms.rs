@@ -1,9 +1,10 @@
-//! Rooms: list (search, filters, order, paging), details, members and state.
+//! Rooms: list (search, filters, order, paging), details, members, state, and making a
+//! user a room admin.
 
 use std::sync::Arc;
 
 use http::Method;
-use ruma::OwnedRoomId;
+use ruma::{OwnedRoomId, OwnedRoomOrAliasId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as JsonValue, json};
 
@@ -23,6 +24,7 @@ pub fn routes(router: &mut Router) {
     call::route(router, Method::GET, "/_synapse/admin/v1/rooms/{room_id}", details);
     call::route(router, Method::GET, "/_synapse/admin/v1/rooms/{room_id}/members", members);
     call::route(router, Method::GET, "/_synapse/admin/v1/rooms/{room_id}/state", state);
+    call::route(router, Method::POST, "/_synapse/admin/v1/rooms/{room_id}/make_room_admin", make_room_admin);
 }
 
 /// A room as Synapse lists it; `details` adds what only the single-room answer has.
@@ -182,4 +184,24 @@ async fn state(services: Arc<Services>, call: AdminCall) -> Result<Response, Api
         .map(|pdu| pdu.client_event().to_json())
         .collect();
     call::ok(&json!({ "state": state }))
+}
+
+#[derive(Deserialize)]
+struct MakeRoomAdminBody {
+    user_id: Option<String>,
+}
+
+/// The room may be named by an alias of this server too.
+async fn make_room_admin(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
+    let target = OwnedRoomOrAliasId::try_from(call.input.arg(0))
+        .map_err(|e| ApiError::invalid_param(format!("invalid room id or alias: {e}")))?;
+    let body: MakeRoomAdminBody = call.input.json()?;
+    let user_id = match body.user_id {
+        Some(user_id) => services.accounts.own_user_id(&user_id)?,
+        None => call.admin.clone(),
+    };
+    services.accounts.user_info(&user_id)?;
+    let (room_id, _) = services.rooms.resolve_room(&target).await?;
+    services.rooms.make_room_admin(&room_id, &user_id).await?;
+    call::empty()
 }
