@@ -148,11 +148,11 @@ async fn list_search_order_and_page_rooms() {
     assert_eq!(ids(&root.get(&rooms("?dir=b")).await.expect(200), "rooms", "room_id")[0], zoo);
     assert_eq!(
         ids(&root.get(&rooms("?search_term=atti")).await.expect(200), "rooms", "room_id"),
-        [attic.clone()]
+        [attic.as_str()]
     );
     assert_eq!(
         ids(&root.get(&rooms("?search_term=ANIMAL")).await.expect(200), "rooms", "room_id"),
-        [zoo.clone()]
+        [zoo.as_str()]
     );
     assert_eq!(
         ids(
@@ -160,11 +160,11 @@ async fn list_search_order_and_page_rooms() {
             "rooms",
             "room_id"
         ),
-        [middle.clone()]
+        [middle.as_str()]
     );
     assert_eq!(
         ids(&root.get(&rooms("?public_rooms=true")).await.expect(200), "rooms", "room_id"),
-        [zoo.clone()]
+        [zoo.as_str()]
     );
     assert_eq!(root.get(&rooms("?public_rooms=false")).await.expect(200)["total_rooms"], 2);
 
@@ -261,7 +261,7 @@ async fn event_reports_are_listed_shown_and_deleted() {
     assert!(first["received_ts"].as_u64().is_some() && first["id"].as_u64().is_some(), "{first}");
 
     let oldest = root.get(&reports("?dir=f&limit=1")).await.expect(200);
-    assert_eq!(ids(&oldest, "event_reports", "event_id"), [rude.clone()]);
+    assert_eq!(ids(&oldest, "event_reports", "event_id"), [rude.as_str()]);
     assert_eq!(oldest["next_token"], 1);
     let by_sender = root.get(&reports("?event_sender_user_id=@alice:localhost")).await.expect(200);
     assert_eq!(by_sender["total"], 0);

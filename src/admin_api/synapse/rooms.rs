@@ -63,7 +63,7 @@ struct DetailsJson {
 
 impl RoomJson {
     fn new(room: RoomDetails, detailed: bool) -> Self {
-        let details = detailed.then(|| DetailsJson {
+        let details = detailed.then_some(DetailsJson {
             topic: room.topic,
             avatar: room.avatar,
             joined_local_devices: None,
