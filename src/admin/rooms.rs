@@ -87,3 +87,15 @@ pub fn list_rooms(services: &Services, query: &RoomQuery) -> Result<Page<RoomDet
     }
     Ok(Page::of(rooms, query.from, query.limit))
 }
+
+/// Starts deleting a room in the background; returns the id its progress is asked by.
+pub fn delete_room(
+    services: &std::sync::Arc<Services>,
+    room_id: &ruma::RoomId,
+    request: crate::rooms::DeleteRoom,
+) -> Result<String, Error> {
+    let delete_id = services.rooms.schedule_deletion(room_id)?;
+    let (services, id, room) = (services.clone(), delete_id.clone(), room_id.to_owned());
+    tokio::spawn(async move { services.rooms.run_deletion(&id, &room, request).await });
+    Ok(delete_id)
+}

@@ -12,6 +12,7 @@ mod auth;
 mod builder;
 mod client_view;
 mod create;
+mod deletion;
 mod directory;
 mod ephemeral;
 mod event_cache;
@@ -53,6 +54,7 @@ use serde_json::Value as JsonValue;
 pub use crate::pdu::Pdu;
 pub use admin_view::RoomDetails;
 pub use create::{CreateRoom, DEFAULT_VERSION, Preset, SUPPORTED_VERSIONS};
+pub use deletion::{DeleteRoom, Deletion, DeletionStatus, Shutdown};
 pub use directory::{PublicRoomsPage, RoomSummary};
 pub use event_cache::Event;
 pub use federated::{Added, INVITE_STATE_TYPES, stripped};
@@ -171,6 +173,8 @@ pub struct Rooms {
     remote_hierarchies: hierarchy::RemoteHierarchies,
     /// One async lock per room, held while an event is built and stored.
     append_locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Room deletions of the last day, with their progress.
+    deletions: deletion::Deletions,
 }
 
 fn rules_of(room: &RoomRecord) -> Result<RoomVersionRules> {
@@ -209,6 +213,7 @@ impl Rooms {
             remote_hierarchies: Default::default(),
             typing: Arc::default(),
             append_locks: Mutex::new(HashMap::new()),
+            deletions: Default::default(),
         }
     }
 

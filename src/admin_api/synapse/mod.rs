@@ -8,6 +8,7 @@ mod devices;
 mod media;
 mod register;
 mod reports;
+mod room_deletion;
 mod rooms;
 mod tokens;
 mod users;
@@ -26,6 +27,7 @@ pub fn routes(router: &mut Router) {
     devices::routes(router);
     tokens::routes(router);
     rooms::routes(router);
+    room_deletion::routes(router);
     reports::routes(router);
     media::routes(router);
 }
