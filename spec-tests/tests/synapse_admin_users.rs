@@ -152,6 +152,11 @@ async fn put_creates_then_modifies_an_account() {
     erin.get(WHOAMI).await.expect_error(401, "M_UNKNOWN_TOKEN");
     server.client().login("erin", "third password").await;
 
+    // A refused request changes nothing: no deactivation with a password to set.
+    root.put(&path, &json!({"deactivated": true, "password": "x"}))
+        .await
+        .expect_error(400, "M_INVALID_PARAM");
+    server.client().login("erin", "third password").await;
     // Deactivated, then back with a new password (a deactivated account has none).
     root.put(&path, &json!({"deactivated": true})).await.expect(200);
     server

@@ -111,28 +111,25 @@ pub async fn put_user(services: &Services, user_id: &UserId, changes: UserChange
         }
         return Ok(true);
     };
-    let mut password = changes.password;
-    match changes.deactivated {
-        Some(true) if !existing.deactivated => services.rooms.deactivate_account(user_id, false).await?,
-        Some(false) if existing.deactivated => {
-            let Some(password) = password.take() else {
-                return Err(accounts::Error::InvalidParam(
-                    "a password is needed to reactivate an account".to_owned(),
-                )
-                .into());
-            };
-            accounts.reactivate(user_id, password).await?;
-        }
-        _ => {}
+    // Checked before anything changes, so that a refused request changes nothing.
+    let reactivating = changes.deactivated == Some(false) && existing.deactivated;
+    let deactivating = changes.deactivated == Some(true) && !existing.deactivated;
+    let ends_deactivated = changes.deactivated.unwrap_or(existing.deactivated);
+    let invalid = |why: &str| Error::from(accounts::Error::InvalidParam(why.to_owned()));
+    if reactivating && changes.password.is_none() {
+        return Err(invalid("a password is needed to reactivate an account"));
     }
-    let deactivated = changes.deactivated.unwrap_or(existing.deactivated);
+    if ends_deactivated && changes.password.is_some() {
+        return Err(invalid("a deactivated account has no password to set"));
+    }
+    let mut password = changes.password;
+    if deactivating {
+        services.rooms.deactivate_account(user_id, false).await?;
+    }
+    if reactivating && let Some(password) = password.take() {
+        accounts.reactivate(user_id, password).await?;
+    }
     if let Some(password) = password {
-        if deactivated {
-            return Err(accounts::Error::InvalidParam(
-                "a deactivated account has no password to set".to_owned(),
-            )
-            .into());
-        }
         let logout = if changes.logout_devices { Logout::All } else { Logout::None };
         accounts.set_password(user_id, password, logout).await?;
     }

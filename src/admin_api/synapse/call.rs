@@ -86,11 +86,12 @@ pub fn empty() -> Result<Response, ApiError> {
     ok(&serde_json::json!({}))
 }
 
-fn input(call: &Call, body: Bytes) -> Input {
+fn input(call: &Call) -> Input {
     Input {
         args: call.path_args.clone(),
         query: call.request.uri().query().unwrap_or_default().to_owned(),
-        body,
+        // Cheap: `Bytes` shares the buffer.
+        body: call.request.body().clone(),
     }
 }
 
@@ -116,7 +117,7 @@ where
                         target = call.request.uri().path(),
                         "admin API call"
                     );
-                    let input = input(&call, call.request.body().clone());
+                    let input = input(&call);
                     handler(services.clone(), AdminCall { admin, input }).await
                 };
                 answer.await.unwrap_or_else(ApiError::into_response)
@@ -142,7 +143,7 @@ where
             let handler = handler.clone();
             Box::pin(async move {
                 tracing::info!(method = %call.request.method(), target = call.request.uri().path(), "admin API call");
-                let input = input(&call, call.request.body().clone());
+                let input = input(&call);
                 handler(services, input).await.unwrap_or_else(ApiError::into_response)
             })
         }),
