@@ -1,5 +1,6 @@
-//! Synapse-compatible admin API: a user's devices (list, show, rename, delete), whois, and
-//! shadow bans (a shadow-banned user's sends are answered and reach nobody).
+//! Synapse-compatible admin API: a user's devices (list, show, rename, delete), whois (and
+//! the client-server API's `/admin/whois`), and shadow bans (a shadow-banned user's sends
+//! are answered and reach nobody).
 
 use spec_tests::{
     admin_api::*,
@@ -93,6 +94,18 @@ async fn whois_lists_each_device_with_its_last_connection() {
     assert!(connection["last_seen"].as_u64().is_some(), "{body}");
     root.get(&user_path("v1/whois", "@nobody:localhost", "")).await.expect_error(404, "M_NOT_FOUND");
     root.get(&user_path("v1/whois", "@x:elsewhere.example", "")).await.expect_error(400, "M_INVALID_PARAM");
+
+    // The client-server API's whois: users look themselves up, admins anyone.
+    let bob = server.client().register("bob", PASSWORD).await;
+    let client_whois = |user: &str| format!("/_matrix/client/v3/admin/whois/{}", enc(user));
+    let own = alice.get(&client_whois("@alice:localhost")).await.expect(200);
+    assert_eq!(own["devices"], body["devices"], "the same answer as the admin API's");
+    bob.get(&client_whois("@alice:localhost")).await.expect_error(403, "M_FORBIDDEN");
+    let by_admin = root.get(&client_whois("@bob:localhost")).await.expect(200);
+    assert_eq!(by_admin["user_id"], "@bob:localhost");
+    root.get(&client_whois("@nobody:localhost")).await.expect_error(404, "M_NOT_FOUND");
+    root.get(&client_whois("@x:elsewhere.example")).await.expect_error(400, "M_INVALID_PARAM");
+    server.client().get(&client_whois("@alice:localhost")).await.expect_error(401, "M_MISSING_TOKEN");
 }
 
 #[tokio::test]

@@ -1,10 +1,9 @@
 //! Users: list, query, create or modify, deactivate, reset password, whois, joined rooms,
 //! admin flag and shadow ban.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use http::{Method, StatusCode};
-use ruma::api::client::admin::get_user_info::v3::{ConnectionInfo, DeviceInfo, SessionInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -232,28 +231,10 @@ async fn reset_password(services: Arc<Services>, call: AdminCall) -> Result<Resp
     call::empty()
 }
 
-/// The client-server API's whois shape (ruma's types): one session per device, one
-/// connection per session, the last one seen.
+/// The client-server API's whois shape.
 async fn whois(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
     let user_id = call.input.local_user(&services, 0)?;
-    services.accounts.user_info(&user_id)?;
-    let devices: BTreeMap<String, DeviceInfo> = services
-        .accounts
-        .devices(&user_id)?
-        .into_iter()
-        .map(|device| {
-            let mut connection = ConnectionInfo::new();
-            connection.ip = device.last_seen_ip;
-            connection.last_seen = device
-                .last_seen_ts
-                .map(|ts| ruma::MilliSecondsSinceUnixEpoch(ruma::UInt::new_saturating(ts)));
-            let mut session = SessionInfo::new();
-            session.connections = vec![connection];
-            let mut info = DeviceInfo::new();
-            info.sessions = vec![session];
-            (device.device_id.to_string(), info)
-        })
-        .collect();
+    let devices = services.accounts.whois(&user_id)?;
     call::ok(&json!({ "user_id": user_id, "devices": devices }))
 }
 
