@@ -1,6 +1,7 @@
 //! Synapse-compatible admin API, users: list (paging, filters, order), query, create or
-//! modify, deactivate, reset password, admin flag, joined rooms; each refused to callers
-//! who are not server admins, and bad input answered with Synapse's error codes.
+//! modify, deactivate, reset password, admin flag, joined rooms, memberships, pushers and
+//! username availability; each refused to callers who are not server admins, and bad
+//! input answered with Synapse's error codes.
 
 use spec_tests::{admin_api::*, rooms::PASSWORD, *};
 
@@ -30,6 +31,9 @@ async fn every_user_endpoint_is_for_admins_only() {
         ("GET", user_path("v1/users", &me, "/joined_rooms"), None),
         ("GET", user_path("v1/users", &me, "/admin"), None),
         ("PUT", user_path("v1/users", &me, "/admin"), Some(json!({"admin": true}))),
+        ("GET", user_path("v1/users", &me, "/memberships"), None),
+        ("GET", user_path("v1/users", &me, "/pushers"), None),
+        ("GET", admin_path("v1/username_available?username=zed"), None),
     ];
     for (method, path, body) in &cases {
         assert_admin_only(&server, &alice, method, path, body.as_ref()).await;
@@ -264,4 +268,43 @@ async fn admin_flag_and_joined_rooms() {
         .await
         .expect_error(400, "M_INVALID_PARAM");
     root.get(&user_path("v1/users", "@nobody:localhost", "/admin")).await.expect_error(404, "M_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn memberships_pushers_and_username_availability() {
+    let server = Server::start().await;
+    let root = admin_client(&server, "root").await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let joined = alice.create_room(&json!({})).await;
+    let left = alice.create_room(&json!({})).await;
+    alice.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&left)), &json!({})).await.expect(200);
+
+    let memberships = root.get(&user_path("v1/users", "@alice:localhost", "/memberships")).await.expect(200);
+    assert_eq!(memberships["memberships"], json!({ joined.as_str(): "join", left.as_str(): "leave" }));
+    let remote = root.get(&user_path("v1/users", "@zed:elsewhere.example", "/memberships")).await.expect(200);
+    assert_eq!(remote["memberships"], json!({}));
+    root.get(&user_path("v1/users", "@nobody:localhost", "/memberships"))
+        .await
+        .expect_error(404, "M_NOT_FOUND");
+
+    let pusher = json!({
+        "kind": "http", "app_id": "org.example.app", "pushkey": "key-1",
+        "app_display_name": "Example", "device_display_name": "Phone", "lang": "en",
+        "data": {"url": "https://push.example.org/_matrix/push/v1/notify"}, "append": false,
+    });
+    alice.post("/_matrix/client/v3/pushers/set", &pusher).await.expect(200);
+    let pushers = root.get(&user_path("v1/users", "@alice:localhost", "/pushers")).await.expect(200);
+    assert_eq!(pushers["total"], 1);
+    let listed = &pushers["pushers"][0];
+    for field in ["kind", "app_id", "pushkey", "app_display_name", "device_display_name", "lang", "data"] {
+        assert_eq!(listed[field], pusher[field], "{field}: {listed}");
+    }
+    assert!(listed.get("append").is_none(), "{listed}");
+    root.get(&user_path("v1/users", "@nobody:localhost", "/pushers")).await.expect_error(404, "M_NOT_FOUND");
+
+    let available = |name: &str| admin_path(&format!("v1/username_available?username={}", enc(name)));
+    assert_eq!(root.get(&available("zed")).await.expect(200), json!({"available": true}));
+    root.get(&available("alice")).await.expect_error(400, "M_USER_IN_USE");
+    root.get(&available("no spaces")).await.expect_error(400, "M_INVALID_USERNAME");
+    root.get(&admin_path("v1/username_available")).await.expect_error(400, "M_MISSING_PARAM");
 }

@@ -169,6 +169,23 @@ impl From<crate::rooms::Error> for Error {
     }
 }
 
+/// A user's pushers with how far delivery to each has got.
+pub fn pushers(services: &Services, user_id: &ruma::UserId) -> Result<Vec<PusherSummary>, Error> {
+    Ok(services
+        .push
+        .pusher_records(user_id)?
+        .into_iter()
+        .map(|record| PusherSummary {
+            app_id: record.key.app_id,
+            pushkey: record.key.pushkey,
+            pusher: record.pusher,
+            device_id: record.state.device_id.map(|d| d.to_string()),
+            delivered_upto: record.state.delivered_upto,
+            failing_since: record.state.failing_since,
+        })
+        .collect())
+}
+
 pub async fn execute(services: &Services, command: Command) -> Result<Reply, Error> {
     let accounts = &services.accounts;
     Ok(match command {
@@ -220,21 +237,7 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
             })
         }
         Command::ReportList => Reply::Reports { reports: services.rooms.reports()? },
-        Command::PusherList { user_id } => Reply::Pushers {
-            pushers: services
-                .push
-                .pusher_records(&user_id)?
-                .into_iter()
-                .map(|record| PusherSummary {
-                    app_id: record.key.app_id,
-                    pushkey: record.key.pushkey,
-                    pusher: record.pusher,
-                    device_id: record.state.device_id.map(|d| d.to_string()),
-                    delivered_upto: record.state.delivered_upto,
-                    failing_since: record.state.failing_since,
-                })
-                .collect(),
-        },
+        Command::PusherList { user_id } => Reply::Pushers { pushers: pushers(services, &user_id)? },
         Command::PusherTest { user_id } => Reply::PusherTests {
             results: services
                 .push

@@ -41,6 +41,17 @@ pub struct RoomDetails {
 }
 
 impl Rooms {
+    /// Every membership this server knows the user to have, left and forgotten rooms
+    /// included (of any server's user, in the rooms this server has).
+    pub fn memberships_of(&self, user: &UserId) -> Result<Vec<(OwnedRoomId, MembershipState)>> {
+        Ok(self
+            .store
+            .user_rooms(user)?
+            .into_iter()
+            .map(|(room_id, entry)| (room_id, entry.membership))
+            .collect())
+    }
+
     /// Every room this server has state for.
     pub fn all_room_details(&self) -> Result<Vec<RoomDetails>> {
         let mut rooms = Vec::new();

@@ -52,10 +52,13 @@ impl Input {
         Ok(services.accounts.own_user_id(self.arg(i))?)
     }
 
-    /// The query string as `T`; anything it cannot be is `400 M_INVALID_PARAM`.
+    /// The query string as `T`: a required parameter missing is `400 M_MISSING_PARAM`,
+    /// anything else it cannot be `400 M_INVALID_PARAM`.
     pub fn query<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_urlencoded::from_str(&self.query)
-            .map_err(|e| ApiError::invalid_param(format!("bad query parameter: {e}")))
+        serde_urlencoded::from_str(&self.query).map_err(|e| match e.to_string() {
+            missing if missing.starts_with("missing field") => ApiError::missing_param(missing),
+            other => ApiError::invalid_param(format!("bad query parameter: {other}")),
+        })
     }
 
     /// The body as `T`, an empty body as `{}`: text that is not JSON is `M_NOT_JSON`, a

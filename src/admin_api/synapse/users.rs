@@ -23,6 +23,9 @@ pub fn routes(router: &mut Router) {
     call::route(router, Method::POST, "/_synapse/admin/v1/reset_password/{user_id}", reset_password);
     call::route(router, Method::GET, "/_synapse/admin/v1/whois/{user_id}", whois);
     call::route(router, Method::GET, "/_synapse/admin/v1/users/{user_id}/joined_rooms", joined_rooms);
+    call::route(router, Method::GET, "/_synapse/admin/v1/users/{user_id}/memberships", memberships);
+    call::route(router, Method::GET, "/_synapse/admin/v1/users/{user_id}/pushers", pushers);
+    call::route(router, Method::GET, "/_synapse/admin/v1/username_available", username_available);
     call::route(router, Method::GET, "/_synapse/admin/v1/users/{user_id}/admin", get_admin);
     call::route(router, Method::PUT, "/_synapse/admin/v1/users/{user_id}/admin", put_admin);
     call::route(router, Method::POST, "/_synapse/admin/v1/users/{user_id}/shadow_ban", |s, c| {
@@ -245,6 +248,51 @@ async fn joined_rooms(services: Arc<Services>, call: AdminCall) -> Result<Respon
     }
     let rooms = services.rooms.joined_rooms(&user_id)?;
     call::ok(&json!({ "total": rooms.len(), "joined_rooms": rooms }))
+}
+
+async fn memberships(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
+    let user_id = call.input.any_user(0)?;
+    if user_id.server_name() == services.config.server_name {
+        services.accounts.user_info(&user_id)?;
+    }
+    let memberships: serde_json::Map<String, serde_json::Value> = services
+        .rooms
+        .memberships_of(&user_id)?
+        .into_iter()
+        .map(|(room_id, membership)| (room_id.to_string(), json!(membership)))
+        .collect();
+    call::ok(&json!({ "memberships": memberships }))
+}
+
+/// The pushers as their clients set them, as `myelin pushers list` shows them.
+async fn pushers(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
+    let user_id = call.input.local_user(&services, 0)?;
+    services.accounts.user_info(&user_id)?;
+    let pushers: Vec<serde_json::Value> = crate::admin::pushers(&services, &user_id)?
+        .into_iter()
+        .map(|summary| {
+            let mut pusher = summary.pusher;
+            // Set by the client with `append`, which describes the request, not the pusher.
+            pusher.as_object_mut().map(|p| p.remove("append"));
+            pusher["app_id"] = json!(summary.app_id);
+            pusher["pushkey"] = json!(summary.pushkey);
+            pusher
+        })
+        .collect();
+    call::ok(&json!({ "total": pushers.len(), "pushers": pushers }))
+}
+
+#[derive(Deserialize)]
+struct AvailableQuery {
+    username: String,
+}
+
+/// As the client API's `/register/available`: taken is `M_USER_IN_USE`, a bad name
+/// `M_INVALID_USERNAME`.
+async fn username_available(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
+    let query: AvailableQuery = call.input.query()?;
+    services.accounts.check_username_available(&query.username)?;
+    call::ok(&json!({ "available": true }))
 }
 
 async fn get_admin(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
