@@ -8,7 +8,7 @@ use std::{future::Future, sync::Arc};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use ruma::{
-    OwnedUserId,
+    OwnedRoomId, OwnedUserId,
     api::{auth_scheme::AccessToken, error::ErrorKind},
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -47,6 +47,12 @@ impl Input {
         ruma::UserId::parse(self.arg(i)).map_err(|e| ApiError::invalid_param(format!("invalid user id: {e}")))
     }
 
+    /// The `i`th path argument as a room id.
+    pub fn room(&self, i: usize) -> Result<OwnedRoomId, ApiError> {
+        OwnedRoomId::try_from(self.arg(i))
+            .map_err(|e| ApiError::invalid_param(format!("invalid room id: {e}")))
+    }
+
     /// The `i`th path argument as a user id of this server (which need not exist).
     pub fn local_user(&self, services: &Services, i: usize) -> Result<OwnedUserId, ApiError> {
         Ok(services.accounts.own_user_id(self.arg(i))?)
@@ -76,6 +82,25 @@ impl Input {
                 ApiError::bad_json(e.to_string())
             }
         })
+    }
+}
+
+/// The default page size of every list (Synapse's).
+pub fn default_limit() -> usize {
+    100
+}
+
+/// For boolean fields that default to true.
+pub fn yes() -> bool {
+    true
+}
+
+/// A list's `dir`: `f` (forwards, the default) or `b`; `true` for backwards.
+pub fn backwards(dir: Option<&str>) -> Result<bool, ApiError> {
+    match dir {
+        None | Some("f") => Ok(false),
+        Some("b") => Ok(true),
+        Some(other) => Err(ApiError::invalid_param(format!("dir must be f or b, not {other:?}"))),
     }
 }
 

@@ -7,10 +7,7 @@ use ruma::{OwnedServerName, OwnedUserId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{
-    call::{self, AdminCall},
-    users::backwards,
-};
+use super::call::{self, AdminCall};
 use crate::{
     admin::Page,
     http::{ApiError, Response, router::Router},
@@ -68,14 +65,10 @@ impl From<MediaInfo> for MediaJson {
 struct ListQuery {
     #[serde(default)]
     from: usize,
-    #[serde(default = "default_limit")]
+    #[serde(default = "call::default_limit")]
     limit: usize,
     order_by: Option<String>,
     dir: Option<String>,
-}
-
-fn default_limit() -> usize {
-    100
 }
 
 async fn user_media(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
@@ -86,7 +79,7 @@ async fn user_media(services: Arc<Services>, call: AdminCall) -> Result<Response
     // Without order or direction: newest first (Synapse's default).
     let descending = match (&q.order_by, &q.dir) {
         (None, None) => true,
-        _ => backwards(q.dir.as_deref())?,
+        _ => call::backwards(q.dir.as_deref())?,
     };
     // Ties stay in media id order: the list comes sorted by it and the sorts are stable.
     match q.order_by.as_deref().unwrap_or("created_ts") {

@@ -7,10 +7,7 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as JsonValue, json};
 
-use super::{
-    call::{self, AdminCall},
-    users::backwards,
-};
+use super::call::{self, AdminCall};
 use crate::{
     admin::Page,
     http::{ApiError, Response, router::Router},
@@ -65,7 +62,7 @@ impl ReportJson {
 struct ListQuery {
     #[serde(default)]
     from: usize,
-    #[serde(default = "default_limit")]
+    #[serde(default = "call::default_limit")]
     limit: usize,
     dir: Option<String>,
     user_id: Option<String>,
@@ -73,14 +70,10 @@ struct ListQuery {
     event_sender_user_id: Option<String>,
 }
 
-fn default_limit() -> usize {
-    100
-}
-
 async fn list(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
     let q: ListQuery = call.input.query()?;
     // Newest first unless `dir=f`.
-    let oldest_first = !backwards(Some(q.dir.as_deref().unwrap_or("b")))?;
+    let oldest_first = !call::backwards(Some(q.dir.as_deref().unwrap_or("b")))?;
     let mut reports: Vec<EventReport> = services
         .rooms
         .event_reports()?

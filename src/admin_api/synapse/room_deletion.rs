@@ -25,11 +25,6 @@ pub fn routes(router: &mut Router) {
     call::route(router, Method::PUT, "/_synapse/admin/v1/rooms/{room_id}/block", put_block);
 }
 
-fn room_arg(call: &AdminCall) -> Result<OwnedRoomId, ApiError> {
-    OwnedRoomId::try_from(call.input.arg(0))
-        .map_err(|e| ApiError::invalid_param(format!("invalid room id: {e}")))
-}
-
 #[derive(Deserialize)]
 struct DeleteBody {
     new_room_user_id: Option<String>,
@@ -37,19 +32,15 @@ struct DeleteBody {
     message: Option<String>,
     #[serde(default)]
     block: bool,
-    #[serde(default = "yes")]
+    #[serde(default = "call::yes")]
     purge: bool,
     #[serde(default)]
     force_purge: bool,
 }
 
-fn yes() -> bool {
-    true
-}
-
 /// The request, checked: the room is known, the new room's creator is a local user.
 fn delete_request(services: &Services, call: &AdminCall) -> Result<(OwnedRoomId, DeleteRoom), ApiError> {
-    let room_id = room_arg(call)?;
+    let room_id = call.input.room(0)?;
     let body: DeleteBody = call.input.json()?;
     services.rooms.room_details(&room_id)?;
     let new_room_user_id = match body.new_room_user_id {
@@ -138,7 +129,7 @@ impl From<Deletion> for StatusJson {
 }
 
 async fn status_of_room(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
-    let room_id = room_arg(&call)?;
+    let room_id = call.input.room(0)?;
     let results: Vec<StatusJson> =
         services.rooms.deletions_of(&room_id).into_iter().map(StatusJson::from).collect();
     if results.is_empty() {
@@ -157,7 +148,7 @@ async fn status(services: Arc<Services>, call: AdminCall) -> Result<Response, Ap
 }
 
 async fn get_block(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
-    let room_id = room_arg(&call)?;
+    let room_id = call.input.room(0)?;
     let body = match services.rooms.blocked_by(&room_id)? {
         Some(user_id) => json!({ "block": true, "user_id": user_id }),
         None => json!({ "block": false }),
@@ -172,7 +163,7 @@ struct BlockBody {
 
 /// A room may be blocked before this server knows it.
 async fn put_block(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
-    let room_id = room_arg(&call)?;
+    let room_id = call.input.room(0)?;
     let body: BlockBody = call.input.json()?;
     services.rooms.set_blocked(&room_id, body.block.then_some(&*call.admin)).await?;
     call::ok(&json!({ "block": body.block }))

@@ -8,10 +8,7 @@ use ruma::{OwnedRoomId, OwnedRoomOrAliasId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as JsonValue, json};
 
-use super::{
-    call::{self, AdminCall},
-    users::backwards,
-};
+use super::call::{self, AdminCall};
 use crate::{
     admin::rooms::{self as admin_rooms, RoomOrder, RoomQuery},
     http::{ApiError, Response, router::Router},
@@ -96,17 +93,13 @@ impl RoomJson {
 struct ListQuery {
     #[serde(default)]
     from: usize,
-    #[serde(default = "default_limit")]
+    #[serde(default = "call::default_limit")]
     limit: usize,
     order_by: Option<String>,
     dir: Option<String>,
     search_term: Option<String>,
     public_rooms: Option<bool>,
     empty_rooms: Option<bool>,
-}
-
-fn default_limit() -> usize {
-    100
 }
 
 async fn list(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
@@ -132,7 +125,7 @@ async fn list(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiE
         public: q.public_rooms,
         empty: q.empty_rooms,
         order,
-        descending: backwards(q.dir.as_deref())?,
+        descending: call::backwards(q.dir.as_deref())?,
         from: q.from,
         limit: q.limit,
     };
@@ -151,18 +144,13 @@ async fn list(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiE
     call::ok(&body)
 }
 
-fn room_arg(call: &AdminCall) -> Result<OwnedRoomId, ApiError> {
-    OwnedRoomId::try_from(call.input.arg(0))
-        .map_err(|e| ApiError::invalid_param(format!("invalid room id: {e}")))
-}
-
 async fn details(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
-    let room_id = room_arg(&call)?;
+    let room_id = call.input.room(0)?;
     call::ok(&RoomJson::new(services.rooms.room_details(&room_id)?, true))
 }
 
 async fn members(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
-    let room_id = room_arg(&call)?;
+    let room_id = call.input.room(0)?;
     let members: Vec<_> = services.rooms.current_members(&room_id)?.joined().cloned().collect();
     call::ok(&json!({ "total": members.len(), "members": members }))
 }
@@ -174,7 +162,7 @@ struct StateQuery {
 }
 
 async fn state(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
-    let room_id = room_arg(&call)?;
+    let room_id = call.input.room(0)?;
     let query: StateQuery = call.input.query()?;
     let state: Vec<JsonValue> = services
         .rooms

@@ -106,7 +106,7 @@ impl UserJson {
 struct ListQuery {
     #[serde(default)]
     from: usize,
-    #[serde(default = "default_limit")]
+    #[serde(default = "call::default_limit")]
     limit: usize,
     user_id: Option<String>,
     name: Option<String>,
@@ -117,19 +117,6 @@ struct ListQuery {
     order_by: Option<String>,
     #[serde(default)]
     dir: Option<String>,
-}
-
-fn default_limit() -> usize {
-    100
-}
-
-/// `dir`: `f` (the default) or `b`; `true` for backwards.
-pub fn backwards(dir: Option<&str>) -> Result<bool, ApiError> {
-    match dir {
-        None | Some("f") => Ok(false),
-        Some("b") => Ok(true),
-        Some(other) => Err(ApiError::invalid_param(format!("dir must be f or b, not {other:?}"))),
-    }
 }
 
 async fn list(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
@@ -153,7 +140,7 @@ async fn list(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiE
         include_deactivated: q.deactivated,
         admins: q.admins,
         order,
-        descending: backwards(q.dir.as_deref())?,
+        descending: call::backwards(q.dir.as_deref())?,
         from: q.from,
         limit: q.limit,
     };
@@ -173,16 +160,12 @@ async fn query(services: Arc<Services>, call: AdminCall) -> Result<Response, Api
 #[derive(Deserialize)]
 struct PutBody {
     password: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "call::yes")]
     logout_devices: bool,
     displayname: Option<String>,
     avatar_url: Option<String>,
     admin: Option<bool>,
     deactivated: Option<bool>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 async fn put(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
@@ -222,7 +205,7 @@ async fn deactivate(services: Arc<Services>, call: AdminCall) -> Result<Response
 #[derive(Deserialize)]
 struct ResetPasswordBody {
     new_password: String,
-    #[serde(default = "yes")]
+    #[serde(default = "call::yes")]
     logout_devices: bool,
 }
 
