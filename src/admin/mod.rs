@@ -13,7 +13,7 @@ use serde_json::Value as JsonValue;
 
 use crate::{
     accounts::{self, Logout, NewUser, RegistrationTokenInfo},
-    rooms::FiledReport,
+    rooms::{DeleteRoom, FiledReport},
     services::Services,
 };
 
@@ -36,6 +36,11 @@ pub enum Command {
         #[serde(default)]
         erase: bool,
     },
+    /// Shadow-bans a user, or lifts the ban.
+    UserShadowBan {
+        name: String,
+        banned: bool,
+    },
     TokenCreate {
         token: Option<String>,
         uses_allowed: Option<u32>,
@@ -48,6 +53,19 @@ pub enum Command {
     // One stored event exactly as signed (or as redacted), for operators debugging a room.
     RoomEvent {
         event_id: OwnedEventId,
+    },
+    /// Moves every local member out of a room, optionally blocking it, then (with `purge`)
+    /// removes it from the database.
+    RoomDelete {
+        room_id: OwnedRoomId,
+        block: bool,
+        purge: bool,
+        force_purge: bool,
+    },
+    /// Blocks a room (known here or not) or lifts the block.
+    RoomBlock {
+        room_id: OwnedRoomId,
+        block: bool,
     },
     /// Every report users made of events, rooms and users, oldest first.
     ReportList,
@@ -64,17 +82,51 @@ pub enum Command {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
-    UserCreated { user_id: OwnedUserId },
-    Users { users: Vec<UserSummary> },
-    PasswordChanged { user_id: OwnedUserId },
-    UserDeactivated { user_id: OwnedUserId },
-    Token { token: RegistrationTokenInfo },
-    Tokens { tokens: Vec<RegistrationTokenInfo> },
-    TokenRevoked { token: String },
+    UserCreated {
+        user_id: OwnedUserId,
+    },
+    Users {
+        users: Vec<UserSummary>,
+    },
+    PasswordChanged {
+        user_id: OwnedUserId,
+    },
+    UserDeactivated {
+        user_id: OwnedUserId,
+    },
+    ShadowBan {
+        user_id: OwnedUserId,
+        banned: bool,
+    },
+    RoomDeleted {
+        room_id: OwnedRoomId,
+        kicked_users: Vec<OwnedUserId>,
+        failed_to_kick_users: Vec<OwnedUserId>,
+        purged: bool,
+    },
+    RoomBlock {
+        room_id: OwnedRoomId,
+        block: bool,
+    },
+    Token {
+        token: RegistrationTokenInfo,
+    },
+    Tokens {
+        tokens: Vec<RegistrationTokenInfo>,
+    },
+    TokenRevoked {
+        token: String,
+    },
     RoomEvent(StoredEventInfo),
-    Reports { reports: Vec<FiledReport> },
-    Pushers { pushers: Vec<PusherSummary> },
-    PusherTests { results: Vec<PusherTestResult> },
+    Reports {
+        reports: Vec<FiledReport>,
+    },
+    Pushers {
+        pushers: Vec<PusherSummary>,
+    },
+    PusherTests {
+        results: Vec<PusherTestResult>,
+    },
 }
 
 /// One pusher, for operators.
@@ -216,6 +268,11 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
             services.rooms.deactivate_account(&user_id, erase).await?;
             Reply::UserDeactivated { user_id }
         }
+        Command::UserShadowBan { name, banned } => {
+            let user_id = accounts.existing_local_user(&name)?;
+            accounts.set_shadow_banned(&user_id, banned).await?;
+            Reply::ShadowBan { user_id, banned }
+        }
         Command::TokenCreate { token, uses_allowed, expiry_time } => Reply::Token {
             token: accounts.create_registration_token(token, None, uses_allowed, expiry_time).await?,
         },
@@ -235,6 +292,28 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
                 pdu: stored.pdu,
                 redacted_because: stored.redacted_because,
             })
+        }
+        Command::RoomDelete { room_id, block, purge, force_purge } => {
+            let request = DeleteRoom {
+                requester: None,
+                new_room_user_id: None,
+                room_name: None,
+                message: None,
+                block,
+                purge,
+                force_purge,
+            };
+            let shutdown = rooms::delete_room_now(services, &room_id, request).await?;
+            Reply::RoomDeleted {
+                room_id,
+                kicked_users: shutdown.kicked_users,
+                failed_to_kick_users: shutdown.failed_to_kick_users,
+                purged: purge,
+            }
+        }
+        Command::RoomBlock { room_id, block } => {
+            services.rooms.set_blocked(&room_id, block, None).await?;
+            Reply::RoomBlock { room_id, block }
         }
         Command::ReportList => Reply::Reports { reports: services.rooms.reports()? },
         Command::PusherList { user_id } => Reply::Pushers { pushers: pushers(services, &user_id)? },

@@ -99,3 +99,19 @@ pub fn delete_room(
     tokio::spawn(async move { services.rooms.run_deletion(&id, &room, request).await });
     Ok(delete_id)
 }
+
+/// Deletes a room and answers when done, with what moving its members out did.
+pub async fn delete_room_now(
+    services: &Services,
+    room_id: &ruma::RoomId,
+    request: crate::rooms::DeleteRoom,
+) -> Result<crate::rooms::Shutdown, Error> {
+    let rooms = &services.rooms;
+    let delete_id = rooms.schedule_deletion(room_id)?;
+    rooms.run_deletion(&delete_id, room_id, request).await;
+    let deletion = rooms.deletion(&delete_id).expect("a deletion is kept for a day");
+    match deletion.status {
+        crate::rooms::DeletionStatus::Failed(why) => Err(crate::error::Error::InvalidParam(why).into()),
+        _ => Ok(deletion.shutdown),
+    }
+}

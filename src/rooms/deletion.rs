@@ -37,8 +37,8 @@ const DEFAULT_MESSAGE: &str =
 /// What a deletion is asked to do.
 #[derive(Debug, Clone)]
 pub struct DeleteRoom {
-    /// The administrator asking.
-    pub requester: OwnedUserId,
+    /// The administrator asking; `None` for the CLI.
+    pub requester: Option<OwnedUserId>,
     /// A local user who creates a room the members are moved into.
     pub new_room_user_id: Option<OwnedUserId>,
     pub room_name: Option<String>,
@@ -122,7 +122,7 @@ impl Rooms {
     /// Runs a scheduled deletion to its end, recording each step.
     pub async fn run_deletion(&self, delete_id: &str, room_id: &RoomId, request: DeleteRoom) {
         self.deletions.update(delete_id, |d| d.status = DeletionStatus::Active);
-        tracing::info!(%room_id, delete_id, by = %request.requester, "room deletion started");
+        tracing::info!(%room_id, delete_id, by = ?request.requester, "room deletion started");
         let outcome = async {
             let shutdown = self.shut_down(room_id, &request).await?;
             self.deletions.update(delete_id, |d| d.shutdown = shutdown.clone());
@@ -160,16 +160,16 @@ impl Rooms {
         self.deletions.current().into_iter().filter(|d| d.room_id == room_id).collect()
     }
 
-    /// Blocks a room (`by` the administrator) or unblocks it (`None`).
-    pub async fn set_blocked(&self, room_id: &RoomId, by: Option<&UserId>) -> Result<()> {
-        let record = by.map(|user| BlockedRoom { blocked_by: user.to_owned(), ts: now_ms() });
+    /// Blocks a room (`by` an administrator, or the CLI) or unblocks it.
+    pub async fn set_blocked(&self, room_id: &RoomId, block: bool, by: Option<&UserId>) -> Result<()> {
+        let record = block.then(|| BlockedRoom { blocked_by: by.map(UserId::to_owned), ts: now_ms() });
         self.store.set_room_blocked(room_id, record.as_ref()).await?;
-        tracing::info!(%room_id, blocked = by.is_some(), "room block changed");
+        tracing::info!(%room_id, block, ?by, "room block changed");
         Ok(())
     }
 
-    /// Who blocked the room, if it is blocked.
-    pub fn blocked_by(&self, room_id: &RoomId) -> Result<Option<OwnedUserId>> {
+    /// Whether the room is blocked, and by whom (`None` for the CLI).
+    pub fn block_of(&self, room_id: &RoomId) -> Result<Option<Option<OwnedUserId>>> {
         Ok(self.store.room_blocked(room_id)?.map(|blocked| blocked.blocked_by))
     }
 
@@ -184,7 +184,7 @@ impl Rooms {
     /// Blocks the room if asked, and moves every local member and alias out of it.
     async fn shut_down(&self, room_id: &RoomId, request: &DeleteRoom) -> Result<Shutdown> {
         if request.block {
-            self.set_blocked(room_id, Some(&request.requester)).await?;
+            self.set_blocked(room_id, true, request.requester.as_deref()).await?;
         }
         let mut shutdown = Shutdown::default();
         if let Some(creator) = &request.new_room_user_id {

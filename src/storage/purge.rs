@@ -24,7 +24,8 @@ use super::{
 /// Who blocked a room, and when.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BlockedRoom {
-    pub blocked_by: OwnedUserId,
+    /// The administrator who blocked it; `None` when it was the CLI.
+    pub blocked_by: Option<OwnedUserId>,
     pub ts: u64,
 }
 

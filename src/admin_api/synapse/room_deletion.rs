@@ -52,7 +52,7 @@ fn delete_request(services: &Services, call: &AdminCall) -> Result<(OwnedRoomId,
         None => None,
     };
     let request = DeleteRoom {
-        requester: call.admin.clone(),
+        requester: Some(call.admin.clone()),
         new_room_user_id,
         room_name: body.room_name,
         message: body.message,
@@ -72,13 +72,8 @@ async fn delete_v2(services: Arc<Services>, call: AdminCall) -> Result<Response,
 /// The same deletion, answered when it has finished.
 async fn delete_v1(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
     let (room_id, request) = delete_request(&services, &call)?;
-    let delete_id = services.rooms.schedule_deletion(&room_id)?;
-    services.rooms.run_deletion(&delete_id, &room_id, request).await;
-    let deletion = services.rooms.deletion(&delete_id).ok_or_else(ApiError::internal)?;
-    if let DeletionStatus::Failed(why) = deletion.status {
-        return Err(ApiError::invalid_param(why));
-    }
-    call::ok(&ShutdownJson::from(deletion.shutdown))
+    let shutdown = admin_rooms::delete_room_now(&services, &room_id, request).await?;
+    call::ok(&ShutdownJson::from(shutdown))
 }
 
 #[derive(Serialize)]
@@ -149,8 +144,9 @@ async fn status(services: Arc<Services>, call: AdminCall) -> Result<Response, Ap
 
 async fn get_block(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
     let room_id = call.input.room(0)?;
-    let body = match services.rooms.blocked_by(&room_id)? {
-        Some(user_id) => json!({ "block": true, "user_id": user_id }),
+    let body = match services.rooms.block_of(&room_id)? {
+        Some(Some(user_id)) => json!({ "block": true, "user_id": user_id }),
+        Some(None) => json!({ "block": true }),
         None => json!({ "block": false }),
     };
     call::ok(&body)
@@ -165,6 +161,6 @@ struct BlockBody {
 async fn put_block(services: Arc<Services>, call: AdminCall) -> Result<Response, ApiError> {
     let room_id = call.input.room(0)?;
     let body: BlockBody = call.input.json()?;
-    services.rooms.set_blocked(&room_id, body.block.then_some(&*call.admin)).await?;
+    services.rooms.set_blocked(&room_id, body.block, Some(&call.admin)).await?;
     call::ok(&json!({ "block": body.block }))
 }
