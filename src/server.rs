@@ -84,6 +84,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     let mut router = client_api::router(&services.config);
     federation_api::public_routes(&mut router);
     ops_api::health_routes(&mut router);
+    admin_api::synapse::routes(&mut router);
     let federation = match federation_listener {
         Some(listener) => {
             let mut router = crate::http::router::Router::default();

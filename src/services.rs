@@ -66,6 +66,7 @@ impl Services {
             config.registration.mode,
             config.login.token_login,
             federation.clone(),
+            config.registration.shared_secret().map_err(|e| e.0)?,
         ));
         let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
         let push = Arc::new(Push::new(

@@ -15,6 +15,7 @@ use std::{
 
 pub use serde_json::{Value, json};
 
+pub mod admin_api;
 pub mod federation;
 pub mod push_gateway;
 pub mod rooms;

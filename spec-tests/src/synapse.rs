@@ -27,7 +27,8 @@ pub struct Synapse {
     federation_port: u16,
 }
 
-fn python() -> PathBuf {
+/// The virtualenv's Python interpreter.
+pub fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("SYNAPSE_PYTHON") {
         return python.into();
     }

@@ -1,6 +1,12 @@
-//! A user's devices: listed, renamed and deleted by their owner.
+//! A user's devices: listed, renamed and deleted by their owner (or an administrator), and
+//! described as `/admin/whois` shows a user's sessions.
 
-use ruma::{DeviceId, OwnedDeviceId, UserId};
+use std::collections::BTreeMap;
+
+use ruma::{
+    DeviceId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, UInt, UserId,
+    api::client::admin::get_user_info::v3::{ConnectionInfo, DeviceInfo, SessionInfo},
+};
 
 use super::{Accounts, Error, Result};
 use crate::storage::DeviceRecord;
@@ -68,6 +74,29 @@ impl Accounts {
             return Err(Error::NotFound(format!("no device {device_id}")));
         }
         Ok(())
+    }
+
+    /// A local user's devices as whois describes them: one session per device, with the
+    /// one connection this server remembers (the last IP and time; no user agent).
+    pub fn whois(&self, user_id: &UserId) -> Result<BTreeMap<String, DeviceInfo>> {
+        if self.store.user(user_id)?.is_none() {
+            return Err(Error::NotFound(format!("no user {user_id}")));
+        }
+        Ok(self
+            .devices(user_id)?
+            .into_iter()
+            .map(|device| {
+                let mut connection = ConnectionInfo::new();
+                connection.ip = device.last_seen_ip;
+                connection.last_seen =
+                    device.last_seen_ts.map(|ts| MilliSecondsSinceUnixEpoch(UInt::new_saturating(ts)));
+                let mut session = SessionInfo::new();
+                session.connections = vec![connection];
+                let mut info = DeviceInfo::new();
+                info.sessions = vec![session];
+                (device.device_id.to_string(), info)
+            })
+            .collect())
     }
 
     pub async fn delete_devices(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> Result<()> {

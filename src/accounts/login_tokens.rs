@@ -93,7 +93,7 @@ mod tests {
     #[tokio::test]
     async fn an_expired_login_token_is_refused() {
         let (store, accounts) = super::super::accounts_for_test("expired-login-token", true);
-        let user_id = accounts.create_user("alice", None, false).await.unwrap();
+        let user_id = accounts.create_user(crate::accounts::NewUser::named("alice")).await.unwrap();
         let now = now_ms();
         let expired = LoginTokenRecord { user_id: user_id.clone(), expires_ts: now - 1 };
         store.add_login_token(&secrets::hash_token("old"), &expired, now).await.unwrap();

@@ -10,7 +10,9 @@ mod password;
 mod profiles;
 mod registration_tokens;
 mod secrets;
+mod shared_secret;
 mod uia;
+mod user_admin;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -26,6 +28,9 @@ use serde_json::Value as JsonValue;
 pub use devices::Device;
 pub use login_tokens::TokenLogin;
 pub use registration_tokens::RegistrationTokenInfo;
+use shared_secret::SharedSecret;
+pub use shared_secret::SharedSecretRegistration;
+pub use user_admin::{NewUser, UserInfo};
 
 use crate::{
     config::RegistrationMode,
@@ -136,6 +141,8 @@ pub struct Accounts {
     token_login: bool,
     /// Asks other servers for their users' profiles.
     federation: Arc<Federation>,
+    /// Shared-secret registration's secret and outstanding nonces.
+    shared_secret: SharedSecret,
 }
 
 const INVALID_LOGIN: &str = "Invalid username or password";
@@ -148,8 +155,10 @@ impl Accounts {
         registration: RegistrationMode,
         token_login: bool,
         federation: Arc<Federation>,
+        shared_secret: Option<String>,
     ) -> Self {
-        Self { store, notifier, server_name, registration, token_login, federation }
+        let shared_secret = SharedSecret::new(shared_secret);
+        Self { store, notifier, server_name, registration, token_login, federation, shared_secret }
     }
 
     /// Wakes everyone who tracks `user`'s devices (the store recorded the change when it
@@ -261,7 +270,7 @@ impl Accounts {
             Some(password) => Some(password::hash(password).await),
             None => None,
         };
-        let record = UserRecord { password_hash, admin: false, deactivated: false, created_ts: now };
+        let record = UserRecord::new(password_hash, false, now);
         let login = (!request.inhibit_login).then(|| {
             self.new_device(request.device_id, request.initial_device_display_name, request.client_ip)
         });
@@ -420,59 +429,14 @@ impl Accounts {
         self.devices_removed(user_id)
     }
 
-    pub async fn deactivate(&self, user_id: &UserId) -> Result<()> {
-        if !self.store.deactivate_user(user_id).await? {
+    /// Deactivates a local account; `erase` records that its owner asked to be forgotten.
+    pub async fn deactivate(&self, user_id: &UserId, erase: bool) -> Result<()> {
+        if !self.store.deactivate_user(user_id, erase).await? {
             return Err(Error::NotFound(format!("no user {user_id}")));
         }
         self.devices_removed(user_id)?;
         tracing::info!(%user_id, "deactivated");
         Ok(())
-    }
-
-    /// Creates an account directly (admin door): no UIA, no device. `name` is a localpart or
-    /// a full user id of this server.
-    pub async fn create_user(
-        &self,
-        name: &str,
-        password: Option<String>,
-        admin: bool,
-    ) -> Result<OwnedUserId> {
-        let localpart = match name.strip_prefix('@') {
-            Some(_) => {
-                let id = UserId::parse(name).map_err(|e| Error::InvalidUsername(e.to_string()))?;
-                if id.server_name() != self.server_name {
-                    return Err(Error::InvalidUsername(format!(
-                        "{name} belongs to another server; this one is {}",
-                        self.server_name
-                    )));
-                }
-                id.localpart().to_owned()
-            }
-            None => name.to_owned(),
-        };
-        let user_id = self.user_id_for_new_localpart(&localpart)?;
-        let password_hash = match password {
-            Some(p) => Some(password::hash(p).await),
-            None => None,
-        };
-        let record = UserRecord { password_hash, admin, deactivated: false, created_ts: now_ms() };
-        self.store.create_user(&user_id, &record, &default_profile(&user_id), None, None).await.map_err(
-            |e| match e {
-                CreateUserError::UserExists => Error::UserInUse,
-                CreateUserError::RegistrationTokenInvalid => unreachable!("no token was given"),
-                CreateUserError::Storage(e) => Error::Storage(e),
-            },
-        )?;
-        tracing::info!(%user_id, admin, "user created by an administrator");
-        Ok(user_id)
-    }
-
-    pub fn users(&self) -> Result<Vec<(OwnedUserId, UserRecord)>> {
-        Ok(self.store.users()?)
-    }
-
-    pub fn user(&self, user_id: &UserId) -> Result<Option<UserRecord>> {
-        Ok(self.store.user(user_id)?)
     }
 
     /// Whether a local account with this id exists (deactivated ones included).
@@ -515,8 +479,15 @@ fn accounts_for_test(name: &str, token_login: bool) -> (Arc<Store>, Accounts) {
         crate::config::FederationConfig::default(),
     ));
     let notifier = Arc::new(Notifier::default());
-    let accounts =
-        Accounts::new(store.clone(), notifier, server_name, RegistrationMode::Open, token_login, federation);
+    let accounts = Accounts::new(
+        store.clone(),
+        notifier,
+        server_name,
+        RegistrationMode::Open,
+        token_login,
+        federation,
+        None,
+    );
     (store, accounts)
 }
 
@@ -529,7 +500,7 @@ mod tests {
     #[tokio::test]
     async fn a_login_rehashes_a_password_stored_with_older_settings() {
         let (store, accounts) = accounts_for_test("rehash-on-login", false);
-        let user_id = accounts.create_user("alice", None, false).await.unwrap();
+        let user_id = accounts.create_user(NewUser::named("alice")).await.unwrap();
         let old = password::hash_with_older_settings("correct horse");
         store.update_user(&user_id, |user| user.password_hash = Some(old.clone())).await.unwrap();
         let stored = || store.user(&user_id).unwrap().unwrap().password_hash.unwrap();

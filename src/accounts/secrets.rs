@@ -39,8 +39,13 @@ pub fn new_device_id() -> String {
         .collect()
 }
 
-pub fn new_registration_token() -> String {
-    random_string(16)
+pub fn new_registration_token(length: usize) -> String {
+    random_string(length)
+}
+
+/// A shared-secret registration nonce: single use, so 256 bits leave nothing to guess.
+pub fn new_nonce() -> String {
+    random_string(43)
 }
 
 pub fn new_session_id() -> String {

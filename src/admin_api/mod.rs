@@ -1,52 +1,19 @@
-//! The admin API on the Unix socket: one endpoint that runs an [`admin::Command`].
-//! The socket's file mode (0600) is its authentication.
+//! The admin doors over HTTP: the command endpoint on the Unix socket (`socket`), and the
+//! Synapse-compatible `/_synapse/admin` API on the client listener (`synapse`). Both are
+//! thin: they end in `admin` and the domains.
 
-use std::sync::Arc;
+mod socket;
+pub mod synapse;
 
-use http::{Method, StatusCode};
+pub use socket::{COMMAND_PATH, router};
 
-use crate::{
-    admin,
-    http::{
-        ApiError,
-        error::json_response,
-        router::{Call, Router},
-    },
-    services::Services,
-};
+use crate::{admin, http::ApiError};
 
-/// Path of the command endpoint, shared with the CLI that calls it.
-pub const COMMAND_PATH: &str = "/_myelin/admin/v1/command";
-
-pub fn router() -> Router {
-    let mut router = Router::default();
-    router.raw(
-        Method::POST,
-        COMMAND_PATH,
-        Default::default(),
-        Arc::new(|services, call| Box::pin(command(services, call))),
-    );
-    router
-}
-
-async fn command(services: Arc<Services>, call: Call) -> crate::http::Response {
-    let command: admin::Command = match serde_json::from_slice(call.request.body()) {
-        Ok(command) => command,
-        Err(e) => {
-            let error = match e.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ruma::api::error::ErrorKind::NotJson,
-                    e.to_string(),
-                ),
-                _ => ApiError::bad_json(e.to_string()),
-            };
-            return error.into_response();
+impl From<admin::Error> for ApiError {
+    fn from(e: admin::Error) -> Self {
+        match e {
+            admin::Error::Accounts(e) => e.into(),
+            admin::Error::Rooms(e) => e.into(),
         }
-    };
-    match admin::execute(&services, command).await {
-        Ok(reply) => json_response(StatusCode::OK, &reply),
-        Err(admin::Error::Accounts(e)) => ApiError::from(e).into_response(),
-        Err(admin::Error::Rooms(e)) => ApiError::from(e).into_response(),
     }
 }

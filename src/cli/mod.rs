@@ -16,7 +16,7 @@ use std::{
 };
 
 use clap::{Args, Parser, Subcommand};
-use ruma::{OwnedEventId, OwnedServerName, OwnedUserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId};
 
 use crate::{
     admin::{self, Command},
@@ -101,6 +101,24 @@ enum RoomCommand {
         /// The event id, such as `$abc...`.
         event_id: OwnedEventId,
     },
+    /// Make every local member leave a room, then remove it from the database.
+    Delete {
+        room_id: OwnedRoomId,
+        /// Also block the room, so that nobody here can join it again.
+        #[arg(long)]
+        block: bool,
+        /// Keep the room's history in the database (only move the members out).
+        #[arg(long)]
+        no_purge: bool,
+        /// Purge even if some local members could not be moved out.
+        #[arg(long)]
+        force_purge: bool,
+    },
+    /// Block a room (known here or not): this server's users cannot join, knock on or be
+    /// invited to it.
+    Block { room_id: OwnedRoomId },
+    /// Lift a room's block.
+    Unblock { room_id: OwnedRoomId },
 }
 
 #[derive(Subcommand)]
@@ -145,8 +163,21 @@ enum UserCommand {
         #[command(flatten)]
         password: PasswordSource,
     },
-    /// Deactivate a user: log out everywhere and refuse future logins.
-    Deactivate { name: String },
+    /// Shadow-ban a user: their messages, state events and invites are answered as if they
+    /// worked, and reach nobody.
+    ShadowBan {
+        name: String,
+        /// Lift the shadow ban instead.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Deactivate a user: log out everywhere, leave every room and refuse future logins.
+    Deactivate {
+        name: String,
+        /// Also remove the display name and avatar.
+        #[arg(long)]
+        erase: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -202,9 +233,16 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         }
         Commands::User(command) => admin_command(&cli.config, &overrides, cli.json, user_command(command)?),
         Commands::Token(command) => admin_command(&cli.config, &overrides, cli.json, token_command(command)?),
-        Commands::Room(RoomCommand::Event { event_id }) => {
-            let prepared = Prepared { command: Command::RoomEvent { event_id }, generated_password: None };
-            admin_command(&cli.config, &overrides, cli.json, prepared)
+        Commands::Room(command) => {
+            let command = match command {
+                RoomCommand::Event { event_id } => Command::RoomEvent { event_id },
+                RoomCommand::Delete { room_id, block, no_purge, force_purge } => {
+                    Command::RoomDelete { room_id, block, purge: !no_purge, force_purge }
+                }
+                RoomCommand::Block { room_id } => Command::RoomBlock { room_id, block: true },
+                RoomCommand::Unblock { room_id } => Command::RoomBlock { room_id, block: false },
+            };
+            admin_command(&cli.config, &overrides, cli.json, Prepared { command, generated_password: None })
         }
         Commands::Pushers(command) => {
             let command = match command {
@@ -264,8 +302,11 @@ fn user_command(command: UserCommand) -> Result<Prepared, String> {
             let (password, generated_password) = password.obtain()?;
             Prepared { command: Command::UserPasswd { name, password }, generated_password }
         }
-        UserCommand::Deactivate { name } => {
-            Prepared { command: Command::UserDeactivate { name }, generated_password: None }
+        UserCommand::ShadowBan { name, undo } => {
+            Prepared { command: Command::UserShadowBan { name, banned: !undo }, generated_password: None }
+        }
+        UserCommand::Deactivate { name, erase } => {
+            Prepared { command: Command::UserDeactivate { name, erase }, generated_password: None }
         }
     })
 }

@@ -21,6 +21,24 @@ pub fn print(reply: &Reply, generated_password: Option<&str>, json: bool) {
             println!("password changed for {user_id}; all its devices were logged out")
         }
         Reply::UserDeactivated { user_id } => println!("deactivated {user_id}"),
+        Reply::ShadowBan { user_id, banned: true } => println!("shadow-banned {user_id}"),
+        Reply::ShadowBan { user_id, banned: false } => println!("lifted the shadow ban of {user_id}"),
+        Reply::RoomDeleted { room_id, kicked_users, failed_to_kick_users, purged } => {
+            let users =
+                |users: &[ruma::OwnedUserId]| users.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", ");
+            println!(
+                "moved out of {room_id}: {}",
+                if kicked_users.is_empty() { "nobody".to_owned() } else { users(kicked_users) }
+            );
+            if !failed_to_kick_users.is_empty() {
+                println!("could not move out: {}", users(failed_to_kick_users));
+            }
+            if *purged {
+                println!("purged {room_id} from the database");
+            }
+        }
+        Reply::RoomBlock { room_id, block: true } => println!("blocked {room_id}"),
+        Reply::RoomBlock { room_id, block: false } => println!("unblocked {room_id}"),
         Reply::Users { users } => {
             println!("{:<40} {:<6} STATUS", "USER", "ADMIN");
             for user in users {

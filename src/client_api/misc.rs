@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 use ruma::{
     api::client::{
         account::request_openid_token,
+        admin::get_user_info,
         presence::{get_presence, set_presence},
         reporting::report_user,
         room::{report_content, report_room},
@@ -35,6 +36,26 @@ pub fn routes(router: &mut Router) {
     router.ruma(report_a_user);
     router.ruma(presence_get);
     router.ruma(presence_set);
+    router.ruma(whois);
+}
+
+/// Users may look themselves up; server admins anyone of this server.
+async fn whois(
+    services: Arc<Services>,
+    req: Req<get_user_info::v3::Request>,
+) -> Result<get_user_info::v3::Response, ApiError> {
+    let target = req.body.user_id;
+    let caller = &req.auth.user_id;
+    if target != *caller && !services.accounts.is_admin(caller)? {
+        return Err(ApiError::forbidden("Only server admins may look up other users"));
+    }
+    if target.server_name() != services.accounts.server_name() {
+        return Err(ApiError::invalid_param("Only users of this server can be looked up"));
+    }
+    let mut response = get_user_info::v3::Response::new();
+    response.devices = services.accounts.whois(&target)?;
+    response.user_id = Some(target);
+    Ok(response)
 }
 
 async fn turn_server(

@@ -129,7 +129,7 @@ async fn send_message(
     let txn = Txn { device_id: &req.auth.device_id, txn_id: req.body.txn_id.as_str() };
     let event_id = services
         .rooms
-        .append(&req.body.room_id, &req.auth.user_id, EventSpec::message(kind, content), Some(txn))
+        .send(&req.body.room_id, &req.auth.user_id, EventSpec::message(kind, content), Some(txn))
         .await?;
     Ok(send_message_event::v3::Response::new(event_id))
 }
@@ -147,7 +147,7 @@ async fn send_state(
         services.rooms.check_canonical_alias(&req.body.room_id, &content)?;
     }
     let spec = EventSpec::state(req.body.event_type.to_string(), req.body.state_key, content);
-    let event_id = services.rooms.append(&req.body.room_id, &req.auth.user_id, spec, None).await?;
+    let event_id = services.rooms.send(&req.body.room_id, &req.auth.user_id, spec, None).await?;
     Ok(send_state_event::v3::Response::new(event_id))
 }
 

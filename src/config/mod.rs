@@ -59,6 +59,45 @@ pub struct RegistrationConfig {
     /// Open registration on a non-loopback address lets anyone on the internet create
     /// accounts; the server refuses to start that way unless this is set.
     pub allow_open_on_public_address: bool,
+    /// The secret of Synapse-style shared-secret registration
+    /// (`/_synapse/admin/v1/register`, used by `register_new_matrix_user`): whoever knows
+    /// it can create accounts, admins included, whatever `mode` says. Unset: that door is
+    /// closed.
+    pub shared_secret: Option<String>,
+    /// The same secret read from a file (its first line), so it need not sit in the config.
+    pub shared_secret_path: Option<PathBuf>,
+}
+
+impl RegistrationConfig {
+    /// The shared-registration secret from `shared_secret` or the file `shared_secret_path`
+    /// names, if either is set.
+    pub fn shared_secret(&self) -> Result<Option<String>, ConfigError> {
+        match (&self.shared_secret, &self.shared_secret_path) {
+            (Some(_), Some(_)) => Err(ConfigError(
+                "registration.shared_secret, registration.shared_secret_path: give one or neither".to_owned(),
+            )),
+            (Some(secret), None) if secret.is_empty() => {
+                Err(ConfigError("registration.shared_secret: must not be empty".to_owned()))
+            }
+            (Some(secret), None) => Ok(Some(secret.clone())),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!(
+                        "registration.shared_secret_path: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                match text.lines().next().map(str::trim_end).filter(|line| !line.is_empty()) {
+                    Some(secret) => Ok(Some(secret.to_owned())),
+                    None => Err(ConfigError(format!(
+                        "registration.shared_secret_path: {} holds no secret on its first line",
+                        path.display()
+                    ))),
+                }
+            }
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// How users log in, beyond passwords.
@@ -318,7 +357,12 @@ impl Default for RegistrationConfig {
         // open, and `validate` refuses that on anything but loopback. A config file means a
         // deployment, perhaps behind a reverse proxy on loopback, so there the default is
         // `disabled` (see `Config::load`).
-        Self { mode: RegistrationMode::Open, allow_open_on_public_address: false }
+        Self {
+            mode: RegistrationMode::Open,
+            allow_open_on_public_address: false,
+            shared_secret: None,
+            shared_secret_path: None,
+        }
     }
 }
 
@@ -437,6 +481,7 @@ impl Config {
                 self.listen
             )));
         }
+        self.registration.shared_secret()?;
         if self.limits.max_request_bytes < 1024 {
             return Err(ConfigError("limits.max_request_bytes: must be at least 1024 bytes".to_owned()));
         }
@@ -562,6 +607,27 @@ mod tests {
             &[],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn the_shared_registration_secret_comes_from_the_config_or_a_file() {
+        let secret = |text: &str| load(text, &[]).map(|c| c.registration.shared_secret().unwrap());
+        assert_eq!(secret("").unwrap(), None);
+        assert_eq!(
+            secret("[registration]\nshared_secret = \"s3cret\"\n").unwrap().as_deref(),
+            Some("s3cret")
+        );
+        let file = std::env::temp_dir().join(format!("myelin-secret-test-{}", rand::random::<u64>()));
+        std::fs::write(&file, "from-file\nignored\n").unwrap();
+        let path = format!("[registration]\nshared_secret_path = {:?}\n", file.display().to_string());
+        assert_eq!(secret(&path).unwrap().as_deref(), Some("from-file"));
+        let both = format!("{path}shared_secret = \"x\"\n");
+        assert!(secret(&both).unwrap_err().0.contains("give one or neither"));
+        std::fs::write(&file, "\n").unwrap();
+        assert!(secret(&path).unwrap_err().0.contains("no secret"));
+        std::fs::remove_file(&file).unwrap();
+        assert!(secret(&path).unwrap_err().0.contains("cannot read"));
+        assert!(secret("[registration]\nshared_secret = \"\"\n").unwrap_err().0.contains("empty"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! stored before this server spoke authenticated media, or while
 //! `media.allow_legacy_unauthenticated` was on. Each record says which it is.
 
+mod admin;
 mod remote;
 mod thumbnail;
 
@@ -24,6 +25,7 @@ use ruma::{
     http_headers::{ContentDisposition, ContentDispositionType},
 };
 
+pub use admin::MediaInfo;
 pub use thumbnail::{Method, Thumbnail};
 
 use crate::{
@@ -197,6 +199,7 @@ impl Media {
             created_ts: now_ms(),
             pending: false,
             authenticated_only: !self.allow_unauthenticated,
+            quarantined_by: None,
         };
         Ok(self.store.set_media(media_id, &record).await?)
     }
@@ -213,6 +216,7 @@ impl Media {
             created_ts: now,
             pending: true,
             authenticated_only: !self.allow_unauthenticated,
+            quarantined_by: None,
         };
         self.store.set_media(&media_id, &record).await?;
         Ok((self.mxc(&media_id), now + PENDING_LIFETIME.as_millis() as u64))
@@ -277,6 +281,7 @@ impl Media {
             created_ts: now_ms(),
             pending: false,
             authenticated_only: !self.allow_unauthenticated,
+            quarantined_by: None,
         };
         Ok(self.store.set_media(&key, &record).await?)
     }
@@ -295,6 +300,9 @@ impl Media {
             tokio::pin!(uploaded);
             uploaded.as_mut().enable();
             let record = self.record(server, media_id)?;
+            if record.quarantined_by.is_some() {
+                return Err(Error::NotFound(format!("media {media_id} is quarantined")));
+            }
             if !record.pending {
                 return Ok(record);
             }

@@ -90,6 +90,16 @@ impl EventCache {
         }
     }
 
+    /// Drops events that are no longer stored (a purged room's).
+    pub fn forget(&self, event_ids: &[OwnedEventId]) {
+        let mut inner = self.0.lock().expect("never poisoned");
+        inner.generation += 1;
+        for event_id in event_ids {
+            inner.young.remove(event_id);
+            inner.old.remove(event_id);
+        }
+    }
+
     /// Sets an event as it is now stored, after the write.
     pub fn put(&self, event: Arc<Event>) {
         let mut inner = self.0.lock().expect("never poisoned");

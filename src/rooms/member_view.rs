@@ -40,6 +40,13 @@ impl MemberView {
 #[derive(Default)]
 pub struct MemberViews(Mutex<HashMap<OwnedRoomId, (u64, Arc<MemberView>)>>);
 
+impl MemberViews {
+    /// Drops a room that no longer exists (a purged one).
+    pub fn forget(&self, room_id: &ruma::RoomId) {
+        self.0.lock().expect("never poisoned").remove(room_id);
+    }
+}
+
 impl Rooms {
     /// The members of `room` as its record says the state is.
     pub(super) fn member_view(&self, room: &RoomRecord) -> Result<Arc<MemberView>> {

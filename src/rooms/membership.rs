@@ -87,7 +87,7 @@ impl Rooms {
     /// in or invited to, so other members (and servers) see it go. With `erase`, its display
     /// name and avatar go too.
     pub async fn deactivate_account(&self, user: &UserId, erase: bool) -> Result<()> {
-        self.accounts.deactivate(user).await?;
+        self.accounts.deactivate(user, erase).await?;
         if erase {
             for field in ["displayname", "avatar_url"] {
                 self.accounts.set_profile_field(user, user, field, None).await?;

@@ -8,10 +8,12 @@
 //! transaction. Appends to different rooms run in parallel; one room's are ordered.
 
 mod access;
+mod admin_view;
 mod auth;
 mod builder;
 mod client_view;
 mod create;
+mod deletion;
 mod directory;
 mod ephemeral;
 mod event_cache;
@@ -29,6 +31,7 @@ mod reports;
 mod restricted;
 mod room_summary;
 mod server_acl;
+mod shadow_ban;
 mod state;
 mod state_snapshots;
 mod threads;
@@ -51,7 +54,9 @@ use serde_json::Value as JsonValue;
 
 pub use crate::pdu::Pdu;
 pub use access::Reader;
+pub use admin_view::RoomDetails;
 pub use create::{CreateRoom, DEFAULT_VERSION, Preset, SUPPORTED_VERSIONS};
+pub use deletion::{DeleteRoom, Deletion, DeletionStatus, Shutdown};
 pub use directory::{PublicRoomsPage, RoomSummary};
 pub use event_cache::Event;
 pub use federated::{Added, INVITE_STATE_TYPES, stripped};
@@ -59,7 +64,7 @@ pub use hierarchy::{HierarchyPage, HierarchyRequest, ServerHierarchy};
 pub use member_view::MemberView;
 pub use membership::MemberProfile;
 pub use relations::RelationFilter;
-pub use reports::{FiledReport, ReportTarget};
+pub use reports::{EventReport, FiledReport, ReportTarget};
 pub use user_directory::FoundUser;
 
 use crate::{
@@ -170,6 +175,8 @@ pub struct Rooms {
     remote_hierarchies: hierarchy::RemoteHierarchies,
     /// One async lock per room, held while an event is built and stored.
     append_locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Room deletions of the last day, with their progress.
+    deletions: deletion::Deletions,
 }
 
 fn rules_of(room: &RoomRecord) -> Result<RoomVersionRules> {
@@ -208,6 +215,7 @@ impl Rooms {
             remote_hierarchies: Default::default(),
             typing: Arc::default(),
             append_locks: Mutex::new(HashMap::new()),
+            deletions: Default::default(),
         }
     }
 

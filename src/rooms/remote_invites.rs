@@ -39,7 +39,11 @@ impl Rooms {
         reason: Option<&str>,
         is_direct: bool,
     ) -> Result<()> {
+        self.check_not_blocked(room_id)?;
         let content = self.invite_content(room_id, target, reason, is_direct)?;
+        if self.swallows(sender)? {
+            return Ok(());
+        }
         if target.server_name() == self.server_name {
             if !self.accounts.exists(target)? {
                 return Err(Error::NotFound(format!("unknown user {target}")));
@@ -98,6 +102,7 @@ impl Rooms {
         {
             return Err(Error::Forbidden("not an invite from the requesting server".to_owned()));
         }
+        self.check_not_blocked(room_id)?;
         if !self.accounts.exists(&target)? {
             return Err(Error::NotFound(format!("no user {target} here")));
         }

@@ -88,6 +88,7 @@ impl Rooms {
         reason: Option<&str>,
         mut via: Vec<OwnedServerName>,
     ) -> Result<()> {
+        self.check_not_blocked(room_id)?;
         if self.store.room(room_id)?.is_some() {
             return self.join_here(room_id, user, reason).await;
         }
@@ -234,6 +235,7 @@ impl Rooms {
         reason: Option<&str>,
         via: Vec<OwnedServerName>,
     ) -> Result<()> {
+        self.check_not_blocked(room_id)?;
         if self.store.room(room_id)?.is_some() {
             return self.knock_here(room_id, user, reason).await;
         }

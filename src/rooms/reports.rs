@@ -1,10 +1,12 @@
 //! Reports of events, rooms and users to the server's administrators, who list them with
-//! `myelin reports list`.
+//! `myelin reports list` or the admin API (event reports, with what the event and its room
+//! are).
 
 use ruma::{
     EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId, events::room::member::MembershipState,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value as JsonValue;
 
 use super::{Error, Result, Rooms};
 use crate::{now_ms, storage::Report};
@@ -32,6 +34,21 @@ pub struct FiledReport {
     pub reason: Option<String>,
     /// When it was made, in milliseconds since the epoch.
     pub ts: u64,
+}
+
+/// A report of an event, with what administrators need to judge it.
+#[derive(Debug, Clone)]
+pub struct EventReport {
+    pub id: u64,
+    pub reporter: OwnedUserId,
+    pub room_id: OwnedRoomId,
+    pub event_id: OwnedEventId,
+    /// The reported event's sender, if the event is stored here.
+    pub sender: Option<OwnedUserId>,
+    pub reason: Option<String>,
+    pub ts: u64,
+    pub room_name: Option<String>,
+    pub canonical_alias: Option<String>,
 }
 
 impl Rooms {
@@ -100,6 +117,50 @@ impl Rooms {
                 })
             })
             .collect())
+    }
+
+    /// The reports of events, oldest first, each with the event's sender and its room's
+    /// name and alias as they are now.
+    pub fn event_reports(&self) -> Result<Vec<EventReport>> {
+        Ok(self.reports()?.into_iter().filter_map(|report| self.event_report_of(report)).collect())
+    }
+
+    /// One event report with the event as stored; `NotFound` for any other id.
+    pub fn event_report(&self, id: u64) -> Result<(EventReport, Option<JsonValue>)> {
+        let report = self
+            .reports()?
+            .into_iter()
+            .find(|r| r.id == id)
+            .and_then(|report| self.event_report_of(report))
+            .ok_or_else(|| Error::NotFound(format!("no event report {id}")))?;
+        let pdu = self.stored_pdu(&report.event_id)?.map(|stored| stored.pdu);
+        Ok((report, pdu))
+    }
+
+    /// Deletes any report (of an event, a room or a user).
+    pub async fn delete_report(&self, id: u64) -> Result<()> {
+        if !self.store.delete_report(id).await? {
+            return Err(Error::NotFound(format!("no report {id}")));
+        }
+        tracing::info!(id, "report deleted");
+        Ok(())
+    }
+
+    fn event_report_of(&self, report: FiledReport) -> Option<EventReport> {
+        let ReportTarget::Event { room_id, event_id } = report.target else { return None };
+        let sender = self.event(&event_id).ok().flatten().map(|event| event.pdu.sender.clone());
+        let summary = self.summary(&room_id).ok();
+        Some(EventReport {
+            id: report.id,
+            reporter: report.reporter,
+            room_name: summary.as_ref().and_then(|s| s.name.clone()),
+            canonical_alias: summary.and_then(|s| s.canonical_alias),
+            room_id,
+            event_id,
+            sender,
+            reason: report.reason,
+            ts: report.ts,
+        })
     }
 
     async fn file_report(

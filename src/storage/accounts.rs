@@ -29,6 +29,20 @@ pub struct UserRecord {
     pub admin: bool,
     pub deactivated: bool,
     pub created_ts: u64,
+    /// Shadow-banned by an administrator: the user's sends are answered but go nowhere.
+    /// Absent from records written before shadow bans existed.
+    #[serde(default)]
+    pub shadow_banned: bool,
+    /// Deactivated with erasure (`erase`): the user asked to be forgotten.
+    #[serde(default)]
+    pub erased: bool,
+}
+
+impl UserRecord {
+    /// An active account's record.
+    pub fn new(password_hash: Option<String>, admin: bool, created_ts: u64) -> Self {
+        Self { password_hash, admin, deactivated: false, created_ts, shadow_banned: false, erased: false }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -236,9 +250,9 @@ impl Store {
         Ok(updated)
     }
 
-    /// Marks the user deactivated and drops its password, devices, tokens and profile, all
-    /// in one transaction. `false` when there is no such user.
-    pub async fn deactivate_user(&self, user_id: &UserId) -> Result<bool> {
+    /// Marks the user deactivated (and `erased` if asked) and drops its password, devices,
+    /// tokens and profile, all in one transaction. `false` when there is no such user.
+    pub async fn deactivate_user(&self, user_id: &UserId, erased: bool) -> Result<bool> {
         let device_ids: Vec<OwnedDeviceId> = self.devices(user_id)?.into_iter().map(|(id, _)| id).collect();
         let existed =
             flatten((&self.users, &self.devices, &self.access_tokens, &self.profiles).transaction(
@@ -246,6 +260,7 @@ impl Store {
                     let Some(bytes) = users.get(user_id.as_bytes())? else { return Ok(false) };
                     let mut record: UserRecord = decode("user", &bytes).or_else(abort)?;
                     record.deactivated = true;
+                    record.erased |= erased;
                     record.password_hash = None;
                     users.insert(user_id.as_bytes(), encode(&record))?;
                     remove_devices_tx(devices, tokens, user_id, &device_ids)?;
@@ -391,6 +406,24 @@ impl Store {
                 Ok((String::from_utf8_lossy(&key).into_owned(), decode("registration token", &value)?))
             })
             .collect()
+    }
+
+    /// Applies `change` to a registration token and returns it changed; `None` if there is
+    /// no such token.
+    pub async fn update_registration_token(
+        &self,
+        token: &str,
+        change: impl Fn(&mut RegistrationTokenRecord),
+    ) -> Result<Option<RegistrationTokenRecord>> {
+        let updated = flatten(self.registration_tokens.transaction(|tokens| {
+            let Some(bytes) = tokens.get(token.as_bytes())? else { return Ok(None) };
+            let mut record: RegistrationTokenRecord = decode("registration token", &bytes).or_else(abort)?;
+            change(&mut record);
+            tokens.insert(token.as_bytes(), encode(&record))?;
+            Ok(Some(record))
+        }))?;
+        self.durable().await?;
+        Ok(updated)
     }
 
     /// Deletes a registration token; `false` if there was none.

@@ -24,6 +24,9 @@ pub struct MediaRecord {
     /// migration.
     #[serde(default)]
     pub authenticated_only: bool,
+    /// The administrator who quarantined it: then it is served to nobody.
+    #[serde(default)]
+    pub quarantined_by: Option<OwnedUserId>,
 }
 
 impl Store {
@@ -34,6 +37,24 @@ impl Store {
     pub async fn set_media(&self, media_id: &str, record: &MediaRecord) -> Result<()> {
         self.media.insert(media_id.as_bytes(), encode(record))?;
         self.durable().await
+    }
+
+    /// Every media record with its key, for administrators (not on any hot path).
+    pub fn all_media(&self) -> Result<Vec<(String, MediaRecord)>> {
+        self.media
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((String::from_utf8_lossy(&key).into_owned(), decode("media", &value)?))
+            })
+            .collect()
+    }
+
+    /// Forgets a file's record; `false` if there was none.
+    pub async fn delete_media(&self, key: &str) -> Result<bool> {
+        let existed = self.media.remove(key.as_bytes())?.is_some();
+        self.durable().await?;
+        Ok(existed)
     }
 }
 

@@ -38,6 +38,13 @@ impl Store {
         self.reports.iter().map(|item| positioned("report", item)).collect()
     }
 
+    /// Deletes a report; `false` if there was none with that id.
+    pub async fn delete_report(&self, id: u64) -> Result<bool> {
+        let existed = self.reports.remove(id.to_be_bytes())?.is_some();
+        self.durable().await?;
+        Ok(existed)
+    }
+
     pub async fn add_openid_token(&self, token: &str, record: &OpenIdToken) -> Result<()> {
         self.openid_tokens.insert(token.as_bytes(), encode(record))?;
         self.durable().await

@@ -22,6 +22,7 @@ mod memberships;
 mod misc;
 mod notified_sets;
 mod positions;
+mod purge;
 mod push;
 mod pushers;
 mod room_records;
@@ -53,6 +54,7 @@ pub use misc::{OpenIdToken, Report};
 use notified_sets::NotifiedSets;
 pub use positions::PositionGuard;
 use positions::Positions;
+pub use purge::BlockedRoom;
 pub use push::{
     EventNotifications, MAIN_THREAD, NotificationRecord, ReadMarks, ReceiptRecord, ThreadedCounts,
     UnreadCounts,
@@ -126,6 +128,7 @@ pub struct Store {
     server_keys: sled::Tree,
     inbound_txns: sled::Tree,
     remote_invites: sled::Tree,
+    blocked_rooms: sled::Tree,
 }
 
 /// Why the store could not be used.
@@ -256,6 +259,7 @@ impl Store {
             server_keys: db.open_tree("server_keys")?,
             inbound_txns: db.open_tree("inbound_txns")?,
             remote_invites: db.open_tree("remote_invites")?,
+            blocked_rooms: db.open_tree("blocked_rooms")?,
             db,
         };
         store.recover_event_writes()?;

@@ -150,6 +150,14 @@ impl RoomRecords {
         }
     }
 
+    /// Drops a room that no longer exists (a purged one); a reader that went to sled
+    /// before must not keep what it read.
+    pub fn forget(&self, room_id: &RoomId) {
+        let mut inner = self.0.lock().expect("never poisoned");
+        inner.generation += 1;
+        inner.rooms.remove(room_id);
+    }
+
     /// A record just written to sled, with the timeline entry written with it.
     pub fn put(&self, room: RoomRecord, appended: Option<(u64, OwnedEventId)>) {
         let mut inner = self.0.lock().expect("never poisoned");

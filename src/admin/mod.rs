@@ -1,14 +1,19 @@
-//! Administration as one set of commands with several doors (docs/architecture.md,
+//! Administration as one set of operations with several doors (docs/architecture.md,
 //! decision 8): the CLI runs a [`Command`] against the admin socket of a running server, or
-//! directly on the store when none runs; both end in [`execute`].
+//! directly on the store when none runs; both end in [`execute`]. The Synapse-compatible
+//! admin API (`admin_api::synapse`) calls the same domain functions, and the operations
+//! here (`users`, ...) that take more than one call.
+
+pub mod rooms;
+pub mod users;
 
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
 use crate::{
-    accounts::{self, Logout, RegistrationTokenInfo},
-    rooms::{self, FiledReport},
+    accounts::{self, Logout, NewUser, RegistrationTokenInfo},
+    rooms::{DeleteRoom, FiledReport},
     services::Services,
 };
 
@@ -27,6 +32,14 @@ pub enum Command {
     },
     UserDeactivate {
         name: String,
+        /// Also forget the profile, as a user asking to be erased would.
+        #[serde(default)]
+        erase: bool,
+    },
+    /// Shadow-bans a user, or lifts the ban.
+    UserShadowBan {
+        name: String,
+        banned: bool,
     },
     TokenCreate {
         token: Option<String>,
@@ -40,6 +53,19 @@ pub enum Command {
     // One stored event exactly as signed (or as redacted), for operators debugging a room.
     RoomEvent {
         event_id: OwnedEventId,
+    },
+    /// Moves every local member out of a room, optionally blocking it, then (with `purge`)
+    /// removes it from the database.
+    RoomDelete {
+        room_id: OwnedRoomId,
+        block: bool,
+        purge: bool,
+        force_purge: bool,
+    },
+    /// Blocks a room (known here or not) or lifts the block.
+    RoomBlock {
+        room_id: OwnedRoomId,
+        block: bool,
     },
     /// Every report users made of events, rooms and users, oldest first.
     ReportList,
@@ -56,17 +82,51 @@ pub enum Command {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
-    UserCreated { user_id: OwnedUserId },
-    Users { users: Vec<UserSummary> },
-    PasswordChanged { user_id: OwnedUserId },
-    UserDeactivated { user_id: OwnedUserId },
-    Token { token: RegistrationTokenInfo },
-    Tokens { tokens: Vec<RegistrationTokenInfo> },
-    TokenRevoked { token: String },
+    UserCreated {
+        user_id: OwnedUserId,
+    },
+    Users {
+        users: Vec<UserSummary>,
+    },
+    PasswordChanged {
+        user_id: OwnedUserId,
+    },
+    UserDeactivated {
+        user_id: OwnedUserId,
+    },
+    ShadowBan {
+        user_id: OwnedUserId,
+        banned: bool,
+    },
+    RoomDeleted {
+        room_id: OwnedRoomId,
+        kicked_users: Vec<OwnedUserId>,
+        failed_to_kick_users: Vec<OwnedUserId>,
+        purged: bool,
+    },
+    RoomBlock {
+        room_id: OwnedRoomId,
+        block: bool,
+    },
+    Token {
+        token: RegistrationTokenInfo,
+    },
+    Tokens {
+        tokens: Vec<RegistrationTokenInfo>,
+    },
+    TokenRevoked {
+        token: String,
+    },
     RoomEvent(StoredEventInfo),
-    Reports { reports: Vec<FiledReport> },
-    Pushers { pushers: Vec<PusherSummary> },
-    PusherTests { results: Vec<PusherTestResult> },
+    Reports {
+        reports: Vec<FiledReport>,
+    },
+    Pushers {
+        pushers: Vec<PusherSummary>,
+    },
+    PusherTests {
+        results: Vec<PusherTestResult>,
+    },
 }
 
 /// One pusher, for operators.
@@ -114,11 +174,30 @@ pub struct UserSummary {
     pub created_ts: u64,
 }
 
+/// One page of a listing: `from` and `limit` as an admin API client gives them.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// How many there are in all pages.
+    pub total: usize,
+    /// Where the next page starts, if there is one.
+    pub next: Option<usize>,
+}
+
+impl<T> Page<T> {
+    pub fn of(all: Vec<T>, from: usize, limit: usize) -> Self {
+        let total = all.len();
+        let items: Vec<T> = all.into_iter().skip(from).take(limit).collect();
+        let end = from.saturating_add(items.len());
+        Self { next: (end < total && !items.is_empty()).then_some(end), total, items }
+    }
+}
+
 /// Why a command failed, from whichever domain refused it.
 #[derive(Debug)]
 pub enum Error {
     Accounts(accounts::Error),
-    Rooms(rooms::Error),
+    Rooms(crate::rooms::Error),
 }
 
 impl std::fmt::Display for Error {
@@ -136,24 +215,42 @@ impl From<accounts::Error> for Error {
     }
 }
 
-impl From<rooms::Error> for Error {
-    fn from(e: rooms::Error) -> Self {
+impl From<crate::rooms::Error> for Error {
+    fn from(e: crate::rooms::Error) -> Self {
         Self::Rooms(e)
     }
+}
+
+/// A user's pushers with how far delivery to each has got.
+pub fn pushers(services: &Services, user_id: &ruma::UserId) -> Result<Vec<PusherSummary>, Error> {
+    Ok(services
+        .push
+        .pusher_records(user_id)?
+        .into_iter()
+        .map(|record| PusherSummary {
+            app_id: record.key.app_id,
+            pushkey: record.key.pushkey,
+            pusher: record.pusher,
+            device_id: record.state.device_id.map(|d| d.to_string()),
+            delivered_upto: record.state.delivered_upto,
+            failing_since: record.state.failing_since,
+        })
+        .collect())
 }
 
 pub async fn execute(services: &Services, command: Command) -> Result<Reply, Error> {
     let accounts = &services.accounts;
     Ok(match command {
         Command::UserCreate { name, password, admin } => {
-            Reply::UserCreated { user_id: accounts.create_user(&name, password, admin).await? }
+            let new = NewUser { name, password, admin, displayname: None };
+            Reply::UserCreated { user_id: accounts.create_user(new).await? }
         }
         Command::UserList => Reply::Users {
             users: accounts
-                .users()?
+                .user_infos()?
                 .into_iter()
-                .map(|(user_id, u)| UserSummary {
-                    user_id,
+                .map(|u| UserSummary {
+                    user_id: u.user_id,
                     admin: u.admin,
                     deactivated: u.deactivated,
                     created_ts: u.created_ts,
@@ -166,13 +263,18 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
             accounts.set_password(&user_id, password, Logout::All).await?;
             Reply::PasswordChanged { user_id }
         }
-        Command::UserDeactivate { name } => {
+        Command::UserDeactivate { name, erase } => {
             let user_id = accounts.existing_local_user(&name)?;
-            services.rooms.deactivate_account(&user_id, false).await?;
+            services.rooms.deactivate_account(&user_id, erase).await?;
             Reply::UserDeactivated { user_id }
         }
+        Command::UserShadowBan { name, banned } => {
+            let user_id = accounts.existing_local_user(&name)?;
+            accounts.set_shadow_banned(&user_id, banned).await?;
+            Reply::ShadowBan { user_id, banned }
+        }
         Command::TokenCreate { token, uses_allowed, expiry_time } => Reply::Token {
-            token: accounts.create_registration_token(token, uses_allowed, expiry_time).await?,
+            token: accounts.create_registration_token(token, None, uses_allowed, expiry_time).await?,
         },
         Command::TokenList => Reply::Tokens { tokens: accounts.registration_tokens()? },
         Command::TokenRevoke { token } => {
@@ -180,10 +282,9 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
             Reply::TokenRevoked { token }
         }
         Command::RoomEvent { event_id } => {
-            let stored = services
-                .rooms
-                .stored_pdu(&event_id)?
-                .ok_or_else(|| rooms::Error::NotFound(format!("no event {event_id} is stored here")))?;
+            let stored = services.rooms.stored_pdu(&event_id)?.ok_or_else(|| {
+                crate::rooms::Error::NotFound(format!("no event {event_id} is stored here"))
+            })?;
             Reply::RoomEvent(StoredEventInfo {
                 event_id,
                 room_id: stored.room_id,
@@ -192,22 +293,30 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
                 redacted_because: stored.redacted_because,
             })
         }
+        Command::RoomDelete { room_id, block, purge, force_purge } => {
+            let request = DeleteRoom {
+                requester: None,
+                new_room_user_id: None,
+                room_name: None,
+                message: None,
+                block,
+                purge,
+                force_purge,
+            };
+            let shutdown = rooms::delete_room_now(services, &room_id, request).await?;
+            Reply::RoomDeleted {
+                room_id,
+                kicked_users: shutdown.kicked_users,
+                failed_to_kick_users: shutdown.failed_to_kick_users,
+                purged: purge,
+            }
+        }
+        Command::RoomBlock { room_id, block } => {
+            services.rooms.set_blocked(&room_id, block, None).await?;
+            Reply::RoomBlock { room_id, block }
+        }
         Command::ReportList => Reply::Reports { reports: services.rooms.reports()? },
-        Command::PusherList { user_id } => Reply::Pushers {
-            pushers: services
-                .push
-                .pusher_records(&user_id)?
-                .into_iter()
-                .map(|record| PusherSummary {
-                    app_id: record.key.app_id,
-                    pushkey: record.key.pushkey,
-                    pusher: record.pusher,
-                    device_id: record.state.device_id.map(|d| d.to_string()),
-                    delivered_upto: record.state.delivered_upto,
-                    failing_since: record.state.failing_since,
-                })
-                .collect(),
-        },
+        Command::PusherList { user_id } => Reply::Pushers { pushers: pushers(services, &user_id)? },
         Command::PusherTest { user_id } => Reply::PusherTests {
             results: services
                 .push

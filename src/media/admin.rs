@@ -1,0 +1,89 @@
+//! The content repository as administrators manage it: a user's uploads, deleting a file
+//! with its thumbnails, and quarantine (a quarantined file is kept but served to nobody).
+
+use ruma::{OwnedUserId, ServerName, UserId};
+
+use super::Media;
+use crate::error::{Error, Result};
+
+/// A local file as administrators see it.
+#[derive(Debug, Clone)]
+pub struct MediaInfo {
+    pub media_id: String,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub size: u64,
+    pub created_ts: u64,
+    pub quarantined_by: Option<OwnedUserId>,
+}
+
+impl Media {
+    /// The files `user` uploaded here (reserved ids not uploaded yet left out), in media id
+    /// order.
+    pub fn user_media(&self, user: &UserId) -> Result<Vec<MediaInfo>> {
+        Ok(self
+            .store
+            .all_media()?
+            .into_iter()
+            // Other servers' files, cached here, have no uploader.
+            .filter(|(_, record)| !record.pending && record.uploader.as_deref() == Some(user))
+            .map(|(media_id, record)| MediaInfo {
+                media_id,
+                content_type: record.content_type,
+                filename: record.filename,
+                size: record.size,
+                created_ts: record.created_ts,
+                quarantined_by: record.quarantined_by,
+            })
+            .collect())
+    }
+
+    /// Deletes one of this server's files: its record, its bytes and its thumbnails.
+    pub async fn delete(&self, server: &ServerName, media_id: &str) -> Result<()> {
+        if server != self.server_name {
+            return Err(Error::InvalidParam("only this server's media can be deleted".to_owned()));
+        }
+        let key = self.key(server, media_id)?;
+        // The record goes first: a file without a record is never served, the reverse
+        // would be a record pointing at nothing.
+        if !self.store.delete_media(&key).await? {
+            return Err(Error::NotFound(format!("no media {media_id}")));
+        }
+        remove_if_present(&self.file_path(&key)).await?;
+        let prefix = format!("{media_id}-");
+        if let Ok(mut thumbnails) = tokio::fs::read_dir(self.dir.join("thumbnails")).await {
+            while let Ok(Some(entry)) = thumbnails.next_entry().await {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    remove_if_present(&entry.path()).await?;
+                }
+            }
+        }
+        tracing::info!(media_id, "media deleted");
+        Ok(())
+    }
+
+    /// Quarantines a file of this server or another server's file cached here (`by` is the
+    /// administrator), or lifts the quarantine (`None`).
+    pub async fn set_quarantine(
+        &self,
+        server: &ServerName,
+        media_id: &str,
+        by: Option<&UserId>,
+    ) -> Result<()> {
+        let key = self.key(server, media_id)?;
+        let mut record = self.record(server, media_id)?;
+        record.quarantined_by = by.map(UserId::to_owned);
+        self.store.set_media(&key, &record).await?;
+        tracing::info!(%server, media_id, quarantined = by.is_some(), "media quarantine changed");
+        Ok(())
+    }
+}
+
+async fn remove_if_present(path: &std::path::Path) -> Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::Internal(format!("removing {}: {e}", path.display())))
+        }
+        _ => Ok(()),
+    }
+}
