@@ -116,6 +116,22 @@ impl Server {
         self.dir.path().join("server.log")
     }
 
+    /// Whether a line of the server's log satisfies `matches` within five seconds: the
+    /// server writes its log on a thread of its own, so a line may land after the answer.
+    pub async fn log_has_line(&self, matches: impl Fn(&str) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            if log.lines().any(&matches) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
