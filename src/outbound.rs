@@ -7,8 +7,12 @@
 //! addresses, and the HTTP stack connects only to what its resolver returned. So a name that
 //! resolves to a public address when checked and to `127.0.0.1` when connected (DNS
 //! rebinding) cannot slip through. What the resolver never sees is checked before sending:
-//! IP-literal hosts ([`OutboundHttp::client_for`]), redirects (never followed) and proxies
-//! (never used).
+//! IP-literal hosts ([`check_ip_literal`]), redirects (never followed) and proxies (never
+//! used).
+//!
+//! Push uses [`OutboundHttp`]; the federation client has its own resolver (for SRV targets)
+//! built on [`permitted_addresses`], and so has everything that goes through it (remote
+//! media, keys).
 
 use std::{
     fmt,
@@ -65,6 +69,12 @@ impl OutboundPolicy {
         Self { allowed: allowed_networks }
     }
 
+    /// Every address, over TLS or not: for `myelin doctor`, which goes where its operator
+    /// points it.
+    pub fn anywhere() -> Self {
+        Self::new(["0.0.0.0/0", "::/0"].iter().map(|net| net.parse().expect("a valid CIDR")).collect())
+    }
+
     /// Whether a request may connect to `ip`; `secure`: over TLS. Plain HTTP goes only to
     /// the listed networks, which may also be non-public ones.
     pub fn permits(&self, ip: IpAddr, secure: bool) -> bool {
@@ -89,9 +99,55 @@ impl fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// The system's DNS configuration (`/etc/resolv.conf`), or `None` without one: then names
+/// are looked up with the system's own resolver, which cannot answer SRV queries.
+pub fn system_dns() -> Option<TokioResolver> {
+    match TokioResolver::builder_tokio() {
+        Ok(builder) => Some(builder.build()),
+        Err(e) => {
+            tracing::warn!(error = %e, "no DNS configuration: outbound requests use the system lookup");
+            None
+        }
+    }
+}
+
+/// The addresses of `host` that `policy` lets a request (over TLS if `secure`) connect to;
+/// an error naming what was refused when there are none.
+pub async fn permitted_addresses(
+    dns: Option<&TokioResolver>,
+    host: &str,
+    policy: &OutboundPolicy,
+    secure: bool,
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let ips: Vec<IpAddr> = match dns {
+        Some(dns) => dns.lookup_ip(host).await?.iter().collect(),
+        None => tokio::net::lookup_host((host, 0)).await?.map(|addr| addr.ip()).collect(),
+    };
+    let permitted: Vec<SocketAddr> =
+        ips.iter().filter(|ip| policy.permits(**ip, secure)).map(|ip| SocketAddr::new(*ip, 0)).collect();
+    if permitted.is_empty() {
+        return Err(Box::new(Refused(format!(
+            "{host} resolves to {ips:?}, which outbound.allowed_networks does not open{}",
+            if secure { "" } else { " (plain http goes only to those networks)" }
+        ))));
+    }
+    Ok(permitted)
+}
+
+/// Whether a URL host may be requested, when it is an IP literal (which no resolver sees);
+/// names pass here and are checked when resolved.
+pub fn check_ip_literal(host: &str, policy: &OutboundPolicy, secure: bool) -> Result<(), Refused> {
+    match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        Ok(ip) if !policy.permits(ip, secure) => Err(Refused(format!(
+            "{ip} is not a public address{} and outbound.allowed_networks does not open it",
+            if secure { "" } else { " reached over https" }
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Name resolution that returns only the addresses the policy permits.
 struct GuardedResolver {
-    /// `None` without a system DNS configuration: then the system's own lookup is used.
     dns: Option<TokioResolver>,
     policy: Arc<OutboundPolicy>,
     secure: bool,
@@ -103,23 +159,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let policy = self.policy.clone();
         let secure = self.secure;
         Box::pin(async move {
-            let host = name.as_str();
-            let ips: Vec<IpAddr> = match dns {
-                Some(dns) => dns.lookup_ip(host).await?.iter().collect(),
-                None => tokio::net::lookup_host((host, 0)).await?.map(|addr| addr.ip()).collect(),
-            };
-            let permitted: Vec<SocketAddr> = ips
-                .iter()
-                .filter(|ip| policy.permits(**ip, secure))
-                .map(|ip| SocketAddr::new(*ip, 0))
-                .collect();
-            if permitted.is_empty() {
-                let refused = Refused(format!(
-                    "{host} resolves to {ips:?}, which outbound.allowed_networks does not open{}",
-                    if secure { "" } else { " (plain http goes only to those networks)" }
-                ));
-                return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
-            }
+            let permitted = permitted_addresses(dns.as_ref(), name.as_str(), &policy, secure).await?;
             let addrs: reqwest::dns::Addrs = Box::new(permitted.into_iter());
             Ok(addrs)
         })
@@ -135,15 +175,8 @@ pub struct OutboundHttp {
 
 impl OutboundHttp {
     /// `timeout` bounds a whole request, connecting included.
-    pub fn new(policy: OutboundPolicy, timeout: Duration) -> Self {
-        let policy = Arc::new(policy);
-        let dns = match TokioResolver::builder_tokio() {
-            Ok(builder) => Some(builder.build()),
-            Err(e) => {
-                tracing::warn!(error = %e, "no DNS configuration: outbound requests use the system lookup");
-                None
-            }
-        };
+    pub fn new(policy: Arc<OutboundPolicy>, timeout: Duration) -> Self {
+        let dns = system_dns();
         let client = |secure: bool| {
             let resolver = GuardedResolver { dns: dns.clone(), policy: policy.clone(), secure };
             reqwest::Client::builder()
@@ -171,14 +204,7 @@ impl OutboundHttp {
             other => return Err(Refused(format!("{other}:// is not http or https"))),
         };
         let host = url.host_str().ok_or_else(|| Refused("the URL has no host".to_owned()))?;
-        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
-            && !self.policy.permits(ip, secure)
-        {
-            return Err(Refused(format!(
-                "{ip} is not a public address{} and outbound.allowed_networks does not open it",
-                if secure { "" } else { " reached over https" }
-            )));
-        }
+        check_ip_literal(host, &self.policy, secure)?;
         Ok(if secure { &self.secure } else { &self.plain })
     }
 }
@@ -223,7 +249,7 @@ mod tests {
 
     #[test]
     fn ip_literals_are_checked_before_sending() {
-        let http = OutboundHttp::new(OutboundPolicy::default(), Duration::from_secs(1));
+        let http = OutboundHttp::new(Arc::default(), Duration::from_secs(1));
         let refused = |url: &str| http.client_for(&Url::parse(url).unwrap()).is_err();
         assert!(refused("https://127.0.0.1/x"));
         // The URL parser normalises other spellings of loopback.

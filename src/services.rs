@@ -29,7 +29,7 @@ pub struct Services {
     pub config: Config,
     store: Arc<Store>,
     pub accounts: Arc<Accounts>,
-    pub rooms: Rooms,
+    pub rooms: Arc<Rooms>,
     pub sync: Sync,
     pub account_data: Arc<AccountData>,
     pub push: Arc<Push>,
@@ -50,11 +50,13 @@ impl Services {
         let server_name = &config.server_name;
         let key = Arc::new(SigningKey::load_or_generate(&config.data_dir)?);
         let notifier = Arc::new(Notifier::default());
+        let outbound = Arc::new(OutboundPolicy::new(config.outbound.allowed_networks.clone()));
         let federation = Arc::new(Federation::new(
             store.clone(),
             server_name.clone(),
             key.clone(),
             config.federation.clone(),
+            outbound.clone(),
         ));
         let (outbox, outbound_wakeups) =
             Outbox::new(store.clone(), server_name.clone(), config.federation.clone());
@@ -69,12 +71,7 @@ impl Services {
             config.registration.shared_secret().map_err(|e| e.0)?,
         ));
         let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
-        let push = Arc::new(Push::new(
-            store.clone(),
-            account_data.clone(),
-            config.push.clone(),
-            OutboundPolicy::new(config.outbound.allowed_networks.clone()),
-        ));
+        let push = Arc::new(Push::new(store.clone(), account_data.clone(), config.push.clone(), outbound));
         let e2ee = Arc::new(E2ee::new(
             store.clone(),
             notifier.clone(),

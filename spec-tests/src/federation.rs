@@ -64,7 +64,15 @@ impl Server {
     /// Starts a federating server. `federation_keys` are extra lines for the `[federation]`
     /// table (such as `deny = ["127.0.0.1:1234"]`); `config` is the rest of the config and
     /// must start with a table header (as [`TEST_CONFIG`] does), since it follows that table.
+    /// Outbound requests may go to loopback, where the other servers of a test are.
     pub async fn start_federating_with(federation_keys: &str, config: &str) -> Server {
+        Self::start_federating_reaching(&["127.0.0.0/8"], federation_keys, config).await
+    }
+
+    /// [`Server::start_federating_with`], with `outbound.allowed_networks` set to
+    /// `networks`: with none, the server may contact only public addresses (and so none of
+    /// a test's servers); `config` must not have an `[outbound]` table.
+    pub async fn start_federating_reaching(networks: &[&str], federation_keys: &str, config: &str) -> Server {
         for attempt in 1..=START_ATTEMPTS {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_loopback_port()));
             let (cert_pem, key_pem) = self_signed_certificate();
@@ -84,6 +92,8 @@ impl Server {
                  tls_key = {key}\n\
                  trust_self_signed = true\n\
                  {federation_keys}\n\
+                 [outbound]\n\
+                 allowed_networks = {networks:?}\n\
                  {config}\n",
                 name = server.server_name(),
                 cert = toml_string(&cert_path),

@@ -477,6 +477,7 @@ fn accounts_for_test(name: &str, token_login: bool) -> (Arc<Store>, Accounts) {
         server_name.clone(),
         key,
         crate::config::FederationConfig::default(),
+        Arc::default(),
     ));
     let notifier = Arc::new(Notifier::default());
     let accounts = Accounts::new(

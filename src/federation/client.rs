@@ -19,9 +19,14 @@ use ruma::{
 
 use super::discovery;
 use crate::config::FederationConfig;
+use crate::outbound::{self, OutboundPolicy};
 use crate::signing_key::SigningKey;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most of another server's JSON answer read into memory. The largest real answers are
+/// `send_join`'s for big rooms (all their state and its auth chain: tens of megabytes);
+/// past this, the answer is dropped rather than buffered. Media have their own limit.
+pub const MAX_JSON_RESPONSE_BYTES: usize = 128 * 1024 * 1024;
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 
 /// Why a request to another server failed.
@@ -82,14 +87,19 @@ pub struct FederationClient {
     config: FederationConfig,
     /// Server name → base URL, with when it was found.
     resolved: Mutex<HashMap<OwnedServerName, (String, Instant)>>,
-    /// DNS with SRV targets; `None` without a system DNS configuration.
-    resolver: Option<Arc<discovery::Resolver>>,
+    /// DNS with SRV targets, and only to the addresses the outbound policy permits.
+    resolver: Arc<discovery::Resolver>,
 }
 
 impl FederationClient {
-    pub fn new(server_name: OwnedServerName, key: Arc<SigningKey>, config: FederationConfig) -> Self {
-        let resolver = discovery::Resolver::from_system();
-        let http = http_builder(resolver.as_ref())
+    pub fn new(
+        server_name: OwnedServerName,
+        key: Arc<SigningKey>,
+        config: FederationConfig,
+        outbound: Arc<OutboundPolicy>,
+    ) -> Self {
+        let resolver = discovery::Resolver::new(outbound);
+        let http = http_builder(&resolver)
             .danger_accept_invalid_certs(config.trust_self_signed)
             .build()
             .expect("the TLS stack initialises");
@@ -110,13 +120,27 @@ impl FederationClient {
         R: OutgoingRequest<PathBuilder = ruma::api::path_builder::SinglePath>,
         for<'a> R::Authentication: AuthScheme<Input<'a> = XMatrixSigningInput<'a>>,
     {
+        self.send_limited(destination, request, MAX_JSON_RESPONSE_BYTES).await
+    }
+
+    /// [`Self::send`], reading at most `limit` bytes of the answer.
+    pub async fn send_limited<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+        limit: usize,
+    ) -> Result<R::IncomingResponse, FederationError>
+    where
+        R: OutgoingRequest<PathBuilder = ruma::api::path_builder::SinglePath>,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = XMatrixSigningInput<'a>>,
+    {
         let base = self.base_url(destination).await?;
         let input =
             XMatrixSigningInput::new(self.server_name.clone(), destination.to_owned(), self.key.pair());
         let request = request
             .try_into_http_request::<Vec<u8>>(&base, input, ())
             .map_err(|e| FederationError::Refused(format!("cannot build the request: {e}")))?;
-        self.execute::<R>(request).await
+        self.execute::<R>(request, limit).await
     }
 
     /// Sends a request that needs no signature (fetching a server's keys).
@@ -133,26 +157,25 @@ impl FederationClient {
         let request = request
             .try_into_http_request::<Vec<u8>>(&base, (), ())
             .map_err(|e| FederationError::Refused(format!("cannot build the request: {e}")))?;
-        self.execute::<R>(request).await
+        self.execute::<R>(request, MAX_JSON_RESPONSE_BYTES).await
     }
 
     async fn execute<R: OutgoingRequest>(
         &self,
         request: http::Request<Vec<u8>>,
+        limit: usize,
     ) -> Result<R::IncomingResponse, FederationError> {
         let what = format!("{} {}", request.method(), request.uri());
         let host = request.uri().authority().map(ToString::to_string).unwrap_or_default();
         let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
             .map_err(|e| FederationError::Refused(format!("{what}: {e}")))?;
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| FederationError::Unreachable(format!("{what}: {e}")))?;
+        let response =
+            self.http.execute(request).await.map_err(|e| {
+                FederationError::Unreachable(format!("{what}: {}", discovery::error_chain(&e)))
+            })?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body: Bytes =
-            response.bytes().await.map_err(|e| FederationError::Unreachable(format!("{what}: {e}")))?;
+        let body = read_limited(response, limit, &what).await?;
         let mut http_response = http::Response::new(&body[..]);
         *http_response.status_mut() = status;
         *http_response.headers_mut() = headers;
@@ -182,6 +205,7 @@ impl FederationClient {
         &self,
         destination: &ServerName,
         media_id: &str,
+        limit: usize,
     ) -> Result<LegacyMedia, FederationError> {
         // Media ids are URL-safe by the spec; anything else is not asked for.
         if media_id.is_empty()
@@ -192,12 +216,10 @@ impl FederationClient {
         let base = self.base_url(destination).await?;
         let url = format!("{base}/_matrix/media/v3/download/{destination}/{media_id}?allow_remote=false");
         let what = format!("GET {url}");
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| FederationError::Unreachable(format!("{what}: {e}")))?;
+        let response =
+            self.http.get(&url).send().await.map_err(|e| {
+                FederationError::Unreachable(format!("{what}: {}", discovery::error_chain(&e)))
+            })?;
         let status = response.status();
         let header = |name: http::header::HeaderName| {
             response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
@@ -206,8 +228,7 @@ impl FederationClient {
         let filename = header(http::header::CONTENT_DISPOSITION)
             .and_then(|value| value.parse::<ruma::http_headers::ContentDisposition>().ok())
             .and_then(|disposition| disposition.filename);
-        let bytes =
-            response.bytes().await.map_err(|e| FederationError::Unreachable(format!("{what}: {e}")))?;
+        let bytes = read_limited(response, limit, &what).await?;
         if !status.is_success() {
             return Err(FederationError::Denied { status, message: format!("{what}: {status}") });
         }
@@ -224,7 +245,15 @@ impl FederationClient {
         {
             return Ok(url.clone());
         }
-        let url = discovery::base_url(&self.http, self.resolver.as_deref(), destination).await;
+        let url = discovery::base_url(&self.http, &self.resolver, destination).await;
+        // An IP literal (the server name's or a delegation's) is never resolved, so the
+        // resolver's check does not see it.
+        let host = reqwest::Url::parse(&url).ok().and_then(|url| url.host_str().map(str::to_owned));
+        if let Err(refused) =
+            outbound::check_ip_literal(&host.unwrap_or_default(), self.resolver.policy(), true)
+        {
+            return Err(FederationError::Unreachable(format!("{destination}: {refused}")));
+        }
         self.resolved
             .lock()
             .expect("never poisoned")
@@ -235,16 +264,41 @@ impl FederationClient {
 
 /// An HTTP client set up as the federation client's: SRV targets from `resolver`, timeouts,
 /// no redirects. `myelin doctor` starts from the same, so it sees what other servers see.
-pub fn http_builder(resolver: Option<&Arc<discovery::Resolver>>) -> reqwest::ClientBuilder {
-    let mut http = reqwest::Client::builder();
-    if let Some(resolver) = resolver {
-        http = http.dns_resolver(resolver.clone());
-    }
-    http.timeout(REQUEST_TIMEOUT)
+pub fn http_builder(resolver: &Arc<discovery::Resolver>) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .dns_resolver(resolver.clone())
+        // A proxy would be resolved instead of the destination, out of the resolver's sight.
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
         .connect_timeout(Duration::from_secs(10))
         // Redirects would move a signed request to a destination it was not signed for.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("Myelin/", env!("CARGO_PKG_VERSION")))
+}
+
+/// The body of `response`, refused as soon as it is longer than `limit` bytes (by its
+/// `Content-Length`, or while it streams in), so an answer never takes more memory than that.
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+    what: &str,
+) -> Result<Bytes, FederationError> {
+    let too_big = || FederationError::Refused(format!("{what}: the answer is larger than {limit} bytes"));
+    if response.content_length().is_some_and(|length| length > limit as u64) {
+        return Err(too_big());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| FederationError::Unreachable(format!("{what}: {}", discovery::error_chain(&e))))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// The errcode of a 404 or 405 `M_UNRECOGNIZED` answer: the server lacks the endpoint.

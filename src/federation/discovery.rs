@@ -14,7 +14,6 @@
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -23,33 +22,40 @@ use hickory_resolver::TokioResolver;
 use ruma::ServerName;
 use serde::Deserialize;
 
+use crate::outbound::{self, OutboundPolicy};
+
 const DEFAULT_PORT: u16 = 8448;
 
 /// DNS for the federation client: A/AAAA records, with SRV targets standing in for the
-/// names whose SRV records pointed elsewhere.
+/// names whose SRV records pointed elsewhere, and only the addresses the outbound policy
+/// permits (a user can make the server contact any server name, `10.0.0.1` included).
 pub struct Resolver {
-    dns: TokioResolver,
+    /// `None` without a system DNS configuration: then names are looked up with the
+    /// system's resolver and SRV records are not.
+    dns: Option<TokioResolver>,
+    policy: Arc<OutboundPolicy>,
     /// Name → SRV target host.
     targets: Mutex<HashMap<String, String>>,
 }
 
 impl Resolver {
-    /// The system's resolver configuration (`/etc/resolv.conf`), or `None` without one.
-    pub fn from_system() -> Option<Arc<Self>> {
-        match TokioResolver::builder_tokio() {
-            Ok(builder) => Some(Arc::new(Self { dns: builder.build(), targets: Mutex::default() })),
-            Err(e) => {
-                tracing::warn!(error = %e, "no DNS configuration: SRV records will not be looked up");
-                None
-            }
-        }
+    /// The system's resolver configuration (`/etc/resolv.conf`), filtered by `policy`.
+    pub fn new(policy: Arc<OutboundPolicy>) -> Arc<Self> {
+        Arc::new(Self { dns: outbound::system_dns(), policy, targets: Mutex::default() })
+    }
+
+    pub fn policy(&self) -> &OutboundPolicy {
+        &self.policy
     }
 
     /// The target and port of `name`'s Matrix SRV record, preferring `_matrix-fed._tcp`; the
     /// target is remembered so connections to `name` go there.
     async fn srv(&self, name: &str) -> Result<(String, u16), String> {
+        let Some(dns) = &self.dns else {
+            return Err("no DNS configuration to look up SRV records with".to_owned());
+        };
         for service in ["_matrix-fed._tcp", "_matrix._tcp"] {
-            let Ok(records) = self.dns.srv_lookup(format!("{service}.{name}.")).await else { continue };
+            let Ok(records) = dns.srv_lookup(format!("{service}.{name}.")).await else { continue };
             // Lowest priority first, then highest weight (no weighted random choice: one
             // server at a time is contacted anyway).
             let Some(best) = records.iter().min_by_key(|r| (r.priority(), std::cmp::Reverse(r.weight())))
@@ -72,9 +78,11 @@ impl reqwest::dns::Resolve for Resolver {
         let host = self.targets.lock().expect("never poisoned").get(name.as_str()).cloned();
         let host = host.unwrap_or_else(|| name.as_str().to_owned());
         let dns = self.dns.clone();
+        let policy = self.policy.clone();
         Box::pin(async move {
-            let ips = dns.lookup_ip(host).await?;
-            let addrs: reqwest::dns::Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            // Federation is HTTPS only.
+            let permitted = outbound::permitted_addresses(dns.as_ref(), &host, &policy, true).await?;
+            let addrs: reqwest::dns::Addrs = Box::new(permitted.into_iter());
             Ok(addrs)
         })
     }
@@ -107,20 +115,12 @@ pub struct Discovery {
 }
 
 /// `https://host:port` for `destination`, by the rules above.
-pub async fn base_url(
-    http: &reqwest::Client,
-    resolver: Option<&Resolver>,
-    destination: &ServerName,
-) -> String {
+pub async fn base_url(http: &reqwest::Client, resolver: &Resolver, destination: &ServerName) -> String {
     discover(http, resolver, destination).await.base_url
 }
 
 /// Discovery by the rules above, with what each step found.
-pub async fn discover(
-    http: &reqwest::Client,
-    resolver: Option<&Resolver>,
-    destination: &ServerName,
-) -> Discovery {
+pub async fn discover(http: &reqwest::Client, resolver: &Resolver, destination: &ServerName) -> Discovery {
     if let Some(base_url) = explicit(destination.as_str()) {
         return Discovery { base_url, well_known: Step::Skipped, srv: Step::Skipped };
     }
@@ -138,10 +138,7 @@ pub async fn discover(
         },
         Err(_) => destination.to_string(),
     };
-    let srv = match resolver {
-        Some(resolver) => resolver.srv(&name).await,
-        None => Err("no DNS configuration to look up SRV records with".to_owned()),
-    };
+    let srv = resolver.srv(&name).await;
     let port = srv.as_ref().map_or(DEFAULT_PORT, |(_, port)| *port);
     Discovery {
         base_url: format!("https://{name}:{port}"),

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use ruma::{OwnedServerName, ServerName};
 
 use self::{client::FederationClient, keys::KeyRing, sender::Sender};
-use crate::{config::FederationConfig, signing_key::SigningKey, storage::Store};
+use crate::{config::FederationConfig, outbound::OutboundPolicy, signing_key::SigningKey, storage::Store};
 
 pub use client::FederationError;
 pub use verify::{CheckedPdu, event_id_of};
@@ -42,8 +42,9 @@ impl Federation {
         server_name: OwnedServerName,
         key: Arc<SigningKey>,
         config: FederationConfig,
+        outbound: Arc<OutboundPolicy>,
     ) -> Self {
-        let client = Arc::new(FederationClient::new(server_name, key.clone(), config.clone()));
+        let client = Arc::new(FederationClient::new(server_name, key.clone(), config.clone(), outbound));
         Self {
             keys: KeyRing::new(store.clone(), key),
             sender: Sender::new(store.clone(), client.clone()),

@@ -14,6 +14,9 @@ use crate::{
     federation::FederationError,
 };
 
+/// Room for the metadata part and the boundaries of a `multipart/mixed` media answer.
+const MULTIPART_OVERHEAD_BYTES: usize = 64 * 1024;
+
 impl Media {
     /// Makes sure another server's file is here; nothing to do for ours.
     pub(super) async fn ensure_cached(&self, server: &ServerName, media_id: &str) -> Result<()> {
@@ -24,11 +27,18 @@ impl Media {
             Error::NotFound(format!("media {media_id} of {server} is not available: {e}"))
         };
         let request = get_content::v1::Request::new(media_id.to_owned());
-        let response = match self.federation.client.send(server, request).await {
+        // A file larger than we would take as an upload is not taken from another server
+        // either; the multipart answer adds a part of metadata and boundaries to the file.
+        let limit = self.max_upload + MULTIPART_OVERHEAD_BYTES;
+        let response = match self.federation.client.send_limited(server, request, limit).await {
             Ok(response) => response,
             Err(FederationError::Unrecognized(_)) => {
-                let legacy =
-                    self.federation.client.legacy_media(server, media_id).await.map_err(unavailable)?;
+                let legacy = self
+                    .federation
+                    .client
+                    .legacy_media(server, media_id, self.max_upload)
+                    .await
+                    .map_err(unavailable)?;
                 let content = Content {
                     filename: legacy.filename,
                     content_type: legacy.content_type,

@@ -147,7 +147,7 @@ impl Delivery {
         store: Arc<Store>,
         counter: Arc<UnreadCounter>,
         config: PushConfig,
-        policy: OutboundPolicy,
+        policy: Arc<OutboundPolicy>,
     ) -> Self {
         let shared = Shared {
             store,

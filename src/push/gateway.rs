@@ -61,7 +61,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(policy: OutboundPolicy) -> Self {
+    pub fn new(policy: Arc<OutboundPolicy>) -> Self {
         Self { http: OutboundHttp::new(policy, TIMEOUT), in_flight: Mutex::default() }
     }
 

@@ -76,7 +76,7 @@ impl Push {
         store: Arc<Store>,
         account_data: Arc<AccountData>,
         config: PushConfig,
-        outbound: OutboundPolicy,
+        outbound: Arc<OutboundPolicy>,
     ) -> Self {
         let counter = Arc::new(UnreadCounter::default());
         Self {

@@ -25,6 +25,7 @@ use crate::{
         discovery::{self, Resolver, Step, error_chain},
         keys::check_key_list,
     },
+    outbound::OutboundPolicy,
     signing_key::SigningKey,
 };
 
@@ -38,14 +39,15 @@ pub struct Outside {
 }
 
 pub async fn check(config: &Config, options: &Options) -> Outside {
-    let resolver = Resolver::from_system();
-    let http = match client(options, resolver.as_ref()) {
+    // The doctor goes where its operator points it, loopback included.
+    let resolver = Resolver::new(Arc::new(OutboundPolicy::anywhere()));
+    let http = match client(options, &resolver) {
         Ok(http) => http,
         Err(e) => return Outside { findings: vec![Finding::fail("options", e)], peer_clock_skew: None },
     };
     let mut outside = Outside { findings: vec![], peer_clock_skew: None };
     if config.federation.enabled {
-        federation(config, &http, resolver.as_deref(), &mut outside).await;
+        federation(config, &http, &resolver, &mut outside).await;
     } else {
         outside.findings.push(Finding::pass("federation", "off (federation.enabled = false): not checked"));
     }
@@ -55,7 +57,7 @@ pub async fn check(config: &Config, options: &Options) -> Outside {
 
 /// The federation client's HTTP set-up, plus the operator's `--resolve` and `--ca-cert`,
 /// keeping the peer's certificate for the expiry check.
-fn client(options: &Options, resolver: Option<&Arc<Resolver>>) -> Result<reqwest::Client, String> {
+fn client(options: &Options, resolver: &Arc<Resolver>) -> Result<reqwest::Client, String> {
     let mut builder = http_builder(resolver).tls_info(true);
     for (host, addr) in &options.resolve {
         builder = builder.resolve(host, *addr);
@@ -71,7 +73,7 @@ fn client(options: &Options, resolver: Option<&Arc<Resolver>>) -> Result<reqwest
     builder.build().map_err(|e| format!("cannot set up HTTPS: {e}"))
 }
 
-async fn federation(config: &Config, http: &reqwest::Client, resolver: Option<&Resolver>, out: &mut Outside) {
+async fn federation(config: &Config, http: &reqwest::Client, resolver: &Resolver, out: &mut Outside) {
     let name = &config.server_name;
     let found = discovery::discover(http, resolver, name).await;
     out.findings.push(well_known(config, &found.well_known));
