@@ -40,34 +40,38 @@ async fn send_transaction(
     services: Arc<Services>,
     req: Req<send_transaction_message::v1::Request>,
 ) -> Result<send_transaction_message::v1::Response, ApiError> {
-    let origin = &req.auth;
+    let origin = req.auth;
     let body = req.body;
-    if body.origin != *origin {
+    if body.origin != origin {
         return Err(ApiError::forbidden("The transaction's origin is not the server that signed it"));
     }
-    let apply = async {
-        let mut outcomes = BTreeMap::new();
-        for raw in &body.pdus {
-            if let Some((event_id, outcome)) = services.rooms.receive_pdu(origin, raw).await {
-                outcomes.insert(event_id, outcome);
+    // On a task of its own: a transaction once begun is applied to the end and marked as
+    // handled even if the sending server stops waiting; otherwise its retry would find half
+    // of it applied and apply that half again.
+    let task = tokio::spawn(async move {
+        let apply = async {
+            let mut outcomes = BTreeMap::new();
+            for raw in &body.pdus {
+                if let Some((event_id, outcome)) = services.rooms.receive_pdu(&origin, raw).await {
+                    outcomes.insert(event_id, outcome);
+                }
             }
-        }
-        for edu in &body.edus {
-            let applied = match edu.deserialize() {
-                Ok(edu) => apply_edu(&services, origin, edu).await,
-                Err(e) => Err(Error::BadJson(e.to_string())),
-            };
-            if let Err(e) = applied {
-                tracing::info!(%origin, error = %e, "ignored an EDU");
+            for edu in &body.edus {
+                let applied = match edu.deserialize() {
+                    Ok(edu) => apply_edu(&services, &origin, edu).await,
+                    Err(e) => Err(Error::BadJson(e.to_string())),
+                };
+                if let Err(e) = applied {
+                    tracing::info!(%origin, error = %e, "ignored an EDU");
+                }
             }
-        }
-        outcomes
-    };
-    let outcomes = services
-        .federation
-        .transactions
-        .handle_once(origin, body.transaction_id.as_str(), apply)
+            outcomes
+        };
+        services.federation.transactions.handle_once(&origin, body.transaction_id.as_str(), apply).await
+    });
+    let outcomes = task
         .await
+        .map_err(|e| Error::Internal(format!("handling a transaction failed: {e}")))?
         .map_err(Error::from)?
         .unwrap_or_default();
     Ok(send_transaction_message::v1::Response::new(outcomes))

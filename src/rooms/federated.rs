@@ -112,12 +112,7 @@ impl Rooms {
             self.stage(&room, &pdu, pdu_json, None, placement)?
         };
         drop(guard);
-        self.finish_append(&room, &pdu, staged, None).await?;
-        if pdu.kind == TimelineEventType::RoomRedaction
-            && let Some(target) = &pdu.redacts
-        {
-            self.apply_redaction(&room, target, &pdu.event_id).await?;
-        }
+        self.publish_staged(room, pdu, staged, None).await?;
         Ok(Added::Stored)
     }
 
@@ -349,7 +344,7 @@ impl Rooms {
         };
         let staged = self.stage(&room, &pdu, join_json, None, placement)?;
         drop(guard);
-        self.finish_append(&room, &pdu, staged, None).await
+        self.publish_staged(room, pdu, staged, None).await
     }
 
     /// Servers with a joined member in the room.

@@ -42,7 +42,7 @@ mod visibility;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, Weak},
 };
 
 use ruma::{
@@ -177,6 +177,9 @@ pub struct Rooms {
     append_locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// Room deletions of the last day, with their progress.
     deletions: deletion::Deletions,
+    /// This service itself, for the work it hands to a task of its own (see
+    /// [`Rooms::publish_staged`]).
+    me: Weak<Rooms>,
 }
 
 fn rules_of(room: &RoomRecord) -> Result<RoomVersionRules> {
@@ -197,9 +200,9 @@ pub struct RoomsDeps {
 }
 
 impl Rooms {
-    pub fn new(server_name: OwnedServerName, key: Arc<SigningKey>, deps: RoomsDeps) -> Self {
+    pub fn new(server_name: OwnedServerName, key: Arc<SigningKey>, deps: RoomsDeps) -> Arc<Self> {
         let RoomsDeps { store, notifier, push, outbox, federation, accounts, account_data } = deps;
-        Self {
+        Arc::new_cyclic(|me| Self {
             store,
             server_name,
             key,
@@ -216,7 +219,8 @@ impl Rooms {
             typing: Arc::default(),
             append_locks: Mutex::new(HashMap::new()),
             deletions: Default::default(),
-        }
+            me: me.clone(),
+        })
     }
 
     fn append_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
@@ -264,13 +268,34 @@ impl Rooms {
         // The next event of this room may be built while this one is flushed: concurrent
         // sends share a flush instead of queueing for one each.
         drop(room_guard);
-        self.finish_append(&room, &pdu, staged, Some(write)).await?;
-        if pdu.kind == TimelineEventType::RoomRedaction
-            && let Some(target) = &pdu.redacts
-        {
-            self.apply_redaction(&room, target, &pdu.event_id).await?;
-        }
-        Ok(pdu.event_id)
+        let event_id = pdu.event_id.clone();
+        self.publish_staged(room, pdu, staged, Some(write)).await?;
+        Ok(event_id)
+    }
+
+    /// Finishes a staged event — flush, notifications, federation queue, redaction, then
+    /// visibility to syncs — on a task of its own. A request can be dropped at any await
+    /// (the client goes away, an HTTP/2 stream is reset): once an event is written, the rest
+    /// happens whether or not anyone still waits for it, or the event would be stored
+    /// without its unread counts, unsent, or shown to syncs before it is durable.
+    async fn publish_staged(
+        &self,
+        room: RoomRecord,
+        pdu: Pdu,
+        staged: Staged,
+        write: Option<Announced>,
+    ) -> Result<()> {
+        let rooms = self.me.upgrade().expect("Rooms is only used while the server holds it");
+        let task = tokio::spawn(async move {
+            rooms.finish_append(&room, &pdu, staged, write).await?;
+            if pdu.kind == TimelineEventType::RoomRedaction
+                && let Some(target) = &pdu.redacts
+            {
+                rooms.apply_redaction(&room, target, &pdu.event_id).await?;
+            }
+            Ok(())
+        });
+        task.await.map_err(|e| Error::Internal(format!("publishing an event failed: {e}")))?
     }
 
     /// Builds, authorizes and writes (not yet durably) a new event; the caller holds the
@@ -366,7 +391,7 @@ impl Rooms {
         Ok((pdu, pdu_json))
     }
 
-    /// Stores an event and publishes it: [`Rooms::stage`] then [`Rooms::finish_append`].
+    /// Stores an event and publishes it: [`Rooms::stage`] then [`Rooms::publish_staged`].
     async fn store_event(
         &self,
         room: &RoomRecord,
@@ -376,7 +401,7 @@ impl Rooms {
     ) -> Result<RoomRecord> {
         let staged = self.stage(room, pdu, pdu_json, txn, Placement::Tip)?;
         let updated = staged.room.clone();
-        self.finish_append(room, pdu, staged, None).await?;
+        self.publish_staged(room.clone(), pdu.clone(), staged, None).await?;
         Ok(updated)
     }
 
