@@ -42,6 +42,15 @@ async fn every_user_endpoint_is_for_admins_only() {
     alice.get(WHOAMI).await.expect(200);
     let root = server.client().login("root", PASSWORD).await;
     assert_eq!(root.get(&user_path("v2/users", &me, "")).await.expect(200)["admin"], false);
+    // A token nobody issued is not a missing one.
+    server.client().with_token("nope").get(&users("")).await.expect_error(401, "M_UNKNOWN_TOKEN");
+    // Every call is logged with the admin who made it.
+    let logged = server
+        .log_has_line(|l| {
+            l.contains("admin API call") && l.contains("@root:localhost") && l.contains("/v2/users")
+        })
+        .await;
+    assert!(logged, "no log line for the call");
 }
 
 #[tokio::test]

@@ -155,14 +155,19 @@ where
 }
 
 /// Registers a handler anyone may call (shared-secret registration proves itself
-/// otherwise), behind the registration rate limit.
-pub fn public_route<F, Fut>(router: &mut Router, method: Method, pattern: &'static str, handler: F)
-where
+/// otherwise), behind `rate_limit` if any.
+pub fn public_route<F, Fut>(
+    router: &mut Router,
+    method: Method,
+    pattern: &'static str,
+    rate_limit: Option<RateLimitClass>,
+    handler: F,
+) where
     F: Fn(Arc<Services>, Input) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response, ApiError>> + Send + 'static,
 {
     let handler = Arc::new(handler);
-    let options = RouteOptions { rate_limit: Some(RateLimitClass::Register), ..RouteOptions::default() };
+    let options = RouteOptions { rate_limit, ..RouteOptions::default() };
     router.raw(
         method,
         pattern,

@@ -19,7 +19,8 @@ use crate::http::router::Router;
 
 /// Every admin API route, for the client listener.
 pub fn routes(router: &mut Router) {
-    call::route(router, Method::GET, "/_synapse/admin/v1/server_version", |_, _| async {
+    // Anyone may ask, as on Synapse: synapse-admin shows it on its login page.
+    call::public_route(router, Method::GET, "/_synapse/admin/v1/server_version", None, |_, _| async {
         call::ok(&serde_json::json!({ "server_version": concat!("Myelin ", env!("CARGO_PKG_VERSION")) }))
     });
     register::routes(router);

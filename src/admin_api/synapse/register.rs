@@ -10,15 +10,18 @@ use serde_json::json;
 use super::call::{self, Input};
 use crate::{
     accounts::SharedSecretRegistration,
-    http::{ApiError, Response, router::Router},
+    http::{
+        ApiError, Response,
+        router::{RateLimitClass, Router},
+    },
     services::Services,
 };
 
 const PATH: &str = "/_synapse/admin/v1/register";
 
 pub fn routes(router: &mut Router) {
-    call::public_route(router, Method::GET, PATH, nonce);
-    call::public_route(router, Method::POST, PATH, register);
+    call::public_route(router, Method::GET, PATH, Some(RateLimitClass::Register), nonce);
+    call::public_route(router, Method::POST, PATH, Some(RateLimitClass::Register), register);
 }
 
 async fn nonce(services: Arc<Services>, _: Input) -> Result<Response, ApiError> {
