@@ -108,8 +108,11 @@ export class Scenario {
     /** Starts a fresh Myelin for the test `t`. */
     static async start(t) {
         const scenario = new Scenario(t);
-        scenario.server = await startMyelin(t);
+        // Registered before the server's own hook, so it runs first: a request still in
+        // flight when the server is killed rejects after this test has ended, and the test
+        // runner blames whichever test runs next.
         t.after(() => scenario.stopClients());
+        scenario.server = await startMyelin(t);
         return scenario;
     }
 
@@ -232,10 +235,15 @@ export class Scenario {
         }
     }
 
-    stopClients() {
+    /** Stops every client and waits (a little) for the requests they still had running. */
+    async stopClients() {
         for (const { client, recorder } of this.clients) {
             client?.stopClient();
             sdkLog.write(`--- HTTP requests of ${recorder.name} ---\n${recorder.requests.join("\n")}\n`);
+        }
+        const deadline = Date.now() + 3000;
+        while (this.clients.some(({ recorder }) => recorder.busy > 0) && Date.now() < deadline) {
+            await new Promise((r) => setTimeout(r, 50));
         }
     }
 }
