@@ -53,6 +53,9 @@ pub struct Media {
     uploaded: tokio::sync::Notify,
     /// Fetches other servers' files.
     federation: Arc<Federation>,
+    /// Thumbnails being made at once: one per core, each bounded by the decoder's limits
+    /// (`thumbnail.rs`), so one user asking for many cannot take all memory or CPU.
+    thumbnailing: tokio::sync::Semaphore,
 }
 
 /// A file to serve.
@@ -132,6 +135,9 @@ impl Media {
             allow_unauthenticated,
             uploaded: tokio::sync::Notify::new(),
             federation,
+            thumbnailing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ),
         }
     }
 
@@ -387,6 +393,7 @@ impl Media {
             }
         }
         let original = self.download(server, media_id, Duration::ZERO).await?;
+        let _turn = self.thumbnailing.acquire().await.map_err(|e| Error::Internal(e.to_string()))?;
         let made = tokio::task::spawn_blocking(move || thumbnail::make(&original.bytes, request))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;

@@ -1,10 +1,14 @@
 //! Thumbnails: `scale` fits the image inside the requested box, `crop` fills the box and
 //! cuts the overflow. Images are never enlarged. Images with transparency become PNG,
 //! others JPEG.
+//!
+//! A small file can claim to be a huge image (a few kilobytes of PNG that decode to
+//! gigabytes), so decoding is bounded: [`MAX_PIXELS`] and [`MAX_SIDE_DECODED`] are checked
+//! from the header before anything is allocated.
 
 use std::{io::Cursor, path::Path};
 
-use image::{DynamicImage, GenericImageView, ImageFormat, imageops::FilterType};
+use image::{DynamicImage, GenericImageView, ImageFormat, ImageReader, Limits, imageops::FilterType};
 
 use crate::error::{Error, Result};
 
@@ -24,6 +28,13 @@ pub struct Thumbnail {
 
 /// The largest side a thumbnail may ask for.
 const MAX_SIDE: u32 = 1600;
+
+/// The most pixels an image may have to be thumbnailed: 32 megapixels (Synapse's default
+/// too), more than a phone camera's photo. Decoded as RGBA that is 128 MiB, the decoder's
+/// allocation limit.
+const MAX_PIXELS: u64 = 32 * 1024 * 1024;
+/// The longest side an image may have to be thumbnailed (a panorama, within the pixels).
+const MAX_SIDE_DECODED: u32 = 16 * 1024;
 
 impl Thumbnail {
     pub fn new(width: u32, height: u32, method: Method) -> Result<Self> {
@@ -59,9 +70,27 @@ pub fn content_type_of(path: &Path) -> &'static str {
     }
 }
 
+/// Decodes an image within the limits above.
+fn decode(original: &[u8]) -> Result<DynamicImage> {
+    let refused =
+        |e: &dyn std::fmt::Display| Error::InvalidParam(format!("cannot make a thumbnail of this file: {e}"));
+    let reader = || ImageReader::new(Cursor::new(original)).with_guessed_format().map_err(|e| refused(&e));
+    // The header alone gives the size.
+    let (width, height) = reader()?.into_dimensions().map_err(|e| refused(&e))?;
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(refused(&format!("{width}x{height} is more than {MAX_PIXELS} pixels")));
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE_DECODED);
+    limits.max_image_height = Some(MAX_SIDE_DECODED);
+    limits.max_alloc = Some(MAX_PIXELS * 4);
+    let mut reader = reader()?;
+    reader.limits(limits);
+    reader.decode().map_err(|e| refused(&e))
+}
+
 pub fn make(original: &[u8], request: Thumbnail) -> Result<Made> {
-    let image = image::load_from_memory(original)
-        .map_err(|e| Error::InvalidParam(format!("cannot make a thumbnail of this file: {e}")))?;
+    let image = decode(original)?;
     let (width, height) = image.dimensions();
     let thumbnail: DynamicImage = match request.method {
         Method::Scale if request.width >= width && request.height >= height => image,
@@ -119,6 +148,34 @@ mod tests {
     fn small_images_are_not_enlarged() {
         let made = make(&png(20, 10), Thumbnail::new(640, 480, Method::Scale).unwrap()).unwrap();
         assert_eq!(image::load_from_memory(&made.bytes).unwrap().dimensions(), (20, 10));
+    }
+
+    /// PNG's chunk checksum (CRC-32, reflected, polynomial 0xEDB88320).
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for byte in bytes {
+            crc ^= u32::from(*byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn images_too_large_to_decode_safely_are_refused_from_their_header() {
+        // Few bytes on disk, but past the longest side.
+        let error = make(&png(MAX_SIDE_DECODED + 1, 1), Thumbnail::new(32, 32, Method::Scale).unwrap());
+        assert!(error.is_err());
+        // A header claiming 40 megapixels is refused before any pixel is decoded.
+        let mut claims_huge = png(1, 1);
+        // IHDR's type and data are bytes 12..29 (width and height first), its CRC 29..33.
+        claims_huge[16..20].copy_from_slice(&8000u32.to_be_bytes());
+        claims_huge[20..24].copy_from_slice(&5000u32.to_be_bytes());
+        let crc = crc32(&claims_huge[12..29]);
+        claims_huge[29..33].copy_from_slice(&crc.to_be_bytes());
+        let error = make(&claims_huge, Thumbnail::new(32, 32, Method::Scale).unwrap()).err().unwrap();
+        assert!(error.to_string().contains("pixels"), "{error}");
     }
 
     #[test]
