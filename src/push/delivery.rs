@@ -38,7 +38,7 @@ use super::{
 };
 use crate::{
     config::PushConfig,
-    error::Result,
+    error::{Error, Result},
     metrics::{PushLabels, metrics},
     now_ms,
     outbound::OutboundPolicy,
@@ -136,7 +136,8 @@ impl Shared {
 pub struct Delivery {
     shared: Arc<Shared>,
     router: Arc<Router>,
-    started: std::sync::atomic::AtomicBool,
+    /// Where the workers run once [`Delivery::start`]ed: a runtime of their own (see there).
+    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 /// What a gateway said to a test notification.
@@ -157,7 +158,7 @@ impl Delivery {
             config,
             moved_cursors: Mutex::default(),
         };
-        Self { shared: Arc::new(shared), router: Arc::default(), started: Default::default() }
+        Self { shared: Arc::new(shared), router: Arc::default(), runtime: Default::default() }
     }
 
     /// Whether a pusher URL is refused outright (see [`Gateway::check`]).
@@ -167,20 +168,39 @@ impl Delivery {
 
     /// Starts a worker for every stored HTTP pusher, each resuming where it got to. Only a
     /// running server delivers; the CLI on a stopped server leaves its queues in the store.
+    ///
+    /// The workers get threads of their own (a runtime named `push`). On the request
+    /// runtime, a message in a big room woke a thousand workers in the same run queue as
+    /// the sender's own request, whose answer then waited behind them; on their own
+    /// threads, the operating system shares the cores between the two instead.
     pub fn start(&self) -> Result<()> {
-        self.started.store(true, std::sync::atomic::Ordering::SeqCst);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+            .thread_name("push")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start push delivery: {e}")))?;
+        let handle = runtime.handle().clone();
+        // The runtime lives as long as the process: its threads run while this one waits.
+        std::thread::Builder::new()
+            .name("push-runtime".to_owned())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .map_err(|e| Error::Internal(format!("cannot start push delivery: {e}")))?;
+        if self.runtime.set(handle.clone()).is_err() {
+            return Err(Error::Internal("push delivery started twice".to_owned()));
+        }
         for record in self.shared.store.all_pushers()? {
             self.spawn(record);
         }
         let (router, mut visible) = (self.router.clone(), self.shared.store.watch_visible_position());
-        tokio::spawn(async move {
+        handle.spawn(async move {
             while visible.changed().await.is_ok() {
                 let upto = *visible.borrow_and_update();
                 router.dispatch(upto);
             }
         });
         let shared = self.shared.clone();
-        tokio::spawn(async move {
+        handle.spawn(async move {
             let mut every = tokio::time::interval(CURSOR_WRITE_INTERVAL);
             loop {
                 every.tick().await;
@@ -200,9 +220,7 @@ impl Delivery {
     /// A pusher was set (or set again, which restarts it from now).
     pub fn pusher_set(&self, record: PusherRecord) {
         self.pusher_removed(&record.key);
-        if self.started.load(std::sync::atomic::Ordering::SeqCst) {
-            self.spawn(record);
-        }
+        self.spawn(record);
     }
 
     /// A pusher is gone: its worker stops (dropping its channel ends the worker's wait), and
@@ -250,7 +268,9 @@ impl Delivery {
         Ok(outcomes)
     }
 
+    /// Starts a pusher's worker, once delivery has started.
     fn spawn(&self, record: PusherRecord) {
+        let Some(runtime) = self.runtime.get() else { return };
         let Some((target, url)) = target(&record) else { return };
         let (tx, rx) = mpsc::unbounded_channel();
         self.router
@@ -273,7 +293,7 @@ impl Delivery {
             last_badge: None,
             retry: FIRST_RETRY,
         };
-        tokio::spawn(worker.run());
+        runtime.spawn(worker.run());
     }
 }
 
