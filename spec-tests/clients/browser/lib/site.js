@@ -1,32 +1,20 @@
-// The test page and a tiny static server for it on 127.0.0.1.
+// The test page, served on 127.0.0.1.
 //
 // The page (page/main.js) imports hydrogen-view-sdk by its bare package names, so esbuild
 // bundles it into build/app.js. Hydrogen also needs, at the page root: its assets
 // (asset-build/assets/*: CSS, the worker main.js, download-sandbox.html, fonts, icons),
 // its service worker (lib-build/sw.js; mandatory in 0.3.1) and the olm files.
 
-import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
-import { dirname, extname, join, normalize } from "node:path";
+import { dirname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { build } from "esbuild";
 
+import { serveFiles } from "./browser.js";
+
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const modules = join(root, "node_modules");
 const buildDir = join(root, "build");
-
-const TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".json": "application/json",
-    ".wasm": "application/wasm",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".woff": "font/woff",
-    ".woff2": "font/woff2",
-};
 
 export async function buildPage() {
     await build({
@@ -63,20 +51,6 @@ function fileFor(pathname) {
 }
 
 /** Serves the page until the test ends; resolves with its base URL. */
-export async function serveSite(t) {
-    const server = createServer(async (req, res) => {
-        const path = fileFor(new URL(req.url, "http://x").pathname);
-        try {
-            if (!path) throw new Error("bad path");
-            const body = await readFile(path);
-            res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream", "cache-control": "no-store" });
-            res.end(body);
-        } catch {
-            res.writeHead(404, { "content-type": "text/plain" });
-            res.end("not found");
-        }
-    });
-    await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-    t.after(() => new Promise((resolve) => server.close(resolve)));
-    return `http://127.0.0.1:${server.address().port}`;
+export function serveSite(t) {
+    return serveFiles(t, fileFor);
 }

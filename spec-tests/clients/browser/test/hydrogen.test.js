@@ -3,34 +3,15 @@
 // and talk through its composer; each sees the other's message appear in the timeline DOM.
 
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 
 import { chromium } from "playwright-core";
 
+import { CHROMIUM, CHROMIUM_ARGS, screenshotDir } from "../lib/browser.js";
 import { api, registerUser, startMyelin } from "../../shared/myelin.js";
 import { buildPage, serveSite } from "../lib/site.js";
-
-const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
-
-// Playwright's launch() gives every run a fresh temporary --user-data-dir of its own.
-const CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-];
-
-function screenshotDir() {
-    const dir = process.env.SCREENSHOT_DIR ?? mkdtempSync(join(tmpdir(), "myelin-hydrogen-shots-"));
-    mkdirSync(dir, { recursive: true });
-    return dir;
-}
 
 /** One user's browser context and page, with what it saw go wrong. */
 async function openUser(browser, name, homeserver) {
@@ -56,7 +37,7 @@ async function openUser(browser, name, homeserver) {
 
 test("Hydrogen: log in, open a shared room, send from the composer, see it on the other side", async (t) => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install -y chromium (spec-tests/clients/run does)`);
-    const shots = screenshotDir();
+    const shots = screenshotDir("hydrogen");
     t.diagnostic(`screenshots: ${shots}`);
     process.stderr.write(`hydrogen screenshots: ${shots}\n`);
 

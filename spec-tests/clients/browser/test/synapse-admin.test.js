@@ -5,38 +5,20 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 
 import { chromium } from "playwright-core";
 
+import { CHROMIUM, CHROMIUM_ARGS, screenshotDir } from "../lib/browser.js";
 import { api, myelinBin, registerUser, startMyelin } from "../../shared/myelin.js";
 import { SYNAPSE_ADMIN_DIST, serveSynapseAdmin } from "../lib/synapse-admin-site.js";
-
-const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
-
-const CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-];
 
 // The release's index.html sets its footer's version from a build-time constant its own
 // build no longer defines, so this inline script throws in every copy of 0.11.4; the app
 // itself is a separate module and does not depend on it.
 const KNOWN_UPSTREAM_PAGE_ERRORS = [/__SYNAPSE_ADMIN_VERSION__ is not defined/];
-
-function screenshotDir() {
-    const dir = process.env.SCREENSHOT_DIR ?? mkdtempSync(join(tmpdir(), "myelin-synapse-admin-shots-"));
-    mkdirSync(dir, { recursive: true });
-    return dir;
-}
 
 /** `myelin user create NAME --admin`, through the running server's admin socket. */
 function createAdmin(server, name, password) {
@@ -64,7 +46,7 @@ test("synapse-admin: an administrator signs in, lists users, lists rooms", async
     const started = Date.now();
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install -y chromium (spec-tests/clients/run does)`);
     assert.ok(existsSync(join(SYNAPSE_ADMIN_DIST, "index.html")), `synapse-admin's build missing at ${SYNAPSE_ADMIN_DIST}`);
-    const shots = screenshotDir();
+    const shots = screenshotDir("synapse-admin");
     t.diagnostic(`screenshots: ${shots}`);
     process.stderr.write(`synapse-admin screenshots: ${shots}\n`);
 
