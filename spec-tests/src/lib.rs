@@ -21,9 +21,26 @@ pub mod push_gateway;
 pub mod rooms;
 pub mod synapse;
 
-/// Config used unless a test gives its own: everything default except rate limits, which
-/// would otherwise throttle a test suite that logs in hundreds of times from one address.
+/// Config used unless a test gives its own: everything default except the limits per
+/// client IP, which would otherwise throttle a test suite that logs in hundreds of times
+/// from one address. The per-user abuse limits keep their defaults, so every test that
+/// uses this config shows that they leave ordinary clients alone; a test that floods on
+/// purpose says so with `[rate_limits] enabled = false`.
 pub const TEST_CONFIG: &str = r#"
+[rate_limits.login]
+per_second = 1000.0
+burst = 1000
+[rate_limits.register]
+per_second = 1000.0
+burst = 1000
+[log]
+level = "info"
+"#;
+
+/// [`TEST_CONFIG`] with every rate limit off, for the tests that flood on purpose: a
+/// thousand messages in a row, writers sending as fast as they can, more to-device
+/// messages than a sync carries.
+pub const UNLIMITED_CONFIG: &str = r#"
 [rate_limits]
 enabled = false
 [log]

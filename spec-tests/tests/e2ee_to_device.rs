@@ -167,7 +167,7 @@ async fn a_long_poll_wakes_up_for_a_to_device_message() {
 
 #[tokio::test]
 async fn more_messages_than_one_sync_carries_all_arrive_once_in_order() {
-    let server = Server::start().await;
+    let server = Server::start_with_config(UNLIMITED_CONFIG).await;
     let alice = server.client().register("alice", PASSWORD).await;
     let bob = server.client().register("bob", PASSWORD).await;
     let device = bob.device_id.clone().unwrap();
@@ -197,7 +197,7 @@ async fn more_messages_than_one_sync_carries_all_arrive_once_in_order() {
 /// response from the token before it, and use the token wherever a sync token goes.
 #[tokio::test]
 async fn a_token_from_a_cut_short_response_acknowledges_only_what_it_carried() {
-    let server = Server::start().await;
+    let server = Server::start_with_config(UNLIMITED_CONFIG).await;
     let alice = server.client().register("alice", PASSWORD).await;
     let bob = server.client().register("bob", PASSWORD).await;
     let device = bob.device_id.clone().unwrap();

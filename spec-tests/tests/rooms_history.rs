@@ -53,7 +53,7 @@ fn filter_query(filter: Value) -> String {
 
 #[tokio::test]
 async fn a_thousand_messages_paginate_back_and_forth_without_gaps_or_duplicates() {
-    let server = Server::start().await;
+    let server = Server::start_with_config(UNLIMITED_CONFIG).await;
     let alice = server.client().register("alice", PASSWORD).await;
     let room = alice.create_room(&json!({})).await;
     let mut sent = Vec::new();

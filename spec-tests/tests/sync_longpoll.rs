@@ -156,7 +156,8 @@ async fn a_hundred_incremental_syncs_with_concurrent_senders_deliver_every_event
 
 #[tokio::test]
 async fn long_polls_wake_promptly_while_rooms_they_are_not_in_are_busy() {
-    let server = Server::start().await;
+    // The busy writers flood on purpose.
+    let server = Server::start_with_config(UNLIMITED_CONFIG).await;
     let alice = server.client().register("alice", "password-a").await;
     let bob = server.client().register("bob", "password-b").await;
     let room = public_room(&alice).await;

@@ -18,7 +18,7 @@ use crate::{
     e2ee::{E2ee, MASTER, SELF_SIGNING, USER_SIGNING, UploadedKey},
     http::{
         ApiError,
-        router::{Req, Router},
+        router::{RateLimitClass, Req, Router},
     },
     services::Services,
     sync::SyncToken,
@@ -31,7 +31,7 @@ pub fn routes(router: &mut Router) {
     router.ruma(changes);
     router.ruma(upload_signing);
     router.ruma(signatures);
-    router.ruma(to_device);
+    router.ruma_limited(RateLimitClass::ToDevice, to_device);
 }
 
 fn json<T>(raw: &Raw<T>) -> Result<JsonValue, ApiError> {

@@ -20,7 +20,7 @@ use crate::{
     config::Config,
     http::{
         ApiError,
-        router::{EmptyObject, Req, RouteOptions, Router},
+        router::{EmptyObject, RateLimitClass, Req, RouteOptions, Router},
     },
     media::{Method, Thumbnail},
     services::Services,
@@ -28,10 +28,12 @@ use crate::{
 
 pub fn routes(router: &mut Router, config: &Config) {
     let upload = RouteOptions { max_body: Some(config.media.max_upload_bytes), ..RouteOptions::default() };
+    let limited = Some(RateLimitClass::MediaUpload);
     let content = RouteOptions { serves_user_content: true, ..RouteOptions::default() };
-    router.ruma_with(upload, upload_file);
+    // A file counts once: an upload, or the reservation an asynchronous upload then fills.
+    router.ruma_with(RouteOptions { rate_limit: limited, ..upload }, upload_file);
     router.ruma_with(upload, upload_reserved);
-    router.ruma(reserve);
+    router.ruma_limited(RateLimitClass::MediaUpload, reserve);
     router.ruma(config_legacy);
     router.ruma(config_authenticated);
     router.ruma_with(content, download_legacy);

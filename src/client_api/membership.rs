@@ -14,16 +14,18 @@ use ruma::api::client::{
 use crate::{
     http::{
         ApiError,
-        router::{Req, Router},
+        router::{RateLimitClass, Req, Router},
     },
     services::Services,
 };
 
 pub fn routes(router: &mut Router) {
-    router.ruma(join_by_id);
-    router.ruma(join_by_id_or_alias);
-    router.ruma(knock);
-    router.ruma(invite);
+    router.ruma_limited(RateLimitClass::Join, join_by_id);
+    router.ruma_limited(RateLimitClass::Join, join_by_id_or_alias);
+    router.ruma_limited(RateLimitClass::Join, knock);
+    router.ruma_limited(RateLimitClass::Invite, invite);
+    // Leaving and moderation are never slowed down: a moderator cleaning up after a
+    // flood must not be throttled, and leaving is always allowed.
     router.ruma(leave);
     router.ruma(forget);
     router.ruma(kick);

@@ -23,23 +23,24 @@ use serde_json::{Map, Value as JsonValue};
 use crate::{
     http::{
         ApiError,
-        router::{Req, Router},
+        router::{RateLimitClass, Req, Router},
     },
     rooms::{CreateRoom, EventSpec, Preset, Txn},
     services::Services,
 };
 
 pub fn routes(router: &mut Router) {
-    router.ruma(create);
+    // A room's creation or upgrade is one send, whatever events it makes.
+    router.ruma_limited(RateLimitClass::Message, create);
     router.ruma(joined);
-    router.ruma(send_message);
-    router.ruma(send_state);
+    router.ruma_limited(RateLimitClass::Message, send_message);
+    router.ruma_limited(RateLimitClass::Message, send_state);
     router.ruma(state_all);
     router.ruma(state_one);
-    router.ruma(redact);
+    router.ruma_limited(RateLimitClass::Message, redact);
     router.ruma(members);
     router.ruma(joined_members_of);
-    router.ruma(upgrade);
+    router.ruma_limited(RateLimitClass::Message, upgrade);
 }
 
 fn json_object<T>(raw: &Raw<T>, what: &str) -> Result<Map<String, JsonValue>, ApiError> {

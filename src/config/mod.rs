@@ -13,9 +13,11 @@ use serde::Deserialize;
 
 mod env;
 mod outbound;
+mod rate_limits;
 
 use env::apply_env;
 pub use outbound::{OutboundConfig, PushConfig};
+pub use rate_limits::{RateLimit, RateLimitsConfig};
 
 /// The whole configuration. Unknown keys are rejected (`deny_unknown_fields`) so that a
 /// typo never silently falls back to a default.
@@ -129,49 +131,6 @@ pub struct LimitsConfig {
     /// Seconds an HTTP/1 connection may take to send a request's headers, counted from
     /// when it is ready for a request (so also the longest idle keep-alive).
     pub header_timeout_secs: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RateLimitsConfig {
-    pub enabled: bool,
-    /// `/login` attempts per client IP.
-    #[serde(deserialize_with = "login_limit")]
-    pub login: RateLimit,
-    /// `/register` attempts per client IP.
-    #[serde(deserialize_with = "register_limit")]
-    pub register: RateLimit,
-}
-
-/// A token bucket: `burst` requests at once, refilled at `per_second`.
-#[derive(Debug, Clone, Copy)]
-pub struct RateLimit {
-    pub per_second: f64,
-    pub burst: u32,
-}
-
-/// A rate limit table as written: a key left out takes that limit's own default.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PartialRateLimit {
-    per_second: Option<f64>,
-    burst: Option<u32>,
-}
-
-fn limit_or<'de, D: serde::Deserializer<'de>>(defaults: RateLimit, d: D) -> Result<RateLimit, D::Error> {
-    let partial = PartialRateLimit::deserialize(d)?;
-    Ok(RateLimit {
-        per_second: partial.per_second.unwrap_or(defaults.per_second),
-        burst: partial.burst.unwrap_or(defaults.burst),
-    })
-}
-
-fn login_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RateLimit, D::Error> {
-    limit_or(RateLimitsConfig::default().login, d)
-}
-
-fn register_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RateLimit, D::Error> {
-    limit_or(RateLimitsConfig::default().register, d)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -374,16 +333,6 @@ impl Default for LimitsConfig {
     }
 }
 
-impl Default for RateLimitsConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            login: RateLimit { per_second: 0.5, burst: 5 },
-            register: RateLimit { per_second: 0.2, burst: 5 },
-        }
-    }
-}
-
 impl Default for StorageConfig {
     fn default() -> Self {
         // Recent events are cached above sled, parsed, so sled's cache mostly serves index
@@ -491,16 +440,7 @@ impl Config {
         if self.sliding_sync.max_connections == 0 {
             return Err(ConfigError("sliding_sync.max_connections: must be at least 1".to_owned()));
         }
-        for (key, limit) in [
-            ("rate_limits.login", self.rate_limits.login),
-            ("rate_limits.register", self.rate_limits.register),
-        ] {
-            if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
-                return Err(ConfigError(format!(
-                    "{key}: per_second must be a positive number and burst at least 1"
-                )));
-            }
-        }
+        self.rate_limits.validate()?;
         if self.federation.tls_cert.is_some() != self.federation.tls_key.is_some() {
             return Err(ConfigError(
                 "federation.tls_cert, federation.tls_key: give both or neither".to_owned(),
@@ -565,18 +505,6 @@ mod tests {
         assert_eq!(config.registration.mode, RegistrationMode::Disabled, "a config file closes registration");
         let builtin = Config::load_with_env(None, &Overrides::default(), std::iter::empty()).unwrap();
         assert_eq!(builtin.registration.mode, RegistrationMode::Open, "trying it out needs no config");
-    }
-
-    #[test]
-    fn a_partial_rate_limit_table_keeps_that_limits_own_defaults() {
-        let config =
-            load("[rate_limits.register]\nburst = 9\n[rate_limits.login]\nper_second = 2.0\n", &[]).unwrap();
-        assert_eq!((config.rate_limits.register.per_second, config.rate_limits.register.burst), (0.2, 9));
-        assert_eq!((config.rate_limits.login.per_second, config.rate_limits.login.burst), (2.0, 5));
-        let config = load("", &[("MYELIN_RATE_LIMITS__REGISTER__BURST", "10")]).unwrap();
-        assert_eq!((config.rate_limits.register.per_second, config.rate_limits.register.burst), (0.2, 10));
-        let err = load("[rate_limits.login]\nburts = 3\n", &[]).unwrap_err();
-        assert!(err.0.contains("burts"), "{err}");
     }
 
     #[test]

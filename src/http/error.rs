@@ -127,10 +127,24 @@ impl ApiError {
     pub fn into_response(self) -> Response {
         match self {
             Self::Standard { status, kind, message } => {
+                let retry_after = match &kind {
+                    ErrorKind::LimitExceeded(LimitExceededErrorData {
+                        retry_after: Some(RetryAfter::Delay(wait)),
+                        ..
+                    }) => Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
+                    _ => None,
+                };
                 let error =
                     RumaError::new(status, ErrorBody::Standard(StandardErrorBody::new(kind, message)));
                 match error.try_into_http_response::<Vec<u8>>() {
-                    Ok(response) => response.map(|body| Full::new(Bytes::from(body))),
+                    Ok(mut response) => {
+                        // ruma writes whole seconds rounded down, so a client that waits
+                        // `Retry-After` could come back too early; Synapse rounds up.
+                        if let Some(seconds) = retry_after {
+                            response.headers_mut().insert(http::header::RETRY_AFTER, seconds.into());
+                        }
+                        response.map(|body| Full::new(Bytes::from(body)))
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "could not serialise an error response");
                         fallback_internal_error()

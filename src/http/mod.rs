@@ -1,6 +1,7 @@
 //! hyper listeners and the request pipeline every request goes through:
-//! span and request id → CORS preflight → route → rate limit → body (with a size limit)
-//! → handler → CORS headers → one log line.
+//! span and request id → CORS preflight → route → rate limit per client IP → body (with a
+//! size limit) → handler (authentication, rate limit per user, parsing) → CORS headers →
+//! one log line.
 //!
 //! Two listeners share this pipeline with different routers: the client API on TCP, and
 //! the admin API on a Unix socket in the data directory (mode 0600: whoever can open it is
@@ -39,7 +40,10 @@ use tokio::{
 };
 use tracing::Instrument;
 
-use crate::metrics::{RequestLabels, RouteLabels, metrics};
+use crate::{
+    config::RateLimitsConfig,
+    metrics::{RequestLabels, RouteLabels, metrics},
+};
 pub use error::{ApiError, Response};
 use ratelimit::RateLimiter;
 use router::{Call, Lookup, RateLimitClass, Router};
@@ -64,9 +68,55 @@ pub struct Pipeline {
     max_body: usize,
     /// See `limits.header_timeout_secs`.
     header_timeout: Duration,
-    login_limiter: Option<RateLimiter>,
-    register_limiter: Option<RateLimiter>,
+    limiters: Option<Limiters>,
     next_request_id: AtomicU64,
+}
+
+/// One limiter per [`RateLimitClass`], when `rate_limits.enabled`.
+struct Limiters {
+    login: RateLimiter<IpAddr>,
+    register: RateLimiter<IpAddr>,
+    message: Arc<RateLimiter<String>>,
+    join: Arc<RateLimiter<String>>,
+    invite: Arc<RateLimiter<String>>,
+    media_upload: Arc<RateLimiter<String>>,
+    to_device: Arc<RateLimiter<String>>,
+}
+
+impl Limiters {
+    fn new(config: &RateLimitsConfig) -> Self {
+        let per_user = |limit| Arc::new(RateLimiter::new(limit));
+        Self {
+            login: RateLimiter::new(config.login),
+            register: RateLimiter::new(config.register),
+            message: per_user(config.message),
+            join: per_user(config.join),
+            invite: per_user(config.invite),
+            media_upload: per_user(config.media_upload),
+            to_device: per_user(config.to_device),
+        }
+    }
+
+    /// The per-IP limiter for `class`, if it has one.
+    fn per_ip(&self, class: RateLimitClass) -> Option<&RateLimiter<IpAddr>> {
+        match class {
+            RateLimitClass::Login => Some(&self.login),
+            RateLimitClass::Register => Some(&self.register),
+            _ => None,
+        }
+    }
+
+    /// The per-user limiter for `class`, if it has one.
+    fn per_user(&self, class: RateLimitClass) -> Option<&Arc<RateLimiter<String>>> {
+        match class {
+            RateLimitClass::Message => Some(&self.message),
+            RateLimitClass::Join => Some(&self.join),
+            RateLimitClass::Invite => Some(&self.invite),
+            RateLimitClass::MediaUpload => Some(&self.media_upload),
+            RateLimitClass::ToDevice => Some(&self.to_device),
+            RateLimitClass::Login | RateLimitClass::Register => None,
+        }
+    }
 }
 
 impl Pipeline {
@@ -76,8 +126,7 @@ impl Pipeline {
         Self {
             max_body: config.limits.max_request_bytes,
             header_timeout: Duration::from_secs(config.limits.header_timeout_secs),
-            login_limiter: limits.enabled.then(|| RateLimiter::new(limits.login)),
-            register_limiter: limits.enabled.then(|| RateLimiter::new(limits.register)),
+            limiters: limits.enabled.then(|| Limiters::new(limits)),
             services,
             router,
             cors,
@@ -154,16 +203,13 @@ impl Pipeline {
         client_ip: IpAddr,
         span: tracing::Span,
     ) -> Response {
-        let limiter = match route.options.rate_limit {
-            Some(RateLimitClass::Login) => self.login_limiter.as_ref(),
-            Some(RateLimitClass::Register) => self.register_limiter.as_ref(),
-            None => None,
-        };
-        if let Some(limiter) = limiter
-            && let Err(wait) = limiter.check(client_ip)
+        let limited = self.limiters.as_ref().zip(route.options.rate_limit);
+        if let Some(limiter) = limited.and_then(|(limiters, class)| limiters.per_ip(class))
+            && let Err(wait) = limiter.check(&client_ip)
         {
             return ApiError::limit_exceeded(wait).into_response();
         }
+        let user_limiter = limited.and_then(|(limiters, class)| limiters.per_user(class)).cloned();
         let max_body = route.options.max_body.unwrap_or(self.max_body);
         // The body reader is boxed and skipped when there is no body (every GET): this future
         // lives as long as the request, a parked `/sync` included, and would otherwise be
@@ -176,7 +222,7 @@ impl Pipeline {
                 Err(error) => return error.into_response(),
             }
         };
-        let call = Call { request, path_args, client_ip, span };
+        let call = Call { request, path_args, client_ip, span, user_limiter };
         let mut response = (route.handler)(self.services.clone(), call).await;
         if route.options.serves_user_content {
             add_user_content_headers(response.headers_mut());

@@ -9,7 +9,6 @@ use std::{collections::HashMap, future::Future, net::IpAddr, pin::Pin, sync::Arc
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use ruma::OwnedServerName;
 use ruma::api::federation::authentication::{ServerSignatures, XMatrix};
 use ruma::api::{
     IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt,
@@ -20,8 +19,12 @@ use ruma::api::{
     error::FromHttpRequestError,
     path_builder::PathBuilder,
 };
+use ruma::{OwnedServerName, UserId};
 
-use super::error::{ApiError, Response};
+use super::{
+    error::{ApiError, Response},
+    ratelimit::RateLimiter,
+};
 use crate::{accounts::Session, services::Services};
 
 /// A request that has been routed and whose body has been read.
@@ -32,6 +35,8 @@ pub struct Call {
     pub client_ip: IpAddr,
     /// The request's tracing span, so handlers can record the user.
     pub span: tracing::Span,
+    /// The route's per-user limiter, checked once the caller is known.
+    pub user_limiter: Option<Arc<RateLimiter<String>>>,
 }
 
 /// Stands for an empty trailing path segment during lookup; see [`Router::lookup`].
@@ -40,11 +45,18 @@ const EMPTY: &str = "\0";
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 pub type Handler = Arc<dyn Fn(Arc<Services>, Call) -> HandlerFuture + Send + Sync>;
 
-/// Which rate limiter, if any, guards a route.
+/// Which rate limiter, if any, guards a route (`[rate_limits]` has a key for each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateLimitClass {
+    /// Per client IP, before the body is read.
     Login,
     Register,
+    /// Per user, once the access token has named them; server admins are exempt.
+    Message,
+    Join,
+    Invite,
+    MediaUpload,
+    ToDevice,
 }
 
 /// How the pipeline treats a route beyond dispatching to it.
@@ -215,6 +227,9 @@ where
     let auth = <R::Authentication as Authenticate>::authenticate(services, &request).await?;
     if let Some(user) = <R::Authentication as Authenticate>::user_of(&auth) {
         call.span.record("user", user);
+        if let Some(limiter) = &call.user_limiter {
+            check_user_limit(services, limiter, user)?;
+        }
     }
     let args: Vec<&str> = call.path_args.iter().map(String::as_str).collect();
     let parts = request.into_parts().0;
@@ -228,6 +243,17 @@ where
         parsed => parsed.map_err(|failure| parse_failure(failure, &body))?,
     };
     Ok(Req { body: parsed, auth, client_ip: call.client_ip })
+}
+
+/// Takes one of `user`'s tokens, or refuses with the wait, unless they are a server admin
+/// (asked only when the bucket is empty, so an admin costs no lookup until then).
+fn check_user_limit(services: &Services, limiter: &RateLimiter<String>, user: &str) -> Result<(), ApiError> {
+    let Err(wait) = limiter.check(user) else { return Ok(()) };
+    let admin = match <&UserId>::try_from(user) {
+        Ok(user_id) => services.accounts.is_admin(user_id)?,
+        Err(_) => false,
+    };
+    if admin { Ok(()) } else { Err(ApiError::limit_exceeded(wait)) }
 }
 
 /// The error for a request ruma could not parse.

@@ -1,5 +1,7 @@
 // Starts a real Myelin for one scenario: its own temporary data directory, an ephemeral
-// loopback port, open registration and no rate limits. Nothing here knows Myelin's insides.
+// loopback port, open registration, and the default per-user abuse limits (so the clients
+// show they live with them); only the per-IP login and registration limits are opened up,
+// since every scenario signs in from one address. Nothing here knows Myelin's insides.
 
 import { spawn } from "node:child_process";
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -9,8 +11,12 @@ import { join } from "node:path";
 const CONFIG = `
 [registration]
 mode = "open"
-[rate_limits]
-enabled = false
+[rate_limits.login]
+per_second = 1000.0
+burst = 1000
+[rate_limits.register]
+per_second = 1000.0
+burst = 1000
 [log]
 level = "info,ruma_state_res=warn"
 `;
