@@ -22,6 +22,8 @@ pub enum Error {
     CannotOverwriteMedia,
     /// An alias (or room id) that is already taken.
     RoomInUse(String),
+    /// Reserved for an application service.
+    Exclusive(String),
     /// A canonical alias event names an alias that does not point to the room.
     BadAlias(String),
     /// `createRoom` asked for initial state the auth rules refuse.
@@ -54,6 +56,7 @@ impl std::fmt::Display for Error {
             | Self::TooLarge(m)
             | Self::UnsupportedRoomVersion(m)
             | Self::RoomInUse(m)
+            | Self::Exclusive(m)
             | Self::BadAlias(m)
             | Self::InvalidRoomState(m)
             | Self::BadRequest(m)

@@ -6,6 +6,7 @@ pub mod account_data;
 pub mod accounts;
 pub mod admin;
 pub mod admin_api;
+pub mod appservices;
 pub mod cli;
 pub mod client_api;
 pub mod config;

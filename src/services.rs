@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use crate::{
     account_data::AccountData,
     accounts::Accounts,
+    appservices::Appservices,
     config::Config,
     e2ee::E2ee,
     federation::Federation,
@@ -29,6 +30,8 @@ pub struct Services {
     pub config: Config,
     store: Arc<Store>,
     pub accounts: Arc<Accounts>,
+    /// Bridges and bots: their tokens, namespaces and delivery queues.
+    pub appservices: Arc<Appservices>,
     pub rooms: Arc<Rooms>,
     pub sync: Sync,
     pub account_data: Arc<AccountData>,
@@ -61,6 +64,11 @@ impl Services {
         let (outbox, outbound_wakeups) =
             Outbox::new(store.clone(), server_name.clone(), config.federation.clone());
         let outbox = Arc::new(outbox);
+        let appservices = Arc::new(Appservices::load(
+            store.clone(),
+            server_name.clone(),
+            &config.app_service_config_files,
+        )?);
         let accounts = Arc::new(Accounts::new(
             store.clone(),
             notifier.clone(),
@@ -69,6 +77,7 @@ impl Services {
             config.login.token_login,
             federation.clone(),
             config.registration.shared_secret().map_err(|e| e.0)?,
+            appservices.clone(),
         ));
         let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
         let push = Arc::new(Push::new(store.clone(), account_data.clone(), config.push.clone(), outbound));
@@ -91,6 +100,7 @@ impl Services {
                 federation: federation.clone(),
                 accounts: accounts.clone(),
                 account_data: account_data.clone(),
+                appservices: appservices.clone(),
             },
         );
         let presence = Arc::new(Presence::new(config.presence.enabled, store.clone(), notifier.clone()));
@@ -115,6 +125,7 @@ impl Services {
             config,
             store,
             accounts,
+            appservices,
             rooms,
             sync,
             account_data,

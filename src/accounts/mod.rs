@@ -4,6 +4,7 @@
 //! Handlers and the admin CLI both call [`Accounts`]; it knows nothing of HTTP. Errors are
 //! [`Error`], which the HTTP layer turns into Matrix errors and the CLI into messages.
 
+mod appservice_users;
 mod devices;
 mod login_tokens;
 mod password;
@@ -33,6 +34,7 @@ pub use shared_secret::SharedSecretRegistration;
 pub use user_admin::{NewUser, UserInfo};
 
 use crate::{
+    appservices::Appservices,
     config::RegistrationMode,
     federation::Federation,
     notifier::Notifier,
@@ -69,6 +71,9 @@ pub enum Error {
     AuthRequired(Box<UiaaInfo>),
     /// A token this server did not issue, or that expired.
     UnknownToken(String),
+    /// The user id is reserved for an application service (or outside the calling
+    /// service's namespaces).
+    Exclusive(String),
     Storage(StorageError),
 }
 
@@ -81,7 +86,8 @@ impl std::fmt::Display for Error {
             Self::Forbidden(why)
             | Self::NotFound(why)
             | Self::InvalidParam(why)
-            | Self::UnknownToken(why) => f.write_str(why),
+            | Self::UnknownToken(why)
+            | Self::Exclusive(why) => f.write_str(why),
             Self::GuestAccessForbidden => f.write_str("guest access is not supported"),
             Self::AuthRequired(_) => f.write_str("user-interactive authentication required"),
             Self::Storage(e) => e.fmt(f),
@@ -143,6 +149,8 @@ pub struct Accounts {
     federation: Arc<Federation>,
     /// Shared-secret registration's secret and outstanding nonces.
     shared_secret: SharedSecret,
+    /// Whose user namespaces are reserved from registration, and who may act as whom.
+    appservices: Arc<Appservices>,
 }
 
 const INVALID_LOGIN: &str = "Invalid username or password";
@@ -156,9 +164,10 @@ impl Accounts {
         token_login: bool,
         federation: Arc<Federation>,
         shared_secret: Option<String>,
+        appservices: Arc<Appservices>,
     ) -> Self {
         let shared_secret = SharedSecret::new(shared_secret);
-        Self { store, notifier, server_name, registration, token_login, federation, shared_secret }
+        Self { store, notifier, server_name, registration, token_login, federation, shared_secret, appservices }
     }
 
     /// Wakes everyone who tracks `user`'s devices (the store recorded the change when it
@@ -207,9 +216,16 @@ impl Accounts {
         UserId::parse(id).ok().filter(|id| id.server_name() == self.server_name)
     }
 
-    /// Fails with `M_USER_IN_USE` or `M_INVALID_USERNAME` unless the localpart can be registered.
+    /// Fails with `M_USER_IN_USE`, `M_INVALID_USERNAME` or `M_EXCLUSIVE` unless the
+    /// localpart can be registered by a person.
     pub fn check_username_available(&self, localpart: &str) -> Result<OwnedUserId> {
         let user_id = self.user_id_for_new_localpart(localpart)?;
+        if let Some(service) = self.appservices.exclusive_owner_of_user(&user_id) {
+            return Err(Error::Exclusive(format!(
+                "{user_id} is reserved for the application service {:?}",
+                service.registered.id()
+            )));
+        }
         if self.store.user(&user_id)?.is_some() {
             return Err(Error::UserInUse);
         }
@@ -231,7 +247,7 @@ impl Accounts {
 
     /// `/register`: checks the username, runs UIA, creates the account and (unless
     /// `inhibit_login`) its first device.
-    pub async fn register(&self, request: Registration) -> Result<(OwnedUserId, Option<LoggedIn>)> {
+    pub async fn register(&self, mut request: Registration) -> Result<(OwnedUserId, Option<LoggedIn>)> {
         if self.registration == RegistrationMode::Disabled {
             return Err(Error::Forbidden(
                 "Registration is disabled on this server; ask its administrator for an account".to_owned(),
@@ -253,7 +269,7 @@ impl Accounts {
             )))
         };
         const INVALID_TOKEN: &str = "This registration token is not valid";
-        let registration_token = match request.auth {
+        let registration_token = match request.auth.take() {
             None => return Err(Error::AuthRequired(Box::new(uia::challenge(stages, None, None)))),
             Some(AuthData::Dummy(_)) if self.registration == RegistrationMode::Open => None,
             Some(AuthData::RegistrationToken(t)) if self.registration == RegistrationMode::Token => {
@@ -265,6 +281,18 @@ impl Accounts {
             Some(_) => return Err(refuse("That authentication type is not offered here")),
         };
 
+        self.create_registered(user_id, request, registration_token.as_deref(), refuse(INVALID_TOKEN)).await
+    }
+
+    /// Creates the account a registration asked for and, unless `inhibit_login`, its first
+    /// device. `token_spent` is the answer when the registration token was used up meanwhile.
+    async fn create_registered(
+        &self,
+        user_id: OwnedUserId,
+        request: Registration,
+        registration_token: Option<&str>,
+        token_spent: Error,
+    ) -> Result<(OwnedUserId, Option<LoggedIn>)> {
         let now = now_ms();
         let password_hash = match request.password {
             Some(password) => Some(password::hash(password).await),
@@ -281,14 +309,14 @@ impl Accounts {
                 &record,
                 &profile,
                 login.as_ref().map(|(d, _)| d),
-                registration_token.as_deref(),
+                registration_token,
             )
             .await
             .map_err(|e| match e {
                 CreateUserError::UserExists => Error::UserInUse,
                 // Spent by a concurrent registration since the check above: the same answer
                 // as any other unusable token, so the client can ask for another one.
-                CreateUserError::RegistrationTokenInvalid => refuse(INVALID_TOKEN),
+                CreateUserError::RegistrationTokenInvalid => token_spent,
                 CreateUserError::Storage(e) => Error::Storage(e),
             })?;
         tracing::info!(%user_id, "registered");
@@ -488,6 +516,7 @@ fn accounts_for_test(name: &str, token_login: bool) -> (Arc<Store>, Accounts) {
         token_login,
         federation,
         None,
+        Arc::new(Appservices::load(store.clone(), "example.org".try_into().unwrap(), &[]).unwrap()),
     );
     (store, accounts)
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, deactivate, whoami};
 
 use crate::{
-    accounts::Logout,
+    accounts::{Accounts, Logout},
     http::{
         ApiError,
         router::{Req, Router},
@@ -21,7 +21,10 @@ pub fn routes(router: &mut Router) {
 
 async fn whoami(_: Arc<Services>, req: Req<whoami::v3::Request>) -> Result<whoami::v3::Response, ApiError> {
     let mut response = whoami::v3::Response::new(req.auth.user_id, false);
-    response.device_id = Some(req.auth.device_id);
+    // An application service acting without a device has none to name.
+    if !Accounts::is_appservice_device(&req.auth.device_id) {
+        response.device_id = Some(req.auth.device_id);
+    }
     Ok(response)
 }
 

@@ -1,5 +1,5 @@
 //! The rest of what clients call at start-up and in daily use: TURN credentials,
-//! third-party protocols, OpenID tokens, the user directory, reports and presence.
+//! OpenID tokens, the user directory, reports and presence.
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,7 +10,6 @@ use ruma::{
         presence::{get_presence, set_presence},
         reporting::report_user,
         room::{report_content, report_room},
-        thirdparty::get_protocols,
         user_directory::search_users::{self, v3::User},
         voip::get_turn_server_info,
     },
@@ -28,7 +27,6 @@ use crate::{
 
 pub fn routes(router: &mut Router) {
     router.ruma(turn_server);
-    router.ruma(protocols);
     router.ruma(openid);
     router.ruma(user_directory);
     router.ruma(report_event);
@@ -69,14 +67,6 @@ async fn turn_server(
         voip.turn_uris.clone(),
         Duration::from_secs(voip.turn_ttl_seconds),
     ))
-}
-
-async fn protocols(
-    _: Arc<Services>,
-    _: Req<get_protocols::v3::Request>,
-) -> Result<get_protocols::v3::Response, ApiError> {
-    // No application services bridge other networks here yet.
-    Ok(get_protocols::v3::Response::new(Default::default()))
 }
 
 async fn openid(

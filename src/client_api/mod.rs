@@ -2,6 +2,7 @@
 //! Nothing here touches storage or holds a rule of its own beyond shaping the response.
 
 mod account;
+mod appservice;
 mod backup;
 mod devices;
 mod directory;
@@ -45,6 +46,7 @@ pub fn router(config: &Config) -> Router {
     backup::routes(&mut router);
     media::routes(&mut router, config);
     misc::routes(&mut router);
+    appservice::routes(&mut router);
     threepids::routes(&mut router);
     router
 }

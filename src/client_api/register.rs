@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use ruma::api::client::account::{
     check_registration_token_validity, get_username_availability,
-    register::{self, RegistrationKind},
+    register::{self, LoginType, RegistrationKind},
 };
 
 use crate::{
@@ -32,18 +32,27 @@ async fn register(
     if request.kind == RegistrationKind::Guest {
         return Err(accounts::Error::GuestAccessForbidden.into());
     }
-    let (user_id, logged_in) = services
-        .accounts
-        .register(Registration {
-            username: request.username,
-            password: request.password,
-            device_id: request.device_id,
-            initial_device_display_name: request.initial_device_display_name,
-            inhibit_login: request.inhibit_login,
-            auth: request.auth,
-            client_ip: Some(req.client_ip.to_string()),
-        })
-        .await?;
+    let by_appservice = request.login_type == Some(LoginType::ApplicationService);
+    let registration = Registration {
+        username: request.username,
+        password: request.password,
+        device_id: request.device_id,
+        initial_device_display_name: request.initial_device_display_name,
+        inhibit_login: request.inhibit_login,
+        auth: request.auth,
+        client_ip: Some(req.client_ip.to_string()),
+    };
+    let (user_id, logged_in) = match (req.auth, by_appservice) {
+        (Some(service), true) => {
+            services.accounts.register_for_appservice(&service.registered, registration).await?
+        }
+        (None, true) => return Err(ApiError::missing_token()),
+        // A service registering without saying so gets the answer Synapse gives.
+        (Some(_), false) => {
+            return Err(ApiError::bad_json("An application service registers with type m.login.application_service"));
+        }
+        (None, false) => services.accounts.register(registration).await?,
+    };
     let mut response = register::v3::Response::new(user_id);
     if let Some(logged_in) = logged_in {
         response.access_token = Some(logged_in.access_token);

@@ -7,7 +7,7 @@ use ruma::api::client::{
         get_login_token,
         get_login_types::{
             self,
-            v3::{LoginType, PasswordLoginType, TokenLoginType},
+            v3::{ApplicationServiceLoginType, LoginType, PasswordLoginType, TokenLoginType},
         },
         login::{self, v3::LoginInfo},
         logout, logout_all,
@@ -47,6 +47,9 @@ async fn login_types(
         token.get_login_token = true;
         flows.push(LoginType::Token(token));
     }
+    if !services.appservices.is_empty() {
+        flows.push(LoginType::ApplicationService(ApplicationServiceLoginType::new()));
+    }
     Ok(get_login_types::v3::Response::new(flows))
 }
 
@@ -68,6 +71,26 @@ async fn login(
                     initial_device_display_name: request.initial_device_display_name,
                     client_ip,
                 })
+                .await?;
+            return Ok(response(logged_in));
+        }
+        LoginInfo::ApplicationService(login) => {
+            let Some(service) = req.auth else { return Err(ApiError::missing_token()) };
+            #[allow(deprecated)] // `user` predates `identifier`.
+            let user = match (login.identifier, login.user) {
+                (Some(UserIdentifier::Matrix(id)), _) => id.user,
+                (None, Some(user)) => user,
+                _ => return Err(ApiError::missing_param("identifier is required")),
+            };
+            let logged_in = services
+                .accounts
+                .login_for_appservice(
+                    &service.registered,
+                    &user,
+                    request.device_id,
+                    request.initial_device_display_name,
+                    client_ip,
+                )
                 .await?;
             return Ok(response(logged_in));
         }

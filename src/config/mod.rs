@@ -52,6 +52,9 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub push: PushConfig,
     pub log: LogConfig,
+    /// Registration files of application services (bridges, bots), Synapse's key. A
+    /// relative path is taken from the config file's directory.
+    pub app_service_config_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -305,6 +308,7 @@ impl Default for Config {
             outbound: OutboundConfig::default(),
             push: PushConfig::default(),
             log: LogConfig::default(),
+            app_service_config_files: Vec::new(),
             ignored_env: Vec::new(),
         }
     }
@@ -403,6 +407,13 @@ impl Config {
         let mut config: Config = Config::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError(format!("{origin}: {}", e.message().trim_end())))?;
         config.ignored_env = ignored_env;
+        if let Some(dir) = path.and_then(Path::parent) {
+            for file in &mut config.app_service_config_files {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            }
+        }
 
         if let Some(listen) = overrides.listen {
             config.listen = listen;

@@ -75,7 +75,8 @@ async fn directory(
     let alias = &req.body.room_alias;
     let room_id = services
         .rooms
-        .resolve_alias(alias)?
+        .find_alias(alias)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no room has the alias {alias}")))?;
     let mut servers: Vec<_> = services.rooms.servers_in_room(&room_id)?.into_iter().collect();
     // This server first: it certainly knows the room.

@@ -202,6 +202,7 @@ impl From<accounts::Error> for ApiError {
             // The same words on every door: the CLI shows this message whether it reached the
             // server over the admin socket or ran on the store itself.
             E::UserInUse => Self::new(StatusCode::BAD_REQUEST, ErrorKind::UserInUse, message),
+            E::Exclusive(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::Exclusive, message),
             E::InvalidUsername(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidUsername, message),
             E::UserDeactivated => Self::new(StatusCode::FORBIDDEN, ErrorKind::UserDeactivated, message),
             E::Forbidden(_) => Self::forbidden(message),
@@ -245,6 +246,7 @@ impl From<crate::error::Error> for ApiError {
             }
             E::ServerManaged(_) => Self::new(StatusCode::METHOD_NOT_ALLOWED, ErrorKind::BadJson, message),
             E::RoomInUse(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::RoomInUse, message),
+            E::Exclusive(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::Exclusive, message),
             E::BadAlias(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::BadAlias, message),
             E::InvalidRoomState(_) => {
                 Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidRoomState, message)

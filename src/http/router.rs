@@ -13,7 +13,7 @@ use ruma::api::federation::authentication::{ServerSignatures, XMatrix};
 use ruma::api::{
     IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt,
     auth_scheme::{
-        AccessToken, AccessTokenOptional, AppserviceTokenOptional, AuthScheme, NoAccessToken,
+        AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, AuthScheme, NoAccessToken,
         NoAuthentication,
     },
     error::FromHttpRequestError,
@@ -25,7 +25,7 @@ use super::{
     error::{ApiError, Response},
     ratelimit::RateLimiter,
 };
-use crate::{accounts::Session, services::Services};
+use crate::{accounts::Session, appservices::Service, services::Services};
 
 /// A request that has been routed and whose body has been read.
 pub struct Call {
@@ -246,14 +246,15 @@ where
 }
 
 /// Takes one of `user`'s tokens, or refuses with the wait, unless they are a server admin
-/// (asked only when the bucket is empty, so an admin costs no lookup until then).
+/// or an application service's user that is not rate-limited (asked only when the bucket is
+/// empty, so neither costs a lookup until then).
 fn check_user_limit(services: &Services, limiter: &RateLimiter<String>, user: &str) -> Result<(), ApiError> {
     let Err(wait) = limiter.check(user) else { return Ok(()) };
-    let admin = match <&UserId>::try_from(user) {
-        Ok(user_id) => services.accounts.is_admin(user_id)?,
+    let exempt = match <&UserId>::try_from(user) {
+        Ok(user_id) => services.appservices.exempt_from_limits(user_id) || services.accounts.is_admin(user_id)?,
         Err(_) => false,
     };
-    if admin { Ok(()) } else { Err(ApiError::limit_exceeded(wait)) }
+    if exempt { Ok(()) } else { Err(ApiError::limit_exceeded(wait)) }
 }
 
 /// The error for a request ruma could not parse.
@@ -356,14 +357,41 @@ pub trait Authenticate: AuthScheme {
     fn user_of(identity: &Self::Identity) -> Option<&str>;
 }
 
-fn session_for_token(services: &Services, token: &str) -> Result<Session, ApiError> {
-    services.accounts.authenticate(token)?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ruma::api::error::ErrorKind::UnknownToken(Default::default()),
-            "Unknown or expired access token",
-        )
-    })
+fn unknown_token() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        ruma::api::error::ErrorKind::UnknownToken(Default::default()),
+        "Unknown or expired access token",
+    )
+}
+
+/// The session behind `token`: a user's device, or an application service acting as one
+/// of its users (`?user_id=`, and `?device_id=` for one of that user's devices).
+fn session_for_token(
+    services: &Services,
+    token: &str,
+    request: &http::Request<&[u8]>,
+) -> Result<Session, ApiError> {
+    if let Some(session) = services.accounts.authenticate(token)? {
+        return Ok(session);
+    }
+    let Some(service) = services.appservices.by_as_token(token) else { return Err(unknown_token()) };
+    #[derive(serde::Deserialize)]
+    struct Masquerade {
+        user_id: Option<String>,
+        device_id: Option<String>,
+        #[serde(rename = "org.matrix.msc3202.device_id")]
+        msc3202_device_id: Option<String>,
+    }
+    let query = request.uri().query().unwrap_or_default();
+    let masquerade: Masquerade = serde_urlencoded::from_str(query)
+        .map_err(|e| ApiError::invalid_param(format!("Bad query string: {e}")))?;
+    let device_id = masquerade.device_id.or(masquerade.msc3202_device_id);
+    Ok(services.accounts.appservice_session(
+        &service.registered,
+        masquerade.user_id.as_deref(),
+        device_id.as_deref(),
+    )?)
 }
 
 impl Authenticate for AccessToken {
@@ -371,7 +399,7 @@ impl Authenticate for AccessToken {
 
     async fn authenticate(services: &Services, request: &http::Request<&[u8]>) -> Result<Session, ApiError> {
         let token = AccessToken::extract_authentication(request).map_err(|_| ApiError::missing_token())?;
-        session_for_token(services, &token)
+        session_for_token(services, &token, request)
     }
 
     fn user_of(identity: &Session) -> Option<&str> {
@@ -387,13 +415,47 @@ impl Authenticate for AccessTokenOptional {
         request: &http::Request<&[u8]>,
     ) -> Result<Option<Session>, ApiError> {
         match AccessTokenOptional::extract_authentication(request) {
-            Ok(Some(token)) => session_for_token(services, &token).map(Some),
+            Ok(Some(token)) => session_for_token(services, &token, request).map(Some),
             _ => Ok(None),
         }
     }
 
     fn user_of(identity: &Option<Session>) -> Option<&str> {
         identity.as_ref().map(|s| s.user_id.as_str())
+    }
+}
+
+/// An application service, by its `as_token`.
+impl Authenticate for AppserviceToken {
+    type Identity = Arc<Service>;
+
+    async fn authenticate(services: &Services, request: &http::Request<&[u8]>) -> Result<Arc<Service>, ApiError> {
+        let token = AppserviceToken::extract_authentication(request).map_err(|_| ApiError::missing_token())?;
+        services.appservices.by_as_token(&token).ok_or_else(unknown_token)
+    }
+
+    fn user_of(identity: &Arc<Service>) -> Option<&str> {
+        Some(identity.registered.sender.as_str())
+    }
+}
+
+/// `/register` and `/login` take an application service's token where a service registers
+/// or logs in its users; any other token there means nothing, as before services existed.
+impl Authenticate for AppserviceTokenOptional {
+    type Identity = Option<Arc<Service>>;
+
+    async fn authenticate(
+        services: &Services,
+        request: &http::Request<&[u8]>,
+    ) -> Result<Option<Arc<Service>>, ApiError> {
+        match AppserviceTokenOptional::extract_authentication(request) {
+            Ok(Some(token)) => Ok(services.appservices.by_as_token(&token)),
+            _ => Ok(None),
+        }
+    }
+
+    fn user_of(_: &Option<Arc<Service>>) -> Option<&str> {
+        None
     }
 }
 
@@ -414,8 +476,7 @@ macro_rules! unauthenticated {
     )*};
 }
 
-// Application services are not supported yet, so their optional token means nothing here.
-unauthenticated!(NoAuthentication, NoAccessToken, AppserviceTokenOptional);
+unauthenticated!(NoAuthentication, NoAccessToken);
 
 /// Another server, identified by the X-Matrix signature on its request: the signature must
 /// verify with the origin's published key and name this server as the destination.

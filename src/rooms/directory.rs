@@ -15,8 +15,22 @@ use super::{Error, Result, Rooms};
 use crate::storage::AliasRecord;
 
 impl Rooms {
+    /// The room a local alias points at, as stored.
     pub fn resolve_alias(&self, alias: &RoomAliasId) -> Result<Option<OwnedRoomId>> {
         Ok(self.store.alias(alias)?.map(|record| record.room_id))
+    }
+
+    /// [`Rooms::resolve_alias`], and when no room has the alias, the application service
+    /// whose alias namespace it is in may create it on being asked (a bridge makes its
+    /// portal rooms on demand).
+    pub async fn find_alias(&self, alias: &RoomAliasId) -> Result<Option<OwnedRoomId>> {
+        if let Some(room_id) = self.resolve_alias(alias)? {
+            return Ok(Some(room_id));
+        }
+        if self.appservices.query_alias(alias).await {
+            return self.resolve_alias(alias);
+        }
+        Ok(None)
     }
 
     /// The room an alias points at, with servers to join it through: ours, or as the
@@ -26,7 +40,8 @@ impl Rooms {
             return self.resolve_remote_alias(alias).await;
         }
         let room_id = self
-            .resolve_alias(alias)?
+            .find_alias(alias)
+            .await?
             .ok_or_else(|| Error::NotFound(format!("no room has the alias {alias}")))?;
         Ok((room_id, vec![self.server_name.clone()]))
     }
@@ -44,6 +59,14 @@ impl Rooms {
 
     pub async fn create_alias(&self, alias: &RoomAliasId, room_id: &RoomId, creator: &UserId) -> Result<()> {
         self.check_alias_available(alias)?;
+        if let Some(service) = self.appservices.exclusive_owner_of_alias(alias)
+            && !service.registered.owns_user(creator)
+        {
+            return Err(Error::Exclusive(format!(
+                "{alias} is reserved for the application service {:?}",
+                service.registered.id()
+            )));
+        }
         self.room(room_id)?;
         let record = AliasRecord { room_id: room_id.to_owned(), creator: creator.to_owned() };
         if !self.store.create_alias(alias, &record).await? {

@@ -70,12 +70,15 @@ pub use user_directory::FoundUser;
 use crate::{
     account_data::AccountData,
     accounts::Accounts,
+    appservices::{self, Appservices},
     federation::Federation,
     notifier::Notifier,
     outbox::Outbox,
     push::{Push, RoomContext},
     signing_key::SigningKey,
-    storage::{Announced, NewEvent, NewRelation, Outgoing, Placement, PositionGuard, RoomRecord, Store},
+    storage::{
+        Announced, AppserviceItem, NewEvent, NewRelation, Outgoing, Placement, PositionGuard, RoomRecord, Store,
+    },
 };
 
 pub use crate::error::{Error, Result};
@@ -168,6 +171,8 @@ pub struct Rooms {
     accounts: Arc<Accounts>,
     /// Whom each reader ignores, for what `client_view` bundles.
     account_data: Arc<AccountData>,
+    /// Bridges and bots, sent the events of the rooms they are interested in.
+    appservices: Arc<Appservices>,
     member_views: member_view::MemberViews,
     events: event_cache::EventCache,
     state_snapshots: state_snapshots::StateSnapshots,
@@ -197,11 +202,12 @@ pub struct RoomsDeps {
     pub federation: Arc<Federation>,
     pub accounts: Arc<Accounts>,
     pub account_data: Arc<AccountData>,
+    pub appservices: Arc<Appservices>,
 }
 
 impl Rooms {
     pub fn new(server_name: OwnedServerName, key: Arc<SigningKey>, deps: RoomsDeps) -> Arc<Self> {
-        let RoomsDeps { store, notifier, push, outbox, federation, accounts, account_data } = deps;
+        let RoomsDeps { store, notifier, push, outbox, federation, accounts, account_data, appservices } = deps;
         Arc::new_cyclic(|me| Self {
             store,
             server_name,
@@ -212,6 +218,7 @@ impl Rooms {
             federation,
             accounts,
             account_data,
+            appservices,
             member_views: Default::default(),
             events: Default::default(),
             state_snapshots: Default::default(),
@@ -468,6 +475,7 @@ impl Rooms {
         let members = self.member_view(&after)?;
         let destinations = self.destinations_of(pdu, &members, member.as_ref().map(|(user, _)| &**user));
         self.outbox.queue(&destinations, Outgoing::Pdu(pdu.event_id.clone()))?;
+        let appservices = self.queue_for_appservices(pdu, &members, member.as_ref().map(|(user, _)| &**user))?;
         let position = guard.position();
         let member = member.as_ref().map(|(user, m)| (&**user, m));
         let notified = self.push_event(room, pdu, position, &members, member, thread).await?;
@@ -477,6 +485,7 @@ impl Rooms {
             None => self.store.durable().await?,
         }
         self.outbox.wake(destinations);
+        self.appservices.wake(&appservices);
         // Before the position is visible: pushers deliver in stream order (push::delivery).
         self.push.deliver(&room.room_id, position, notified);
         self.store.settle_event(position)?;
@@ -489,6 +498,28 @@ impl Rooms {
             .map(|(u, _)| &**u);
         self.notifier.notify(present.chain(member.map(|(user, _)| user)), position);
         Ok(())
+    }
+
+    /// Queues the event for the application services interested in it (not yet durably)
+    /// and returns them, to wake once it is.
+    fn queue_for_appservices(
+        &self,
+        pdu: &Pdu,
+        members: &member_view::MemberView,
+        member: Option<&UserId>,
+    ) -> Result<Vec<Arc<appservices::Service>>> {
+        let interested = self.appservices.interested_in(
+            &pdu.room_id,
+            &pdu.sender,
+            member,
+            &mut members.joined().map(|user| &**user),
+            || self.store.room_aliases(&pdu.room_id).unwrap_or_default(),
+        );
+        if !interested.is_empty() {
+            let event = AppserviceItem::Event(pdu.client_event().to_json());
+            self.appservices.queue(&interested, &event)?;
+        }
+        Ok(interested)
     }
 
     /// The other servers a local user's event goes to: those with a member in the room (after

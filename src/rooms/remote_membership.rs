@@ -60,7 +60,8 @@ impl Rooms {
             Ok(room_id) => Ok((room_id.to_owned(), vec![])),
             Err(alias) if alias.server_name() != self.server_name => self.resolve_remote_alias(alias).await,
             Err(alias) => self
-                .resolve_alias(alias)?
+                .find_alias(alias)
+                .await?
                 .map(|room_id| (room_id, vec![]))
                 .ok_or_else(|| Error::NotFound(format!("no room has the alias {alias}"))),
         }

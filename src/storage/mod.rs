@@ -9,6 +9,7 @@
 
 mod account_data;
 mod accounts;
+mod appservices;
 mod backup;
 mod directory;
 mod durability;
@@ -42,6 +43,7 @@ pub use accounts::{
     CreateUserError, DeviceRecord, LoginTokenRecord, NewDevice, RegistrationTokenRecord, TokenOwner,
     UserRecord,
 };
+pub use appservices::AppserviceItem;
 pub use backup::{BackedUpSession, BackupDeletion, BackupVersionRecord};
 pub use directory::AliasRecord;
 pub use durability::Announced;
@@ -129,6 +131,8 @@ pub struct Store {
     inbound_txns: sled::Tree,
     remote_invites: sled::Tree,
     blocked_rooms: sled::Tree,
+    appservice_registrations: sled::Tree,
+    appservice_queue: sled::Tree,
 }
 
 /// Why the store could not be used.
@@ -260,6 +264,8 @@ impl Store {
             inbound_txns: db.open_tree("inbound_txns")?,
             remote_invites: db.open_tree("remote_invites")?,
             blocked_rooms: db.open_tree("blocked_rooms")?,
+            appservice_registrations: db.open_tree("appservice_registrations")?,
+            appservice_queue: db.open_tree("appservice_queue")?,
             db,
         };
         store.recover_event_writes()?;
