@@ -16,6 +16,7 @@ use std::{
 pub use serde_json::{Value, json};
 
 pub mod admin_api;
+pub mod appservice;
 pub mod federation;
 pub mod push_gateway;
 pub mod rooms;
