@@ -209,6 +209,25 @@ impl OutboundHttp {
     }
 }
 
+/// A failed request's reason with its causes ("client error (Connect): tcp connect error:
+/// Connection refused"), without reqwest's own "error sending request for url (...)" when
+/// there is more to say: callers name the URL.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut source = error.source();
+    let mut text = match source {
+        Some(_) => String::new(),
+        None => error.to_string(),
+    };
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text = if text.is_empty() { line } else { format!("{text}: {line}") };
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

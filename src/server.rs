@@ -109,11 +109,9 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     }
     services.push.start_delivery().map_err(|e| format!("cannot start push delivery: {e}"))?;
     for service in services.appservices.list().iter() {
-        services
-            .accounts
-            .ensure_appservice_user(&service.registered)
-            .await
-            .map_err(|e| format!("cannot create the user of application service {}: {e}", service.registered.id()))?;
+        services.accounts.ensure_appservice_user(&service.registered).await.map_err(|e| {
+            format!("cannot create the user of application service {}: {e}", service.registered.id())
+        })?;
     }
     services.appservices.start_delivery();
     tokio::spawn(forget_old_transaction_ids(store.clone()));

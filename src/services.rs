@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     account_data::AccountData,
-    accounts::Accounts,
+    accounts::{AccountRules, Accounts},
     appservices::Appservices,
     config::Config,
     e2ee::E2ee,
@@ -73,10 +73,12 @@ impl Services {
             store.clone(),
             notifier.clone(),
             server_name.clone(),
-            config.registration.mode,
-            config.login.token_login,
+            AccountRules {
+                registration: config.registration.mode,
+                token_login: config.login.token_login,
+                shared_secret: config.registration.shared_secret().map_err(|e| e.0)?,
+            },
             federation.clone(),
-            config.registration.shared_secret().map_err(|e| e.0)?,
             appservices.clone(),
         ));
         let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
@@ -88,6 +90,7 @@ impl Services {
             outbox.clone(),
             federation.clone(),
             accounts.clone(),
+            appservices.clone(),
         ));
         let rooms = Rooms::new(
             server_name.clone(),

@@ -70,7 +70,9 @@ impl Accounts {
         request: Registration,
     ) -> Result<(OwnedUserId, Option<LoggedIn>)> {
         let Some(username) = &request.username else {
-            return Err(Error::InvalidParam("an application service must name the user to register".to_owned()));
+            return Err(Error::InvalidParam(
+                "an application service must name the user to register".to_owned(),
+            ));
         };
         let user_id = self.user_id_for_new_localpart(username)?;
         if !service.owns_user(&user_id) {
@@ -96,7 +98,8 @@ impl Accounts {
         display_name: Option<String>,
         ip: Option<String>,
     ) -> Result<LoggedIn> {
-        let forbidden = || Error::Forbidden(format!("The application service {:?} cannot log in {user}", service.id()));
+        let forbidden =
+            || Error::Forbidden(format!("The application service {:?} cannot log in {user}", service.id()));
         let user_id = self.local_user_id(user).ok_or_else(forbidden)?;
         if !service.owns_user(&user_id) || self.store.user(&user_id)?.is_none() {
             return Err(forbidden());

@@ -155,19 +155,36 @@ pub struct Accounts {
 
 const INVALID_LOGIN: &str = "Invalid username or password";
 
+/// How accounts come to be and log in, from the config.
+pub struct AccountRules {
+    pub registration: RegistrationMode,
+    /// `login.token_login`.
+    pub token_login: bool,
+    /// `registration.shared_secret`, if set.
+    pub shared_secret: Option<String>,
+}
+
 impl Accounts {
     pub fn new(
         store: Arc<Store>,
         notifier: Arc<Notifier>,
         server_name: OwnedServerName,
-        registration: RegistrationMode,
-        token_login: bool,
+        rules: AccountRules,
         federation: Arc<Federation>,
-        shared_secret: Option<String>,
         appservices: Arc<Appservices>,
     ) -> Self {
+        let AccountRules { registration, token_login, shared_secret } = rules;
         let shared_secret = SharedSecret::new(shared_secret);
-        Self { store, notifier, server_name, registration, token_login, federation, shared_secret, appservices }
+        Self {
+            store,
+            notifier,
+            server_name,
+            registration,
+            token_login,
+            federation,
+            shared_secret,
+            appservices,
+        }
     }
 
     /// Wakes everyone who tracks `user`'s devices (the store recorded the change when it
@@ -304,13 +321,7 @@ impl Accounts {
         });
         let profile = default_profile(&user_id);
         self.store
-            .create_user(
-                &user_id,
-                &record,
-                &profile,
-                login.as_ref().map(|(d, _)| d),
-                registration_token,
-            )
+            .create_user(&user_id, &record, &profile, login.as_ref().map(|(d, _)| d), registration_token)
             .await
             .map_err(|e| match e {
                 CreateUserError::UserExists => Error::UserInUse,
@@ -511,12 +522,10 @@ fn accounts_for_test(name: &str, token_login: bool) -> (Arc<Store>, Accounts) {
     let accounts = Accounts::new(
         store.clone(),
         notifier,
-        server_name,
-        RegistrationMode::Open,
-        token_login,
+        server_name.clone(),
+        AccountRules { registration: RegistrationMode::Open, token_login, shared_secret: None },
         federation,
-        None,
-        Arc::new(Appservices::load(store.clone(), "example.org".try_into().unwrap(), &[]).unwrap()),
+        Arc::new(Appservices::load(store.clone(), server_name, &[]).unwrap()),
     );
     (store, accounts)
 }

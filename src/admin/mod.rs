@@ -4,6 +4,7 @@
 //! admin API (`admin_api::synapse`) calls the same domain functions, and the operations
 //! here (`users`, ...) that take more than one call.
 
+pub mod appservices;
 pub mod rooms;
 pub mod users;
 
@@ -77,6 +78,15 @@ pub enum Command {
     PusherTest {
         user_id: OwnedUserId,
     },
+    /// Adds (or replaces) an application service from its registration's text.
+    AppserviceRegister {
+        registration: String,
+    },
+    AppserviceList,
+    /// Removes an application service added with `AppserviceRegister`.
+    AppserviceRemove {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +136,15 @@ pub enum Reply {
     },
     PusherTests {
         results: Vec<PusherTestResult>,
+    },
+    Appservices {
+        appservices: Vec<appservices::AppserviceSummary>,
+    },
+    AppserviceRegistered {
+        id: String,
+    },
+    AppserviceRemoved {
+        id: String,
     },
 }
 
@@ -198,6 +217,7 @@ impl<T> Page<T> {
 pub enum Error {
     Accounts(accounts::Error),
     Rooms(crate::rooms::Error),
+    Appservices(crate::appservices::Error),
 }
 
 impl std::fmt::Display for Error {
@@ -205,6 +225,7 @@ impl std::fmt::Display for Error {
         match self {
             Self::Accounts(e) => e.fmt(f),
             Self::Rooms(e) => e.fmt(f),
+            Self::Appservices(e) => e.fmt(f),
         }
     }
 }
@@ -212,6 +233,12 @@ impl std::fmt::Display for Error {
 impl From<accounts::Error> for Error {
     fn from(e: accounts::Error) -> Self {
         Self::Accounts(e)
+    }
+}
+
+impl From<crate::appservices::Error> for Error {
+    fn from(e: crate::appservices::Error) -> Self {
+        Self::Appservices(e)
     }
 }
 
@@ -331,5 +358,10 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
                 })
                 .collect(),
         },
+        Command::AppserviceRegister { registration } => {
+            appservices::register(services, &registration).await?
+        }
+        Command::AppserviceList => appservices::list(services),
+        Command::AppserviceRemove { id } => appservices::remove(services, id).await?,
     })
 }

@@ -14,6 +14,15 @@ impl From<admin::Error> for ApiError {
         match e {
             admin::Error::Accounts(e) => e.into(),
             admin::Error::Rooms(e) => e.into(),
+            admin::Error::Appservices(e) => {
+                use crate::appservices::Error as E;
+                match e {
+                    E::Invalid(why) => ApiError::invalid_param(why),
+                    E::Conflict(why) => ApiError::forbidden(why),
+                    E::NotFound(why) => ApiError::not_found(why),
+                    E::Storage(e) => crate::error::Error::Storage(e).into(),
+                }
+            }
         }
     }
 }

@@ -6,10 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use ruma::{
-    api::appservice::event::push_events::v1::Request,
-    serde::Raw,
-};
+use ruma::{api::appservice::event::push_events::v1::Request, serde::Raw};
 
 use super::{Appservices, Service, queries};
 use crate::storage::AppserviceItem;

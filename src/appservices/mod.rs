@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 pub use queries::{PingError, QueryError};
 pub use registration::Registered;
 
-use crate::storage::{AppserviceItem, Store, StorageError};
+use crate::storage::{AppserviceItem, StorageError, Store};
 
 /// Why a registration cannot be added or removed.
 #[derive(Debug)]
@@ -174,7 +174,8 @@ impl Appservices {
         aliases: impl FnOnce() -> Vec<ruma::OwnedRoomAliasId>,
     ) -> Vec<Arc<Service>> {
         let services = self.list();
-        let mut candidates: Vec<&Arc<Service>> = services.iter().filter(|s| s.registered.url().is_some()).collect();
+        let mut candidates: Vec<&Arc<Service>> =
+            services.iter().filter(|s| s.registered.url().is_some()).collect();
         if candidates.is_empty() {
             return Vec::new();
         }

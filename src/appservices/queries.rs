@@ -13,6 +13,7 @@ use ruma::{
 use serde_json::Value as JsonValue;
 
 use super::Registered;
+use crate::outbound::error_chain;
 
 /// A query the user is waiting on: a service slower than this is treated as down.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,7 +116,7 @@ impl Queries {
             .timeout(QUERY_TIMEOUT)
             .send()
             .await
-            .map_err(|e| describe_reqwest(&e))?;
+            .map_err(|e| error_chain(&e))?;
         let status = response.status();
         let body = read_limited(response).await.map_err(|e| e.describe())?;
         if !status.is_success() {
@@ -125,7 +126,7 @@ impl Queries {
     }
 
     /// Sends a ruma request to the service and parses its answer.
-    async fn send<R: OutgoingRequest>(
+    async fn send<R>(
         &self,
         service: &Registered,
         request: R,
@@ -137,17 +138,13 @@ impl Queries {
     {
         let Some(base) = service.url() else { return Err(SendError::NoUrl) };
         let request = request
-            .try_into_http_request::<Vec<u8>>(
-                base.trim_end_matches('/'),
-                &service.registration.hs_token,
-                (),
-            )
+            .try_into_http_request::<Vec<u8>>(base.trim_end_matches('/'), &service.registration.hs_token, ())
             .map_err(|e| SendError::Connection(format!("cannot build the request: {e}")))?;
         let mut request = reqwest::Request::try_from(request.map(reqwest::Body::from))
             .map_err(|e| SendError::Connection(format!("cannot build the request: {e}")))?;
         *request.timeout_mut() = Some(timeout);
         let response = self.http.execute(request).await.map_err(|e| {
-            if e.is_timeout() { SendError::Timeout } else { SendError::Connection(describe_reqwest(&e)) }
+            if e.is_timeout() { SendError::Timeout } else { SendError::Connection(error_chain(&e)) }
         })?;
         let status = response.status();
         let body = read_limited(response).await?;
@@ -176,7 +173,7 @@ pub async fn put_transaction(
     let mut request = reqwest::Request::try_from(request.map(reqwest::Body::from))
         .map_err(|e| format!("cannot build the transaction: {e}"))?;
     *request.timeout_mut() = Some(timeout);
-    let response = http.execute(request).await.map_err(|e| describe_reqwest(&e))?;
+    let response = http.execute(request).await.map_err(|e| error_chain(&e))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
@@ -188,7 +185,7 @@ pub async fn put_transaction(
 /// The answer's body, refusing one larger than [`MAX_ANSWER_BYTES`].
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, SendError> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| SendError::Connection(describe_reqwest(&e)))? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| SendError::Connection(error_chain(&e)))? {
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
             return Err(SendError::Answer(format!("the answer is larger than {MAX_ANSWER_BYTES} bytes")));
         }
@@ -206,18 +203,6 @@ impl SendError {
             Self::Status(status, body) => format!("{status}: {body}"),
         }
     }
-}
-
-/// An error with its causes: reqwest's own message says little.
-fn describe_reqwest(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Third-party lookups asked of several services: their lists joined, or the first

@@ -33,8 +33,9 @@ impl Namespaces {
         let mut compiled = Self::default();
         for namespace in list {
             // Anchored: a namespace names whole ids, as Synapse matches them.
-            let regex = Regex::new(&format!("^(?:{})$", namespace.regex))
-                .map_err(|e| format!("the {kind} namespace {:?} is not a regular expression: {e}", namespace.regex))?;
+            let regex = Regex::new(&format!("^(?:{})$", namespace.regex)).map_err(|e| {
+                format!("the {kind} namespace {:?} is not a regular expression: {e}", namespace.regex)
+            })?;
             if namespace.exclusive {
                 compiled.exclusive.push(regex.clone());
             }
@@ -55,7 +56,8 @@ impl Namespaces {
 impl Registered {
     /// Reads and checks a registration file (YAML, which includes JSON).
     pub fn from_file(path: &Path, server_name: &ServerName) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Self::from_yaml(&text, server_name).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -87,7 +89,12 @@ impl Registered {
                 return Err(format!("`url` {url:?} is not http or https"));
             }
         }
-        let sender = UserId::parse(format!("@{}:{server_name}", registration.sender_localpart))
+        let localpart = &registration.sender_localpart;
+        // The spec's (historical) user id grammar: printable ASCII without the colon.
+        if localpart.is_empty() || !localpart.chars().all(|c| c.is_ascii_graphic() && c != ':') {
+            return Err(format!("`sender_localpart` {localpart:?} is not a valid user id localpart"));
+        }
+        let sender = UserId::parse(format!("@{localpart}:{server_name}"))
             .map_err(|e| format!("`sender_localpart` {:?}: {e}", registration.sender_localpart))?;
         let namespaces = &registration.namespaces;
         Ok(Self {

@@ -1,5 +1,5 @@
 //! The `myelin` command: `serve`, `config check`, `doctor`, and the admin commands (`user`,
-//! `token`, `room`, `report`, `pushers`), which talk to a running server over its admin socket
+//! `token`, `room`, `report`, `pushers`, `appservice`), which talk to a running server over its admin socket
 //! or open the store when it is stopped.
 
 mod admin_client;
@@ -75,6 +75,10 @@ enum Commands {
     /// Users' pushers: where their phones' notifications go.
     #[command(subcommand, visible_alias = "pusher")]
     Pushers(PushersCommand),
+    /// Application services (bridges and bots) added while the server runs; those in
+    /// `app_service_config_files` are listed too.
+    #[command(subcommand, visible_alias = "appservices")]
+    Appservice(AppserviceCommand),
     /// Check the server as other servers and clients see it: config, discovery, TLS, the
     /// federation API and keys, registration, admins, disk and clock. Exits 1 on a failure.
     Doctor(doctor::Options),
@@ -86,6 +90,16 @@ enum PushersCommand {
     List { user_id: OwnedUserId },
     /// Send each of a user's HTTP pushers a badge update and show what the gateways answered.
     Test { user_id: OwnedUserId },
+}
+
+#[derive(Subcommand)]
+enum AppserviceCommand {
+    /// Add (or replace) an application service from its registration file (YAML).
+    Register { file: PathBuf },
+    /// List every application service: id, URL, user, and where it was registered.
+    List,
+    /// Remove an application service added with `register`, and what was queued for it.
+    Remove { id: String },
 }
 
 #[derive(Subcommand)]
@@ -248,6 +262,17 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             let command = match command {
                 PushersCommand::List { user_id } => Command::PusherList { user_id },
                 PushersCommand::Test { user_id } => Command::PusherTest { user_id },
+            };
+            admin_command(&cli.config, &overrides, cli.json, Prepared { command, generated_password: None })
+        }
+        Commands::Appservice(command) => {
+            let command = match command {
+                AppserviceCommand::Register { file } => Command::AppserviceRegister {
+                    registration: std::fs::read_to_string(&file)
+                        .map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+                },
+                AppserviceCommand::List => Command::AppserviceList,
+                AppserviceCommand::Remove { id } => Command::AppserviceRemove { id },
             };
             admin_command(&cli.config, &overrides, cli.json, Prepared { command, generated_password: None })
         }

@@ -98,6 +98,18 @@ pub fn print(reply: &Reply, generated_password: Option<&str>, json: bool) {
                 println!("{} {}: {outcome}", result.app_id, result.pushkey);
             }
         }
+        Reply::Appservices { appservices } => {
+            if appservices.is_empty() {
+                println!("no application services");
+            }
+            for service in appservices {
+                let from = service.file.as_deref().unwrap_or("added with `myelin appservice register`");
+                let url = service.url.as_deref().unwrap_or("(no url)");
+                println!("{}  {url}  {}  ({from})", service.id, service.sender);
+            }
+        }
+        Reply::AppserviceRegistered { id } => println!("registered application service {id}"),
+        Reply::AppserviceRemoved { id } => println!("removed application service {id}"),
         Reply::Reports { reports } => {
             if reports.is_empty() {
                 println!("no reports");

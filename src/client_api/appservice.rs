@@ -77,7 +77,10 @@ async fn ping(
 }
 
 /// Every protocol some service bridges, with what that service says of it.
-async fn protocols(services: Arc<Services>, _: Req<get_protocols::v3::Request>) -> Result<JsonObject, ApiError> {
+async fn protocols(
+    services: Arc<Services>,
+    _: Req<get_protocols::v3::Request>,
+) -> Result<JsonObject, ApiError> {
     let mut all = Map::new();
     let names: std::collections::BTreeSet<String> = services
         .appservices
@@ -97,11 +100,15 @@ async fn protocols(services: Arc<Services>, _: Req<get_protocols::v3::Request>) 
     Ok(JsonObject(JsonValue::Object(all)))
 }
 
-async fn protocol(services: Arc<Services>, req: Req<get_protocol::v3::Request>) -> Result<JsonObject, ApiError> {
+async fn protocol(
+    services: Arc<Services>,
+    req: Req<get_protocol::v3::Request>,
+) -> Result<JsonObject, ApiError> {
     let name = &req.body.protocol;
     let path = format!("/thirdparty/protocol/{}", encode(name));
     let answers = lookup(&services, Some(name), &path).await?;
-    let first = answers.into_iter().next().ok_or_else(|| ApiError::not_found(format!("No protocol {name}")))?;
+    let first =
+        answers.into_iter().next().ok_or_else(|| ApiError::not_found(format!("No protocol {name}")))?;
     Ok(JsonObject(first))
 }
 

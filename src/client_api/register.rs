@@ -49,7 +49,9 @@ async fn register(
         (None, true) => return Err(ApiError::missing_token()),
         // A service registering without saying so gets the answer Synapse gives.
         (Some(_), false) => {
-            return Err(ApiError::bad_json("An application service registers with type m.login.application_service"));
+            return Err(ApiError::bad_json(
+                "An application service registers with type m.login.application_service",
+            ));
         }
         (None, false) => services.accounts.register(registration).await?,
     };

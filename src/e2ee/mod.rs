@@ -22,6 +22,7 @@ pub use to_device::{TO_DEVICE_PER_SYNC, ToDeviceBatch};
 
 use crate::{
     accounts::Accounts,
+    appservices::Appservices,
     error::{Error, Result},
     federation::Federation,
     notifier::Notifier,
@@ -73,6 +74,8 @@ pub struct E2ee {
     federation: Arc<Federation>,
     /// Whose devices exist, and their names.
     accounts: Arc<Accounts>,
+    /// Bridges that receive their users' to-device messages (MSC4203).
+    appservices: Arc<Appservices>,
 }
 
 fn split_key_id(full: &str) -> Result<(String, String)> {
@@ -89,8 +92,9 @@ impl E2ee {
         outbox: Arc<Outbox>,
         federation: Arc<Federation>,
         accounts: Arc<Accounts>,
+        appservices: Arc<Appservices>,
     ) -> Self {
-        Self { store, notifier, server_name, outbox, federation, accounts }
+        Self { store, notifier, server_name, outbox, federation, accounts, appservices }
     }
 
     /// Users who share a joined room with `user`, `user` included.

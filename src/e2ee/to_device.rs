@@ -13,7 +13,10 @@ use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::{Value as JsonValue, json};
 
 use super::E2ee;
-use crate::{error::Result, storage::ToDeviceMessage};
+use crate::{
+    error::Result,
+    storage::{AppserviceItem, ToDeviceMessage},
+};
 
 /// To-device messages handed to one sync at most, unless the client asks for fewer.
 pub const TO_DEVICE_PER_SYNC: usize = 100;
@@ -80,9 +83,30 @@ impl E2ee {
                 // forever, or reach a device created later under that id.
             }
         }
+        self.tell_appservices(&messages).await?;
         if let Some(position) = self.store.queue_to_device(sender, txn_id, &messages).await? {
             let recipients: BTreeSet<&UserId> = messages.iter().map(|(u, _, _)| &**u).collect();
             self.notifier.notify(recipients, position);
+        }
+        Ok(())
+    }
+
+    /// Sends the messages for application services' users to the services that asked for
+    /// them (MSC4203, in Synapse's format: the message with its recipient).
+    async fn tell_appservices(
+        &self,
+        messages: &[(OwnedUserId, OwnedDeviceId, ToDeviceMessage)],
+    ) -> Result<()> {
+        if self.appservices.is_empty() {
+            return Ok(());
+        }
+        for (user, device, message) in messages {
+            let services = self.appservices.wanting_to_device(user);
+            let item = AppserviceItem::ToDevice(json!({
+                "type": message.kind, "sender": message.sender, "content": message.content,
+                "to_user_id": user, "to_device_id": device,
+            }));
+            self.appservices.send(&services, item).await?;
         }
         Ok(())
     }

@@ -169,10 +169,9 @@ impl FederationClient {
         let host = request.uri().authority().map(ToString::to_string).unwrap_or_default();
         let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
             .map_err(|e| FederationError::Refused(format!("{what}: {e}")))?;
-        let response =
-            self.http.execute(request).await.map_err(|e| {
-                FederationError::Unreachable(format!("{what}: {}", discovery::error_chain(&e)))
-            })?;
+        let response = self.http.execute(request).await.map_err(|e| {
+            FederationError::Unreachable(format!("{what}: {}", crate::outbound::error_chain(&e)))
+        })?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = read_limited(response, limit, &what).await?;
@@ -216,10 +215,9 @@ impl FederationClient {
         let base = self.base_url(destination).await?;
         let url = format!("{base}/_matrix/media/v3/download/{destination}/{media_id}?allow_remote=false");
         let what = format!("GET {url}");
-        let response =
-            self.http.get(&url).send().await.map_err(|e| {
-                FederationError::Unreachable(format!("{what}: {}", discovery::error_chain(&e)))
-            })?;
+        let response = self.http.get(&url).send().await.map_err(|e| {
+            FederationError::Unreachable(format!("{what}: {}", crate::outbound::error_chain(&e)))
+        })?;
         let status = response.status();
         let header = |name: http::header::HeaderName| {
             response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
@@ -291,7 +289,7 @@ async fn read_limited(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| FederationError::Unreachable(format!("{what}: {}", discovery::error_chain(&e))))?
+        .map_err(|e| FederationError::Unreachable(format!("{what}: {}", crate::outbound::error_chain(&e))))?
     {
         if body.len() + chunk.len() > limit {
             return Err(too_big());

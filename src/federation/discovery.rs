@@ -176,7 +176,7 @@ async fn well_known(http: &reqwest::Client, destination: &ServerName) -> Result<
         .timeout(Duration::from_secs(10))
         .send()
         .await
-        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+        .map_err(|e| format!("{url}: {}", crate::outbound::error_chain(&e)))?;
     if !response.status().is_success() {
         return Err(format!("{url} answered {}", response.status()));
     }
@@ -185,25 +185,6 @@ async fn well_known(http: &reqwest::Client, destination: &ServerName) -> Result<
         Ok(_) => Ok(body.server),
         Err(_) => Err(format!("{url}: m.server {:?} is not a server name", body.server)),
     }
-}
-
-/// A failed request's reason with its causes ("client error (Connect): tcp connect error:
-/// Connection refused"), without reqwest's own "error sending request for url (...)" when
-/// there is more to say: callers name the URL.
-pub fn error_chain(error: &reqwest::Error) -> String {
-    let mut source = std::error::Error::source(error);
-    let mut text = match source {
-        Some(_) => String::new(),
-        None => error.to_string(),
-    };
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text = if text.is_empty() { line } else { format!("{text}: {line}") };
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use ruma::api::federation::authentication::{ServerSignatures, XMatrix};
 use ruma::api::{
     IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt,
     auth_scheme::{
-        AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, AuthScheme, NoAccessToken,
-        NoAuthentication,
+        AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, AuthScheme,
+        NoAccessToken, NoAuthentication,
     },
     error::FromHttpRequestError,
     path_builder::PathBuilder,
@@ -251,7 +251,9 @@ where
 fn check_user_limit(services: &Services, limiter: &RateLimiter<String>, user: &str) -> Result<(), ApiError> {
     let Err(wait) = limiter.check(user) else { return Ok(()) };
     let exempt = match <&UserId>::try_from(user) {
-        Ok(user_id) => services.appservices.exempt_from_limits(user_id) || services.accounts.is_admin(user_id)?,
+        Ok(user_id) => {
+            services.appservices.exempt_from_limits(user_id) || services.accounts.is_admin(user_id)?
+        }
         Err(_) => false,
     };
     if exempt { Ok(()) } else { Err(ApiError::limit_exceeded(wait)) }
@@ -429,8 +431,12 @@ impl Authenticate for AccessTokenOptional {
 impl Authenticate for AppserviceToken {
     type Identity = Arc<Service>;
 
-    async fn authenticate(services: &Services, request: &http::Request<&[u8]>) -> Result<Arc<Service>, ApiError> {
-        let token = AppserviceToken::extract_authentication(request).map_err(|_| ApiError::missing_token())?;
+    async fn authenticate(
+        services: &Services,
+        request: &http::Request<&[u8]>,
+    ) -> Result<Arc<Service>, ApiError> {
+        let token =
+            AppserviceToken::extract_authentication(request).map_err(|_| ApiError::missing_token())?;
         services.appservices.by_as_token(&token).ok_or_else(unknown_token)
     }
 

@@ -15,7 +15,7 @@ use ruma::api::{
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::outbound::{OutboundHttp, OutboundPolicy, Refused};
+use crate::outbound::{OutboundHttp, OutboundPolicy, Refused, error_chain};
 
 /// The only path a pusher's URL may have (the spec's rule for `data.url`).
 pub const NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
@@ -149,17 +149,4 @@ fn refusal<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refused> 
         cause = error.source();
     }
     None
-}
-
-/// An error with its causes: reqwest's own message ("error sending request") says nothing
-/// about what went wrong.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

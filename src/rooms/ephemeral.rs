@@ -18,7 +18,7 @@ use serde_json::{Map, Value as JsonValue, json};
 use super::{Error, Event, Result, Rooms};
 use crate::{
     notifier::Notifier,
-    storage::{MAIN_THREAD, ReceiptRecord, Store},
+    storage::{AppserviceItem, MAIN_THREAD, ReceiptRecord, Store},
 };
 
 /// Longest a client may claim to be typing for.
@@ -117,6 +117,9 @@ impl Rooms {
         let until = timeout.map(|t| Instant::now() + t.min(MAX_TYPING));
         if let Some(position) = self.typing.set(&self.store, room_id, user, until)? {
             notify_room(&self.store, &self.notifier, room_id, position)?;
+            if let Some(typing) = self.typing_event(room_id, None, position) {
+                self.tell_appservices(room_id, typing).await?;
+            }
         }
         if let Some(until) = until {
             let (typing, store, notifier, room) =
@@ -132,6 +135,20 @@ impl Rooms {
                 }
             });
         }
+        Ok(())
+    }
+
+    /// Sends an ephemeral event of the room (typing, a receipt) to the application services
+    /// that asked for them (MSC2409) and have a user in the room.
+    async fn tell_appservices(&self, room_id: &RoomId, mut event: JsonValue) -> Result<()> {
+        if self.appservices.is_empty() {
+            return Ok(());
+        }
+        let members = self.store.memberships(room_id)?;
+        let joined = members.iter().filter(|(_, m)| *m == MembershipState::Join).map(|(u, _)| &**u);
+        let services = self.appservices.wanting_ephemeral(room_id, joined);
+        event["room_id"] = json!(room_id);
+        self.appservices.send(&services, AppserviceItem::Ephemeral(event)).await?;
         Ok(())
     }
 
@@ -182,6 +199,14 @@ impl Rooms {
         }
         if user.server_name() == self.server_name && matches!(receipt_type, "m.read" | "m.read.private") {
             self.push.receipt_moved(user);
+        }
+        if receipt_type != "m.read.private" {
+            let mut receipt = json!({"ts": ts});
+            if let Some(thread) = thread_id {
+                receipt["thread_id"] = json!(thread);
+            }
+            let content = json!({ event_id.as_str(): { receipt_type: { user.as_str(): receipt } } });
+            self.tell_appservices(room_id, json!({"type": "m.receipt", "content": content})).await?;
         }
         if receipt_type == "m.read.private" {
             self.notifier.notify([user], position);

@@ -77,7 +77,8 @@ use crate::{
     push::{Push, RoomContext},
     signing_key::SigningKey,
     storage::{
-        Announced, AppserviceItem, NewEvent, NewRelation, Outgoing, Placement, PositionGuard, RoomRecord, Store,
+        Announced, AppserviceItem, NewEvent, NewRelation, Outgoing, Placement, PositionGuard, RoomRecord,
+        Store,
     },
 };
 
@@ -207,7 +208,8 @@ pub struct RoomsDeps {
 
 impl Rooms {
     pub fn new(server_name: OwnedServerName, key: Arc<SigningKey>, deps: RoomsDeps) -> Arc<Self> {
-        let RoomsDeps { store, notifier, push, outbox, federation, accounts, account_data, appservices } = deps;
+        let RoomsDeps { store, notifier, push, outbox, federation, accounts, account_data, appservices } =
+            deps;
         Arc::new_cyclic(|me| Self {
             store,
             server_name,
@@ -475,7 +477,8 @@ impl Rooms {
         let members = self.member_view(&after)?;
         let destinations = self.destinations_of(pdu, &members, member.as_ref().map(|(user, _)| &**user));
         self.outbox.queue(&destinations, Outgoing::Pdu(pdu.event_id.clone()))?;
-        let appservices = self.queue_for_appservices(pdu, &members, member.as_ref().map(|(user, _)| &**user))?;
+        let appservices =
+            self.queue_for_appservices(pdu, &members, member.as_ref().map(|(user, _)| &**user))?;
         let position = guard.position();
         let member = member.as_ref().map(|(user, m)| (&**user, m));
         let notified = self.push_event(room, pdu, position, &members, member, thread).await?;

@@ -95,7 +95,9 @@ mod tests {
         let dir = super::super::scratch_dir("appservice-queue");
         let store = Store::open(&dir, 8).unwrap();
         for n in 0..3 {
-            store.enqueue_for_appservice("irc", &AppserviceItem::Event(serde_json::json!({ "n": n }))).unwrap();
+            store
+                .enqueue_for_appservice("irc", &AppserviceItem::Event(serde_json::json!({ "n": n })))
+                .unwrap();
         }
         store.enqueue_for_appservice("ir", &AppserviceItem::Event(serde_json::json!({ "n": 9 }))).unwrap();
         let queued = store.appservice_queue("irc", 10).unwrap();

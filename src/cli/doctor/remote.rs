@@ -22,10 +22,10 @@ use crate::{
     config::Config,
     federation::{
         client::http_builder,
-        discovery::{self, Resolver, Step, error_chain},
+        discovery::{self, Resolver, Step},
         keys::check_key_list,
     },
-    outbound::OutboundPolicy,
+    outbound::{OutboundPolicy, error_chain},
     signing_key::SigningKey,
 };
 
