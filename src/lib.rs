@@ -24,6 +24,7 @@ pub mod outbox;
 pub mod pdu;
 pub mod presence;
 pub mod push;
+pub mod rate_limiter;
 pub mod rooms;
 pub mod server;
 pub mod services;

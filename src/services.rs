@@ -77,6 +77,7 @@ impl Services {
                 registration: config.registration.mode,
                 token_login: config.login.token_login,
                 shared_secret: config.registration.shared_secret().map_err(|e| e.0)?,
+                failed_login_limit: config.rate_limits.enabled.then_some(config.rate_limits.failed_login),
             },
             federation.clone(),
             appservices.clone(),

@@ -35,10 +35,11 @@ pub use user_admin::{NewUser, UserInfo};
 
 use crate::{
     appservices::Appservices,
-    config::RegistrationMode,
+    config::{RateLimit, RegistrationMode},
     federation::Federation,
     notifier::Notifier,
     now_ms,
+    rate_limiter::RateLimiter,
     storage::{CreateUserError, NewDevice, StorageError, Store, UserRecord},
 };
 
@@ -74,6 +75,8 @@ pub enum Error {
     /// The user id is reserved for an application service (or outside the calling
     /// service's namespaces).
     Exclusive(String),
+    /// Too many wrong passwords for the account: try again after this long.
+    LimitExceeded(std::time::Duration),
     Storage(StorageError),
 }
 
@@ -89,6 +92,9 @@ impl std::fmt::Display for Error {
             | Self::UnknownToken(why)
             | Self::Exclusive(why) => f.write_str(why),
             Self::GuestAccessForbidden => f.write_str("guest access is not supported"),
+            Self::LimitExceeded(_) => {
+                f.write_str("too many wrong passwords for this account; try again later")
+            }
             Self::AuthRequired(_) => f.write_str("user-interactive authentication required"),
             Self::Storage(e) => e.fmt(f),
         }
@@ -151,6 +157,8 @@ pub struct Accounts {
     shared_secret: SharedSecret,
     /// Whose user namespaces are reserved from registration, and who may act as whom.
     appservices: Arc<Appservices>,
+    /// Wrong passwords per account; `None` with rate limits off.
+    failed_logins: Option<RateLimiter<OwnedUserId>>,
 }
 
 const INVALID_LOGIN: &str = "Invalid username or password";
@@ -162,6 +170,8 @@ pub struct AccountRules {
     pub token_login: bool,
     /// `registration.shared_secret`, if set.
     pub shared_secret: Option<String>,
+    /// `rate_limits.failed_login`, unless rate limits are off.
+    pub failed_login_limit: Option<RateLimit>,
 }
 
 impl Accounts {
@@ -173,8 +183,9 @@ impl Accounts {
         federation: Arc<Federation>,
         appservices: Arc<Appservices>,
     ) -> Self {
-        let AccountRules { registration, token_login, shared_secret } = rules;
+        let AccountRules { registration, token_login, shared_secret, failed_login_limit } = rules;
         let shared_secret = SharedSecret::new(shared_secret);
+        let failed_logins = failed_login_limit.map(RateLimiter::new);
         Self {
             store,
             notifier,
@@ -184,6 +195,7 @@ impl Accounts {
             federation,
             shared_secret,
             appservices,
+            failed_logins,
         }
     }
 
@@ -370,15 +382,26 @@ impl Accounts {
 
     /// Succeeds only for an active local user whose password is `password`.
     async fn check_password(&self, user_id: &UserId, password: &str) -> Result<()> {
-        let user = self.store.user(user_id)?.ok_or_else(|| Error::Forbidden(INVALID_LOGIN.to_owned()))?;
+        // An account whose wrong guesses used up its allowance is not even checked: the
+        // answer would say nothing, and the hash costs the server time.
+        if let Some(limiter) = &self.failed_logins {
+            limiter.peek(user_id).map_err(Error::LimitExceeded)?;
+        }
+        let wrong = || {
+            if let Some(limiter) = &self.failed_logins {
+                let _ = limiter.check(user_id);
+            }
+            Error::Forbidden(INVALID_LOGIN.to_owned())
+        };
+        let user = self.store.user(user_id)?.ok_or_else(wrong)?;
         if user.deactivated {
             return Err(Error::UserDeactivated);
         }
         let Some(hash) = user.password_hash else {
-            return Err(Error::Forbidden(INVALID_LOGIN.to_owned()));
+            return Err(wrong());
         };
         if !password::verify(hash.clone(), password.to_owned()).await {
-            return Err(Error::Forbidden(INVALID_LOGIN.to_owned()));
+            return Err(wrong());
         }
         if !password::is_current(&hash) {
             let rehashed = password::hash(password.to_owned()).await;
@@ -523,7 +546,12 @@ fn accounts_for_test(name: &str, token_login: bool) -> (Arc<Store>, Accounts) {
         store.clone(),
         notifier,
         server_name.clone(),
-        AccountRules { registration: RegistrationMode::Open, token_login, shared_secret: None },
+        AccountRules {
+            registration: RegistrationMode::Open,
+            token_login,
+            shared_secret: None,
+            failed_login_limit: None,
+        },
         federation,
         Arc::new(Appservices::load(store.clone(), server_name, &[]).unwrap()),
     );

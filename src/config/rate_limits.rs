@@ -1,5 +1,5 @@
 //! `[rate_limits]`: token buckets against guessing (login and registration, per client IP)
-//! and against one account flooding the server (sends, joins, invites, uploads, to-device
+//! and wrong passwords per account) and against one account flooding the server (sends, joins, invites, uploads, to-device
 //! messages, per user), with their defaults and their validation.
 
 use serde::Deserialize;
@@ -33,6 +33,10 @@ pub struct RateLimitsConfig {
     /// `/sendToDevice` requests a user makes.
     #[serde(deserialize_with = "to_device_limit")]
     pub to_device: RateLimit,
+    /// Wrong passwords per account (at login and in user-interactive auth), whatever
+    /// address they come from: guessing one person's password from many addresses.
+    #[serde(deserialize_with = "failed_login_limit")]
+    pub failed_login: RateLimit,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
@@ -69,6 +73,9 @@ impl Default for RateLimitsConfig {
     /// - `to_device` 5/s, burst 100: key sharing, verification and call keys at login or
     ///   after a burst of new devices, as Synapse allows key requests; a request may
     ///   carry messages for many devices, so requests are what is counted.
+    /// - `failed_login` 0.17/s, burst 3 per account, Synapse's `rc_login.failed_attempts`:
+    ///   three typos pass, then a guess every six seconds, ten a minute instead of the
+    ///   thousands a botnet could try.
     fn default() -> Self {
         Self {
             enabled: true,
@@ -79,13 +86,14 @@ impl Default for RateLimitsConfig {
             invite: RateLimit { per_second: 0.2, burst: 30 },
             media_upload: RateLimit { per_second: 1.0, burst: 50 },
             to_device: RateLimit { per_second: 5.0, burst: 100 },
+            failed_login: RateLimit { per_second: 0.17, burst: 3 },
         }
     }
 }
 
 impl RateLimitsConfig {
     /// Every limit with its key, for validation and documentation.
-    pub fn all(&self) -> [(&'static str, RateLimit); 7] {
+    pub fn all(&self) -> [(&'static str, RateLimit); 8] {
         [
             ("login", self.login),
             ("register", self.register),
@@ -94,6 +102,7 @@ impl RateLimitsConfig {
             ("invite", self.invite),
             ("media_upload", self.media_upload),
             ("to_device", self.to_device),
+            ("failed_login", self.failed_login),
         ]
     }
 
@@ -158,6 +167,7 @@ limit_deserializers! {
     invite_limit => invite,
     media_upload_limit => media_upload,
     to_device_limit => to_device,
+    failed_login_limit => failed_login,
 }
 
 #[cfg(test)]

@@ -203,6 +203,7 @@ impl From<accounts::Error> for ApiError {
             // server over the admin socket or ran on the store itself.
             E::UserInUse => Self::new(StatusCode::BAD_REQUEST, ErrorKind::UserInUse, message),
             E::Exclusive(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::Exclusive, message),
+            E::LimitExceeded(wait) => Self::limit_exceeded(wait),
             E::InvalidUsername(_) => Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidUsername, message),
             E::UserDeactivated => Self::new(StatusCode::FORBIDDEN, ErrorKind::UserDeactivated, message),
             E::Forbidden(_) => Self::forbidden(message),

@@ -9,7 +9,6 @@
 
 pub mod error;
 mod parse_errors;
-mod ratelimit;
 pub mod router;
 
 use std::{
@@ -40,12 +39,12 @@ use tokio::{
 };
 use tracing::Instrument;
 
+use crate::rate_limiter::RateLimiter;
 use crate::{
     config::RateLimitsConfig,
     metrics::{RequestLabels, RouteLabels, metrics},
 };
 pub use error::{ApiError, Response};
-use ratelimit::RateLimiter;
 use router::{Call, Lookup, RateLimitClass, Router};
 
 use crate::services::Services;

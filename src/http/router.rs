@@ -21,11 +21,8 @@ use ruma::api::{
 };
 use ruma::{OwnedServerName, UserId};
 
-use super::{
-    error::{ApiError, Response},
-    ratelimit::RateLimiter,
-};
-use crate::{accounts::Session, appservices::Service, services::Services};
+use super::error::{ApiError, Response};
+use crate::{accounts::Session, appservices::Service, rate_limiter::RateLimiter, services::Services};
 
 /// A request that has been routed and whose body has been read.
 pub struct Call {

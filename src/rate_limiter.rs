@@ -1,5 +1,6 @@
 //! Token buckets, one per key: a client IP for the endpoints that attract guessing (login,
-//! registration), a user for the actions one account could flood the server with.
+//! registration), a user for the actions one account could flood the server with, an
+//! account for wrong passwords.
 //!
 //! Memory stays bounded by the buckets in use: a bucket that has refilled is the same as
 //! none, so it is forgotten, in sweeps that run each time the map has doubled since the
@@ -53,6 +54,22 @@ impl<K: Hash + Eq> RateLimiter<K> {
         self.check_at(key, Instant::now())
     }
 
+    /// Whether `key` has a token left, without taking it: for limits on failures, checked
+    /// before an attempt and spent ([`RateLimiter::check`]) only when it fails.
+    pub fn peek<Q>(&self, key: &Q) -> Result<(), Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let now = Instant::now();
+        let state = self.state.lock().expect("rate limiter lock is never poisoned");
+        let Some(bucket) = state.map.get(key) else { return Ok(()) };
+        let RateLimit { per_second, burst } = self.limit;
+        let tokens = (bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * per_second)
+            .min(f64::from(burst));
+        if tokens >= 1.0 { Ok(()) } else { Err(wait(tokens, per_second)) }
+    }
+
     fn check_at<Q>(&self, key: &Q, now: Instant) -> Result<(), Duration>
     where
         K: Borrow<Q>,
@@ -78,8 +95,7 @@ impl<K: Hash + Eq> RateLimiter<K> {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            let ms = ((1.0 - bucket.tokens) / per_second * 1000.0).ceil().min(MAX_WAIT_MS);
-            Err(Duration::from_millis(ms as u64))
+            Err(wait(bucket.tokens, per_second))
         }
     }
 
@@ -87,6 +103,12 @@ impl<K: Hash + Eq> RateLimiter<K> {
     fn buckets(&self) -> usize {
         self.state.lock().unwrap().map.len()
     }
+}
+
+/// How long until a bucket holding `tokens` has one.
+fn wait(tokens: f64, per_second: f64) -> Duration {
+    let ms = ((1.0 - tokens) / per_second * 1000.0).ceil().min(MAX_WAIT_MS);
+    Duration::from_millis(ms as u64)
 }
 
 #[cfg(test)]
@@ -148,6 +170,16 @@ mod tests {
         }
         assert_eq!(limiter.buckets(), 4 * MIN_SWEEP);
         assert_eq!(limiter.state.lock().unwrap().sweep_at, 4 * MIN_SWEEP);
+    }
+
+    #[test]
+    fn peeking_takes_nothing() {
+        let limiter: RateLimiter<String> = RateLimiter::new(RateLimit { per_second: 0.001, burst: 1 });
+        assert!(limiter.peek("@alice:localhost").is_ok(), "no bucket yet");
+        assert!(limiter.peek("@alice:localhost").is_ok(), "still none");
+        limiter.check("@alice:localhost").unwrap();
+        assert!(limiter.peek("@alice:localhost").is_err(), "the one token is spent");
+        assert!(limiter.peek("@bob:localhost").is_ok());
     }
 
     #[test]
