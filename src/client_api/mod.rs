@@ -11,6 +11,7 @@ mod keys;
 mod media;
 mod membership;
 mod misc;
+mod preview;
 mod profile;
 mod push;
 mod register;
@@ -44,6 +45,7 @@ pub fn router(config: &Config) -> Router {
     keys::routes(&mut router);
     backup::routes(&mut router);
     media::routes(&mut router, config);
+    preview::routes(&mut router, config);
     misc::routes(&mut router);
     threepids::routes(&mut router);
     router
