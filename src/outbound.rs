@@ -189,12 +189,20 @@ impl OutboundHttp {
         Self::build(policy, timeout, user_agent, true)
     }
 
-    fn build(policy: Arc<OutboundPolicy>, timeout: Duration, user_agent: &str, plain_reaches_public: bool) -> Self {
+    fn build(
+        policy: Arc<OutboundPolicy>,
+        timeout: Duration,
+        user_agent: &str,
+        plain_reaches_public: bool,
+    ) -> Self {
         let dns = system_dns();
         let client = |secure: bool| {
             // `secure` in the policy's sense: whether public addresses may be reached.
-            let resolver =
-                GuardedResolver { dns: dns.clone(), policy: policy.clone(), secure: secure || plain_reaches_public };
+            let resolver = GuardedResolver {
+                dns: dns.clone(),
+                policy: policy.clone(),
+                secure: secure || plain_reaches_public,
+            };
             reqwest::Client::builder()
                 .dns_resolver(Arc::new(resolver))
                 // A redirect's target was never checked, and a proxy would be resolved

@@ -71,7 +71,8 @@ impl Services {
             config.registration.shared_secret().map_err(|e| e.0)?,
         ));
         let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
-        let push = Arc::new(Push::new(store.clone(), account_data.clone(), config.push.clone(), outbound.clone()));
+        let push =
+            Arc::new(Push::new(store.clone(), account_data.clone(), config.push.clone(), outbound.clone()));
         let e2ee = Arc::new(E2ee::new(
             store.clone(),
             notifier.clone(),

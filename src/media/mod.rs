@@ -138,7 +138,10 @@ impl Media {
             server_name,
             max_upload: config.max_upload_bytes,
             allow_unauthenticated: config.allow_legacy_unauthenticated,
-            previews: config.url_preview.enabled.then(|| preview::Previews::new(&config.url_preview, outbound)),
+            previews: config
+                .url_preview
+                .enabled
+                .then(|| preview::Previews::new(&config.url_preview, outbound)),
             uploaded: tokio::sync::Notify::new(),
             federation,
             thumbnailing: tokio::sync::Semaphore::new(

@@ -41,7 +41,8 @@ pub struct Fetcher {
 
 /// A URL as a preview may request it: absolute, `http` or `https`, with a host.
 pub fn parse_url(url: &str) -> Result<Url, PreviewError> {
-    let parsed = Url::parse(url).map_err(|e| PreviewError::InvalidUrl(format!("{url:?} is not a URL: {e}")))?;
+    let parsed =
+        Url::parse(url).map_err(|e| PreviewError::InvalidUrl(format!("{url:?} is not a URL: {e}")))?;
     check_url(&parsed)?;
     Ok(parsed)
 }

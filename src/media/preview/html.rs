@@ -10,13 +10,28 @@ use std::collections::BTreeMap;
 use encoding_rs::Encoding;
 use reqwest::Url;
 
-/// What was found in a page, before its image is fetched.
+/// What was found in a page, before its image is fetched. Image URLs are resolved against
+/// the page.
 #[derive(Debug, Default)]
 pub struct Page {
-    /// `og:*` keys with their values; `og:image` still a URL (resolved against the page).
+    /// The page's own `og:*` tags.
     pub og: BTreeMap<String, String>,
+    /// `og:*` values read from elsewhere in the page (Twitter cards, `<title>`, the
+    /// description, a first image), for the keys its tags leave out.
+    pub fallback: BTreeMap<String, String>,
     /// The JSON oEmbed document the page advertises.
     pub oembed: Option<Url>,
+}
+
+impl Page {
+    /// The page's tags, then `more` (an oEmbed document's), then the fallbacks.
+    pub fn merged(self, more: BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut og = self.og;
+        for (key, value) in more.into_iter().chain(self.fallback) {
+            og.entry(key).or_insert(value);
+        }
+        og
+    }
 }
 
 /// How far into the page a `<meta charset>` is looked for (the HTML standard's prescan
@@ -26,7 +41,8 @@ const CHARSET_PRESCAN: usize = 4096;
 /// The page's text in the encoding it declares.
 pub fn decode(bytes: &[u8], content_type: Option<&str>) -> String {
     let declared = content_type.and_then(charset_parameter).or_else(|| meta_charset(bytes));
-    let encoding = declared.and_then(|label| Encoding::for_label(label.as_bytes())).unwrap_or(encoding_rs::UTF_8);
+    let encoding =
+        declared.and_then(|label| Encoding::for_label(label.as_bytes())).unwrap_or(encoding_rs::UTF_8);
     // `decode` lets a byte-order mark win over the declared encoding.
     encoding.decode(bytes).0.into_owned()
 }
@@ -112,7 +128,8 @@ pub fn parse(html: &str, base: &Url) -> Page {
                 }
             }
             "link" if oembed.is_none() => {
-                let json_oembed = attr("type").is_some_and(|t| t.eq_ignore_ascii_case("application/json+oembed"));
+                let json_oembed =
+                    attr("type").is_some_and(|t| t.eq_ignore_ascii_case("application/json+oembed"));
                 if json_oembed && let Some(href) = attr("href") {
                     oembed = base.join(&decode_entities(&href)).ok();
                 }
@@ -120,13 +137,14 @@ pub fn parse(html: &str, base: &Url) -> Page {
             _ => {}
         }
     }
-    for (key, value) in fallback {
-        og.entry(key.to_owned()).or_insert(value);
+    let mut fallback: BTreeMap<String, String> =
+        fallback.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    for values in [&mut og, &mut fallback] {
+        if let Some(image) = values.get("og:image").and_then(|src| base.join(src).ok()) {
+            values.insert("og:image".to_owned(), image.to_string());
+        }
     }
-    if let Some(image) = og.get("og:image").and_then(|src| base.join(src).ok()) {
-        og.insert("og:image".to_owned(), image.to_string());
-    }
-    Page { og, oembed }
+    Page { og, fallback, oembed }
 }
 
 /// An attribute's value, whatever case its name is written in.
@@ -200,11 +218,15 @@ mod tests {
             </head><body><img src="other.png"></body></html>"#,
             &base(),
         );
-        assert_eq!(page.og["og:title"], "Tom & Jerry");
-        assert_eq!(page.og["og:description"], "plain description");
-        assert_eq!(page.og["og:image"], "https://example.org/img/cover.png");
-        assert_eq!(page.og["og:site_name"], "Example");
-        assert_eq!(page.oembed.unwrap().as_str(), "https://example.org/oembed?url=x&format=json");
+        assert_eq!(page.oembed.as_ref().unwrap().as_str(), "https://example.org/oembed?url=x&format=json");
+        let og = page.merged(BTreeMap::from([
+            ("og:title".to_owned(), "oEmbed title".to_owned()),
+            ("og:description".to_owned(), "oEmbed description".to_owned()),
+        ]));
+        assert_eq!(og["og:title"], "Tom & Jerry");
+        assert_eq!(og["og:description"], "oEmbed description", "oEmbed beats the fallbacks");
+        assert_eq!(og["og:image"], "https://example.org/img/cover.png");
+        assert_eq!(og["og:site_name"], "Example");
     }
 
     #[test]
@@ -215,10 +237,11 @@ mod tests {
             <img src="photo.jpg" width="640">"#,
             &base(),
         );
-        assert_eq!(page.og["og:title"], "Just a title \u{2014} here");
-        assert_eq!(page.og["og:image"], "https://example.org/articles/photo.jpg");
-        assert!(!page.og.contains_key("og:description"));
         assert!(page.oembed.is_none());
+        let og = page.merged(BTreeMap::new());
+        assert_eq!(og["og:title"], "Just a title \u{2014} here");
+        assert_eq!(og["og:image"], "https://example.org/articles/photo.jpg");
+        assert!(!og.contains_key("og:description"));
     }
 
     #[test]
@@ -228,7 +251,8 @@ mod tests {
         assert!(decode(latin1, Some("text/html; charset=windows-1252")).contains("café"));
         let utf8 = "<title>café</title>".as_bytes();
         assert!(decode(utf8, Some("text/html")).contains("café"));
-        let shift_jis = b"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=Shift_JIS\">\x93\xfa\x96\x7b";
+        let shift_jis =
+            b"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=Shift_JIS\">\x93\xfa\x96\x7b";
         assert!(decode(shift_jis, None).contains("日本"));
     }
 

@@ -142,22 +142,21 @@ impl Previews {
             })
             .await
             .map_err(|e| PreviewError::Internal(e.to_string()))?;
-            og = found.og;
-            // oEmbed first, so that the page's own tags win where both say something (the
-            // page's are often the fuller ones).
-            if let Some(document) = found.oembed {
+            // The page's own tags win where both say something (they are often the fuller
+            // ones); oEmbed beats what the page says only in passing (its `<title>`).
+            let mut from_oembed = BTreeMap::new();
+            if let Some(document) = found.oembed.clone() {
                 match self.fetcher.get(document).await {
                     Ok(fetched) => {
                         if let Some(oembed) = oembed::parse(&fetched.bytes, &fetched.url) {
                             lifetime = oembed.cache_age.map_or(lifetime, |age| age.min(lifetime));
-                            for (key, value) in oembed.og {
-                                og.entry(key).or_insert(value);
-                            }
+                            from_oembed = oembed.og;
                         }
                     }
                     Err(e) => tracing::info!(error = %e, "oEmbed document left out of a preview"),
                 }
             }
+            og = found.merged(from_oembed);
             let image_url = og.get("og:image").and_then(|src| fetch::parse_url(src).ok());
             og.retain(|key, _| !IMAGE_KEYS.contains(&key.as_str()));
             if let Some(image_url) = image_url {
