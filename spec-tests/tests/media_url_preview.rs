@@ -224,6 +224,11 @@ async fn opengraph_page_with_its_image_stored_as_media() {
     }
     assert_eq!((site.hits("/og.html"), site.hits("/image.png")), (1, 1));
 
+    // Another page showing the same image gets the same stored file, not a second copy.
+    let og2 = preview(&alice, &site.url("/oembed.html")).await.expect(200);
+    assert_eq!(og2["og:image"], og["og:image"], "{og2:#}");
+    assert_eq!(site.hits("/image.png"), 1);
+
     // Several asking for the same new page at once make one fetch.
     let bob = server.client().register("bob", PASSWORD).await;
     let url = site.url("/title.html");

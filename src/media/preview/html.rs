@@ -72,9 +72,62 @@ fn meta_charset(bytes: &[u8]) -> Option<String> {
 /// smaller ones are icons, spacers and tracking pixels.
 const MIN_IMAGE_SIDE: u32 = 10;
 
+/// Elements whose content is text, not markup, to a browser (up to their end tag), but
+/// which `tl` would parse as markup: a script's `"<meta property=og:title ...>"` string is
+/// no tag of the page.
+const RAW_TEXT_ELEMENTS: [&str; 3] = ["script", "style", "noscript"];
+
+/// `html` without the content of its raw-text elements.
+fn without_raw_text(html: &str) -> String {
+    // ASCII lowercasing keeps every byte where it was, so positions carry over.
+    let lower = html.to_ascii_lowercase();
+    let mut out = String::with_capacity(html.len());
+    let mut at = 0;
+    while let Some((start, name)) = RAW_TEXT_ELEMENTS
+        .iter()
+        .filter_map(|name| find_open_tag(&lower, at, name).map(|start| (start, *name)))
+        .min()
+    {
+        let Some(content) = lower[start..].find('>').map(|end| start + end + 1) else { break };
+        out.push_str(&html[at..content]);
+        let close = format!("</{name}");
+        at = lower[content..].find(&close).map_or(html.len(), |end| content + end);
+    }
+    out.push_str(&html[at..]);
+    out
+}
+
+/// Where the next `<name` tag (not `<names...`) starts at or after `from`.
+fn find_open_tag(lower: &str, from: usize, name: &str) -> Option<usize> {
+    let open = format!("<{name}");
+    let mut at = from;
+    while let Some(found) = lower[at..].find(&open) {
+        let start = at + found;
+        let next = lower.as_bytes().get(start + open.len()).copied();
+        if next.is_none_or(|b| b == b'>' || b == b'/' || b.is_ascii_whitespace()) {
+            return Some(start);
+        }
+        at = start + open.len();
+    }
+    None
+}
+
+/// The text directly inside a tag (`<title>`), without recursing into nested tags, which a
+/// hostile page could nest deep enough to exhaust the stack.
+fn own_text(tag: &tl::HTMLTag<'_>, parser: &tl::Parser<'_>) -> String {
+    let mut text = String::new();
+    for child in tag.children().top().iter() {
+        if let Some(tl::Node::Raw(raw)) = child.get(parser) {
+            text.push_str(&raw.as_utf8_str());
+        }
+    }
+    text
+}
+
 /// Reads the OpenGraph data of `html`, fetched from `base`.
 pub fn parse(html: &str, base: &Url) -> Page {
-    let Ok(dom) = tl::parse(html, tl::ParserOptions::default()) else {
+    let html = without_raw_text(html);
+    let Ok(dom) = tl::parse(&html, tl::ParserOptions::default()) else {
         return Page::default();
     };
     let parser = dom.parser();
@@ -114,7 +167,7 @@ pub fn parse(html: &str, base: &Url) -> Page {
                 }
             }
             "title" => {
-                let title = decode_entities(tag.inner_text(parser).trim());
+                let title = decode_entities(own_text(tag, parser).trim());
                 if !title.is_empty() {
                     fallback.entry("og:title").or_insert(title);
                 }
@@ -254,6 +307,26 @@ mod tests {
         let shift_jis =
             b"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=Shift_JIS\">\x93\xfa\x96\x7b";
         assert!(decode(shift_jis, None).contains("日本"));
+    }
+
+    #[test]
+    fn scripts_and_styles_are_not_markup() {
+        let page = parse(
+            r#"<script type="module">const t = '<meta property="og:title" content="from a script">';</script>
+            <SCRIPT>if (a<b) x = "<img src=bad.png>"</SCRIPT><scripts><style>p{}</style>
+            <noscript><img src="pixel.gif"></noscript><title>Real</title><img src="good.png">"#,
+            &base(),
+        );
+        let og = page.merged(BTreeMap::new());
+        assert_eq!(og["og:title"], "Real");
+        assert_eq!(og["og:image"], "https://example.org/articles/good.png");
+        assert_eq!(without_raw_text("<script>never closed <meta"), "<script>");
+    }
+
+    #[test]
+    fn deep_nesting_is_no_danger() {
+        let html = format!("<title>deep{}</title>", "<b>".repeat(200_000));
+        assert_eq!(parse(&html, &base()).fallback["og:title"], "deep");
     }
 
     #[test]

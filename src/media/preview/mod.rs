@@ -80,11 +80,18 @@ const IMAGE_KEYS: [&str; 6] =
 pub struct Previews {
     fetcher: Fetcher,
     cache: Cache<Outcome>,
+    /// Pages' images already stored, by URL: a site's logo is stored once, not once per
+    /// page of the site.
+    images: Cache<Option<StoredImage>>,
     timeout: Duration,
     lifetime: Duration,
 }
 
+/// How long a page's image, once stored, is used again for other previews.
+const IMAGE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// An image stored in the content repository for a preview.
+#[derive(Clone)]
 struct StoredImage {
     mxc: String,
     content_type: String,
@@ -104,6 +111,9 @@ impl Previews {
         Self {
             fetcher: Fetcher::new(policy, timeout, config.max_fetch_bytes),
             cache: Cache::new(config.cache_entries, lifetime, lifetime_of),
+            images: Cache::new(config.cache_entries, IMAGE_LIFETIME, |image| {
+                if image.is_some() { IMAGE_LIFETIME } else { FAILURE_LIFETIME }
+            }),
             timeout,
             lifetime,
         }
@@ -160,7 +170,18 @@ impl Previews {
             let image_url = og.get("og:image").and_then(|src| fetch::parse_url(src).ok());
             og.retain(|key, _| !IMAGE_KEYS.contains(&key.as_str()));
             if let Some(image_url) = image_url {
-                image = match self.fetcher.get(image_url).await {
+                image = self.page_image(media, user, image_url).await;
+            }
+        }
+        Ok(Preview { og: Arc::new(answer(og, image)), lifetime })
+    }
+
+    /// A page's image, stored once a day at most however often pages showing it are
+    /// previewed; `None` when it cannot be had (the preview goes without).
+    async fn page_image(&self, media: &Media, user: &UserId, url: Url) -> Option<StoredImage> {
+        self.images
+            .get_or_make(url.as_str(), || async {
+                match self.fetcher.get(url.clone()).await {
                     Ok(fetched) => self.store_image(media, user, fetched).await.unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "a preview's image could not be stored");
                         None
@@ -169,10 +190,9 @@ impl Previews {
                         tracing::info!(error = %e, "image left out of a preview");
                         None
                     }
-                };
-            }
-        }
-        Ok(Preview { og: Arc::new(answer(og, image)), lifetime })
+                }
+            })
+            .await
     }
 
     /// Stores a fetched image as media; `None` when it is no image the server can read (so
