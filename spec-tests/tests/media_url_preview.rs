@@ -215,11 +215,11 @@ async fn opengraph_page_with_its_image_stored_as_media() {
     assert_eq!(thumbnail.status, 200);
     assert!(thumbnail.headers["content-type"].to_str().unwrap().starts_with("image/"));
 
-    // Asked again, on any path, the preview comes from the cache: the site is not asked.
+    // Asked again, on any path, with a `ts` and with a fragment (never sent, so the same
+    // page), the preview comes from the cache: the site is not asked.
     assert_eq!((site.hits("/og.html"), site.hits("/image.png")), (1, 1));
-    for base in [PREVIEW, LEGACY_PREVIEW, R0_PREVIEW] {
-        let again =
-            alice.get(&format!("{}&ts=1234", preview_path(base, &site.url("/og.html")))).await.expect(200);
+    for (base, url) in [(PREVIEW, "/og.html"), (LEGACY_PREVIEW, "/og.html#part"), (R0_PREVIEW, "/og.html")] {
+        let again = alice.get(&format!("{}&ts=1234", preview_path(base, &site.url(url)))).await.expect(200);
         assert_eq!(again, og, "{base}");
     }
     assert_eq!((site.hits("/og.html"), site.hits("/image.png")), (1, 1));

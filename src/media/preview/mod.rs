@@ -122,7 +122,9 @@ impl Previews {
     /// The preview of `url`, asked for by `user` (who is recorded as the uploader of the
     /// image it stores), from the cache when it is there.
     pub async fn preview(&self, media: &Media, user: &UserId, url: &str) -> Result<OpenGraph, PreviewError> {
-        let url = fetch::parse_url(url)?;
+        let mut url = fetch::parse_url(url)?;
+        // The fragment names a place in the page, which is never sent: one page, one entry.
+        url.set_fragment(None);
         let outcome = self
             .cache
             .get_or_make(url.as_str(), || async {
