@@ -10,7 +10,7 @@
 //! IP-literal hosts ([`check_ip_literal`]), redirects (never followed) and proxies (never
 //! used).
 //!
-//! Push uses [`OutboundHttp`]; the federation client has its own resolver (for SRV targets)
+//! Push and URL previews use [`OutboundHttp`]; the federation client has its own resolver (for SRV targets)
 //! built on [`permitted_addresses`], and so has everything that goes through it (remote
 //! media, keys).
 
@@ -171,14 +171,38 @@ pub struct OutboundHttp {
     policy: Arc<OutboundPolicy>,
     secure: reqwest::Client,
     plain: reqwest::Client,
+    /// Plain `http://` may reach public addresses too (web pages), not only listed networks.
+    plain_reaches_public: bool,
 }
 
 impl OutboundHttp {
     /// `timeout` bounds a whole request, connecting included.
     pub fn new(policy: Arc<OutboundPolicy>, timeout: Duration) -> Self {
+        Self::build(policy, timeout, concat!("Myelin/", env!("CARGO_PKG_VERSION")), false)
+    }
+
+    /// Clients for fetching web pages a user names (URL previews): plain `http://` reaches
+    /// public addresses as well, as a browser's would, since much of the web still answers
+    /// there. Private, loopback and link-local addresses stay closed unless listed, over
+    /// either scheme.
+    pub fn for_web_pages(policy: Arc<OutboundPolicy>, timeout: Duration, user_agent: &str) -> Self {
+        Self::build(policy, timeout, user_agent, true)
+    }
+
+    fn build(
+        policy: Arc<OutboundPolicy>,
+        timeout: Duration,
+        user_agent: &str,
+        plain_reaches_public: bool,
+    ) -> Self {
         let dns = system_dns();
         let client = |secure: bool| {
-            let resolver = GuardedResolver { dns: dns.clone(), policy: policy.clone(), secure };
+            // `secure` in the policy's sense: whether public addresses may be reached.
+            let resolver = GuardedResolver {
+                dns: dns.clone(),
+                policy: policy.clone(),
+                secure: secure || plain_reaches_public,
+            };
             reqwest::Client::builder()
                 .dns_resolver(Arc::new(resolver))
                 // A redirect's target was never checked, and a proxy would be resolved
@@ -188,11 +212,11 @@ impl OutboundHttp {
                 .timeout(timeout)
                 .connect_timeout(timeout.min(Duration::from_secs(5)))
                 .pool_max_idle_per_host(64)
-                .user_agent(concat!("Myelin/", env!("CARGO_PKG_VERSION")))
+                .user_agent(user_agent)
                 .build()
                 .expect("the TLS stack initialises")
         };
-        Self { secure: client(true), plain: client(false), policy }
+        Self { secure: client(true), plain: client(false), policy, plain_reaches_public }
     }
 
     /// The client to request `url` with, or why it may not be requested. Names are checked
@@ -204,7 +228,7 @@ impl OutboundHttp {
             other => return Err(Refused(format!("{other}:// is not http or https"))),
         };
         let host = url.host_str().ok_or_else(|| Refused("the URL has no host".to_owned()))?;
-        check_ip_literal(host, &self.policy, secure)?;
+        check_ip_literal(host, &self.policy, secure || self.plain_reaches_public)?;
         Ok(if secure { &self.secure } else { &self.plain })
     }
 }
@@ -278,5 +302,15 @@ mod tests {
         assert!(refused("ftp://example.org/x"));
         assert!(!refused("https://push.example.org/x"));
         assert!(!refused("https://93.184.216.34/x"));
+    }
+
+    #[test]
+    fn web_pages_may_be_plain_http_but_still_not_private() {
+        let http = OutboundHttp::for_web_pages(Arc::default(), Duration::from_secs(1), "test");
+        let refused = |url: &str| http.client_for(&Url::parse(url).unwrap()).is_err();
+        assert!(!refused("http://93.184.216.34/x"));
+        assert!(refused("http://127.0.0.1/x"));
+        assert!(refused("http://[fd00::1]/x"));
+        assert!(refused("http://169.254.169.254/latest/meta-data"));
     }
 }

@@ -83,7 +83,8 @@ impl Services {
             appservices.clone(),
         ));
         let account_data = Arc::new(AccountData::new(store.clone(), notifier.clone()));
-        let push = Arc::new(Push::new(store.clone(), account_data.clone(), config.push.clone(), outbound));
+        let push =
+            Arc::new(Push::new(store.clone(), account_data.clone(), config.push.clone(), outbound.clone()));
         let e2ee = Arc::new(E2ee::new(
             store.clone(),
             notifier.clone(),
@@ -121,9 +122,9 @@ impl Services {
             store.clone(),
             &config.data_dir,
             server_name.clone(),
-            config.media.max_upload_bytes,
-            config.media.allow_legacy_unauthenticated,
+            &config.media,
             federation.clone(),
+            outbound,
         );
         Ok(Self {
             config,

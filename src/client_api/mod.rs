@@ -12,6 +12,7 @@ mod keys;
 mod media;
 mod membership;
 mod misc;
+mod preview;
 mod profile;
 mod push;
 mod register;
@@ -45,6 +46,7 @@ pub fn router(config: &Config) -> Router {
     keys::routes(&mut router);
     backup::routes(&mut router);
     media::routes(&mut router, config);
+    preview::routes(&mut router, config);
     misc::routes(&mut router);
     appservice::routes(&mut router);
     threepids::routes(&mut router);

@@ -14,10 +14,12 @@ use serde::Deserialize;
 mod env;
 mod outbound;
 mod rate_limits;
+mod url_preview;
 
 use env::apply_env;
 pub use outbound::{OutboundConfig, PushConfig};
 pub use rate_limits::{RateLimit, RateLimitsConfig};
+pub use url_preview::UrlPreviewConfig;
 
 /// The whole configuration. Unknown keys are rejected (`deny_unknown_fields`) so that a
 /// typo never silently falls back to a default.
@@ -154,6 +156,8 @@ pub struct MediaConfig {
     /// files stored before authenticated media (spec v1.11), as the spec's "freeze" asks;
     /// files stored while this is on stay reachable there after it is turned off.
     pub allow_legacy_unauthenticated: bool,
+    /// `[media.url_preview]`: link previews (`/media/preview_url`).
+    pub url_preview: UrlPreviewConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -222,7 +226,11 @@ impl Default for MetricsConfig {
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        Self { max_upload_bytes: 50 * 1024 * 1024, allow_legacy_unauthenticated: false }
+        Self {
+            max_upload_bytes: 50 * 1024 * 1024,
+            allow_legacy_unauthenticated: false,
+            url_preview: UrlPreviewConfig::default(),
+        }
     }
 }
 
@@ -478,6 +486,7 @@ impl Config {
         if self.media.max_upload_bytes == 0 {
             return Err(ConfigError("media.max_upload_bytes: must be at least 1".to_owned()));
         }
+        self.media.url_preview.validate()?;
         if self.storage.cache_capacity_mb == 0 {
             return Err(ConfigError("storage.cache_capacity_mb: must be at least 1".to_owned()));
         }

@@ -4,8 +4,8 @@
 use ipnet::IpNet;
 use serde::Deserialize;
 
-/// Requests a user can make the server send (push notifications now; federation and URL
-/// previews are meant to share it): by default they reach only public addresses over HTTPS.
+/// Requests a user can make the server send (push notifications, federation, URL previews):
+/// by default they reach only public addresses (over HTTPS, except URL previews' web pages).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboundConfig {

@@ -10,6 +10,7 @@
 //! `media.allow_legacy_unauthenticated` was on. Each record says which it is.
 
 mod admin;
+pub mod preview;
 mod remote;
 mod thumbnail;
 
@@ -29,9 +30,11 @@ pub use admin::MediaInfo;
 pub use thumbnail::{Method, Thumbnail};
 
 use crate::{
+    config::MediaConfig,
     error::{Error, Result},
     federation::Federation,
     now_ms,
+    outbound::OutboundPolicy,
     storage::{MediaRecord, Store},
 };
 
@@ -56,6 +59,8 @@ pub struct Media {
     /// Thumbnails being made at once: one per core, each bounded by the decoder's limits
     /// (`thumbnail.rs`), so one user asking for many cannot take all memory or CPU.
     thumbnailing: tokio::sync::Semaphore,
+    /// Link previews, unless `media.url_preview.enabled` is off.
+    previews: Option<preview::Previews>,
 }
 
 /// A file to serve.
@@ -123,16 +128,20 @@ impl Media {
         store: Arc<Store>,
         data_dir: &Path,
         server_name: OwnedServerName,
-        max_upload: usize,
-        allow_unauthenticated: bool,
+        config: &MediaConfig,
         federation: Arc<Federation>,
+        outbound: Arc<OutboundPolicy>,
     ) -> Self {
         Self {
             store,
             dir: data_dir.join("media"),
             server_name,
-            max_upload,
-            allow_unauthenticated,
+            max_upload: config.max_upload_bytes,
+            allow_unauthenticated: config.allow_legacy_unauthenticated,
+            previews: config
+                .url_preview
+                .enabled
+                .then(|| preview::Previews::new(&config.url_preview, outbound)),
             uploaded: tokio::sync::Notify::new(),
             federation,
             thumbnailing: tokio::sync::Semaphore::new(
@@ -143,6 +152,18 @@ impl Media {
 
     pub fn max_upload(&self) -> usize {
         self.max_upload
+    }
+
+    /// A preview of the page at `url` for `user` (see [`preview`]).
+    pub async fn preview_url(
+        &self,
+        user: &UserId,
+        url: &str,
+    ) -> std::result::Result<preview::OpenGraph, preview::PreviewError> {
+        match &self.previews {
+            Some(previews) => previews.preview(self, user, url).await,
+            None => Err(preview::PreviewError::Disabled),
+        }
     }
 
     /// Where a file's record and bytes are kept: ours by media id, other servers' (a cache)

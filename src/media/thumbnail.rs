@@ -70,6 +70,22 @@ pub fn content_type_of(path: &Path) -> &'static str {
     }
 }
 
+/// What an image's header says.
+pub struct Probed {
+    pub width: u32,
+    pub height: u32,
+    pub content_type: &'static str,
+}
+
+/// An image's size and type, read from its header alone; `None` when the bytes are no
+/// image this module can thumbnail.
+pub fn probe(bytes: &[u8]) -> Option<Probed> {
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?;
+    let content_type = reader.format()?.to_mime_type();
+    let (width, height) = reader.into_dimensions().ok()?;
+    Some(Probed { width, height, content_type })
+}
+
 /// Decodes an image within the limits above.
 fn decode(original: &[u8]) -> Result<DynamicImage> {
     let refused =
