@@ -5,16 +5,29 @@
 //!
 //! The Python interpreter is `$APPSERVICE_PYTHON`, else `$APPSERVICE_VENV/bin/python`, else
 //! `$HOME/.cache/appservice-venv/bin/python`.
+//!
+//! [`FakeAppservice`] stands in for a service where a test needs to see exactly what the
+//! homeserver sends and to choose what it answers.
 
 use std::{
+    future::Future,
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
+    pin::Pin,
     process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
 };
 
-use crate::federation::free_loopback_port;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+    task::JoinHandle,
+};
+
+use crate::{Client, Server, TEST_CONFIG, federation::free_loopback_port};
 
 /// How long the bot may take to start and check the homeserver.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -53,6 +66,16 @@ pub struct Registration {
     pub sender_localpart: String,
     /// Regexes of the exclusive user namespace.
     pub exclusive_users: Vec<String>,
+    /// Regexes of the exclusive alias namespace.
+    pub exclusive_aliases: Vec<String>,
+    /// Regexes of the (shared) room namespace.
+    pub rooms: Vec<String>,
+    /// Third-party protocols the service bridges.
+    pub protocols: Vec<String>,
+    /// `rate_limited`; `None` leaves the key out (the spec's default, limited).
+    pub rate_limited: Option<bool>,
+    /// Whether the file has `url` (a service without one only acts, it never receives).
+    pub with_url: bool,
 }
 
 impl Registration {
@@ -67,30 +90,55 @@ impl Registration {
             hs_token: random_token(2),
             sender_localpart: sender_localpart.to_owned(),
             exclusive_users: exclusive_users.iter().map(|s| s.to_string()).collect(),
+            exclusive_aliases: Vec::new(),
+            rooms: Vec::new(),
+            protocols: Vec::new(),
+            rate_limited: Some(false),
+            with_url: true,
         }
     }
 
     /// The registration file. Regexes are single-quoted, so backslashes stay as they are.
     pub fn yaml(&self) -> String {
-        let users: String = self
-            .exclusive_users
-            .iter()
-            .map(|regex| format!("    - exclusive: true\n      regex: '{}'\n", regex.replace('\'', "''")))
-            .collect();
+        let list = |regexes: &[String], exclusive: bool| -> String {
+            if regexes.is_empty() {
+                return " []\n".to_owned();
+            }
+            let items: String = regexes
+                .iter()
+                .map(|regex| {
+                    format!("    - exclusive: {exclusive}\n      regex: '{}'\n", regex.replace('\'', "''"))
+                })
+                .collect();
+            format!("\n{items}")
+        };
+        let url = if self.with_url { format!("\"{}\"", self.url) } else { "null".to_owned() };
+        let rate_limited = self.rate_limited.map(|r| format!("rate_limited: {r}\n")).unwrap_or_default();
+        let protocols = if self.protocols.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "protocols: [{}]\n",
+                self.protocols.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ")
+            )
+        };
         format!(
             "id: \"{id}\"\n\
-             url: \"{url}\"\n\
+             url: {url}\n\
              as_token: \"{as_token}\"\n\
              hs_token: \"{hs_token}\"\n\
              sender_localpart: \"{sender}\"\n\
-             rate_limited: false\n\
+             {rate_limited}\
+             {protocols}\
              receive_ephemeral: false\n\
-             namespaces:\n  users:\n{users}  aliases: []\n  rooms: []\n",
+             namespaces:\n  users:{users}  aliases:{aliases}  rooms:{rooms}",
             id = self.id,
-            url = self.url,
             as_token = self.as_token,
             hs_token = self.hs_token,
             sender = self.sender_localpart,
+            users = list(&self.exclusive_users, true),
+            aliases = list(&self.exclusive_aliases, true),
+            rooms = list(&self.rooms, false),
         )
     }
 }
@@ -219,7 +267,7 @@ fn copy_log(from: impl std::io::Read + Send + 'static, log_path: PathBuf, ready:
 }
 
 /// `text` as a regex that matches it literally.
-fn regex_escape(text: &str) -> String {
+pub fn regex_escape(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
             let special = "\\.+*?()|[]{}^$".contains(c);
@@ -237,4 +285,275 @@ fn random_token(salt: u64) -> String {
         hasher.finish()
     };
     format!("{:016x}{:016x}", word(salt), word(salt + 100))
+}
+
+/// One request an application service received from the homeserver.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    /// Path and query, as sent.
+    pub path: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// The JSON body (`Value::Null` without one).
+    pub body: Value,
+    /// The status the service answered with.
+    pub status: u16,
+}
+
+/// How a fake service answers a request: status and JSON body.
+pub type Handler = Arc<dyn Fn(Received) -> Pin<Box<dyn Future<Output = (u16, Value)> + Send>> + Send + Sync>;
+
+#[derive(Default)]
+struct FakeShared {
+    received: Vec<Received>,
+    /// Status for requests no route answers; 200 unless told.
+    status: Option<u16>,
+    /// Answers by path prefix, first match wins.
+    routes: Vec<(String, u16, Value)>,
+    handler: Option<Handler>,
+}
+
+/// An application service for tests: an HTTP/1.1 server on loopback that records every
+/// request the homeserver makes and answers as told (by default 200 `{}`). It can be down
+/// (nothing listens on its port, so connections are refused) and come up on the same port.
+pub struct FakeAppservice {
+    port: u16,
+    shared: Arc<Mutex<FakeShared>>,
+    arrived: Arc<Notify>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl FakeAppservice {
+    /// A service that is down: its port is free, [`FakeAppservice::up`] listens there.
+    pub fn down_on(port: u16) -> FakeAppservice {
+        FakeAppservice { port, shared: Arc::default(), arrived: Arc::default(), task: None }
+    }
+
+    /// A service listening on `port` (a registration's port).
+    pub async fn up_on(port: u16) -> FakeAppservice {
+        let mut service = Self::down_on(port);
+        service.up().await;
+        service
+    }
+
+    /// Starts listening on the service's port.
+    pub async fn up(&mut self) {
+        assert!(self.task.is_none(), "already up");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(listener) => break listener,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("appservice port {} busy ({e}); retrying", self.port);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("cannot listen on port {}: {e}", self.port),
+            }
+        };
+        let (shared, arrived) = (self.shared.clone(), self.arrived.clone());
+        self.task = Some(tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                tokio::spawn(serve_fake(stream, shared.clone(), arrived.clone()));
+            }
+        }));
+    }
+
+    /// Stops listening: new connections are refused.
+    pub fn down(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The status of answers no route or handler gives (200 by default).
+    pub fn answer_status(&self, status: u16) {
+        self.shared.lock().unwrap().status = Some(status);
+    }
+
+    /// Answers requests whose path starts with `prefix` with `status` and `body`.
+    pub fn route(&self, prefix: &str, status: u16, body: Value) {
+        self.shared.lock().unwrap().routes.push((prefix.to_owned(), status, body));
+    }
+
+    /// Answers every request with `handler` (which may call the homeserver first).
+    pub fn handle<F, Fut>(&self, handler: F)
+    where
+        F: Fn(Received) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = (u16, Value)> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |received| Box::pin(handler(received)));
+        self.shared.lock().unwrap().handler = Some(handler);
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.lock().unwrap().received.clone()
+    }
+
+    /// The transactions received (`PUT /_matrix/app/v1/transactions/…`), oldest first.
+    pub fn transactions(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.method == "PUT" && r.path.starts_with("/_matrix/app/v1/transactions/"))
+            .collect()
+    }
+
+    /// Every event of every transaction accepted (answered 200), in the order received.
+    pub fn events(&self) -> Vec<Value> {
+        self.transactions()
+            .iter()
+            .filter(|t| t.status == 200)
+            .flat_map(|t| t.body["events"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// Waits until `done` holds for what was received; panics after `timeout` with it.
+    pub async fn wait_until(&self, timeout: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let arrived = self.arrived.notified();
+            let received = self.received();
+            if done(&received) {
+                return received;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, arrived).await.is_err() {
+                panic!("not received within {timeout:?}; received: {:#?}", self.received());
+            }
+        }
+    }
+}
+
+impl Drop for FakeAppservice {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// Reads one request, records it, answers and closes.
+async fn serve_fake(mut stream: TcpStream, shared: Arc<Mutex<FakeShared>>, arrived: Arc<Notify>) {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    let (head_end, length) = loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                .unwrap_or(0);
+            break (end + 4, length);
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    };
+    while data.len() < head_end + length {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
+    let mut lines = head.lines();
+    let mut request_line = lines.next().unwrap_or_default().split_whitespace();
+    let method = request_line.next().unwrap_or_default().to_owned();
+    let path = request_line.next().unwrap_or_default().to_owned();
+    let authorization = lines.find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("authorization").then(|| value.trim().to_owned())
+    });
+    let body = serde_json::from_slice(&data[head_end..head_end + length]).unwrap_or(Value::Null);
+    let mut received = Received { method, path, authorization, body, status: 0 };
+    let (handler, routed, status) = {
+        let shared = shared.lock().unwrap();
+        let routed = shared
+            .routes
+            .iter()
+            .find(|(prefix, _, _)| received.path.starts_with(prefix.as_str()))
+            .map(|(_, status, body)| (*status, body.clone()));
+        (shared.handler.clone(), routed, shared.status.unwrap_or(200))
+    };
+    let (status, reply) = match (routed, handler) {
+        (Some(answer), _) => answer,
+        (None, Some(handler)) => handler(received.clone()).await,
+        (None, None) => (status, json!({})),
+    };
+    // Recorded once answered, so a waiter sees what the service has done by then.
+    received.status = status;
+    shared.lock().unwrap().received.push(received);
+    arrived.notify_waiters();
+    let reply = reply.to_string();
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+// Fixtures of the API tests (`appservice_api`, `appservice_cli`): services registered by
+// file on a server named `localhost`.
+
+pub const SERVER_NAME: &str = "localhost";
+
+/// A service whose users are `@{prefix}_.*` (and its own `@{prefix}bot`), exclusive.
+pub fn registration(id: &str, prefix: &str) -> Registration {
+    let server = regex_escape(SERVER_NAME);
+    let mut registration =
+        Registration::new(id, &format!("{prefix}bot"), &[&format!("@{prefix}_.*:{server}")]);
+    registration.rate_limited = None;
+    registration
+}
+
+/// Registration files in a temporary directory, and the config line that loads them.
+pub struct Files {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Files {
+    fn default() -> Files {
+        Files { dir: tempfile::Builder::new().prefix("appservice-api-").tempdir().expect("temp dir") }
+    }
+}
+
+impl Files {
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write registration");
+        path
+    }
+
+    /// `app_service_config_files = [...]` for these files (a top-level key).
+    pub fn config_line(paths: &[&Path]) -> String {
+        let list: Vec<String> = paths.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+        format!("app_service_config_files = [{}]\n", list.join(", "))
+    }
+}
+
+/// Myelin with these services registered by file, and `extra` config after TEST_CONFIG.
+pub async fn server_with(registrations: &[&Registration], extra: &str) -> (Server, Files) {
+    let files = Files::default();
+    let paths: Vec<PathBuf> =
+        registrations.iter().map(|r| files.write(&format!("{}.yaml", r.id), &r.yaml())).collect();
+    let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let config =
+        format!("server_name = \"{SERVER_NAME}\"\n{}{TEST_CONFIG}{extra}", Files::config_line(&paths));
+    (Server::start_with_config(&config).await, files)
+}
+
+/// A client acting with the service's `as_token`.
+pub fn service_client(server: &Server, registration: &Registration) -> Client {
+    server.client().with_token(&registration.as_token)
+}
+
+pub fn user_id(localpart: &str) -> String {
+    format!("@{localpart}:{SERVER_NAME}")
 }

@@ -63,7 +63,9 @@ async fn user_interactive_auth_counts_the_same_guesses() {
         async move {
             let first = alice.delete(&path, Some(&json!({}))).await;
             let session = uia_session(&first, "m.login.password");
-            alice.delete(&path, Some(&json!({"auth": password_auth("alice", password, Some(&session))}))).await
+            alice
+                .delete(&path, Some(&json!({"auth": password_auth("alice", password, Some(&session))})))
+                .await
         }
     };
     for _ in 0..3 {

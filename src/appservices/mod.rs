@@ -85,25 +85,13 @@ impl Appservices {
     /// Reads the registration files and the registrations stored at run time. A broken
     /// file, or two services sharing an id or a token, stop the server from starting.
     pub fn load(store: Arc<Store>, server_name: OwnedServerName, files: &[PathBuf]) -> Result<Self, String> {
-        let mut services = Vec::new();
-        for file in files {
-            let registered = Registered::from_file(file, &server_name)?;
-            services.push(Self::service(registered, Some(file.clone())));
-        }
+        let mut services = read_files(files, &server_name)?;
         for json in store.appservice_registrations().map_err(|e| e.to_string())? {
             let registered = Registered::from_json(json, &server_name)
                 .map_err(|e| format!("a registration stored by `myelin appservice register`: {e}"))?;
             services.push(Self::service(registered, None));
         }
-        for (i, service) in services.iter().enumerate() {
-            if let Some(clash) = services[..i].iter().find(|other| clashes(other, service)) {
-                return Err(format!(
-                    "application services {:?} and {:?} share an id or a token",
-                    clash.registered.id(),
-                    service.registered.id()
-                ));
-            }
-        }
+        check_clashes(&services)?;
         Ok(Self {
             store,
             server_name,
@@ -379,6 +367,38 @@ impl Appservices {
         }
         queries::join_answers(answers)
     }
+}
+
+/// Reads and checks registration files, for a start and for `myelin config check`.
+pub fn check_files(files: &[PathBuf], server_name: &ruma::ServerName) -> Result<usize, String> {
+    let services = read_files(files, server_name)?;
+    check_clashes(&services)?;
+    Ok(services.len())
+}
+
+fn read_files(files: &[PathBuf], server_name: &ruma::ServerName) -> Result<Vec<Arc<Service>>, String> {
+    files
+        .iter()
+        .map(|file| Ok(Appservices::service(Registered::from_file(file, server_name)?, Some(file.clone()))))
+        .collect()
+}
+
+/// Refuses two services with the same id or a token in common, naming where each is from.
+fn check_clashes(services: &[Arc<Service>]) -> Result<(), String> {
+    let origin = |service: &Service| match &service.file {
+        Some(file) => format!("{:?} ({})", service.registered.id(), file.display()),
+        None => format!("{:?} (added with `myelin appservice register`)", service.registered.id()),
+    };
+    for (i, service) in services.iter().enumerate() {
+        if let Some(clash) = services[..i].iter().find(|other| clashes(other, service)) {
+            return Err(format!(
+                "application services {} and {} share an id or a token",
+                origin(clash),
+                origin(service)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether two services could be mistaken for each other: same id, or a token in common.

@@ -242,6 +242,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             for name in &config.ignored_env {
                 eprintln!("warning: {name} names no config key: ignored");
             }
+            crate::appservices::check_files(&config.app_service_config_files, &config.server_name)?;
             println!("{}: ok", path.display());
             Ok(())
         }
