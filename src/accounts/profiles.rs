@@ -55,7 +55,7 @@ impl Accounts {
     /// The user an OpenID token was issued to, while it is valid: how another service (an
     /// integration manager, a widget) learns who presented it, through federation.
     pub fn openid_user(&self, token: &str) -> Result<OwnedUserId> {
-        match self.store.openid_token(token)? {
+        match self.store.openid_token(&secrets::hash_token(token))? {
             Some(record) if record.expires_ts > now_ms() => Ok(record.user_id),
             _ => Err(Error::UnknownToken("the OpenID token is unknown or has expired".to_owned())),
         }
@@ -68,7 +68,8 @@ impl Accounts {
             user_id: user.to_owned(),
             expires_ts: now_ms() + OPENID_LIFETIME.as_millis() as u64,
         };
-        self.store.add_openid_token(&token, &record).await?;
+        // Stored by hash, as access tokens are: a copy of the database lends no one an identity.
+        self.store.add_openid_token(&secrets::hash_token(&token), &record).await?;
         Ok((token, OPENID_LIFETIME))
     }
 }

@@ -1,6 +1,6 @@
 //! Small records with no domain of their own: content reports and OpenID tokens.
 //!
-//! Trees: `reports`: position → [`Report`]; `openid_tokens`: token → [`OpenIdToken`].
+//! Trees: `reports`: position → [`Report`]; `openid_tokens`: SHA-256 of the token → [`OpenIdToken`].
 
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
@@ -45,12 +45,13 @@ impl Store {
         Ok(existed)
     }
 
-    pub async fn add_openid_token(&self, token: &str, record: &OpenIdToken) -> Result<()> {
-        self.openid_tokens.insert(token.as_bytes(), encode(record))?;
+    /// Stores an OpenID token's record under the token's hash.
+    pub async fn add_openid_token(&self, token_hash: &[u8; 32], record: &OpenIdToken) -> Result<()> {
+        self.openid_tokens.insert(token_hash, encode(record))?;
         self.durable().await
     }
 
-    pub fn openid_token(&self, token: &str) -> Result<Option<OpenIdToken>> {
-        self.openid_tokens.get(token.as_bytes())?.map(|b| decode("openid token", &b)).transpose()
+    pub fn openid_token(&self, token_hash: &[u8; 32]) -> Result<Option<OpenIdToken>> {
+        self.openid_tokens.get(token_hash)?.map(|b| decode("openid token", &b)).transpose()
     }
 }
