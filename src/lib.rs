@@ -24,6 +24,7 @@ pub mod pdu;
 pub mod presence;
 pub mod push;
 pub mod rooms;
+pub mod search;
 pub mod server;
 pub mod services;
 pub mod signing_key;

@@ -22,6 +22,7 @@ use crate::{
     rooms::{Rooms, RoomsDeps},
     signing_key::SigningKey,
     storage::Store,
+    search::Search,
     sync::Sync,
 };
 
@@ -31,6 +32,7 @@ pub struct Services {
     pub accounts: Arc<Accounts>,
     pub rooms: Arc<Rooms>,
     pub sync: Sync,
+    pub search: Search,
     pub account_data: Arc<AccountData>,
     pub push: Arc<Push>,
     pub e2ee: Arc<E2ee>,
@@ -103,6 +105,7 @@ impl Services {
             presence.clone(),
             &config.sliding_sync,
         );
+        let search = Search::new(store.clone(), rooms.clone());
         let media = Media::new(
             store.clone(),
             &config.data_dir,
@@ -117,6 +120,7 @@ impl Services {
             accounts,
             rooms,
             sync,
+            search,
             account_data,
             push,
             e2ee,

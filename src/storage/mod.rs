@@ -28,6 +28,7 @@ mod pushers;
 mod room_records;
 mod rooms;
 mod schema;
+mod search;
 mod state;
 mod threads;
 mod timeline;
@@ -61,6 +62,7 @@ pub use push::{
 };
 pub use pushers::{PusherKey, PusherRecord, PusherState};
 use room_records::RoomRecords;
+pub use search::{FIELDS as SEARCH_FIELDS, SearchHit, SearchRoom, SearchScan, TermStats, terms as search_terms};
 pub use rooms::{NewEvent, NewRelation, Placement, Relation, RoomRecord, StateKey, StateMap, StoredEvent};
 use ruma::{OwnedServerName, ServerName};
 
@@ -129,6 +131,7 @@ pub struct Store {
     inbound_txns: sled::Tree,
     remote_invites: sled::Tree,
     blocked_rooms: sled::Tree,
+    search_postings: sled::Tree,
 }
 
 /// Why the store could not be used.
@@ -260,6 +263,7 @@ impl Store {
             inbound_txns: db.open_tree("inbound_txns")?,
             remote_invites: db.open_tree("remote_invites")?,
             blocked_rooms: db.open_tree("blocked_rooms")?,
+            search_postings: db.open_tree("search_postings")?,
             db,
         };
         store.recover_event_writes()?;
