@@ -20,9 +20,9 @@ use crate::{
     presence::Presence,
     push::Push,
     rooms::{Rooms, RoomsDeps},
+    search::Search,
     signing_key::SigningKey,
     storage::Store,
-    search::Search,
     sync::Sync,
 };
 

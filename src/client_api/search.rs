@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, sync::Arc};
 use ruma::{
     OwnedRoomId, OwnedUserId, UInt,
     api::client::search::search_events::v3::{
-        Criteria, EventContextResult, GroupingKey, OrderBy, Request, Response, ResultCategories,
-        ResultGroup, ResultGroupMap, ResultRoomEvents, SearchResult, UserProfile,
+        Criteria, EventContextResult, GroupingKey, OrderBy, Request, Response, ResultCategories, ResultGroup,
+        ResultGroupMap, ResultRoomEvents, SearchResult, UserProfile,
     },
     serde::Raw,
 };
@@ -107,8 +107,11 @@ fn room_events(
             let mut shaped = EventContextResult::new();
             shaped.start = Some(context.start.clone());
             shaped.end = Some(context.end.clone());
-            shaped.events_before =
-                context.before.iter().map(|e| client_event(services, session, e)).collect::<Result<_, _>>()?;
+            shaped.events_before = context
+                .before
+                .iter()
+                .map(|e| client_event(services, session, e))
+                .collect::<Result<_, _>>()?;
             shaped.events_after =
                 context.after.iter().map(|e| client_event(services, session, e)).collect::<Result<_, _>>()?;
             for (user, profile) in &context.profiles {

@@ -62,7 +62,8 @@ impl Search {
                 let Some(member) = state.get(&key).map(|id| self.rooms.pdu(id)).transpose()?.flatten() else {
                     continue;
                 };
-                let content: serde_json::Value = serde_json::from_str(member.content.get()).unwrap_or_default();
+                let content: serde_json::Value =
+                    serde_json::from_str(member.content.get()).unwrap_or_default();
                 let field = |name: &str| content.get(name).and_then(|v| v.as_str()).map(str::to_owned);
                 profiles.insert(
                     sender.clone(),

@@ -96,7 +96,10 @@ impl Batch {
             Batch::Recent { before: position.parse().map_err(|_| invalid())? }
         } else if let Some(rank) = rest.strip_prefix('r') {
             let (upto, offset) = rank.split_once('.').ok_or_else(invalid)?;
-            Batch::Rank { upto: upto.parse().map_err(|_| invalid())?, offset: offset.parse().map_err(|_| invalid())? }
+            Batch::Rank {
+                upto: upto.parse().map_err(|_| invalid())?,
+                offset: offset.parse().map_err(|_| invalid())?,
+            }
         } else {
             return Err(invalid());
         };
@@ -191,7 +194,8 @@ impl Search {
                 let count = window.len();
                 let more = count > limit || !exhausted;
                 window.truncate(limit);
-                let next = more.then(|| window.last().map(|(e, ..)| Batch::Recent { before: e.stored.position }));
+                let next =
+                    more.then(|| window.last().map(|(e, ..)| Batch::Recent { before: e.stored.position }));
                 (window, count, next.flatten())
             }
             Order::Rank => {
@@ -199,7 +203,8 @@ impl Search {
                     Some(Batch::Rank { upto, offset }) => (upto, offset),
                     _ => (before - 1, 0),
                 };
-                window.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.0.stored.position.cmp(&a.0.stored.position)));
+                window
+                    .sort_by(|a, b| b.2.total_cmp(&a.2).then(b.0.stored.position.cmp(&a.0.stored.position)));
                 let count = window.len();
                 let page: Vec<_> = window.into_iter().skip(offset).take(limit).collect();
                 let end = offset + page.len();
@@ -269,7 +274,9 @@ fn searched_types(keys: Option<&[String]>) -> Result<BTreeSet<&'static str>> {
 fn highlights<'a>(terms: &[String], events: impl Iterator<Item = &'a Event>) -> Vec<String> {
     let mut words: BTreeSet<String> = terms.iter().cloned().collect();
     for event in events {
-        let Ok(content) = serde_json::from_str::<serde_json::Value>(event.pdu.content.get()) else { continue };
+        let Ok(content) = serde_json::from_str::<serde_json::Value>(event.pdu.content.get()) else {
+            continue;
+        };
         let text = SEARCH_FIELDS
             .iter()
             .find(|(_, kind, _)| event.pdu.kind.to_string() == *kind)
@@ -290,9 +297,10 @@ mod tests {
 
     #[test]
     fn batch_tokens_round_trip_and_refuse_strangers() {
-        for (batch, order) in
-            [(Batch::Recent { before: 42 }, Order::Recent), (Batch::Rank { upto: 7, offset: 10 }, Order::Rank)]
-        {
+        for (batch, order) in [
+            (Batch::Recent { before: 42 }, Order::Recent),
+            (Batch::Rank { upto: 7, offset: 10 }, Order::Rank),
+        ] {
             assert_eq!(Batch::parse(&batch.token(), order).unwrap(), batch);
         }
         for bad in ["", "s1.", "s1.px", "s1.r5", "s1.r5.x", "p12", "s2.p1"] {

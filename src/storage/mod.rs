@@ -62,9 +62,11 @@ pub use push::{
 };
 pub use pushers::{PusherKey, PusherRecord, PusherState};
 use room_records::RoomRecords;
-pub use search::{FIELDS as SEARCH_FIELDS, SearchHit, SearchRoom, SearchScan, TermStats, terms as search_terms};
 pub use rooms::{NewEvent, NewRelation, Placement, Relation, RoomRecord, StateKey, StateMap, StoredEvent};
 use ruma::{OwnedServerName, ServerName};
+pub use search::{
+    FIELDS as SEARCH_FIELDS, SearchHit, SearchRoom, SearchScan, TermStats, terms as search_terms,
+};
 
 const SERVER_NAME_KEY: &[u8] = b"server_name";
 

@@ -124,7 +124,13 @@ pub struct SearchScan<'a> {
 
 impl Store {
     /// The postings of an event about to be stored, added to its write set.
-    pub(super) fn search_writes(&self, pdu: &JsonValue, room_short: u64, position: u64, writes: &mut WriteSet) {
+    pub(super) fn search_writes(
+        &self,
+        pdu: &JsonValue,
+        room_short: u64,
+        position: u64,
+        writes: &mut WriteSet,
+    ) {
         if let Some(text) = searchable_text(pdu) {
             for (term, value) in postings(text) {
                 writes.insert(Index::Search, posting_key(&term, room_short, position), value.to_vec());
@@ -145,7 +151,12 @@ impl Store {
     /// Every event holding all `terms` in `rooms`, newest first, strictly below `before`.
     /// Lazy: each step reads a few postings per term, so a caller that stops after a page
     /// pays for a page.
-    pub fn search_scan(&self, terms: Vec<String>, rooms: Vec<SearchRoom>, before: u64) -> Result<SearchScan<'_>> {
+    pub fn search_scan(
+        &self,
+        terms: Vec<String>,
+        rooms: Vec<SearchRoom>,
+        before: u64,
+    ) -> Result<SearchScan<'_>> {
         let mut scan = SearchScan { store: self, terms, rooms, heads: BinaryHeap::new() };
         if scan.terms.is_empty() {
             return Ok(scan);
@@ -164,14 +175,22 @@ impl Store {
             event_id: ruma::OwnedEventId,
         }
         let key = super::rooms::room_key(room_short, position);
-        Ok(self.event_records.get(key)?.map(|v| decode::<Named>("event", &v)).transpose()?.map(|n| n.event_id))
+        Ok(self
+            .event_records
+            .get(key)?
+            .map(|v| decode::<Named>("event", &v))
+            .transpose()?
+            .map(|n| n.event_id))
     }
 
     /// Rebuilds the index from the stored events: clears it, then indexes every timeline
     /// event's current (possibly redacted) text. `progress` is called every 10 000 events
     /// and at the end with the events read and the events indexed. Events stored meanwhile
     /// are indexed by their own writes; searches during the rebuild see a partial index.
-    pub async fn rebuild_search_index(&self, progress: &mut (dyn FnMut(u64, u64) + Send)) -> Result<(u64, u64)> {
+    pub async fn rebuild_search_index(
+        &self,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<(u64, u64)> {
         self.search_postings.clear()?;
         let counts = index_records(&self.event_records, &self.search_postings, progress)?;
         self.durable().await?;
@@ -260,7 +279,10 @@ mod tests {
 
     #[test]
     fn terms_are_lower_case_words_split_at_punctuation() {
-        assert_eq!(terms("Hello, World! e-mail foo_bar x.org"), ["hello", "world", "e", "mail", "foo", "bar", "x", "org"]);
+        assert_eq!(
+            terms("Hello, World! e-mail foo_bar x.org"),
+            ["hello", "world", "e", "mail", "foo", "bar", "x", "org"]
+        );
         assert_eq!(terms("Grüße ÉCOLE"), ["grüße", "école"]);
         // Ideographs are words of their own, so a word inside a sentence is found.
         assert_eq!(terms("東京タワー"), ["東", "京", "タワー"]);
@@ -290,7 +312,8 @@ mod tests {
     fn a_scan_intersects_terms_newest_first_across_rooms() {
         let dir = super::super::scratch_dir("search-scan");
         let store = Store::open(&dir, 8).unwrap();
-        let docs = [(1, 10, "apple pie"), (2, 11, "apple tart"), (1, 12, "pie only"), (1, 13, "Apple PIE apple")];
+        let docs =
+            [(1, 10, "apple pie"), (2, 11, "apple tart"), (1, 12, "pie only"), (1, 13, "Apple PIE apple")];
         for (room, position, text) in docs {
             for (term, value) in postings(text) {
                 store.search_postings.insert(posting_key(&term, room, position), value.to_vec()).unwrap();
@@ -306,8 +329,54 @@ mod tests {
         assert_eq!(found(&["pie", "apple"], rooms(), 13), [10]);
         assert_eq!(found(&["apple"], vec![SearchRoom { short: 1, upto: 12 }], u64::MAX), [10]);
         assert!(found(&["pear"], rooms(), u64::MAX).is_empty());
-        let hit = store.search_scan(vec!["apple".into()], rooms(), u64::MAX).unwrap().next().unwrap().unwrap();
+        let hit =
+            store.search_scan(vec!["apple".into()], rooms(), u64::MAX).unwrap().next().unwrap().unwrap();
         assert_eq!(hit.stats, TermStats { frequencies: vec![2], length: 3 });
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_indexes_stored_text_and_nothing_else() {
+        let dir = super::super::scratch_dir("search-rebuild");
+        let store = Store::open(&dir, 8).unwrap();
+        let record = |position: u64, pdu: serde_json::Value, redacted: bool| StoredEvent {
+            event_id: ruma::OwnedEventId::try_from(format!("$e{position}")).unwrap(),
+            pdu: serde_json::value::to_raw_value(&pdu).unwrap(),
+            room_id: ruma::owned_room_id!("!r:x"),
+            position,
+            state_before: None,
+            txn: None,
+            redacted_because: redacted.then(|| ruma::owned_event_id!("$redaction")),
+            replaces_state: None,
+        };
+        let message = |body: &str| serde_json::json!({"type": "m.room.message", "content": {"body": body}});
+        let stored = [
+            record(5, message("lost words"), false),
+            record(6, message("lost but redacted"), true),
+            record(
+                7,
+                serde_json::json!({"type": "m.room.member", "content": {"displayname": "lost"}}),
+                false,
+            ),
+        ];
+        for event in &stored {
+            let key = super::super::rooms::room_key(3, event.position);
+            store.event_records.insert(key, super::super::encode(event)).unwrap();
+        }
+        // A stale posting the rebuild must drop.
+        store.search_postings.insert(posting_key("lost", 3, 9), vec![1, 0, 1]).unwrap();
+        let mut calls = 0;
+        let counts = store.rebuild_search_index(&mut |_, _| calls += 1).await.unwrap();
+        assert_eq!(counts, (3, 1));
+        assert!(calls >= 1);
+        let rooms = vec![SearchRoom { short: 3, upto: u64::MAX }];
+        let found: Vec<u64> = store
+            .search_scan(vec!["lost".into()], rooms, u64::MAX)
+            .unwrap()
+            .map(|h| h.unwrap().position)
+            .collect();
+        assert_eq!(found, [5]);
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }
