@@ -180,7 +180,7 @@ impl Store {
             Index::EventKeys => &self.event_keys,
             Index::ThreadActivity => &self.thread_activity,
             Index::ThreadLatest => &self.thread_latest,
-            Index::Search => &self.search_postings,
+            Index::Search => unreachable!("search postings are written under their lock, in `apply`"),
         }
     }
 
@@ -201,6 +201,10 @@ impl Store {
 
     fn apply(&self, writes: &WriteSet) -> Result<()> {
         for (index, key, value) in &writes.ops {
+            if *index == Index::Search {
+                self.write_posting(key, value.as_deref())?;
+                continue;
+            }
             let tree = self.index_tree(*index);
             let Some(value) = value else {
                 tree.remove(key.as_slice())?;

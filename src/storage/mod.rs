@@ -133,7 +133,8 @@ pub struct Store {
     inbound_txns: sled::Tree,
     remote_invites: sled::Tree,
     blocked_rooms: sled::Tree,
-    search_postings: sled::Tree,
+    /// Behind a lock so that a rebuild can drop the tree and start a new one (see `search`).
+    search_postings: std::sync::RwLock<sled::Tree>,
 }
 
 /// Why the store could not be used.
@@ -265,7 +266,7 @@ impl Store {
             inbound_txns: db.open_tree("inbound_txns")?,
             remote_invites: db.open_tree("remote_invites")?,
             blocked_rooms: db.open_tree("blocked_rooms")?,
-            search_postings: db.open_tree("search_postings")?,
+            search_postings: std::sync::RwLock::new(db.open_tree(search::SEARCH_TREE)?),
             db,
         };
         store.recover_event_writes()?;

@@ -35,6 +35,9 @@ use super::{
     rooms::u64_from,
 };
 
+/// The postings tree's name.
+pub(super) const SEARCH_TREE: &str = "search_postings";
+
 /// Longer terms are cut to this many bytes (at a character boundary), to bound key sizes.
 pub const MAX_TERM_BYTES: usize = 64;
 
@@ -114,8 +117,9 @@ pub struct SearchRoom {
 }
 
 /// Matches newest first, across rooms: see [`Store::search_scan`].
-pub struct SearchScan<'a> {
-    store: &'a Store,
+pub struct SearchScan {
+    /// The postings tree as the scan began (a rebuild may replace it meanwhile).
+    tree: sled::Tree,
     terms: Vec<String>,
     rooms: Vec<SearchRoom>,
     /// The next match of each room that has one, newest on top.
@@ -123,6 +127,22 @@ pub struct SearchScan<'a> {
 }
 
 impl Store {
+    /// The postings tree, held while it is written so that a rebuild never drops it under
+    /// a writer.
+    fn postings(&self) -> std::sync::RwLockReadGuard<'_, sled::Tree> {
+        self.search_postings.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One posting written (`Some`) or removed, from an event's write set.
+    pub(super) fn write_posting(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        let tree = self.postings();
+        match value {
+            Some(value) => tree.insert(key, value)?,
+            None => tree.remove(key)?,
+        };
+        Ok(())
+    }
+
     /// The postings of an event about to be stored, added to its write set.
     pub(super) fn search_writes(
         &self,
@@ -141,8 +161,9 @@ impl Store {
     /// Removes an event's postings (its text as it was indexed); for redactions and purges.
     pub(super) fn unindex_event(&self, pdu: &JsonValue, room_short: u64, position: u64) -> Result<()> {
         if let Some(text) = searchable_text(pdu) {
+            let tree = self.postings();
             for term in postings(text).into_keys() {
-                self.search_postings.remove(posting_key(&term, room_short, position))?;
+                tree.remove(posting_key(&term, room_short, position))?;
             }
         }
         Ok(())
@@ -151,13 +172,9 @@ impl Store {
     /// Every event holding all `terms` in `rooms`, newest first, strictly below `before`.
     /// Lazy: each step reads a few postings per term, so a caller that stops after a page
     /// pays for a page.
-    pub fn search_scan(
-        &self,
-        terms: Vec<String>,
-        rooms: Vec<SearchRoom>,
-        before: u64,
-    ) -> Result<SearchScan<'_>> {
-        let mut scan = SearchScan { store: self, terms, rooms, heads: BinaryHeap::new() };
+    pub fn search_scan(&self, terms: Vec<String>, rooms: Vec<SearchRoom>, before: u64) -> Result<SearchScan> {
+        let tree = self.postings().clone();
+        let mut scan = SearchScan { tree, terms, rooms, heads: BinaryHeap::new() };
         if scan.terms.is_empty() {
             return Ok(scan);
         }
@@ -183,16 +200,24 @@ impl Store {
             .map(|n| n.event_id))
     }
 
-    /// Rebuilds the index from the stored events: clears it, then indexes every timeline
-    /// event's current (possibly redacted) text. `progress` is called every 10 000 events
-    /// and at the end with the events read and the events indexed. Events stored meanwhile
-    /// are indexed by their own writes; searches during the rebuild see a partial index.
+    /// Rebuilds the index from the stored events: drops the tree and starts a new one (sled
+    /// frees a dropped tree's pages; removing ten million postings one by one took four
+    /// minutes), then indexes every timeline event's current (possibly redacted) text.
+    /// `progress` is called every 10 000 events and at the end with the events read and
+    /// the events indexed. Events stored meanwhile are indexed by their own writes (an
+    /// event's record is written before its postings, so one whose postings went with the
+    /// old tree is read by the rebuild); searches during the rebuild see a partial index.
     pub async fn rebuild_search_index(
         &self,
         progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<(u64, u64)> {
-        self.search_postings.clear()?;
-        let counts = index_records(&self.event_records, &self.search_postings, progress)?;
+        let tree = {
+            let mut slot = self.search_postings.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.db.drop_tree(SEARCH_TREE)?;
+            *slot = self.db.open_tree(SEARCH_TREE)?;
+            slot.clone()
+        };
+        let counts = index_records(&self.event_records, &tree, progress)?;
         self.durable().await?;
         Ok(counts)
     }
@@ -232,12 +257,12 @@ pub(super) fn index_records(
     Ok((read, indexed))
 }
 
-impl SearchScan<'_> {
+impl SearchScan {
     /// Finds the room's newest match strictly below `below` and queues it.
     fn advance(&mut self, room: usize, below: u64) -> Result<()> {
         let Some(mut candidate) = below.checked_sub(1) else { return Ok(()) };
         let short = self.rooms[room].short;
-        let tree = &self.store.search_postings;
+        let tree = &self.tree;
         'leapfrog: loop {
             let mut frequencies = Vec::with_capacity(self.terms.len());
             let mut length = 0;
@@ -261,7 +286,7 @@ impl SearchScan<'_> {
     }
 }
 
-impl Iterator for SearchScan<'_> {
+impl Iterator for SearchScan {
     type Item = Result<SearchHit>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -316,7 +341,7 @@ mod tests {
             [(1, 10, "apple pie"), (2, 11, "apple tart"), (1, 12, "pie only"), (1, 13, "Apple PIE apple")];
         for (room, position, text) in docs {
             for (term, value) in postings(text) {
-                store.search_postings.insert(posting_key(&term, room, position), value.to_vec()).unwrap();
+                store.postings().insert(posting_key(&term, room, position), value.to_vec()).unwrap();
             }
         }
         let rooms = || vec![SearchRoom { short: 1, upto: u64::MAX }, SearchRoom { short: 2, upto: u64::MAX }];
@@ -365,7 +390,7 @@ mod tests {
             store.event_records.insert(key, super::super::encode(event)).unwrap();
         }
         // A stale posting the rebuild must drop.
-        store.search_postings.insert(posting_key("lost", 3, 9), vec![1, 0, 1]).unwrap();
+        store.postings().insert(posting_key("lost", 3, 9), vec![1, 0, 1]).unwrap();
         let mut calls = 0;
         let counts = store.rebuild_search_index(&mut |_, _| calls += 1).await.unwrap();
         assert_eq!(counts, (3, 1));
