@@ -26,6 +26,7 @@ pub mod presence;
 pub mod push;
 pub mod rate_limiter;
 pub mod rooms;
+pub mod search;
 pub mod server;
 pub mod services;
 pub mod signing_key;

@@ -21,6 +21,7 @@ use crate::{
     presence::Presence,
     push::Push,
     rooms::{Rooms, RoomsDeps},
+    search::Search,
     signing_key::SigningKey,
     storage::Store,
     sync::Sync,
@@ -34,6 +35,7 @@ pub struct Services {
     pub appservices: Arc<Appservices>,
     pub rooms: Arc<Rooms>,
     pub sync: Sync,
+    pub search: Search,
     pub account_data: Arc<AccountData>,
     pub push: Arc<Push>,
     pub e2ee: Arc<E2ee>,
@@ -118,6 +120,7 @@ impl Services {
             presence.clone(),
             &config.sliding_sync,
         );
+        let search = Search::new(store.clone(), rooms.clone());
         let media = Media::new(
             store.clone(),
             &config.data_dir,
@@ -133,6 +136,7 @@ impl Services {
             appservices,
             rooms,
             sync,
+            search,
             account_data,
             push,
             e2ee,

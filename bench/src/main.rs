@@ -8,6 +8,7 @@ mod matrix;
 mod process;
 mod push;
 mod scenarios;
+mod search;
 mod sliding;
 mod stats;
 
@@ -31,7 +32,7 @@ struct Args {
     #[arg(long)]
     pid: Option<u32>,
     /// Scenarios to run (comma-separated): ceiling, send, fanout, initial, rooms, idle,
-    /// sliding, push.
+    /// sliding, push, and search (not run unless named: it loads a million events).
     #[arg(long, default_value = "ceiling,send,fanout,initial,rooms,idle,sliding,push")]
     only: String,
     /// Users in the one-room send test (U).
@@ -85,6 +86,18 @@ struct Args {
     /// Milliseconds between push fan-out messages.
     #[arg(long, default_value_t = 500)]
     push_pace_ms: u64,
+    /// Messages loaded for the search test (E).
+    #[arg(long, default_value_t = 1_000_000)]
+    search_events: usize,
+    /// Rooms the search test's messages are spread over (all of them the searcher's).
+    #[arg(long, default_value_t = 20)]
+    search_rooms: usize,
+    /// Users sending the search test's messages (each in every room).
+    #[arg(long, default_value_t = 32)]
+    search_senders: usize,
+    /// Searches timed for each figure.
+    #[arg(long, default_value_t = 30)]
+    search_runs: usize,
 }
 
 #[tokio::main]
@@ -143,6 +156,17 @@ async fn main() -> Result<(), String> {
                 )
                 .await?
             }
+            "search" => {
+                search::search(
+                    &target,
+                    args.search_events,
+                    args.search_rooms,
+                    args.search_senders,
+                    args.in_flight,
+                    args.search_runs,
+                )
+                .await?
+            }
             other => return Err(format!("unknown scenario {other}")),
         };
         let mut result = result;
@@ -162,6 +186,9 @@ async fn main() -> Result<(), String> {
     println!("{}", markdown_row(&report));
     if let Some(sliding) = report.get("sliding") {
         println!("{}", sliding::markdown_row(report["label"].as_str().unwrap_or("?"), sliding));
+    }
+    if let Some(search) = report.get("search") {
+        println!("{}", search::markdown_row(report["label"].as_str().unwrap_or("?"), search));
     }
     if let Some(push) = report.get("push") {
         println!("{}", push::markdown_row(report["label"].as_str().unwrap_or("?"), push));

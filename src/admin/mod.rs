@@ -87,6 +87,8 @@ pub enum Command {
     AppserviceRemove {
         id: String,
     },
+    /// Rebuilds the search index from the stored events.
+    DbReindex,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +147,12 @@ pub enum Reply {
     },
     AppserviceRemoved {
         id: String,
+    },
+    Reindexed {
+        /// Timeline events read.
+        events: u64,
+        /// Of those, events with text to search (the rest have none, or were redacted).
+        indexed: u64,
     },
 }
 
@@ -268,6 +276,10 @@ pub fn pushers(services: &Services, user_id: &ruma::UserId) -> Result<Vec<Pusher
 pub async fn execute(services: &Services, command: Command) -> Result<Reply, Error> {
     let accounts = &services.accounts;
     Ok(match command {
+        Command::DbReindex => {
+            let (events, indexed) = services.search.reindex().await?;
+            Reply::Reindexed { events, indexed }
+        }
         Command::UserCreate { name, password, admin } => {
             let new = NewUser { name, password, admin, displayname: None };
             Reply::UserCreated { user_id: accounts.create_user(new).await? }

@@ -1,5 +1,5 @@
 //! The `myelin` command: `serve`, `config check`, `doctor`, and the admin commands (`user`,
-//! `token`, `room`, `report`, `pushers`, `appservice`), which talk to a running server over its admin socket
+//! `token`, `room`, `report`, `pushers`, `appservice`, `db`), which talk to a running server over its admin socket
 //! or open the store when it is stopped.
 
 mod admin_client;
@@ -72,6 +72,9 @@ enum Commands {
     /// What users reported to the administrators.
     #[command(subcommand, visible_alias = "reports")]
     Report(ReportCommand),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Users' pushers: where their phones' notifications go.
     #[command(subcommand, visible_alias = "pusher")]
     Pushers(PushersCommand),
@@ -100,6 +103,13 @@ enum AppserviceCommand {
     List,
     /// Remove an application service added with `register`, and what was queued for it.
     Remove { id: String },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Rebuild the search index from the stored events (progress goes to standard error,
+    /// or to the server's log when it runs).
+    Reindex,
 }
 
 #[derive(Subcommand)]
@@ -277,6 +287,10 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             };
             admin_command(&cli.config, &overrides, cli.json, Prepared { command, generated_password: None })
         }
+        Commands::Db(DbCommand::Reindex) => {
+            let prepared = Prepared { command: Command::DbReindex, generated_password: None };
+            admin_command_logging(&cli.config, &overrides, cli.json, prepared, "warn,myelin::search=info")
+        }
         Commands::Report(ReportCommand::List) => {
             let prepared = Prepared { command: Command::ReportList, generated_password: None };
             admin_command(&cli.config, &overrides, cli.json, prepared)
@@ -380,8 +394,19 @@ fn admin_command(
     json: bool,
     prepared: Prepared,
 ) -> Result<(), String> {
+    admin_command_logging(config_path, overrides, json, prepared, "warn")
+}
+
+/// [`admin_command`], logging to standard error what `log_filter` lets through.
+fn admin_command_logging(
+    config_path: &Option<PathBuf>,
+    overrides: &Overrides,
+    json: bool,
+    prepared: Prepared,
+    log_filter: &str,
+) -> Result<(), String> {
     let config = Config::load(config_path.as_deref(), overrides).map_err(|e| e.to_string())?;
-    init_cli_logging();
+    init_cli_logging_with(log_filter);
     warn_ignored_env(&config);
     let reply = runtime(false).block_on(execute_anywhere(config, prepared.command))?;
     output::print(&reply, prepared.generated_password.as_deref(), json);
@@ -457,8 +482,12 @@ fn warn_ignored_env(config: &Config) {
 
 /// Admin commands log only warnings, to stderr, so their output stays clean.
 fn init_cli_logging() {
+    init_cli_logging_with("warn")
+}
+
+fn init_cli_logging_with(filter: &str) {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .init();
 }

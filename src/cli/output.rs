@@ -61,6 +61,9 @@ pub fn print(reply: &Reply, generated_password: Option<&str>, json: bool) {
             }
         }
         Reply::TokenRevoked { token } => println!("revoked {token}"),
+        Reply::Reindexed { events, indexed } => {
+            println!("search index rebuilt: {events} events read, {indexed} with text indexed")
+        }
         Reply::RoomEvent(event) => {
             println!("{} in {} (room version {})", event.event_id, event.room_id, event.room_version);
             if let Some(because) = &event.redacted_because {

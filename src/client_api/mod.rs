@@ -17,6 +17,7 @@ mod profile;
 mod push;
 mod register;
 mod rooms;
+mod search;
 mod session;
 mod spaces;
 mod sync;
@@ -40,6 +41,7 @@ pub fn router(config: &Config) -> Router {
     directory::routes(&mut router);
     spaces::routes(&mut router);
     history::routes(&mut router);
+    search::routes(&mut router);
     sync::routes(&mut router);
     user_data::routes(&mut router);
     push::routes(&mut router);

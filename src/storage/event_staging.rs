@@ -264,6 +264,7 @@ impl Store {
         if let Some((user, device, txn)) = event.txn {
             writes.insert(Index::TxnIds, txn_ids::key(user, device, txn), txn_ids::value(event.event_id));
         }
+        self.search_writes(&event.pdu, room.short, position, &mut writes);
         writes.insert(Index::Rooms, room.room_id.as_bytes(), room_bytes);
         self.write_event_and_indexes(position, &record_key, event_bytes, &writes)?;
         self.room_records.put(updated.clone(), Some((position, event.event_id.to_owned())));

@@ -40,6 +40,7 @@ pub(super) enum Index {
     EventKeys = 8,
     ThreadActivity = 9,
     ThreadLatest = 10,
+    Search = 11,
 }
 
 impl Index {
@@ -55,6 +56,7 @@ impl Index {
             8 => Index::EventKeys,
             9 => Index::ThreadActivity,
             10 => Index::ThreadLatest,
+            11 => Index::Search,
             _ => return None,
         })
     }
@@ -178,6 +180,7 @@ impl Store {
             Index::EventKeys => &self.event_keys,
             Index::ThreadActivity => &self.thread_activity,
             Index::ThreadLatest => &self.thread_latest,
+            Index::Search => unreachable!("search postings are written under their lock, in `apply`"),
         }
     }
 
@@ -198,6 +201,10 @@ impl Store {
 
     fn apply(&self, writes: &WriteSet) -> Result<()> {
         for (index, key, value) in &writes.ops {
+            if *index == Index::Search {
+                self.write_posting(key, value.as_deref())?;
+                continue;
+            }
             let tree = self.index_tree(*index);
             let Some(value) = value else {
                 tree.remove(key.as_slice())?;

@@ -29,6 +29,7 @@ mod pushers;
 mod room_records;
 mod rooms;
 mod schema;
+mod search;
 mod state;
 mod threads;
 mod timeline;
@@ -65,6 +66,9 @@ pub use pushers::{PusherKey, PusherRecord, PusherState};
 use room_records::RoomRecords;
 pub use rooms::{NewEvent, NewRelation, Placement, Relation, RoomRecord, StateKey, StateMap, StoredEvent};
 use ruma::{OwnedServerName, ServerName};
+pub use search::{
+    FIELDS as SEARCH_FIELDS, SearchHit, SearchRoom, SearchScan, TermStats, terms as search_terms,
+};
 
 const SERVER_NAME_KEY: &[u8] = b"server_name";
 
@@ -133,6 +137,8 @@ pub struct Store {
     blocked_rooms: sled::Tree,
     appservice_registrations: sled::Tree,
     appservice_queue: sled::Tree,
+    /// Behind a lock so that a rebuild can drop the tree and start a new one (see `search`).
+    search_postings: std::sync::RwLock<sled::Tree>,
 }
 
 /// Why the store could not be used.
@@ -266,6 +272,7 @@ impl Store {
             blocked_rooms: db.open_tree("blocked_rooms")?,
             appservice_registrations: db.open_tree("appservice_registrations")?,
             appservice_queue: db.open_tree("appservice_queue")?,
+            search_postings: std::sync::RwLock::new(db.open_tree(search::SEARCH_TREE)?),
             db,
         };
         store.recover_event_writes()?;

@@ -68,6 +68,7 @@ impl Store {
             let stored: StoredEvent = decode("event", &bytes)?;
             named.extend(referenced_events(&stored));
             snapshots.extend(stored.state_before);
+            self.unindex_event(&stored.pdu_json(), room.short, stored.position)?;
             self.forget_event(&stored.event_id, &key)?;
             removed.push(stored.event_id);
         }

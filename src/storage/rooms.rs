@@ -263,6 +263,9 @@ impl Store {
         {
             self.relations.remove(relation_key(&parent, stored.position))?;
         }
+        if key.len() == 16 {
+            self.unindex_event(&stored.pdu_json(), u64_from(&key[..8])?, stored.position)?;
+        }
         stored.pdu = raw_pdu(&pdu);
         stored.redacted_because = Some(because.to_owned());
         self.event_records.insert(key, encode(&stored))?;

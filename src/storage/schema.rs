@@ -18,7 +18,7 @@ pub const META_TREE: &str = "meta";
 const VERSION_KEY: &[u8] = b"schema_version";
 
 /// The schema this build writes.
-pub const CURRENT: u32 = 7;
+pub const CURRENT: u32 = 8;
 
 /// `MIGRATIONS[n]` turns schema `n + 1` into `n + 2`.
 const MIGRATIONS: &[fn(&sled::Db) -> Result<()>] = &[
@@ -28,6 +28,7 @@ const MIGRATIONS: &[fn(&sled::Db) -> Result<()>] = &[
     fold_timeline_into_event_records,
     acknowledge_to_device_by_token,
     index_pushers_by_pushkey,
+    build_search_index,
 ];
 
 /// 1 → 2: notifications moved from one record per member and event to one per event. The
@@ -193,6 +194,21 @@ fn index_pushers_by_pushkey(db: &sled::Db) -> Result<()> {
         };
         by_key.insert(super::composite_key(&[app, pushkey, user]), &[])?;
     }
+    Ok(())
+}
+
+/// 7 → 8: timeline events are indexed for search (`search_postings`, see `search`). The
+/// index is built from the stored events once; from then on each event's write set carries
+/// its postings. Safe to run again after a crash part-way (postings are keyed by event).
+fn build_search_index(db: &sled::Db) -> Result<()> {
+    let mut progress = |read: u64, indexed: u64| {
+        tracing::info!(read, indexed, "building the search index");
+    };
+    super::search::index_records(
+        &db.open_tree("event_records")?,
+        &db.open_tree("search_postings")?,
+        &mut progress,
+    )?;
     Ok(())
 }
 
