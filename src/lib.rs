@@ -14,6 +14,9 @@ pub mod e2ee;
 pub mod error;
 pub mod federation;
 pub mod federation_api;
+/// Entry points for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod media;
 pub mod metrics;

@@ -26,6 +26,20 @@ pub fn event_id_of(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Re
     EventId::parse(format!("${hash}")).map_err(|e| e.to_string())
 }
 
+/// The checks that need no keys: the PDU is canonical JSON in the room version's event
+/// format; answers the object and its event id.
+pub fn check_format(
+    raw: &RawJsonValue,
+    rules: &RoomVersionRules,
+) -> Result<(CanonicalJsonObject, OwnedEventId), String> {
+    let object: CanonicalJsonObject =
+        serde_json::from_str(raw.get()).map_err(|e| format!("not canonical JSON: {e}"))?;
+    ruma::state_res::check_pdu_format(&object, &rules.event_format)
+        .map_err(|e| format!("malformed PDU: {e}"))?;
+    let event_id = event_id_of(&object, rules)?;
+    Ok((object, event_id))
+}
+
 impl Federation {
     /// Checks a PDU's format, signatures and content hash; the error says why it failed.
     pub async fn verify_pdu(
@@ -33,11 +47,7 @@ impl Federation {
         raw: &RawJsonValue,
         rules: &RoomVersionRules,
     ) -> Result<CheckedPdu, String> {
-        let object: CanonicalJsonObject =
-            serde_json::from_str(raw.get()).map_err(|e| format!("not canonical JSON: {e}"))?;
-        ruma::state_res::check_pdu_format(&object, &rules.event_format)
-            .map_err(|e| format!("malformed PDU: {e}"))?;
-        let event_id = event_id_of(&object, rules)?;
+        let (object, event_id) = check_format(raw, rules)?;
         let servers = required_server_signatures_to_verify_event(&object, &rules.signatures)
             .map_err(|e| format!("{event_id}: {e}"))?;
         let keys = self.keys.key_map(&self.client, &servers).await;

@@ -257,7 +257,7 @@ fn check_user_limit(services: &Services, limiter: &RateLimiter<String>, user: &s
 }
 
 /// The error for a request ruma could not parse.
-fn parse_failure(failure: ParseFailure, body: &[u8]) -> ApiError {
+pub(crate) fn parse_failure(failure: ParseFailure, body: &[u8]) -> ApiError {
     match failure {
         // Without a body to blame, the body is missing.
         ParseFailure::Panicked if body.is_empty() => ApiError::new(
@@ -276,7 +276,7 @@ fn parse_failure(failure: ParseFailure, body: &[u8]) -> ApiError {
     }
 }
 
-enum ParseFailure {
+pub(crate) enum ParseFailure {
     Panicked,
     Refused(FromHttpRequestError),
 }
@@ -284,7 +284,7 @@ enum ParseFailure {
 /// ruma's parse, with a panic turned into an error: some ruma deserialisers panic on input
 /// they did not expect (`/login` without `type` indexes a map with a missing key). Such
 /// input is the client's error, not a crash.
-fn parse_request<R: IncomingRequest>(
+pub(crate) fn parse_request<R: IncomingRequest>(
     parts: &http::request::Parts,
     body: &[u8],
     args: &[&str],

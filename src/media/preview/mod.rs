@@ -11,8 +11,8 @@
 
 mod cache;
 mod fetch;
-mod html;
-mod oembed;
+pub(crate) mod html;
+pub(crate) mod oembed;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
