@@ -20,6 +20,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
     "data_dir",
     "public_baseurl",
+    "app_service_config_files",
     "registration",
     "login",
     "limits",
