@@ -139,7 +139,13 @@ impl Sender {
             }
             carried.push(*seq);
         }
-        let txn_id = OwnedTransactionId::from(carried.first().copied().unwrap_or_default().to_string());
+        // The id names the first and the last item carried. A retry of the same items reuses
+        // it, so a receiver that applied them before its answer was lost does not apply them
+        // twice; a retry that carries more (queued meanwhile) has a new id, or the receiver
+        // would take it for the one it has seen and drop the new items.
+        let first = carried.first().copied().unwrap_or_default();
+        let last = carried.last().copied().unwrap_or_default();
+        let txn_id = OwnedTransactionId::from(format!("{first}-{last}"));
         let mut request = send_transaction_message::v1::Request::new(
             txn_id,
             self.client.server_name().to_owned(),
