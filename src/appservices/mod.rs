@@ -107,10 +107,6 @@ impl Appservices {
         Arc::new(Service { registered, file, as_token_digest })
     }
 
-    pub fn server_name(&self) -> &ruma::ServerName {
-        &self.server_name
-    }
-
     /// Every registered service.
     pub fn list(&self) -> Arc<Vec<Arc<Service>>> {
         self.services.read().expect("never poisoned").clone()
@@ -321,16 +317,6 @@ impl Appservices {
     pub async fn query_alias(&self, alias: &RoomAliasId) -> bool {
         for service in self.list().iter().filter(|s| s.registered.owns_alias(alias)) {
             if self.queries.room_alias(&service.registered, alias).await {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Asks the service that owns `user` to create them; answers whether one did.
-    pub async fn query_user(&self, user: &UserId) -> bool {
-        for service in self.list().iter().filter(|s| s.registered.owns_user(user)) {
-            if self.queries.user(&service.registered, user).await {
                 return true;
             }
         }

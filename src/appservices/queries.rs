@@ -1,13 +1,13 @@
-//! Requests to a service other than transactions: ping, "does this alias / user exist?",
+//! Requests to a service other than transactions: ping, "does this alias exist?",
 //! and third-party lookups. Each is authorised with the service's `hs_token`.
 
 use std::time::{Duration, Instant};
 
 use ruma::{
-    RoomAliasId, UserId,
+    RoomAliasId,
     api::{
         IncomingResponseExt, OutgoingRequest, OutgoingRequestExt,
-        appservice::{ping::send_ping, query::query_room_alias, query::query_user_id},
+        appservice::{ping::send_ping, query::query_room_alias},
     },
 };
 use serde_json::Value as JsonValue;
@@ -85,12 +85,6 @@ impl Queries {
     pub async fn room_alias(&self, service: &Registered, alias: &RoomAliasId) -> bool {
         let request = query_room_alias::v1::Request::new(alias.to_owned());
         self.answered(service, "alias", self.send(service, request, QUERY_TIMEOUT).await)
-    }
-
-    /// `GET /_matrix/app/v1/users/{userId}`: whether the service created the user.
-    pub async fn user(&self, service: &Registered, user: &UserId) -> bool {
-        let request = query_user_id::v1::Request::new(user.to_owned());
-        self.answered(service, "user", self.send(service, request, QUERY_TIMEOUT).await)
     }
 
     fn answered<T>(&self, service: &Registered, what: &str, result: Result<T, SendError>) -> bool {
