@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod admin;
 pub mod admin_api;
 pub mod appservices;
+pub mod archive;
 pub mod cli;
 pub mod client_api;
 pub mod config;

@@ -11,6 +11,7 @@ use crate::{
     account_data::AccountData,
     accounts::{AccountRules, Accounts},
     appservices::Appservices,
+    archive::Archive,
     config::Config,
     e2ee::E2ee,
     federation::Federation,
@@ -39,7 +40,9 @@ pub struct Services {
     pub account_data: Arc<AccountData>,
     pub push: Arc<Push>,
     pub e2ee: Arc<E2ee>,
-    pub media: Media,
+    pub media: Arc<Media>,
+    /// Whole-server backups and the integrity checks.
+    pub archive: Archive,
     pub presence: Arc<Presence>,
     /// The server's ed25519 key: signs every PDU and the published key list.
     pub signing_key: Arc<SigningKey>,
@@ -121,14 +124,15 @@ impl Services {
             &config.sliding_sync,
         );
         let search = Search::new(store.clone(), rooms.clone());
-        let media = Media::new(
+        let media = Arc::new(Media::new(
             store.clone(),
             &config.data_dir,
             server_name.clone(),
             &config.media,
             federation.clone(),
             outbound,
-        );
+        ));
+        let archive = Archive::new(store.clone(), media.clone(), &config.data_dir, server_name.to_string());
         Ok(Self {
             config,
             store,
@@ -141,6 +145,7 @@ impl Services {
             push,
             e2ee,
             media,
+            archive,
             presence,
             signing_key: key,
             federation,

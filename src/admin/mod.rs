@@ -89,6 +89,14 @@ pub enum Command {
     },
     /// Rebuilds the search index from the stored events.
     DbReindex,
+    /// Writes a backup of the whole server into `dir` (absent or empty).
+    DbBackup {
+        dir: std::path::PathBuf,
+    },
+    /// Checks the database's references and media files; `repair` only on a stopped server.
+    DbVerify {
+        repair: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,6 +162,8 @@ pub enum Reply {
         /// Of those, events with text to search (the rest have none, or were redacted).
         indexed: u64,
     },
+    BackedUp(crate::archive::BackupSummary),
+    Verified(crate::archive::Verified),
 }
 
 /// One pusher, for operators.
@@ -280,6 +290,8 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
             let (events, indexed) = services.search.reindex().await?;
             Reply::Reindexed { events, indexed }
         }
+        Command::DbBackup { dir } => Reply::BackedUp(services.archive.backup(&dir).await?),
+        Command::DbVerify { repair } => Reply::Verified(services.archive.verify(repair).await?),
         Command::UserCreate { name, password, admin } => {
             let new = NewUser { name, password, admin, displayname: None };
             Reply::UserCreated { user_id: accounts.create_user(new).await? }

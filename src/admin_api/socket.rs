@@ -44,6 +44,11 @@ async fn command(services: Arc<Services>, call: Call) -> crate::http::Response {
             return error.into_response();
         }
     };
+    if matches!(command, admin::Command::DbVerify { repair: true }) {
+        let why = "repairs write beside the server's own writes: stop the server, then repair";
+        return ApiError::new(StatusCode::CONFLICT, ruma::api::error::ErrorKind::Unknown, why.to_owned())
+            .into_response();
+    }
     match admin::execute(&services, command).await {
         Ok(reply) => json_response(StatusCode::OK, &reply),
         Err(e) => ApiError::from(e).into_response(),

@@ -110,6 +110,20 @@ enum DbCommand {
     /// Rebuild the search index from the stored events (progress goes to standard error,
     /// or to the server's log when it runs).
     Reindex,
+    /// Back up the whole server (database, signing key, uploaded files) into a new folder.
+    /// Works while the server runs: writes wait while the database is copied (about a
+    /// second per GB), everything else goes on.
+    Backup { dir: PathBuf },
+    /// Replace the database, signing key and files with a backup's. The server must be
+    /// stopped; the database and key it replaces are kept beside them, renamed.
+    Restore { dir: PathBuf },
+    /// Check the database's references (events, indexes, state, short ids, counters) and
+    /// that every uploaded file is on disk. Changes nothing unless `--repair` is given.
+    Verify {
+        /// Fix what can be rebuilt from other records (the server must be stopped).
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -291,6 +305,28 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             let prepared = Prepared { command: Command::DbReindex, generated_password: None };
             admin_command_logging(&cli.config, &overrides, cli.json, prepared, "warn,myelin::search=info")
         }
+        Commands::Db(DbCommand::Backup { dir }) => {
+            // The server resolves a relative path against its own working directory.
+            let dir = std::path::absolute(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let prepared = Prepared { command: Command::DbBackup { dir }, generated_password: None };
+            admin_command_logging(&cli.config, &overrides, cli.json, prepared, "warn,myelin::archive=info")
+        }
+        Commands::Db(DbCommand::Verify { repair }) => {
+            let prepared = Prepared { command: Command::DbVerify { repair }, generated_password: None };
+            admin_command_logging(&cli.config, &overrides, cli.json, prepared, "warn,myelin::archive=info")
+        }
+        Commands::Db(DbCommand::Restore { dir }) => {
+            let config = Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
+            init_cli_logging_with("warn,myelin::archive=info");
+            let restored = crate::archive::restore(
+                &dir,
+                &config.data_dir,
+                config.server_name.as_str(),
+                config.storage.cache_capacity_mb,
+            )?;
+            output::print_restored(&restored, cli.json);
+            Ok(())
+        }
         Commands::Report(ReportCommand::List) => {
             let prepared = Prepared { command: Command::ReportList, generated_password: None };
             admin_command(&cli.config, &overrides, cli.json, prepared)
@@ -410,7 +446,13 @@ fn admin_command_logging(
     warn_ignored_env(&config);
     let reply = runtime(false).block_on(execute_anywhere(config, prepared.command))?;
     output::print(&reply, prepared.generated_password.as_deref(), json);
-    Ok(())
+    match &reply {
+        // Scripts (and backup jobs) learn from the exit status that something is wrong.
+        admin::Reply::Verified(v) if v.store.unrepaired() > 0 || !v.missing_media.is_empty() => {
+            Err("verification found problems (listed above)".to_owned())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Runs an admin command through the running server's socket, or on the store when no

@@ -64,6 +64,24 @@ pub fn print(reply: &Reply, generated_password: Option<&str>, json: bool) {
         Reply::Reindexed { events, indexed } => {
             println!("search index rebuilt: {events} events read, {indexed} with text indexed")
         }
+        Reply::BackedUp(backup) => {
+            let m = &backup.manifest;
+            println!(
+                "backup written to {}: {} database entries ({} MB) in {} trees, {} files ({} MB)",
+                backup.dir.display(),
+                m.entries,
+                m.bytes / 1_000_000,
+                m.trees,
+                m.media_files,
+                m.media_bytes / 1_000_000
+            );
+            println!(
+                "took {:.1} s; writes waited {:.1} s",
+                backup.took_ms as f64 / 1000.0,
+                backup.writes_paused_ms as f64 / 1000.0
+            );
+        }
+        Reply::Verified(verified) => print_verified(verified),
         Reply::RoomEvent(event) => {
             println!("{} in {} (room version {})", event.event_id, event.room_id, event.room_version);
             if let Some(because) = &event.redacted_because {
@@ -173,6 +191,43 @@ fn utc(ms: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+fn print_verified(verified: &crate::archive::Verified) {
+    let report = &verified.store;
+    for ((check, checked), (_, problems)) in report.checked.iter().zip(&report.problems) {
+        println!("{check:<16} {checked:>10} checked  {problems:>6} problems");
+    }
+    for finding in &report.findings {
+        let state = if finding.repaired { "repaired" } else { "found" };
+        println!("{state}: {}: {}", finding.check, finding.detail);
+    }
+    for key in &verified.missing_media {
+        println!("found: media: the file of {key} is missing");
+    }
+    if verified.is_clean() {
+        println!("the database verifies clean");
+    }
+}
+
+/// What `myelin db restore` did.
+pub fn print_restored(restored: &crate::archive::Restored, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(restored).expect("restores serialise"));
+        return;
+    }
+    let m = &restored.manifest;
+    println!(
+        "restored the backup of {} taken at {}: {} database entries, {} files",
+        m.server_name,
+        utc(m.created_ms),
+        m.entries,
+        restored.media_files
+    );
+    println!("the restored database verifies clean");
+    if let Some(previous) = &restored.previous_db {
+        println!("the database it replaced is kept at {}", previous.display());
+    }
 }
 
 #[cfg(test)]

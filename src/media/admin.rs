@@ -38,6 +38,18 @@ impl Media {
             .collect())
     }
 
+    /// The files with a record (uploaded, not merely reserved) whose bytes are not on disk:
+    /// their keys, for `myelin db verify`.
+    pub fn missing_files(&self) -> Result<Vec<String>> {
+        Ok(self
+            .store
+            .all_media()?
+            .into_iter()
+            .filter(|(key, record)| !record.pending && !self.file_path(key).exists())
+            .map(|(key, _)| key)
+            .collect())
+    }
+
     /// Deletes one of this server's files: its record, its bytes and its thumbnails.
     pub async fn delete(&self, server: &ServerName, media_id: &str) -> Result<()> {
         if server != self.server_name {

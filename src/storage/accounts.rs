@@ -15,12 +15,11 @@ use std::collections::BTreeMap;
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
-use sled::{
-    Transactional,
-    transaction::{ConflictableTransactionError, TransactionalTree},
-};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
-use super::{Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of};
+use super::{
+    Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of, tree::Transact,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserRecord {

@@ -6,8 +6,8 @@
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId};
 use serde::{Deserialize, Serialize};
 
+use super::tree::Transact;
 use super::{Result, StorageError, Store, abort, composite_key, decode, encode, flatten, prefix_of};
-use sled::Transactional;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AliasRecord {

@@ -16,10 +16,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::Tree;
+use super::tree::Transact;
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId, events::room::member::MembershipState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
-use sled::Transactional;
 
 use super::{
     Result, StorageError, Store, abort, be_u64, composite_key, decode, encode, flatten, positioned, prefix_of,
@@ -307,7 +308,7 @@ impl Store {
     }
 
     /// The latest key change recorded in the database, to start [`Store::latest_key_change`].
-    pub(super) fn scan_latest_key_change(key_changes: &sled::Tree) -> Result<u64> {
+    pub(super) fn scan_latest_key_change(key_changes: &Tree) -> Result<u64> {
         key_changes
             .iter()
             .values()

@@ -21,7 +21,7 @@
 //! The room record carries the position of its latest event, which tells the last two
 //! apart. Once an event is durable its write set is removed ([`Store::settle_event`]).
 
-use sled::Tree;
+use super::tree::Tree;
 
 use super::{Result, RoomRecord, StorageError, Store, be_u64, decode};
 

@@ -18,6 +18,7 @@ use ruma::{OwnedUserId, UserId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use sha2::{Digest, Sha256};
 
+use super::Tree;
 use super::{Result, StorageError, decode, encode};
 
 /// A set's id: the first 16 bytes of the SHA-256 of its sorted user ids, one per line.
@@ -80,7 +81,7 @@ impl<'de> Deserialize<'de> for SetId {
 const CACHE_USERS: usize = 65_536;
 
 pub struct NotifiedSets {
-    tree: sled::Tree,
+    tree: Tree,
     cache: Mutex<Cache>,
 }
 
@@ -102,7 +103,7 @@ impl Cache {
 }
 
 impl NotifiedSets {
-    pub fn new(tree: sled::Tree) -> Self {
+    pub fn new(tree: Tree) -> Self {
         Self { tree, cache: Mutex::default() }
     }
 
@@ -158,7 +159,7 @@ mod tests {
 
     fn sets(name: &str) -> NotifiedSets {
         let db = sled::Config::new().path(crate::storage::scratch_dir(name)).open().unwrap();
-        NotifiedSets::new(db.open_tree("notified_sets").unwrap())
+        NotifiedSets::new(Tree::open(&db, "notified_sets", &Default::default()).unwrap())
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use ruma::{EventId, OwnedEventId, OwnedUserId, RoomId};
 use serde::{Deserialize, Serialize};
 
+use super::Tree;
 use super::{
     Result, Store, composite_key, decode, encode, prefix_of,
     rooms::{Snapshot, StoredEvent},
@@ -142,7 +143,7 @@ fn referenced_events(stored: &StoredEvent) -> Vec<OwnedEventId> {
         .unwrap_or_default()
 }
 
-fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> Result<()> {
+fn remove_prefix(tree: &Tree, prefix: &[u8]) -> Result<()> {
     for key in tree.scan_prefix(prefix).keys() {
         tree.remove(key?)?;
     }

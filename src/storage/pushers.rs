@@ -15,7 +15,9 @@ use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
-use sled::{Transactional, transaction::ConflictableTransactionError};
+use sled::transaction::ConflictableTransactionError;
+
+use super::tree::Transact;
 
 use super::{Result, StorageError, Store, composite_key, decode, encode, flatten, prefix_of};
 

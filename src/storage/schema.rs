@@ -204,9 +204,11 @@ fn build_search_index(db: &sled::Db) -> Result<()> {
     let mut progress = |read: u64, indexed: u64| {
         tracing::info!(read, indexed, "building the search index");
     };
+    // Nothing else writes while a migration runs: a gate of its own is never closed.
+    let gate = Default::default();
     super::search::index_records(
-        &db.open_tree("event_records")?,
-        &db.open_tree("search_postings")?,
+        &super::Tree::open(db, "event_records", &gate)?,
+        &super::Tree::open(db, "search_postings", &gate)?,
         &mut progress,
     )?;
     Ok(())

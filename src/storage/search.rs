@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use serde_json::Value as JsonValue;
 use unicode_segmentation::UnicodeSegmentation;
 
+use super::Tree;
 use super::{
     Result, SEP, Store, StoredEvent, decode,
     event_writes::{Index, WriteSet},
@@ -119,7 +120,7 @@ pub struct SearchRoom {
 /// Matches newest first, across rooms: see [`Store::search_scan`].
 pub struct SearchScan {
     /// The postings tree as the scan began (a rebuild may replace it meanwhile).
-    tree: sled::Tree,
+    tree: Tree,
     terms: Vec<String>,
     rooms: Vec<SearchRoom>,
     /// The next match of each room that has one, newest on top.
@@ -129,7 +130,7 @@ pub struct SearchScan {
 impl Store {
     /// The postings tree, held while it is written so that a rebuild never drops it under
     /// a writer.
-    fn postings(&self) -> std::sync::RwLockReadGuard<'_, sled::Tree> {
+    fn postings(&self) -> std::sync::RwLockReadGuard<'_, Tree> {
         self.search_postings.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -213,8 +214,8 @@ impl Store {
     ) -> Result<(u64, u64)> {
         let tree = {
             let mut slot = self.search_postings.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.db.drop_tree(SEARCH_TREE)?;
-            *slot = self.db.open_tree(SEARCH_TREE)?;
+            self.gate.pass_for(|| self.db.drop_tree(SEARCH_TREE))?;
+            *slot = Tree::open(&self.db, SEARCH_TREE, &self.gate)?;
             slot.clone()
         };
         let counts = index_records(&self.event_records, &tree, progress)?;
@@ -225,8 +226,8 @@ impl Store {
 
 /// Indexes every timeline record (16-byte keys: room and position; outliers have 8).
 pub(super) fn index_records(
-    records: &sled::Tree,
-    postings_tree: &sled::Tree,
+    records: &Tree,
+    postings_tree: &Tree,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(u64, u64)> {
     let (mut read, mut indexed) = (0u64, 0u64);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use ruma::OwnedEventId;
 
-use sled::Transactional;
+use super::tree::Transact;
 
 use super::{
     Result, StorageError, Store, abort, composite_key, decode, event_id_from, flatten,
