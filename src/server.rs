@@ -115,6 +115,9 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     }
     services.appservices.start_delivery();
     tokio::spawn(forget_old_transaction_ids(store.clone()));
+    if services.config.retention.enabled {
+        tokio::spawn(purge_expired_history(services.rooms.clone(), services.config.retention.clone()));
+    }
     let client = Arc::new(Pipeline::new(services.clone(), router, true));
     let metrics_listener = match services.config.metrics.enabled {
         true => {
@@ -176,6 +179,24 @@ async fn forget_old_transaction_ids(store: Arc<Store>) {
             Ok(Ok(forgotten)) => tracing::debug!(forgotten, "forgot old transaction ids"),
             Ok(Err(e)) => tracing::warn!(error = %e, "could not forget old transaction ids"),
             Err(e) => tracing::warn!(error = %e, "forgetting old transaction ids panicked"),
+        }
+    }
+}
+
+/// Every `purge_interval` (the first time a minute after start, or sooner with a shorter
+/// interval), purges what each room's retention lifetime has expired.
+async fn purge_expired_history(rooms: Arc<crate::rooms::Rooms>, config: crate::config::RetentionConfig) {
+    tokio::time::sleep(config.purge_interval.min(Duration::from_secs(60))).await;
+    let mut every = tokio::time::interval(config.purge_interval);
+    loop {
+        every.tick().await;
+        match rooms.purge_expired(&config).await {
+            Ok(pass) => tracing::info!(
+                rooms = pass.rooms_purged,
+                events = pass.events_removed,
+                "retention purge done"
+            ),
+            Err(e) => tracing::warn!(error = %e, "retention purge failed"),
         }
     }
 }

@@ -14,7 +14,7 @@ use serde_json::Value as JsonValue;
 
 use crate::{
     accounts::{self, Logout, NewUser, RegistrationTokenInfo},
-    rooms::{DeleteRoom, FiledReport},
+    rooms::{DeleteRoom, FiledReport, HistoryPurge, PurgePoint},
     services::Services,
 };
 
@@ -62,6 +62,12 @@ pub enum Command {
         block: bool,
         purge: bool,
         force_purge: bool,
+    },
+    /// Removes a room's history before a point (see `rooms::history_purge`).
+    RoomPurgeHistory {
+        room_id: OwnedRoomId,
+        point: PurgePoint,
+        delete_local_events: bool,
     },
     /// Blocks a room (known here or not) or lifts the block.
     RoomBlock {
@@ -162,6 +168,7 @@ pub enum Reply {
         /// Of those, events with text to search (the rest have none, or were redacted).
         indexed: u64,
     },
+    HistoryPurged(HistoryPurge),
     BackedUp(crate::archive::BackupSummary),
     Verified(crate::archive::Verified),
 }
@@ -289,6 +296,9 @@ pub async fn execute(services: &Services, command: Command) -> Result<Reply, Err
         Command::DbReindex => {
             let (events, indexed) = services.search.reindex().await?;
             Reply::Reindexed { events, indexed }
+        }
+        Command::RoomPurgeHistory { room_id, point, delete_local_events } => {
+            Reply::HistoryPurged(services.rooms.purge_history(&room_id, &point, delete_local_events).await?)
         }
         Command::DbBackup { dir } => Reply::BackedUp(services.archive.backup(&dir).await?),
         Command::DbVerify { repair } => Reply::Verified(services.archive.verify(repair).await?),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{FORMAT, MANIFEST, MEDIA, Manifest, SNAPSHOT, files};
 use crate::{
     signing_key,
-    storage::{StorageError, Store, VerifyReport, restore_snapshot},
+    storage::{StorageError, Store, VerifyReport},
 };
 
 /// What a restore did.
@@ -103,9 +103,9 @@ fn build_and_verify(backup: &Path, staging: &Path, cache_mb: u64) -> Result<Veri
     let snapshot_path = backup.join(SNAPSHOT);
     let snapshot =
         std::fs::File::open(&snapshot_path).map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
-    restore_snapshot(staging, snapshot, &mut |entries| tracing::info!(entries, "restoring"))
-        .map_err(|e| e.to_string())?;
-    let store = Store::open(staging, cache_mb).map_err(|e| e.to_string())?;
+    let (store, _) =
+        Store::restore(staging, cache_mb, snapshot, &mut |entries| tracing::info!(entries, "restoring"))
+            .map_err(|e| e.to_string())?;
     let report = store
         .verify(false, &mut |what, done| tracing::info!(what, done, "verifying"))
         .map_err(|e| e.to_string())?;

@@ -20,7 +20,8 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId};
 
 use crate::{
     admin::{self, Command},
-    config::{Config, LogFormat, Overrides},
+    config::{Config, LogFormat, Overrides, parse_duration},
+    rooms::PurgePoint,
     server,
     services::Services,
     signing_key::SigningKey,
@@ -157,6 +158,21 @@ enum RoomCommand {
     Block { room_id: OwnedRoomId },
     /// Lift a room's block.
     Unblock { room_id: OwnedRoomId },
+    /// Remove a room's history before a point: messages and other events that are not
+    /// state (the room's state, and its newest event, always stay). Events this server's
+    /// users sent stay too unless `--delete-local` is given.
+    PurgeHistory {
+        room_id: OwnedRoomId,
+        /// Remove the events before this one (it stays).
+        #[arg(long, group = "point")]
+        before_event: Option<OwnedEventId>,
+        /// Remove the events older than this, such as 90d or 12h.
+        #[arg(long, group = "point", value_parser = parse_duration)]
+        older_than: Option<Duration>,
+        /// Also remove what this server's users sent (they may be its only copies).
+        #[arg(long)]
+        delete_local: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -280,6 +296,17 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 }
                 RoomCommand::Block { room_id } => Command::RoomBlock { room_id, block: true },
                 RoomCommand::Unblock { room_id } => Command::RoomBlock { room_id, block: false },
+                RoomCommand::PurgeHistory { room_id, before_event, older_than, delete_local } => {
+                    let point = match (before_event, older_than) {
+                        (Some(event_id), _) => PurgePoint::Event(event_id),
+                        (None, Some(age)) => PurgePoint::Timestamp(
+                            crate::now_ms()
+                                .saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+                        ),
+                        (None, None) => return Err("give --before-event or --older-than".to_owned()),
+                    };
+                    Command::RoomPurgeHistory { room_id, point, delete_local_events: delete_local }
+                }
             };
             admin_command(&cli.config, &overrides, cli.json, Prepared { command, generated_password: None })
         }
@@ -534,33 +561,9 @@ fn init_cli_logging_with(filter: &str) {
         .init();
 }
 
-/// Parses `90s`, `30m`, `12h`, `7d`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let number: u64 =
-        number.parse().map_err(|_| format!("{text:?}: expected a number followed by s, m, h or d"))?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
-    };
-    number.checked_mul(seconds).map(Duration::from_secs).ok_or_else(|| format!("{text:?} is too long"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
-        assert!(parse_duration("7").is_err());
-        assert!(parse_duration("d").is_err());
-        assert!(parse_duration("3w").is_err());
-    }
 
     #[test]
     fn cli_definition_is_consistent() {

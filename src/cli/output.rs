@@ -82,6 +82,10 @@ pub fn print(reply: &Reply, generated_password: Option<&str>, json: bool) {
             );
         }
         Reply::Verified(verified) => print_verified(verified),
+        Reply::HistoryPurged(purge) => println!(
+            "removed {} events; {} before the point stayed (state, the newest events, local ones)",
+            purge.events_removed, purge.events_kept
+        ),
         Reply::RoomEvent(event) => {
             println!("{} in {} (room version {})", event.event_id, event.room_id, event.room_version);
             if let Some(because) = &event.redacted_because {

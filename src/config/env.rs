@@ -34,6 +34,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "federation",
     "outbound",
     "push",
+    "retention",
     "log",
 ];
 

@@ -14,11 +14,13 @@ use serde::Deserialize;
 mod env;
 mod outbound;
 mod rate_limits;
+mod retention;
 mod url_preview;
 
 use env::apply_env;
 pub use outbound::{OutboundConfig, PushConfig};
 pub use rate_limits::{RateLimit, RateLimitsConfig};
+pub use retention::{RetentionConfig, parse_duration};
 pub use url_preview::UrlPreviewConfig;
 
 /// The whole configuration. Unknown keys are rejected (`deny_unknown_fields`) so that a
@@ -53,6 +55,7 @@ pub struct Config {
     pub federation: FederationConfig,
     pub outbound: OutboundConfig,
     pub push: PushConfig,
+    pub retention: RetentionConfig,
     pub log: LogConfig,
     /// Registration files of application services (bridges, bots), Synapse's key. A
     /// relative path is taken from the config file's directory.
@@ -315,6 +318,7 @@ impl Default for Config {
             federation: FederationConfig::default(),
             outbound: OutboundConfig::default(),
             push: PushConfig::default(),
+            retention: RetentionConfig::default(),
             log: LogConfig::default(),
             app_service_config_files: Vec::new(),
             ignored_env: Vec::new(),
@@ -460,6 +464,7 @@ impl Config {
             return Err(ConfigError("sliding_sync.max_connections: must be at least 1".to_owned()));
         }
         self.rate_limits.validate()?;
+        self.retention.validate()?;
         if self.federation.tls_cert.is_some() != self.federation.tls_key.is_some() {
             return Err(ConfigError(
                 "federation.tls_cert, federation.tls_key: give both or neither".to_owned(),

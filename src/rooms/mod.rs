@@ -19,6 +19,7 @@ mod ephemeral;
 mod event_cache;
 mod federated;
 mod hierarchy;
+mod history_purge;
 mod inbound;
 mod member_view;
 mod membership;
@@ -29,6 +30,7 @@ mod remote_invites;
 mod remote_membership;
 mod reports;
 mod restricted;
+mod retention;
 mod room_summary;
 mod server_acl;
 mod shadow_ban;
@@ -61,10 +63,12 @@ pub use directory::{PublicRoomsPage, RoomSummary};
 pub use event_cache::Event;
 pub use federated::{Added, INVITE_STATE_TYPES, stripped};
 pub use hierarchy::{HierarchyPage, HierarchyRequest, ServerHierarchy};
+pub use history_purge::{HistoryPurge, PurgePoint, PurgeStatus};
 pub use member_view::MemberView;
 pub use membership::MemberProfile;
 pub use relations::RelationFilter;
 pub use reports::{EventReport, FiledReport, ReportTarget};
+pub use retention::RetentionPass;
 pub use user_directory::FoundUser;
 
 use crate::{
@@ -183,6 +187,8 @@ pub struct Rooms {
     append_locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// Room deletions of the last day, with their progress.
     deletions: deletion::Deletions,
+    /// Admin history purges of the last day, with their status.
+    purges: history_purge::Purges,
     /// This service itself, for the work it hands to a task of its own (see
     /// [`Rooms::publish_staged`]).
     me: Weak<Rooms>,
@@ -228,6 +234,7 @@ impl Rooms {
             typing: Arc::default(),
             append_locks: Mutex::new(HashMap::new()),
             deletions: Default::default(),
+            purges: Default::default(),
             me: me.clone(),
         })
     }

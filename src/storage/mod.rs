@@ -18,6 +18,7 @@ mod event_staging;
 mod event_writes;
 mod federation;
 mod filters;
+mod history_purge;
 mod media;
 mod memberships;
 mod misc;
@@ -54,6 +55,7 @@ pub use durability::Announced;
 use durability::GroupCommit;
 pub use e2ee::{ClaimedKey, FallbackKey, SignatureTarget, ToDeviceMessage};
 pub use federation::{CachedServerKeys, Outgoing, RemoteMembership};
+pub use history_purge::HistoryPurged;
 pub use media::MediaRecord;
 pub use memberships::UserRoom;
 pub use misc::{OpenIdToken, Report};
@@ -72,7 +74,7 @@ use ruma::{OwnedServerName, ServerName};
 pub use search::{
     FIELDS as SEARCH_FIELDS, SearchHit, SearchRoom, SearchScan, TermStats, terms as search_terms,
 };
-pub use snapshot::{SnapshotSummary, restore_snapshot};
+pub use snapshot::SnapshotSummary;
 use tree::{Tree, WriteGate};
 pub use verify::{Finding, VerifyReport};
 
@@ -210,21 +212,31 @@ impl From<sled::Error> for StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// Opens (or creates) the sled database in `dir`, readable by this user only.
+fn open_sled(dir: &Path, cache_capacity_mb: u64) -> Result<sled::Db> {
+    // Only the server's user may read the database, keys and admin socket.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| StorageError::Sled(sled::Error::Io(e)))?;
+    Ok(sled::Config::new()
+        .path(dir.join("db"))
+        .cache_capacity(cache_capacity_mb * 1024 * 1024)
+        // Durability comes from our own group commit; sled's timer flush is a backstop.
+        .flush_every_ms(Some(1000))
+        .open()?)
+}
+
 impl Store {
     /// Opens (or creates) the database in `dir`, checking and migrating its schema.
     pub fn open(dir: &Path, cache_capacity_mb: u64) -> Result<Self> {
-        // Only the server's user may read the database, keys and admin socket.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| StorageError::Sled(sled::Error::Io(e)))?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(cache_capacity_mb * 1024 * 1024)
-            // Durability comes from our own group commit; sled's timer flush is a backstop.
-            .flush_every_ms(Some(1000))
-            .open()?;
+        Self::from_db(open_sled(dir, cache_capacity_mb)?)
+    }
+
+    /// The store over an open sled database: checks and migrates its schema, then completes
+    /// the event writes a crash interrupted.
+    fn from_db(db: sled::Db) -> Result<Self> {
         schema::check_and_migrate(&db)?;
         let gate = std::sync::Arc::new(WriteGate::default());
         let open = |name: &str| Tree::open(&db, name, &gate);

@@ -109,7 +109,7 @@ impl Store {
     }
 
     /// Removes an event's id, its record and the relations naming it as parent.
-    fn forget_event(&self, event_id: &EventId, record_key: &[u8]) -> Result<()> {
+    pub(super) fn forget_event(&self, event_id: &EventId, record_key: &[u8]) -> Result<()> {
         self.event_keys.remove(event_id.as_bytes())?;
         self.event_records.remove(record_key)?;
         remove_prefix(&self.relations, &prefix_of(event_id.as_bytes()))

@@ -18,7 +18,6 @@
 
 use std::{
     io::{Read, Write},
-    os::unix::fs::DirBuilderExt,
     path::Path,
 };
 
@@ -154,19 +153,28 @@ impl<R: Read> Checked<R> {
     }
 }
 
-/// Builds a new database in `dir` (which must not exist) from a snapshot. The result is a
-/// database as [`Store::open`] expects it, not yet opened: opening it migrates an older
-/// schema and completes event writes the snapshot caught half done, as after a crash.
-pub fn restore_snapshot(
-    dir: &Path,
-    input: impl Read,
-    progress: &mut dyn FnMut(u64),
-) -> Result<SnapshotSummary> {
-    if dir.exists() {
-        return Err(bad(&format!("{} exists already", dir.display())));
+impl Store {
+    /// Builds a new database in `dir` (which must not exist) from a snapshot and opens it,
+    /// as [`Store::open`] does: an older schema is migrated, and event writes the snapshot
+    /// caught half done are completed, as after a crash. (Opening the same database again
+    /// right after closing it can find sled's lock still held, so it is not closed between.)
+    pub fn restore(
+        dir: &Path,
+        cache_capacity_mb: u64,
+        input: impl Read,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(Store, SnapshotSummary)> {
+        if dir.exists() {
+            return Err(bad(&format!("{} exists already", dir.display())));
+        }
+        let db = super::open_sled(dir, cache_capacity_mb)?;
+        let summary = import(&db, input, progress)?;
+        Ok((Store::from_db(db)?, summary))
     }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
-    let db = sled::Config::new().path(dir.join("db")).open()?;
+}
+
+/// Reads a snapshot into an empty database.
+fn import(db: &sled::Db, input: impl Read, progress: &mut dyn FnMut(u64)) -> Result<SnapshotSummary> {
     let mut input = Checked { input: std::io::BufReader::new(input), crc: crc32fast::Hasher::new() };
     let mut magic = vec![0u8; MAGIC.len()];
     input.take(&mut magic)?;
@@ -244,9 +252,8 @@ mod tests {
         let mut bytes = Vec::new();
         let (written, _) = store.write_snapshot(&mut bytes, &mut |_| {}).unwrap();
         let restored_dir = scratch_dir("snapshot-restored");
-        let read = restore_snapshot(&restored_dir, bytes.as_slice(), &mut |_| {}).unwrap();
+        let (restored, read) = Store::restore(&restored_dir, 8, bytes.as_slice(), &mut |_| {}).unwrap();
         assert_eq!(written, read);
-        let restored = Store::open(&restored_dir, 8).unwrap();
         assert_eq!(restored.meta.get("k999").unwrap().unwrap().as_ref(), 999u32.to_be_bytes());
         assert!(restored.db.generate_id().unwrap() > before);
         assert_eq!(restored.db.tree_names().len(), store.db.tree_names().len());
@@ -263,7 +270,9 @@ mod tests {
         flipped[middle] ^= 0x01;
         for (name, damaged) in [("flipped", flipped), ("short", bytes[..middle].to_vec())] {
             let target = scratch_dir(&format!("snapshot-damaged-{name}"));
-            let err = restore_snapshot(&target, damaged.as_slice(), &mut |_| {}).unwrap_err();
+            let Err(err) = Store::restore(&target, 8, damaged.as_slice(), &mut |_| {}) else {
+                panic!("{name}: a damaged snapshot was restored");
+            };
             assert!(matches!(err, StorageError::BadSnapshot(_)), "{name}: {err}");
         }
     }

@@ -5,6 +5,7 @@
 
 mod call;
 mod devices;
+mod history_purge;
 mod media;
 mod register;
 mod reports;
@@ -28,6 +29,7 @@ pub fn routes(router: &mut Router) {
     devices::routes(router);
     tokens::routes(router);
     rooms::routes(router);
+    history_purge::routes(router);
     room_deletion::routes(router);
     reports::routes(router);
     media::routes(router);
