@@ -116,7 +116,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     services.appservices.start_delivery();
     tokio::spawn(forget_old_transaction_ids(store.clone()));
     if services.config.retention.enabled {
-        tokio::spawn(purge_expired_history(services.rooms.clone(), services.config.retention.clone()));
+        tokio::spawn(purge_expired(services.clone()));
     }
     let client = Arc::new(Pipeline::new(services.clone(), router, true));
     let metrics_listener = match services.config.metrics.enabled {
@@ -184,19 +184,25 @@ async fn forget_old_transaction_ids(store: Arc<Store>) {
 }
 
 /// Every `purge_interval` (the first time a minute after start, or sooner with a shorter
-/// interval), purges what each room's retention lifetime has expired.
-async fn purge_expired_history(rooms: Arc<crate::rooms::Rooms>, config: crate::config::RetentionConfig) {
+/// interval), purges the events each room's retention lifetime has expired, and the media
+/// past theirs.
+async fn purge_expired(services: Arc<Services>) {
+    let config = &services.config.retention;
     tokio::time::sleep(config.purge_interval.min(Duration::from_secs(60))).await;
     let mut every = tokio::time::interval(config.purge_interval);
     loop {
         every.tick().await;
-        match rooms.purge_expired(&config).await {
+        match services.rooms.purge_expired(config).await {
             Ok(pass) => tracing::info!(
                 rooms = pass.rooms_purged,
                 events = pass.events_removed,
                 "retention purge done"
             ),
             Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+        }
+        let (local, remote) = (config.local_media_lifetime, config.remote_media_lifetime);
+        if let Err(e) = services.media.purge_expired(local, remote).await {
+            tracing::warn!(error = %e, "media retention purge failed");
         }
     }
 }

@@ -154,6 +154,8 @@ pub struct StorageConfig {
 pub struct MediaConfig {
     /// Largest file a user may upload, in bytes.
     pub max_upload_bytes: usize,
+    /// Bytes all of a user's uploads may take together (unset: no limit).
+    pub user_quota_bytes: Option<u64>,
     /// Serve files stored from now on through the deprecated unauthenticated endpoints
     /// (`/_matrix/media/v3/download` and `thumbnail`) too. Off, those endpoints serve only
     /// files stored before authenticated media (spec v1.11), as the spec's "freeze" asks;
@@ -231,6 +233,7 @@ impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             max_upload_bytes: 50 * 1024 * 1024,
+            user_quota_bytes: None,
             allow_legacy_unauthenticated: false,
             url_preview: UrlPreviewConfig::default(),
         }

@@ -22,6 +22,13 @@ pub struct RetentionConfig {
     /// ...and lowered to at most this.
     #[serde(deserialize_with = "optional_duration")]
     pub allowed_lifetime_max: Option<Duration>,
+    /// This server's uploads are removed this long after they were stored.
+    #[serde(deserialize_with = "optional_duration")]
+    pub local_media_lifetime: Option<Duration>,
+    /// Copies of other servers' files are removed this long after they were fetched (they
+    /// are fetched again when asked for).
+    #[serde(deserialize_with = "optional_duration")]
+    pub remote_media_lifetime: Option<Duration>,
     /// How often expired events are purged.
     #[serde(deserialize_with = "duration")]
     pub purge_interval: Duration,
@@ -34,6 +41,8 @@ impl Default for RetentionConfig {
             default_max_lifetime: None,
             allowed_lifetime_min: None,
             allowed_lifetime_max: None,
+            local_media_lifetime: None,
+            remote_media_lifetime: None,
             purge_interval: Duration::from_secs(12 * 3600),
         }
     }

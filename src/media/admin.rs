@@ -21,12 +21,15 @@ impl Media {
     /// The files `user` uploaded here (reserved ids not uploaded yet left out), in media id
     /// order.
     pub fn user_media(&self, user: &UserId) -> Result<Vec<MediaInfo>> {
-        Ok(self
-            .store
-            .all_media()?
+        let mut files = Vec::new();
+        for media_id in self.store.user_media_ids(user)? {
+            if let Some(record) = self.store.media(&media_id)? {
+                files.push((media_id, record));
+            }
+        }
+        Ok(files
             .into_iter()
-            // Other servers' files, cached here, have no uploader.
-            .filter(|(_, record)| !record.pending && record.uploader.as_deref() == Some(user))
+            .filter(|(_, record)| !record.pending)
             .map(|(media_id, record)| MediaInfo {
                 media_id,
                 content_type: record.content_type,
@@ -56,22 +59,34 @@ impl Media {
             return Err(Error::InvalidParam("only this server's media can be deleted".to_owned()));
         }
         let key = self.key(server, media_id)?;
-        // The record goes first: a file without a record is never served, the reverse
-        // would be a record pointing at nothing.
-        if !self.store.delete_media(&key).await? {
+        if !self.remove_stored(&key).await? {
             return Err(Error::NotFound(format!("no media {media_id}")));
         }
-        remove_if_present(&self.file_path(&key)).await?;
-        let prefix = format!("{media_id}-");
-        if let Ok(mut thumbnails) = tokio::fs::read_dir(self.dir.join("thumbnails")).await {
+        tracing::info!(media_id, "media deleted");
+        Ok(())
+    }
+
+    /// Removes a stored file by its key (ours or a cached one): record, bytes, thumbnails.
+    /// `false` if there was no record.
+    pub(super) async fn remove_stored(&self, key: &str) -> Result<bool> {
+        // The record goes first: a file without a record is never served, the reverse
+        // would be a record pointing at nothing.
+        if !self.store.delete_media(key).await? {
+            return Ok(false);
+        }
+        remove_if_present(&self.file_path(key)).await?;
+        // Thumbnails sit in the same folders under `thumbnails/`, named `{media id}-...`.
+        let key = std::path::Path::new(key);
+        let folder = self.dir.join("thumbnails").join(key.parent().unwrap_or(std::path::Path::new("")));
+        let prefix = format!("{}-", key.file_name().unwrap_or_default().to_string_lossy());
+        if let Ok(mut thumbnails) = tokio::fs::read_dir(folder).await {
             while let Ok(Some(entry)) = thumbnails.next_entry().await {
                 if entry.file_name().to_string_lossy().starts_with(&prefix) {
                     remove_if_present(&entry.path()).await?;
                 }
             }
         }
-        tracing::info!(media_id, "media deleted");
-        Ok(())
+        Ok(true)
     }
 
     /// Quarantines a file of this server or another server's file cached here (`by` is the

@@ -12,6 +12,7 @@
 mod admin;
 pub mod preview;
 mod remote;
+mod retention;
 mod thumbnail;
 
 use std::{
@@ -27,6 +28,7 @@ use ruma::{
 };
 
 pub use admin::MediaInfo;
+pub use retention::MediaPurged;
 pub use thumbnail::{Method, Thumbnail};
 
 use crate::{
@@ -50,6 +52,8 @@ pub struct Media {
     dir: PathBuf,
     server_name: OwnedServerName,
     max_upload: usize,
+    /// Bytes each user's uploads may take in all (`None`: no limit).
+    user_quota: Option<u64>,
     /// `media.allow_legacy_unauthenticated`: no freeze.
     allow_unauthenticated: bool,
     /// Woken whenever a reserved id gets its upload, for downloads waiting on one.
@@ -137,6 +141,7 @@ impl Media {
             dir: data_dir.join("media"),
             server_name,
             max_upload: config.max_upload_bytes,
+            user_quota: config.user_quota_bytes,
             allow_unauthenticated: config.allow_legacy_unauthenticated,
             previews: config
                 .url_preview
@@ -215,6 +220,7 @@ impl Media {
             return Err(Error::TooLarge(format!("uploads are limited to {} bytes", self.max_upload)));
         }
         let size = bytes.len() as u64;
+        self.check_quota(uploader, size)?;
         write_durably(&self.file_path(media_id), bytes)
             .await
             .map_err(|e| Error::Internal(format!("writing media: {e}")))?;

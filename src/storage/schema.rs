@@ -18,7 +18,7 @@ pub const META_TREE: &str = "meta";
 const VERSION_KEY: &[u8] = b"schema_version";
 
 /// The schema this build writes.
-pub const CURRENT: u32 = 8;
+pub const CURRENT: u32 = 9;
 
 /// `MIGRATIONS[n]` turns schema `n + 1` into `n + 2`.
 const MIGRATIONS: &[fn(&sled::Db) -> Result<()>] = &[
@@ -29,6 +29,7 @@ const MIGRATIONS: &[fn(&sled::Db) -> Result<()>] = &[
     acknowledge_to_device_by_token,
     index_pushers_by_pushkey,
     build_search_index,
+    super::media::index_media_by_uploader,
 ];
 
 /// 1 → 2: notifications moved from one record per member and event to one per event. The
