@@ -106,14 +106,20 @@ impl Services {
                 store: store.clone(),
                 notifier: notifier.clone(),
                 push: push.clone(),
-                outbox,
+                outbox: outbox.clone(),
                 federation: federation.clone(),
                 accounts: accounts.clone(),
                 account_data: account_data.clone(),
                 appservices: appservices.clone(),
             },
         );
-        let presence = Arc::new(Presence::new(config.presence.enabled, store.clone(), notifier.clone()));
+        let presence = Arc::new(Presence::new(
+            config.presence.enabled,
+            server_name.clone(),
+            store.clone(),
+            notifier.clone(),
+            outbox.clone(),
+        ));
         let sync = Sync::new(
             store.clone(),
             notifier,

@@ -20,6 +20,7 @@ use crate::{
         ApiError,
         router::{Req, RouteOptions, Router},
     },
+    presence::RemotePresence,
     services::Services,
 };
 
@@ -154,7 +155,21 @@ async fn apply_edu(services: &Services, origin: &ServerName, edu: Edu) -> Result
             speaks_for(origin, &update.user_id)?;
             services.e2ee.remote_keys_changed(&update.user_id).await
         }
-        // Presence from other servers is not shown yet.
+        Edu::Presence(content) => {
+            let mut updates = Vec::with_capacity(content.push.len());
+            for update in content.push {
+                speaks_for(origin, &update.user_id)?;
+                updates.push(RemotePresence {
+                    user_id: update.user_id,
+                    state: update.presence,
+                    status_msg: update.status_msg,
+                    last_active_ago_ms: update.last_active_ago.into(),
+                    currently_active: update.currently_active,
+                });
+            }
+            services.presence.receive_remote(updates)
+        }
+        // Read receipts are handled above; anything else is ignored, as the spec allows.
         _ => Ok(()),
     }
 }
