@@ -302,6 +302,21 @@ async fn thumbnails_of_a_png_fit_the_requested_box() {
     assert_eq!(image::load_from_memory(&got.bytes).unwrap().dimensions(), (10, 10));
 }
 
+/// The first requests for one thumbnail, all at once, each get it: they all make it, and
+/// each writes it through a temporary file of its own (a shared one was renamed away under
+/// the later ones, which then answered 500).
+#[tokio::test]
+async fn concurrent_first_requests_for_a_thumbnail_all_succeed() {
+    let server = Server::start_with_config(UNFROZEN).await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let mxc = upload(&alice, "image/png", None, &opaque_png(400, 200)).await;
+    let path = thumbnail_path(&mxc, 32, 32, "crop");
+    let requests: Vec<_> = (0..8).map(|_| get(&alice, &path)).collect();
+    for got in futures_util::future::join_all(requests).await {
+        assert_eq!(got.status, 200, "{path}: {}", got.json());
+    }
+}
+
 #[tokio::test]
 async fn bad_thumbnail_requests_are_refused() {
     let server = Server::start().await;

@@ -27,7 +27,11 @@ use crate::{
 };
 
 pub fn routes(router: &mut Router, config: &Config) {
-    let upload = RouteOptions { max_body: Some(config.media.max_upload_bytes), ..RouteOptions::default() };
+    let upload = RouteOptions {
+        max_body: Some(config.media.max_upload_bytes),
+        file_body: true,
+        ..RouteOptions::default()
+    };
     let limited = Some(RateLimitClass::MediaUpload);
     let content = RouteOptions { serves_user_content: true, ..RouteOptions::default() };
     // A file counts once: an upload, or the reservation an asynchronous upload then fills.

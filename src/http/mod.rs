@@ -221,7 +221,8 @@ impl Pipeline {
                 Err(error) => return error.into_response(),
             }
         };
-        let call = Call { request, path_args, client_ip, span, user_limiter };
+        let file_body = route.options.file_body;
+        let call = Call { request, path_args, client_ip, span, user_limiter, file_body };
         let mut response = (route.handler)(self.services.clone(), call).await;
         if route.options.serves_user_content {
             add_user_content_headers(response.headers_mut());

@@ -34,6 +34,8 @@ pub struct Call {
     pub span: tracing::Span,
     /// The route's per-user limiter, checked once the caller is known.
     pub user_limiter: Option<Arc<RateLimiter<String>>>,
+    /// The body is a file (see [`RouteOptions::file_body`]), not a JSON object.
+    pub file_body: bool,
 }
 
 /// Stands for an empty trailing path segment during lookup; see [`Router::lookup`].
@@ -65,6 +67,10 @@ pub struct RouteOptions {
     /// The response is user-uploaded content: send the headers that stop browsers from
     /// running it (DESIGN: media is served with a restrictive CSP and nosniff).
     pub serves_user_content: bool,
+    /// The body is a file (an upload), passed on as it is. Every other body is a JSON
+    /// object, and a JSON array is refused before parsing (serde reads a struct from an
+    /// array too, field by field, so `[]` would pass for `{}`).
+    pub file_body: bool,
 }
 
 pub struct Route {
@@ -228,6 +234,9 @@ where
             check_user_limit(services, limiter, user)?;
         }
     }
+    if !call.file_body && is_json_array(&body) {
+        return Err(ApiError::bad_json("The request body must be a JSON object, not an array"));
+    }
     let args: Vec<&str> = call.path_args.iter().map(String::as_str).collect();
     let parts = request.into_parts().0;
     let parsed = match parse_request::<R>(&parts, &body, &args) {
@@ -254,6 +263,12 @@ fn check_user_limit(services: &Services, limiter: &RateLimiter<String>, user: &s
         Err(_) => false,
     };
     if exempt { Ok(()) } else { Err(ApiError::limit_exceeded(wait)) }
+}
+
+/// Whether `body` is a well-formed JSON array (a malformed one is left to the parser, which
+/// calls it `M_NOT_JSON`).
+pub(crate) fn is_json_array(body: &[u8]) -> bool {
+    body.trim_ascii_start().starts_with(b"[") && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
 /// The error for a request ruma could not parse.
@@ -434,7 +449,15 @@ impl Authenticate for AppserviceToken {
     ) -> Result<Arc<Service>, ApiError> {
         let token =
             AppserviceToken::extract_authentication(request).map_err(|_| ApiError::missing_token())?;
-        services.appservices.by_as_token(&token).ok_or_else(unknown_token)
+        if let Some(service) = services.appservices.by_as_token(&token) {
+            return Ok(service);
+        }
+        // A user's token is known, it just does not open this door (the spec's 403 on
+        // `/appservice/{id}/ping`): answering 401 would tell the client it was logged out.
+        if services.accounts.authenticate(&token)?.is_some() {
+            return Err(ApiError::forbidden("Only an application service's as_token may call this endpoint"));
+        }
+        Err(unknown_token())
     }
 
     fn user_of(identity: &Arc<Service>) -> Option<&str> {

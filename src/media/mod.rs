@@ -116,7 +116,9 @@ async fn write_durably(path: &Path, bytes: Vec<u8>) -> std::io::Result<()> {
         use std::io::Write;
         let dir = path.parent().expect("media paths have a parent");
         std::fs::create_dir_all(dir)?;
-        let temp = path.with_extension("partial");
+        // A name of its own: two first requests for one thumbnail write at once, and a
+        // shared temporary file was renamed away under the second (a 500).
+        let temp = path.with_extension(format!("{}.partial", new_media_id()));
         let mut file = std::fs::File::create(&temp)?;
         file.write_all(&bytes)?;
         file.sync_all()?;

@@ -17,7 +17,7 @@ use crate::{
     http::{
         ApiError, Response,
         error::json_response,
-        router::{Authenticate, Call, RateLimitClass, RouteOptions, Router},
+        router::{Authenticate, Call, RateLimitClass, RouteOptions, Router, is_json_array},
     },
     services::Services,
 };
@@ -68,9 +68,13 @@ impl Input {
     }
 
     /// The body as `T`, an empty body as `{}`: text that is not JSON is `M_NOT_JSON`, a
-    /// missing field `M_MISSING_PARAM`, anything else the wrong shape `M_BAD_JSON`.
+    /// missing field `M_MISSING_PARAM`, anything else the wrong shape `M_BAD_JSON` (a JSON
+    /// array too, which serde would read as the struct's fields in order).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         let body: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &self.body };
+        if is_json_array(body) {
+            return Err(ApiError::bad_json("The body must be a JSON object, not an array"));
+        }
         serde_json::from_slice(body).map_err(|e| {
             // serde stops at the first thing it did not expect, which may come before a
             // syntax error: whether the body is JSON at all is asked separately.
