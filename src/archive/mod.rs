@@ -4,8 +4,8 @@
 //! A backup is a folder: `db.snapshot` (every tree of the database as of one moment, see
 //! `storage::snapshot`), the signing key, the uploaded files, and `manifest.json`, written
 //! last, so that a folder without it is a backup that did not finish. It is taken while the
-//! server runs: writes wait while the database is read (about a second per GB), reads and
-//! syncs go on. Files uploaded while the backup runs may or may not be in it; each one in
+//! server runs: the database is copied beside the writers, which wait only while what changed
+//! meanwhile is read again (see `storage::snapshot`); reads and syncs go on. Files uploaded while the backup runs may or may not be in it; each one in
 //! the snapshot's records is, since a file is stored before its record.
 //!
 //! Restoring ([`restore`]) needs the server stopped: it builds the database anew beside the

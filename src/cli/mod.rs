@@ -112,8 +112,8 @@ enum DbCommand {
     /// or to the server's log when it runs).
     Reindex,
     /// Back up the whole server (database, signing key, uploaded files) into a new folder.
-    /// Works while the server runs: writes wait while the database is copied (about a
-    /// second per GB), everything else goes on.
+    /// Works while the server runs: writes wait only while what changed during the copy is
+    /// read again; everything else goes on.
     Backup { dir: PathBuf },
     /// Replace the database, signing key and files with a backup's. The server must be
     /// stopped; the database and key it replaces are kept beside them, renamed.
