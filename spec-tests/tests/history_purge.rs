@@ -208,3 +208,38 @@ async fn a_rooms_retention_policy_purges_what_expired() {
         assert_eq!(event_status(&alice, &kept_room, id).await, 200, "a room without a policy lost {id}");
     }
 }
+
+/// A purge goes through the room a thousand events at a time, letting sends in between;
+/// one longer than that still removes everything before the point, and sends made while
+/// it runs are kept.
+#[tokio::test]
+async fn a_purge_longer_than_one_chunk_removes_everything_before_the_point() {
+    let server = Server::start_with_config(UNLIMITED_CONFIG).await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let room_id = alice.create_room(&json!({})).await;
+    let mut senders = Vec::new();
+    for sender in 0..4 {
+        let (alice, room_id) = (alice.clone(), room_id.clone());
+        senders.push(tokio::spawn(async move {
+            send_messages(&alice, &room_id, &format!("s{sender}"), 300).await
+        }));
+    }
+    let mut old = Vec::new();
+    for sender in senders {
+        old.extend(sender.await.unwrap());
+    }
+    let point = alice.send_text(&room_id, "the point").await;
+    let during = {
+        let (alice, room_id) = (alice.clone(), room_id.clone());
+        tokio::spawn(async move { send_messages(&alice, &room_id, "during", 20).await })
+    };
+    let out = cli_ok(
+        &server.cli(&["room", "purge-history", &room_id, "--before-event", &point, "--delete-local"], None),
+    );
+    assert!(out.contains("removed 1200 events"), "{out}");
+    let during = during.await.unwrap();
+    let listed = listed(&alice, &room_id).await;
+    assert!(old.iter().all(|id| !listed.contains(id)), "events before the point are still listed");
+    assert!(during.iter().chain([&point]).all(|id| listed.contains(id)), "events after the point went");
+    verify_clean(&server);
+}

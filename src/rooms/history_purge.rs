@@ -24,6 +24,9 @@ use crate::error::{Error, Result};
 
 const KEPT_FOR: Duration = Duration::from_secs(24 * 3600);
 
+/// Events looked at per turn of the room's append lock.
+const PURGE_CHUNK: usize = 1000;
+
 /// Where the purge stops: events before this are removed.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,14 +66,10 @@ impl Rooms {
         delete_local_events: bool,
     ) -> Result<HistoryPurge> {
         let room = self.room(room_id)?;
-        // Appends read the extremities and the newest events: none may run meanwhile.
-        let lock = self.append_lock(room_id);
-        let _held = lock.lock().await;
         let before = match point {
             PurgePoint::Event(event_id) => self.purge_point_position(room_id, event_id)?,
             PurgePoint::Timestamp(ts) => self.store.first_position_since(room_id, *ts)?,
         };
-        let room = self.store.room(room_id)?.unwrap_or(room);
         let before = before.min(room.last_position);
         let extremities = room.extremities;
         let server_name = self.server_name.clone();
@@ -84,10 +83,27 @@ impl Rooms {
                 && !extremities.contains(event_id)
                 && (delete_local_events || !local)
         };
-        let (purged, removed) = self.store.purge_history(room_id, before, &remove).await?;
-        self.events.forget(&removed);
-        tracing::info!(%room_id, removed = purged.events, kept = purged.kept, "room history purged");
-        Ok(HistoryPurge { events_removed: purged.events, events_kept: purged.kept })
+        // Appends read the room's newest events, which a purge's end forgets: none may run
+        // while a chunk is removed, and sends get a turn between chunks. Events appended
+        // meanwhile are past `before`, and any extremity they replace is only kept.
+        let mut purged = HistoryPurge::default();
+        let mut from = 0;
+        loop {
+            let lock = self.append_lock(room_id);
+            let held = lock.lock().await;
+            let (chunk, removed, resume_at) =
+                self.store.purge_history(room_id, (from, before), PURGE_CHUNK, &remove).await?;
+            drop(held);
+            self.events.forget(&removed);
+            purged.events_removed += chunk.events;
+            purged.events_kept += chunk.kept;
+            match resume_at {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        tracing::info!(%room_id, removed = purged.events_removed, kept = purged.events_kept, "room history purged");
+        Ok(purged)
     }
 
     /// The position of a purge point given as an event: one in the room's timeline.

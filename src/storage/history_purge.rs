@@ -24,21 +24,28 @@ pub struct HistoryPurged {
 }
 
 impl Store {
-    /// Removes the events of `room_id`'s timeline stored before `before` (a stream
-    /// position) for which `remove` says so. Returns the ids removed, for caches above.
+    /// Removes the events of `room_id`'s timeline stored from `from` up to `before` (stream
+    /// positions) for which `remove` says so, looking at `limit` events at most. Returns the
+    /// ids removed, for caches above, and where to go on if the limit stopped it.
     pub async fn purge_history(
         &self,
         room_id: &RoomId,
-        before: u64,
+        (from, before): (u64, u64),
+        limit: usize,
         remove: &(dyn Fn(&OwnedEventId, &JsonValue) -> bool + Sync),
-    ) -> Result<(HistoryPurged, Vec<OwnedEventId>)> {
+    ) -> Result<(HistoryPurged, Vec<OwnedEventId>, Option<u64>)> {
         let Some(room) = self.room(room_id)? else { return Ok(Default::default()) };
         let mut summary = HistoryPurged::default();
         let mut removed = Vec::new();
-        let start = super::rooms::room_key(room.short, 0);
+        let mut resume_at = None;
+        let start = super::rooms::room_key(room.short, from);
         let end = super::rooms::room_key(room.short, before);
-        for item in self.event_records.range(start..end) {
+        for (looked_at, item) in self.event_records.range(start..end).enumerate() {
             let (key, bytes) = item?;
+            if looked_at == limit {
+                resume_at = Some(super::be_u64("position", &key[8..])?);
+                break;
+            }
             let stored: StoredEvent = decode("event", &bytes)?;
             let pdu = stored.pdu_json();
             if !remove(&stored.event_id, &pdu) {
@@ -61,7 +68,7 @@ impl Store {
         // The room's newest entries are kept in memory with its record.
         self.room_records.forget(room_id);
         self.durable().await?;
-        Ok((summary, removed))
+        Ok((summary, removed, resume_at))
     }
 }
 
