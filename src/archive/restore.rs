@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{FORMAT, MANIFEST, MEDIA, Manifest, SNAPSHOT, files};
 use crate::{
     signing_key,
-    storage::{StorageError, Store, VerifyReport},
+    storage::{Store, VerifyReport},
 };
 
 /// What a restore did.
@@ -50,7 +50,7 @@ pub fn restore(backup: &Path, data_dir: &Path, server_name: &str, cache_mb: u64)
             manifest.server_name
         ));
     }
-    ensure_stopped(data_dir, cache_mb)?;
+    ensure_stopped(data_dir)?;
 
     let stamp = crate::now_ms();
     let staging = data_dir.join(format!("restore-{stamp}"));
@@ -84,18 +84,11 @@ pub fn restore(backup: &Path, data_dir: &Path, server_name: &str, cache_mb: u64)
 }
 
 /// Refuses to restore under a running server: its database would be replaced under it.
-fn ensure_stopped(data_dir: &Path, cache_mb: u64) -> Result<(), String> {
-    if !data_dir.join("db").exists() {
-        return Ok(());
+fn ensure_stopped(data_dir: &Path) -> Result<(), String> {
+    if Store::in_use(data_dir) {
+        return Err("the database is in use: stop the server before restoring a backup".to_owned());
     }
-    match Store::open(data_dir, cache_mb) {
-        Ok(_) => Ok(()),
-        Err(StorageError::Locked) => {
-            Err("the database is in use: stop the server before restoring a backup".to_owned())
-        }
-        // A database that does not open is what a restore is for.
-        Err(_) => Ok(()),
-    }
+    Ok(())
 }
 
 /// Builds the database in `staging` and checks it.

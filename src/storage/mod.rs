@@ -235,6 +235,12 @@ impl Store {
         Self::from_db(open_sled(dir, cache_capacity_mb)?)
     }
 
+    /// Whether another process (a running server) holds the database in `dir`. Opens sled
+    /// only: no migration or recovery runs on a database that is merely looked at.
+    pub fn in_use(dir: &Path) -> bool {
+        dir.join("db").exists() && matches!(open_sled(dir, 1), Err(StorageError::Locked))
+    }
+
     /// The store over an open sled database: checks and migrates its schema, then completes
     /// the event writes a crash interrupted.
     fn from_db(db: sled::Db) -> Result<Self> {
